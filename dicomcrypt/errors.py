@@ -1,0 +1,79 @@
+"""One error hierarchy for the whole package.
+
+Every failure a user can cause raises a subclass of :class:`DicomCryptError`, so callers
+(the CLI, a PACS hook, a DIMSE handler) can catch one type and map it to an exit code or a
+status. Messages name the file, key id or model involved, never key material or patient data.
+"""
+
+from __future__ import annotations
+
+
+class DicomCryptError(Exception):
+    """Base class of every error raised on purpose by dicomcrypt."""
+
+
+class InvalidInputError(DicomCryptError):
+    """The input is not something dicomcrypt can work on."""
+
+
+class NotDicomError(InvalidInputError):
+    """The input is not a DICOM file (no preamble/DICM, or unparseable)."""
+
+
+class NoPixelDataError(InvalidInputError):
+    """An operation that needs pixels met an instance without Pixel Data."""
+
+
+class PixelDecodeError(InvalidInputError):
+    """The pixel data could not be decoded (corrupt or unreadable compressed frame)."""
+
+
+class UnsupportedImageError(InvalidInputError):
+    """The image uses a pixel layout this version cannot encode."""
+
+
+class NotEncryptedError(InvalidInputError):
+    """Decryption was asked of an instance that carries no dicomcrypt envelope."""
+
+
+class EnvelopeFormatError(DicomCryptError):
+    """The envelope is malformed or truncated (detected before any decryption)."""
+
+
+class DecryptionError(DicomCryptError):
+    """Authentication failed: the key is wrong or the data was altered.
+
+    Deliberately one message for every cause, in the spirit of Fernet's InvalidToken, so an
+    attacker cannot learn which check failed.
+    """
+
+
+class KeyNotFoundError(DicomCryptError):
+    """No available key matches the key id the envelope needs."""
+
+    def __init__(self, needed: list[str] | str, available: list[str] | tuple[str, ...] = ()) -> None:
+        needed_list = [needed] if isinstance(needed, str) else list(needed)
+        self.needed = needed_list
+        self.available = list(available)
+        have = ", ".join(self.available) if self.available else "none"
+        super().__init__(f"no key for key id {' or '.join(needed_list)} (keys loaded: {have})")
+
+
+class KeyFileError(DicomCryptError):
+    """A key file is missing, malformed or has the wrong size."""
+
+
+class ModelError(DicomCryptError):
+    """A model is unknown, or its weights fail their SHA-256 check."""
+
+
+class ModelMismatchError(ModelError):
+    """The envelope names a model other than the one available to decode it."""
+
+
+class IntegrityError(DicomCryptError):
+    """Restored pixels differ from the digest stored at encryption time."""
+
+
+class OutputExistsError(DicomCryptError):
+    """The output path exists and overwriting was not requested."""
