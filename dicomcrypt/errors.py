@@ -77,3 +77,7 @@ class IntegrityError(DicomCryptError):
 
 class OutputExistsError(DicomCryptError):
     """The output path exists and overwriting was not requested."""
+
+
+class PayloadFormatError(DicomCryptError):
+    """The decrypted payload (or a part of it, like the latent) is malformed."""
