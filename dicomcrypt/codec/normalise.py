@@ -1,0 +1,92 @@
+"""Integer pixels <-> the [0, 1] floats the autoencoder works on.
+
+Each frame is mapped linearly from its own value range to [0, 1]. The range excludes padding:
+BitsStored is not a bound (design.md: a CT that claims 14 bits has -2000 padding in 21 % of its
+pixels), and stretching the range to include padding costs the tissue most of its contrast.
+The parameters travel in the payload, and :func:`from_unit` is written with plain IEEE
+float64 operations (multiply, then add, then floor) so sender and receiver compute the same
+integers from the same decoder output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# A minimum value counts as padding when it covers at least this share of a frame's pixels
+# and sits apart from the next value by at least this share of the frame's range.
+_PADDING_MIN_SHARE = 0.05
+_PADDING_MIN_GAP = 0.02
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-frame value ranges; ``low[f]`` maps to 0.0 and ``high[f]`` to 1.0."""
+
+    low: tuple[int, ...]
+    high: tuple[int, ...]
+
+    def to_json(self) -> dict[str, list[int]]:
+        return {"low": list(self.low), "high": list(self.high)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[int]]) -> "Normalisation":
+        return cls(tuple(int(v) for v in data["low"]), tuple(int(v) for v in data["high"]))
+
+
+def fit(frames: np.ndarray, padding_value: int | None = None) -> Normalisation:
+    """Choose each frame's range from its pixels, leaving padding out."""
+    lows: list[int] = []
+    highs: list[int] = []
+    for frame in frames:
+        low, high = _frame_range(frame, padding_value)
+        lows.append(low)
+        highs.append(high)
+    return Normalisation(tuple(lows), tuple(highs))
+
+
+def to_unit(frames: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """Map ``(F, H, W, C)`` integers to float32 in [0, 1]; padding clips to 0."""
+    out = np.empty(frames.shape, dtype=np.float32)
+    for index, frame in enumerate(frames):
+        low, span = norm.low[index], norm.high[index] - norm.low[index]
+        scaled = (frame.astype(np.float64) - low) / span
+        out[index] = np.clip(scaled, 0.0, 1.0)
+    return out
+
+
+def from_unit(unit: np.ndarray, norm: Normalisation, dtype: np.dtype | str) -> np.ndarray:
+    """Map decoder output in [0, 1] back to integers of ``dtype``, deterministically."""
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    out = np.empty(unit.shape, dtype=dtype)
+    for index, frame in enumerate(unit):
+        low = float(norm.low[index])
+        span = float(norm.high[index] - norm.low[index])
+        values = np.floor(np.add(np.multiply(frame.astype(np.float64), span), low) + 0.5)
+        out[index] = np.clip(values, info.min, info.max).astype(dtype)
+    return out
+
+
+def _frame_range(frame: np.ndarray, padding_value: int | None) -> tuple[int, int]:
+    values = frame.reshape(-1)
+    if padding_value is not None:
+        kept = values[values != padding_value]
+        if kept.size:
+            values = kept
+    low, high = int(values.min()), int(values.max())
+    low = _skip_padding_minimum(values, low, high)
+    return low, max(high, low + 1)
+
+
+def _skip_padding_minimum(values: np.ndarray, low: int, high: int) -> int:
+    """Return the second-lowest value when the lowest one looks like padding."""
+    at_min = values == low
+    share = float(at_min.mean())
+    if share < _PADDING_MIN_SHARE or share == 1.0:
+        return low
+    next_low = int(values[~at_min].min())
+    if next_low - low >= _PADDING_MIN_GAP * (high - low):
+        return next_low
+    return low
