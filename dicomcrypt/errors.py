@@ -47,6 +47,11 @@ class DecryptionError(DicomCryptError):
     attacker cannot learn which check failed.
     """
 
+    MESSAGE = "decryption failed: wrong key, or the data or its bound attributes were altered"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.MESSAGE)
+
 
 class KeyNotFoundError(DicomCryptError):
     """No available key matches the key id the envelope needs."""
