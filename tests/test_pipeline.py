@@ -1,0 +1,232 @@
+"""encrypt_dataset / decrypt_dataset on real files: round trips, DICOM rules, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import JPEG2000Lossless
+
+from dicomcrypt import dicom
+from dicomcrypt.crypto import Key, KeyRing
+from dicomcrypt.envelope import Mode, instance_binding, open_envelope, seal
+from dicomcrypt.errors import (
+    DecryptionError,
+    EnvelopeFormatError,
+    IntegrityError,
+    KeyNotFoundError,
+    ModelMismatchError,
+    NoPixelDataError,
+    PixelDecodeError,
+)
+from dicomcrypt.pipeline import decrypt_instance, encrypt_instance, inspect_dataset, pixel_digest
+from dicomcrypt.quality import compare
+
+
+@pytest.fixture(scope="module")
+def key() -> Key:
+    return Key.generate()
+
+
+def _load(name: str) -> pydicom.Dataset:
+    return pydicom.dcmread(get_testdata_file(name))
+
+
+def _through_bytes(ds: pydicom.Dataset) -> pydicom.Dataset:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+
+
+def _pixels(ds: pydicom.Dataset) -> np.ndarray:
+    return dicom.read_frames(ds)[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",  # signed 16-bit CT
+        "MR_small_RLE.dcm",  # RLE
+        "emri_small_jpeg_ls_lossless.dcm",  # multi-frame JPEG-LS
+        "SC_rgb.dcm",  # colour
+        "SC_rgb_jpeg_dcmtk.dcm",  # JPEG baseline YBR_FULL, decoded to RGB
+        "SC_rgb_small_odd.dcm",  # 3x3 colour: padding and cropping
+    ],
+)
+def test_lossless_restores_every_pixel_and_attribute(name, key):
+    original = _load(name)
+    before = copy.deepcopy(original)
+    sealed = encrypt_instance(original, key=key)
+    assert sealed.action == "encrypted" and sealed.mode == "lossless"
+    assert original == before, "the input dataset must not be modified"
+    encrypted = _through_bytes(sealed.dataset)
+    assert encrypted.SOPInstanceUID == original.SOPInstanceUID
+    restored = _through_bytes(decrypt_instance(encrypted, keys=KeyRing([key])).dataset)
+    np.testing.assert_array_equal(_pixels(restored), _pixels(original))
+    assert restored.SOPInstanceUID == original.SOPInstanceUID
+    for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns", "BitsStored"):
+        assert restored.get(keyword) == original.get(keyword), keyword
+    assert dicom.read_private_block(restored) is None
+
+
+def test_encrypted_instance_hides_pixels_and_shows_its_block(key):
+    original = _load("CT_small.dcm")
+    buffer = io.BytesIO()
+    encrypt_instance(original, key=key).dataset.save_as(buffer, enforce_file_format=True)
+    encrypted = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+    assert encrypted.Rows * encrypted.Columns < original.Rows * original.Columns
+    # No run of the original pixel bytes survives anywhere in the encrypted file.
+    raw = original.PixelData
+    assert all(raw[i : i + 64] not in buffer.getvalue() for i in range(0, len(raw) - 64, 997))
+    info = inspect_dataset(encrypted)
+    assert info.encrypted and info.mode == "lossless" and info.key_ids == (key.key_id,)
+    assert info.model_id and info.model_id.startswith("paper-grey")
+    assert not inspect_dataset(original).encrypted
+
+
+def test_lossy_restores_a_derived_image_under_dicom_rules(key):
+    original = _load("CT_small.dcm")
+    sealed = encrypt_instance(original, key=key, mode="lossy")
+    restored = decrypt_instance(_through_bytes(sealed.dataset), keys=[key]).dataset
+    assert restored.SOPInstanceUID != original.SOPInstanceUID
+    assert restored.file_meta.MediaStorageSOPInstanceUID == restored.SOPInstanceUID
+    assert restored.LossyImageCompression == "01"
+    assert "DICOMCRYPT_AE" in list(np.atleast_1d(restored.LossyImageCompressionMethod))
+    assert restored.SourceImageSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
+    assert restored.ImageType[0] == "DERIVED"
+    quality = compare(_pixels(original), _pixels(_through_bytes(restored)))
+    assert quality.ssim > 0.9 and quality.psnr_db > 30
+    # The latent is smaller than the pixels it replaces.
+    assert sealed.metrics["latent_bytes"] < sealed.metrics["pixel_bytes"]
+
+
+@pytest.mark.parametrize("name, reason", [("liver_1frame.dcm", "1-bit"), ("examples_palette.dcm", "palette")])
+def test_objects_the_model_cannot_serve_fall_back_to_the_standard_codec(name, reason, key):
+    original = _load(name)
+    sealed = encrypt_instance(original, key=key, mode="lossy")
+    assert sealed.mode == "standard" and reason in sealed.note
+    restored = _through_bytes(decrypt_instance(_through_bytes(sealed.dataset), keys=[key]).dataset)
+    np.testing.assert_array_equal(_pixels(restored), _pixels(original))
+
+
+def test_non_image_instances_pass_through(key):
+    report = _load("test-SR.dcm")
+    outcome = encrypt_instance(report, key=key)
+    assert outcome.action == "passed through"
+    assert outcome.dataset == report
+    assert decrypt_instance(report, keys=[key]).action == "passed through"
+
+
+def test_an_image_without_pixel_data_is_refused(key):
+    ds = _load("CT_small.dcm")
+    del ds.PixelData
+    with pytest.raises(NoPixelDataError):
+        encrypt_instance(ds, key=key)
+
+
+def test_an_unreadable_compressed_frame_is_refused(key):
+    ds = _load("MR_small_jp2klossless.dcm")
+    assert ds.file_meta.TransferSyntaxUID == JPEG2000Lossless
+    data = bytearray(ds.PixelData)
+    data[40:200] = bytes(160)  # wipe the codestream's main header and first tile
+    ds.PixelData = bytes(data)
+    with pytest.raises(PixelDecodeError):
+        encrypt_instance(ds, key=key)
+
+
+def test_wrong_key_names_the_key_id_the_file_needs(key):
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key).dataset
+    other = Key.generate()
+    with pytest.raises(KeyNotFoundError) as caught:
+        decrypt_instance(encrypted, keys=[other])
+    assert key.key_id in str(caught.value) and other.key_id in str(caught.value)
+
+
+def test_every_tampered_envelope_byte_is_refused(key):
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key, mode="lossy").dataset
+    envelope = dicom.read_private_block(encrypted).envelope
+    rng = np.random.default_rng(0)
+    positions = sorted(set(range(0, 160)) | set(rng.integers(0, len(envelope), 200).tolist()) | {len(envelope) - 1})
+    for position in positions:
+        tampered = copy.deepcopy(encrypted)
+        data = bytearray(envelope)
+        data[position] ^= 0x01
+        _replace_envelope(tampered, bytes(data))
+        with pytest.raises((DecryptionError, EnvelopeFormatError, KeyNotFoundError)):
+            decrypt_instance(tampered, keys=[key])
+
+
+@pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"])
+def test_editing_a_bound_attribute_is_refused_with_one_message(keyword, key):
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key).dataset
+    setattr(encrypted, keyword, "1.2.3.4.5.6.7")
+    with pytest.raises(DecryptionError) as caught:
+        decrypt_instance(encrypted, keys=[key])
+    assert str(caught.value) == DecryptionError.MESSAGE
+
+
+def test_editing_a_readable_private_element_is_refused(key):
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key).dataset
+    info = dicom.read_private_block(encrypted)
+    dicom.remove_private_block(encrypted)
+    dicom.write_private_block(encrypted, type(info)(**{**info.__dict__, "mode": "LOSSY"}))
+    with pytest.raises(DecryptionError):
+        decrypt_instance(encrypted, keys=[key])
+
+
+def test_a_truncated_envelope_is_refused(key):
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key).dataset
+    envelope = dicom.read_private_block(encrypted).envelope
+    for length in (0, 3, 40, len(envelope) // 2, len(envelope) - 1):
+        _replace_envelope(encrypted, envelope[:length])
+        with pytest.raises((EnvelopeFormatError, DecryptionError)):
+            decrypt_instance(encrypted, keys=[key])
+
+
+def test_model_mismatch_names_both_models(key):
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key).dataset
+    info = dicom.read_private_block(encrypted)
+    binding = instance_binding(*dicom.uids(encrypted))
+    header, plaintext = open_envelope(info.envelope, keys=[key], binding=binding)
+    resealed = seal(plaintext, key=key, mode=header.mode, model_id=header.model_id,
+                    model_sha256=bytes(range(32)), binding=binding)
+    _replace_envelope(encrypted, resealed)
+    with pytest.raises(ModelMismatchError) as caught:
+        decrypt_instance(encrypted, keys=[key])
+    assert bytes(range(32)).hex() in str(caught.value) and header.model_sha256.hex() in str(caught.value)
+
+
+def test_a_digest_mismatch_is_an_error_never_a_silent_difference(key):
+    from dicomcrypt.payload import Payload
+
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key, mode="standard").dataset
+    info = dicom.read_private_block(encrypted)
+    binding = instance_binding(*dicom.uids(encrypted))
+    header, plaintext = open_envelope(info.envelope, keys=[key], binding=binding)
+    payload = Payload.from_bytes(plaintext)
+    payload.meta["digest"] = pixel_digest(np.zeros((1, 1, 1, 1), np.uint8))
+    resealed = seal(payload.to_bytes(), key=key, mode=header.mode, model_id=header.model_id,
+                    model_sha256=header.model_sha256, binding=binding)
+    _replace_envelope(encrypted, resealed)
+    with pytest.raises(IntegrityError):
+        decrypt_instance(encrypted, keys=[key])
+
+
+def test_two_encryptions_never_share_data_key_or_nonce(key):
+    ds = _load("MR_small.dcm")
+    first = dicom.read_private_block(encrypt_instance(ds, key=key).dataset).envelope
+    second = dicom.read_private_block(encrypt_instance(ds, key=key).dataset).envelope
+    assert first != second
+    from dicomcrypt.envelope import read_header
+
+    assert read_header(first).nonce != read_header(second).nonce
+
+
+def _replace_envelope(ds: pydicom.Dataset, envelope: bytes) -> None:
+    info = dicom.read_private_block(ds)
+    dicom.remove_private_block(ds)
+    dicom.write_private_block(ds, type(info)(**{**info.__dict__, "envelope": envelope}))
