@@ -36,6 +36,7 @@ from dicomcrypt.errors import (
     IntegrityError,
     InvalidInputError,
     ModelMismatchError,
+    NoPixelDataError,
     PayloadFormatError,
 )
 from dicomcrypt.payload import Payload
@@ -86,6 +87,10 @@ def encrypt_instance(
     """Encrypt the pixels of ``ds``; non-image instances pass through unchanged."""
     requested = _parse_mode(mode)
     if not dicom.has_pixel_data(ds):
+        if _is_image_storage(ds):
+            raise NoPixelDataError(
+                f"{_sop_class_name(ds)} instance {ds.get('SOPInstanceUID', '?')} has no Pixel Data"
+            )
         return Outcome(copy.deepcopy(ds), "passed through", note="no pixel data: not an image")
     if dicom.read_private_block(ds) is not None:
         raise InvalidInputError("instance is already encrypted by dicomcrypt")
@@ -278,6 +283,16 @@ def _unsupported_reason(fmt: "dicom.PixelFormat") -> str:
     if fmt.samples_per_pixel not in (1, 3):
         return f"{fmt.samples_per_pixel} samples per pixel"
     return f"{fmt.bits_allocated}-bit pixels"
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    uid = ds.get("SOPClassUID")
+    return uid.name if uid is not None else "unknown SOP class"
+
+
+def _is_image_storage(ds: Dataset) -> bool:
+    """Image IODs require Pixel Data; other objects (SR, RT Plan, ...) pass through."""
+    return "Image Storage" in _sop_class_name(ds)
 
 
 def _check_readable_elements(info: "dicom.PrivateInfo", header: Any) -> None:
