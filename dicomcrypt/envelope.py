@@ -59,7 +59,7 @@ KEY_ID_SIZE = 8
 WRAPPED_KEY_SIZE = KEY_SIZE + 8  # RFC 3394 adds one 64-bit block
 MAX_PLAINTEXT = 2**36 - 32  # AES-GCM's limit for one (key, nonce): 2**39 - 256 bits
 
-DECRYPTION_FAILED = "decryption failed: wrong key, or the data or its bound attributes were altered"
+DECRYPTION_FAILED = DecryptionError.MESSAGE
 """The one message of every DecryptionError raised by :func:`open_envelope`."""
 
 BINDING_LABEL = b"dicomcrypt/v1/instance-binding"
