@@ -1,0 +1,166 @@
+"""Latent <-> bytes: the part of the payload that replaces the pixels.
+
+The paper sends float32 features, which for its 224x224x3 -> 112x112x3 model are as many bytes as
+the 8-bit image they replace. We quantise instead (design.md: float16 loses nothing against
+float32; 8 bits per channel with a stored affine scale costs at most 0.13 dB) and compress with
+zstd. No torch here: the receiver's parsing and dequantisation are plain numpy, and the
+dequantisation is written as two separate IEEE float64 operations (multiply, then add) so every
+machine computes the same decoder input (see :mod:`dicomcrypt.codec.fixed_point`).
+
+Layout, version 1 (integers big-endian)::
+
+    4 bytes  magic b"DCLT"
+    u8       version (1)
+    u8       format: 1 = u8 (affine 8-bit per frame and channel), 2 = f16 (IEEE half)
+    u8       downsampling factor of the model (latent size = ceil(original / factor))
+    u32      frames F
+    u32      latent height h, u32 latent width w
+    u16      latent channels C
+    u32      original height H, u32 original width W
+    u32      tile size (pixels of the original) the codec used
+    u8 only: F * C pairs of float32 (low, step), frame-major; value = low + q * step
+    rest     one zstd frame: the samples, planar (F, C, h, w); u8, or little-endian float16
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from dicomcrypt.errors import PayloadFormatError
+
+MAGIC = b"DCLT"
+VERSION = 1
+FORMATS = {"u8": 1, "f16": 2}
+_FORMAT_NAMES = {code: name for name, code in FORMATS.items()}
+_HEADER = struct.Struct(">4sBBBIIIHIII")
+_PARAMS = struct.Struct(">ff")
+_ZSTD_LEVEL = 9
+# Refuse to allocate more than this for one latent (a 16k x 16k x 1000-frame study is not a latent).
+MAX_SAMPLES = 2**31
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A parsed latent: dequantised values and the geometry needed to decode them."""
+
+    values: np.ndarray  # (F, h, w, C) float64, exactly as the receiver's decoder sees them
+    format: str
+    factor: int
+    original_size: tuple[int, int]
+    tile: int
+
+
+def latent_to_bytes(
+    latent: np.ndarray,
+    *,
+    latent_format: str = "u8",
+    factor: int,
+    original_size: tuple[int, int],
+    tile: int,
+) -> bytes:
+    """Quantise and serialise ``(F, h, w, C)`` float latents."""
+    if latent_format not in FORMATS:
+        raise ValueError(f"latent format must be one of {sorted(FORMATS)}, not {latent_format!r}")
+    if latent.ndim != 4 or 0 in latent.shape:
+        raise ValueError(f"latent must be a non-empty (F, h, w, C) array, not {latent.shape}")
+    if not np.all(np.isfinite(latent)):
+        raise ValueError("latent has non-finite values")
+    frames, height, width, channels = latent.shape
+    _check_geometry(frames, height, width, channels, factor, original_size)
+    header = _HEADER.pack(MAGIC, VERSION, FORMATS[latent_format], factor, frames, height, width, channels,
+                          original_size[0], original_size[1], tile)
+    planar = np.ascontiguousarray(latent.transpose(0, 3, 1, 2), dtype=np.float32)
+    if latent_format == "f16":
+        samples, params = planar.astype("<f2"), b""
+    else:
+        samples, params = _quantise_u8(planar)
+    import zstandard
+
+    data = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(samples.tobytes())
+    return header + params + data
+
+
+def latent_from_bytes(blob: bytes) -> Latent:
+    """Parse and dequantise; :class:`PayloadFormatError` on anything malformed."""
+    view = memoryview(blob)
+    if len(view) < _HEADER.size:
+        raise PayloadFormatError(f"latent: {len(view)} bytes is shorter than the {_HEADER.size}-byte header")
+    magic, version, code, factor, frames, height, width, channels, orig_h, orig_w, tile = _HEADER.unpack_from(view)
+    if magic != MAGIC:
+        raise PayloadFormatError("latent: bad magic (not a dicomcrypt latent)")
+    if version != VERSION:
+        raise PayloadFormatError(f"latent: version {version} is not supported (this build reads {VERSION})")
+    if code not in _FORMAT_NAMES:
+        raise PayloadFormatError(f"latent: unknown sample format {code}")
+    _check_geometry(frames, height, width, channels, factor, (orig_h, orig_w), error=PayloadFormatError)
+    latent_format = _FORMAT_NAMES[code]
+    offset = _HEADER.size
+    params = None
+    if latent_format == "u8":
+        size = frames * channels * _PARAMS.size
+        if len(view) < offset + size:
+            raise PayloadFormatError("latent: quantisation parameters truncated")
+        params = np.frombuffer(view[offset : offset + size], dtype=">f4").reshape(frames, channels, 2)
+        offset += size
+        if not np.all(np.isfinite(params)) or np.any(params[..., 1] < 0):
+            raise PayloadFormatError("latent: quantisation parameters are not finite and non-negative")
+    itemsize = 1 if latent_format == "u8" else 2
+    expected = frames * channels * height * width * itemsize
+    import zstandard
+
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(bytes(view[offset:]), max_output_size=expected)
+    except zstandard.ZstdError as exc:
+        raise PayloadFormatError(f"latent: compressed samples do not decode ({exc})") from exc
+    if len(raw) != expected:
+        raise PayloadFormatError(f"latent: {len(raw)} sample bytes, {expected} expected")
+    shape = (frames, channels, height, width)
+    if latent_format == "f16":
+        planar = np.frombuffer(raw, dtype="<f2").reshape(shape).astype(np.float64)
+        if not np.all(np.isfinite(planar)):
+            raise PayloadFormatError("latent: float16 samples are not all finite")
+    else:
+        planar = _dequantise_u8(np.frombuffer(raw, dtype=np.uint8).reshape(shape), params)
+    values = np.ascontiguousarray(planar.transpose(0, 2, 3, 1))
+    return Latent(values, latent_format, factor, (orig_h, orig_w), tile)
+
+
+def _quantise_u8(planar: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """Per frame and channel: ``q = round((x - low) / step)``, ``step = (high - low) / 255``."""
+    low = planar.min(axis=(2, 3)).astype(np.float32)
+    high = planar.max(axis=(2, 3)).astype(np.float32)
+    step = ((high.astype(np.float64) - low) / 255.0).astype(np.float32)
+    safe = np.where(step > 0, step, np.float32(1.0)).astype(np.float64)
+    q = np.rint((planar - low[..., None, None].astype(np.float64)) / safe[..., None, None])
+    q = np.clip(q, 0, 255).astype(np.uint8)
+    params = np.stack([low, step], axis=-1).astype(">f4").tobytes()
+    return q, params
+
+
+def _dequantise_u8(q: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """``low + q * step`` in float64 as two separately rounded IEEE operations (never fused)."""
+    low = params[..., 0].astype(np.float64)[..., None, None]
+    step = params[..., 1].astype(np.float64)[..., None, None]
+    # q * step is exact (8-bit times 24-bit significand), the addition is correctly rounded.
+    return np.add(np.multiply(q.astype(np.float64), step), low)
+
+
+def _check_geometry(
+    frames: int,
+    height: int,
+    width: int,
+    channels: int,
+    factor: int,
+    original_size: tuple[int, int],
+    error: type[Exception] = ValueError,
+) -> None:
+    orig_h, orig_w = original_size
+    if min(frames, height, width, channels, factor, orig_h, orig_w) < 1:
+        raise error("latent: a dimension is zero")
+    if height != -(-orig_h // factor) or width != -(-orig_w // factor):
+        raise error(f"latent: {height}x{width} does not fit an original of {orig_h}x{orig_w} at factor {factor}")
+    if frames * channels * height * width > MAX_SAMPLES:
+        raise error("latent: too large")

@@ -1,0 +1,128 @@
+"""The paper's autoencoder (Alslman et al. 2022, Table 2) in PyTorch.
+
+Encoder ``g_a`` and decoder ``g_s`` are separate modules, as in CompressAI's ``models/google.py``,
+because they run on different machines: the sender only needs ``g_a``, the receiver only ``g_s``
+(and in practice a fixed-point copy of it, :mod:`dicomcrypt.codec.fixed_point`).
+
+Data flow (``C`` = 1 for greyscale, 3 for colour; spatial sizes for an ``H x W`` input)::
+
+    sender                                                   receiver
+
+    x  C x H x W                                             x_hat  C x H x W
+    |                                                          ^  clamp [0, 1] at inference
+    v                                                          |
+    +-----------------+                              +-----------------------+
+    | Conv 3x3, 64    | ReLU   64 x H x W            | ConvT 3x3, C (linear) |
+    | MaxPool 2       |        64 x H/2 x W/2        | ConvT 3x3, 64   ReLU  |  64 x H x W
+    | Conv 3x3, 64    | ReLU   64 x H/2 x W/2        | ConvT 3x3, 64   ReLU  |  64 x H x W
+    | Conv 3x3, 32    | ReLU   32 x H/2 x W/2        | Upsample 2 (nearest)  |  32 x H x W
+    | Conv 1x1, 3     | linear  ("Dense")            | ConvT 3x3, 32   ReLU  |  32 x H/2 x W/2
+    +-----------------+                              | Conv 1x1, 3  (linear) |   3 x H/2 x W/2
+        g_a  |                                       +-----------------------+
+             v                                                 ^  g_s
+             y  3 x H/2 x W/2 --> quantise --> AES-GCM --> ... -+
+
+The Keras "Dense" layers of the paper act on the last (channel) axis, so they are 1x1
+convolutions. ConvTranspose 3x3 with stride 1 and "same" padding is the same operation as a
+3x3 convolution with flipped, transposed weights; we keep ConvTranspose for fidelity to the
+paper and convert when building the fixed-point decoder. The network is fully convolutional:
+any size works once padded to a multiple of :data:`DOWNSAMPLE` (see :func:`pad_to_multiple`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+ARCH = "paper-ae"
+DOWNSAMPLE = 2
+LATENT_CHANNELS = 3
+
+
+class Encoder(nn.Module):
+    """``g_a``: image ``(N, C, H, W)`` -> latent ``(N, 3, H/2, W/2)`` (H, W even)."""
+
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
+        self.conv3 = nn.Conv2d(64, 32, 3, padding=1)
+        self.dense = nn.Conv2d(32, LATENT_CHANNELS, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = torch.relu(self.conv2(x))
+        x = torch.relu(self.conv3(x))
+        return self.dense(x)
+
+
+class Decoder(nn.Module):
+    """``g_s``: latent ``(N, 3, h, w)`` -> image ``(N, C, 2h, 2w)``, unclamped (for training)."""
+
+    def __init__(self, out_channels: int = 1) -> None:
+        super().__init__()
+        self.dense = nn.Conv2d(LATENT_CHANNELS, LATENT_CHANNELS, 1)
+        self.deconv1 = nn.ConvTranspose2d(LATENT_CHANNELS, 32, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.deconv2 = nn.ConvTranspose2d(32, 64, 3, padding=1)
+        self.deconv3 = nn.ConvTranspose2d(64, 64, 3, padding=1)
+        self.out = nn.ConvTranspose2d(64, out_channels, 3, padding=1)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        x = self.dense(y)
+        x = self.up(torch.relu(self.deconv1(x)))
+        x = torch.relu(self.deconv2(x))
+        x = torch.relu(self.deconv3(x))
+        return self.out(x)
+
+
+class PaperAutoencoder(nn.Module):
+    """Encoder and decoder together, for training and for the float reference path."""
+
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grey) or 3 (colour), not {in_channels}")
+        self.in_channels = in_channels
+        self.g_a = Encoder(in_channels)
+        self.g_s = Decoder(in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training forward pass: unclamped reconstruction of an even-sized batch."""
+        return self.g_s(self.g_a(x))
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "PaperAutoencoder":
+        """Rebuild from saved weights; the channel count is read off the first conv."""
+        in_channels = int(state["g_a.conv1.weight"].shape[1])
+        model = cls(in_channels)
+        model.load_state_dict(state)
+        return model
+
+    @torch.inference_mode()
+    def reconstruct(self, image: np.ndarray) -> np.ndarray:
+        """Float reference round trip of one ``(H, W, C)`` image, untiled, clamped to [0, 1]."""
+        padded, (height, width) = pad_to_multiple(image), image.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)).permute(2, 0, 1)[None]
+        y = self(x).clamp_(0.0, 1.0)
+        return y[0].permute(1, 2, 0).numpy()[:height, :width]
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int = DOWNSAMPLE) -> np.ndarray:
+    """Edge-replicate ``(H, W, C)`` up to a multiple of ``multiple``; callers crop back.
+
+    Replicating the edge (rather than zeros) keeps the border of the image in the statistics the
+    model was trained on, so the cropped-off row or column does not leak an artificial edge.
+    """
+    height, width = image.shape[:2]
+    extra_h, extra_w = (-height) % multiple, (-width) % multiple
+    if not (extra_h or extra_w):
+        return image
+    return np.pad(image, ((0, extra_h), (0, extra_w), (0, 0)), mode="edge")
+
+
+def conv_transpose_as_conv(weight: torch.Tensor) -> torch.Tensor:
+    """Weights of a stride-1 ConvTranspose2d ``(in, out, k, k)`` as Conv2d weights ``(out, in, k, k)``."""
+    return weight.flip(2, 3).transpose(0, 1).contiguous()

@@ -1,0 +1,515 @@
+#!/usr/bin/env python
+"""Train, calibrate, export and evaluate the shipped default models ``paper-grey@1`` and ``paper-colour@1``.
+
+Repeatable: fixed seeds, a fixed number of steps, files read in sorted order, two torch threads.
+(Bit-identical weights are expected on the same machine and torch build; another CPU may differ in
+the last bits of training, which is why the *exported* weights and their SHA-256 are what count.)
+
+Data: only images we may redistribute -- pydicom's bundled test files and pydicom-data (both MIT),
+minus the held-out evaluation families: every file whose name starts with ``693_`` (CT), ``MR2_``
+(MR), ``RG1_`` (radiograph) or ``US1_`` (colour ultrasound), and any other file of the same study
+(pydicom's ``examples_jpeg2k.dcm`` is US1) or with the same pixels. Each frame is normalised to
+[0, 1] over its own range with padding left out, exactly as at inference
+(:mod:`dicomcrypt.codec.normalise`).
+
+Usage::
+
+    .venv/bin/python scripts/train_default_models.py                 # both models, ~9 CPU min each
+    .venv/bin/python scripts/train_default_models.py --models grey --steps 50 --out /tmp/m   # smoke run
+    .venv/bin/python scripts/train_default_models.py --evaluate-only  # re-measure shipped weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pydicom  # noqa: E402
+import torch  # noqa: E402
+
+from dicomcrypt.codec import fixed_point, normalise  # noqa: E402
+from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes  # noqa: E402
+from dicomcrypt.codec.model import PaperAutoencoder  # noqa: E402
+from dicomcrypt.codec import registry  # noqa: E402
+from dicomcrypt.codec.tiling import TILE, HALO  # noqa: E402
+
+SEED = 20221130
+HELD_OUT_PREFIXES = ("693_", "MR2_", "RG1_", "US1_")
+EVAL_FILES = {"grey": ["693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"], "colour": ["US1_UNCR.dcm"]}
+MODELS = {
+    "grey": {"model_id": "paper-grey@1", "stem": "paper-grey-v1", "channels": 1, "steps": 1200},
+    "colour": {"model_id": "paper-colour@1", "stem": "paper-colour-v1", "channels": 3, "steps": 1000},
+}
+CROP_SIZES = (64, 80, 96, 112, 128)
+PIXELS_PER_BATCH = 8 * 96 * 96
+MAX_FRAMES_PER_FILE = 8
+MIN_SIDE = 32
+
+
+def data_dirs() -> list[Path]:
+    import data_store  # pydicom-data
+
+    return [Path(pydicom.__file__).parent / "data" / "test_files", Path(data_store.__file__).parent / "data"]
+
+
+@dataclass
+class Image:
+    name: str
+    group: str  # the study: lossy/lossless copies of one image share a sampling weight
+    frames: np.ndarray  # (F, H, W, C) float32 in [0, 1]
+
+
+def read_pixels(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
+    """``(F, H, W, C)`` integers as pydicom decodes them (palette through its LUT), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            if "PixelData" not in ds or ds.get("BitsAllocated", 0) not in (8, 16):
+                return None
+            pixels = ds.pixel_array
+            if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
+                from pydicom.pixels import apply_color_lut
+
+                pixels = apply_color_lut(pixels, ds)
+    except Exception:
+        return None
+    samples = 3 if ds.get("PhotometricInterpretation") == "PALETTE COLOR" else int(ds.get("SamplesPerPixel", 1))
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames == 1:
+        pixels = pixels[None]
+    if samples == 1:
+        pixels = pixels[..., None]
+    if pixels.ndim != 4 or pixels.shape[-1] not in (1, 3) or pixels.dtype.kind not in "iu":
+        return None
+    return ds, pixels.astype(pixels.dtype.newbyteorder("="))
+
+
+def to_unit(ds: pydicom.Dataset, pixels: np.ndarray) -> np.ndarray:
+    padding = ds.get("PixelPaddingValue")
+    norm = normalise.fit(pixels, int(padding) if padding is not None else None)
+    return normalise.to_unit(pixels, norm)
+
+
+def held_out_identity() -> tuple[set[str], set[str]]:
+    """Study UIDs and pixel hashes of the held-out families, to exclude their copies too."""
+    studies, hashes = set(), set()
+    for folder in data_dirs():
+        for path in sorted(folder.glob("*.dcm")):
+            if path.name.startswith(HELD_OUT_PREFIXES):
+                read = read_pixels(path)
+                if read:
+                    studies.add(str(read[0].get("StudyInstanceUID", "")))
+                    hashes.add(hashlib.sha256(read[1].tobytes()).hexdigest())
+    studies.discard("")
+    return studies, hashes
+
+
+def collect(channels: int, log: list[str]) -> list[Image]:
+    """Training images with ``channels`` samples, deduplicated, held-out families excluded."""
+    studies, held_hashes = held_out_identity()
+    seen: set[str] = set()
+    images: list[Image] = []
+    for folder in data_dirs():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if path.name.startswith(HELD_OUT_PREFIXES):
+                continue
+            read = read_pixels(path)
+            if read is None:
+                continue
+            ds, pixels = read
+            if pixels.shape[-1] != channels or min(pixels.shape[1:3]) < MIN_SIDE:
+                continue
+            study = str(ds.get("StudyInstanceUID", "")) or path.name
+            if study in studies or hashlib.sha256(pixels.tobytes()).hexdigest() in held_hashes:
+                log.append(f"excluded {path.name}: same study or pixels as a held-out file")
+                continue
+            if pixels.shape[0] > MAX_FRAMES_PER_FILE:
+                pixels = pixels[np.linspace(0, pixels.shape[0] - 1, MAX_FRAMES_PER_FILE).round().astype(int)]
+            keep = []
+            for index, frame in enumerate(pixels):  # the same frame in another transfer syntax: once
+                digest = hashlib.sha256(frame.tobytes()).hexdigest()
+                if digest not in seen:
+                    seen.add(digest)
+                    keep.append(index)
+            if keep:
+                images.append(Image(path.name, study, to_unit(ds, pixels[keep])))
+    return images
+
+
+def sampling_weights(images: list[Image]) -> np.ndarray:
+    """Per study sqrt(area) (capped at 512x512), shared among the study's images."""
+    groups: dict[str, list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.group, []).append(index)
+    weights = np.zeros(len(images))
+    for members in groups.values():
+        share = max(math.sqrt(min(images[i].frames.shape[1] * images[i].frames.shape[2], 512 * 512)) for i in members)
+        weights[members] = share / len(members)
+    return weights / weights.sum()
+
+
+def sample_batch(images: list[Image], weights: np.ndarray, rng: np.random.Generator, channels: int) -> torch.Tensor:
+    size = int(rng.choice(CROP_SIZES))
+    count = max(4, PIXELS_PER_BATCH // (size * size))
+    batch = np.empty((count, channels, size, size), dtype=np.float32)
+    for index in range(count):
+        image = images[rng.choice(len(images), p=weights)]
+        frame = image.frames[rng.integers(image.frames.shape[0])]
+        height, width = frame.shape[:2]
+        if height < size or width < size:
+            frame = np.pad(frame, ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0)), mode="edge")
+            height, width = frame.shape[:2]
+        y, x = rng.integers(height - size + 1), rng.integers(width - size + 1)
+        crop = frame[y : y + size, x : x + size]
+        crop = np.rot90(crop, k=int(rng.integers(4)))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        batch[index] = crop.transpose(2, 0, 1)
+    return torch.from_numpy(batch)
+
+
+def train(kind: str, steps: int, log: list[str]) -> tuple[PaperAutoencoder, list[Image], dict]:
+    spec = MODELS[kind]
+    channels = spec["channels"]
+    images = collect(channels, log)
+    weights = sampling_weights(images)
+    log.append(f"{kind}: {len(images)} training images: " + ", ".join(f"{im.name} {im.frames.shape[1:3]}x{im.frames.shape[0]}" for im in images))
+    rng = np.random.default_rng(SEED)
+    torch.manual_seed(SEED)
+    model = PaperAutoencoder(channels)
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=max(0.05, 3 / steps))
+    start = time.perf_counter()
+    running = None
+    for step in range(steps):
+        batch = sample_batch(images, weights, rng, channels).contiguous(memory_format=torch.channels_last)
+        loss = torch.nn.functional.mse_loss(model(batch), batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        if step % 50 == 0 or step == steps - 1:
+            print(f"{kind} step {step}/{steps} loss {running:.6f} psnr~{-10 * math.log10(running):.2f} dB "
+                  f"{time.perf_counter() - start:.0f}s", flush=True)
+    seconds = time.perf_counter() - start
+    summary = {"steps": steps, "seconds": round(seconds, 1), "final_mse_ema": running,
+               "images": len(images), "files": sorted({im.name for im in images})}
+    return model.eval(), images, summary
+
+
+def calibration_latents(model: PaperAutoencoder, images: list[Image], channels: int) -> list[torch.Tensor]:
+    """Latents as the receiver sees them (u8-quantised) for training frames (up to 512 px) and crops."""
+    rng = np.random.default_rng(SEED + 1)
+    inputs = []
+    for image in images:
+        for frame in image.frames[:2]:
+            height, width = min(512, frame.shape[0] // 2 * 2), min(512, frame.shape[1] // 2 * 2)
+            inputs.append(torch.from_numpy(np.ascontiguousarray(frame[:height, :width])).permute(2, 0, 1)[None])
+    uniform = np.full(len(images), 1 / len(images))
+    inputs += [sample_batch(images, uniform, rng, channels) for _ in range(8)]
+    out = []
+    with torch.inference_mode():
+        for x in inputs:
+            y = model.g_a(x).permute(0, 2, 3, 1).numpy()
+            blob = latent_to_bytes(y, factor=2, original_size=(2 * y.shape[1], 2 * y.shape[2]), tile=TILE)
+            out.append(torch.from_numpy(latent_from_bytes(blob).values).permute(0, 3, 1, 2))
+    return out
+
+
+def export(kind: str, model: PaperAutoencoder, images: list[Image], summary: dict, out: Path) -> Path:
+    spec = MODELS[kind]
+    peaks = fixed_point.calibrate(model.g_s, calibration_latents(model, images, spec["channels"]))
+    state = fixed_point.export_state(model.g_s, peaks)
+    meta = {"training": summary, "calibration_peaks": peaks, "card": f"{spec['stem']}.md"}
+    return registry.write_model(model, state, out, spec["stem"], spec["model_id"], meta, card="(evaluation pending)\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation on the held-out files
+
+
+def psnr(original: np.ndarray, restored: np.ndarray, data_range: float) -> float:
+    mse = float(np.mean((original.astype(np.float64) - restored.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(data_range**2 / mse)
+
+
+def ssim(original: np.ndarray, restored: np.ndarray, data_range: float) -> float:
+    from skimage.metrics import structural_similarity
+
+    values = []
+    for a, b in zip(original, restored):
+        kwargs = {"channel_axis": -1} if a.shape[-1] == 3 else {}
+        a2, b2 = (a, b) if a.shape[-1] == 3 else (a[..., 0], b[..., 0])
+        values.append(structural_similarity(a2.astype(np.float64), b2.astype(np.float64), data_range=data_range, **kwargs))
+    return float(np.mean(values))
+
+
+def evaluate(kind: str, meta_path: Path) -> list[dict]:
+    registry.clear_cache()
+    model = registry.load_model(str(meta_path))
+    folder = data_dirs()[1]
+    rows = []
+    for name in EVAL_FILES[kind]:
+        read = read_pixels(folder / name)
+        assert read is not None, name
+        ds, pixels = read
+        padding = ds.get("PixelPaddingValue")
+        norm = normalise.fit(pixels, int(padding) if padding is not None else None)
+        unit = normalise.to_unit(pixels, norm)
+        data_range = float(pixels.max()) - float(pixels.min())
+        row = {"file": name, "modality": str(ds.get("Modality", "")), "size": f"{pixels.shape[2]}x{pixels.shape[1]}",
+               "range": data_range, "raw_bytes": pixels.nbytes}
+        for fmt in ("u8", "f16"):
+            start = time.perf_counter()
+            blob = model.encode(unit, latent_format=fmt)
+            row[f"encode_s_{fmt}"] = time.perf_counter() - start
+            row[f"latent_bytes_{fmt}"] = len(blob)
+            if fmt == "f16":
+                fixed = normalise.from_unit(model.decode(blob), norm, pixels.dtype)
+                row["psnr_fixed_f16"] = psnr(pixels, fixed, data_range)
+                continue
+            start = time.perf_counter()
+            floating = model.decode_float(blob)
+            row["decode_float_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            exact = model.decode(blob)
+            row["decode_fixed_s"] = time.perf_counter() - start
+            for label, decoded in (("float", floating), ("fixed", exact)):
+                restored = normalise.from_unit(decoded, norm, pixels.dtype)
+                row[f"psnr_{label}"] = psnr(pixels, restored, data_range)
+                row[f"ssim_{label}"] = ssim(pixels, restored, data_range)
+                if row["modality"] == "CT":
+                    row[f"brain_hu_mae_{label}"] = brain_window_error(ds, pixels, restored)
+            row["fixed_vs_float_max_abs"] = float(np.abs(floating - exact).max())
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def brain_window_error(ds: pydicom.Dataset, original: np.ndarray, restored: np.ndarray) -> float:
+    """Mean |error| in HU over pixels inside the brain window (C40/W100, i.e. -10..90 HU)."""
+    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    hu = original.astype(np.float64) * slope + intercept
+    mask = (hu >= -10) & (hu <= 90)
+    return float(np.mean(np.abs(original[mask].astype(np.float64) - restored[mask]) * slope))
+
+
+def measure_memory(meta_path: Path, size: int = 4000) -> dict:
+    """Encode, then decode, a synthetic ``size x size`` image, each in a fresh process (peak RSS of each)."""
+    import tempfile
+
+    common = f"""
+import resource, sys, time
+import numpy as np
+from dicomcrypt.codec import registry
+m = registry.load_model({str(meta_path)!r})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+    encode = common + f"""
+yy, xx = np.mgrid[0:{size}, 0:{size}].astype(np.float32) / {size}
+img = (0.5 + 0.25 * np.sin(yy * 40) * np.cos(xx * 30))[None, :, :, None].repeat(m.info.channels, axis=3)
+img = img.astype(np.float32)
+t = time.perf_counter(); blob = m.encode(img); took = time.perf_counter() - t
+open(sys.argv[1], "wb").write(blob)
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, took, len(blob))
+"""
+    decode = common + """
+blob = open(sys.argv[1], "rb").read()
+t = time.perf_counter(); out = m.decode(blob); took = time.perf_counter() - t
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, took, out.shape)
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        blob_path = str(Path(tmp) / "latent.bin")
+        enc = subprocess.run([sys.executable, "-c", encode, blob_path], capture_output=True, text=True, check=True)
+        dec = subprocess.run([sys.executable, "-c", decode, blob_path], capture_output=True, text=True, check=True)
+    e_base, e_peak, e_time, nbytes = enc.stdout.split()
+    d_base, d_peak, d_time = dec.stdout.split()[:3]
+    return {"size": size, "rss_after_load_mb": int(d_base) / 1024,
+            "encode_peak_rss_mb": int(e_peak) / 1024, "encode_s": float(e_time), "latent_bytes": int(nbytes),
+            "decode_peak_rss_mb": int(d_peak) / 1024, "decode_s": float(d_time)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Model card
+
+
+def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list[str]) -> str:
+    spec = MODELS[kind]
+    training = meta["training"]
+    calib = meta["calibration"]
+    lines = [
+        f"# Model card: `{spec['model_id']}`",
+        "",
+        f"The autoencoder of Alslman et al. 2022 (Electronics 11, 3967, Table 2), for "
+        f"{'greyscale (1-sample)' if spec['channels'] == 1 else 'colour (3-sample RGB/YBR)'} images. "
+        "Shipped with dicomcrypt as the default for its channel count. Weights file "
+        f"`{meta['weights']}`, SHA-256 `{meta['sha256']}` (checked at every load).",
+        "",
+        "## Architecture",
+        "",
+        "| part | layer | output (H x W input) |",
+        "| --- | --- | --- |",
+        f"| encoder `g_a` | Conv 3x3, 64, ReLU | 64 x H x W |",
+        "| | MaxPool 2 | 64 x H/2 x W/2 |",
+        "| | Conv 3x3, 64, ReLU | 64 x H/2 x W/2 |",
+        "| | Conv 3x3, 32, ReLU | 32 x H/2 x W/2 |",
+        "| | Conv 1x1, 3, linear (\"Dense\") -> **latent** | 3 x H/2 x W/2 |",
+        "| decoder `g_s` | Conv 1x1, 3, linear | 3 x H/2 x W/2 |",
+        "| | ConvTranspose 3x3, 32, ReLU | 32 x H/2 x W/2 |",
+        "| | Upsample 2 (nearest) | 32 x H x W |",
+        "| | ConvTranspose 3x3, 64, ReLU | 64 x H x W |",
+        "| | ConvTranspose 3x3, 64, ReLU | 64 x H x W |",
+        f"| | ConvTranspose 3x3, {spec['channels']}, linear, clamped to [0, 1] | {spec['channels']} x H x W |",
+        "",
+        "Fully convolutional; odd sizes are edge-padded to even and cropped back. Latent: 3 channels at half "
+        "resolution, quantised to 8 bits per frame and channel (affine, float32 low/step) or float16, zstd-compressed. "
+        f"Images are processed in {TILE}-pixel tiles with an {HALO}-pixel halo (tiled output == untiled output).",
+        "",
+        "Decoding uses a fixed-point copy of `g_s` (`dicomcrypt/codec/fixed_point.py`): weights integer with |w| <= 2^10 "
+        "and one power-of-two scale per layer, activations integer in [0, 2^16) after ReLU / signed 17-bit for linear "
+        "layers, every sum an exact integer below 2^53 in float64, so the prediction is bit-identical on every machine "
+        "and thread count (what the lossless mode's residual needs). Exponents (value = integer x 2^-exp): "
+        f"input {calib['input_exp']}; "
+        + "; ".join(f"{name} w {v['weight_exp']}" + (f" / act {v['act_exp']}" if name != "out" else "") for name, v in calib["layers"].items())
+        + f". Calibration peaks (float decoder on u8-quantised latents of training frames and crops, x{fixed_point.CALIBRATION_MARGIN} margin): "
+        + ", ".join(f"{k} {v:.3g}" for k, v in meta["calibration_peaks"].items()) + ".",
+        "",
+        "## Training data",
+        "",
+        "Only images we may redistribute: the test files bundled with pydicom 3 and the pydicom-data 1.0 package, "
+        "both MIT-licensed. (Per pydicom's `test_files/README.txt` they were gathered from public sample sets -- NEMA "
+        "WG04, David Clunie's samples, GDCM, dcmqi and others -- often downsized, and their maintainers \"believe there "
+        "is no restriction on using any of these files in this manner\".)",
+        "",
+        "Held out for evaluation, never trained on: every file whose name starts with `693_` (CT), `MR2_` (MR), `RG1_` "
+        "(radiograph), `US1_` (colour ultrasound), plus any file of the same study or with identical pixels "
+        "(pydicom's `examples_jpeg2k.dcm` and `examples_rgb_color.dcm` are from the US1 study). Duplicate frames (the same pixels in "
+        "several transfer syntaxes) are used once; "
+        f"images under {MIN_SIDE} px, 1-bit and 32-bit data are skipped; at most {MAX_FRAMES_PER_FILE} evenly spaced "
+        "frames per multi-frame file. Palette-colour images enter the colour set through their lookup tables.",
+        "",
+        f"{training['images']} images from {len(training['files'])} files: " + ", ".join(f"`{f}`" for f in training["files"]) + ".",
+        "",
+        "Held-out colour files are few: only the US1 study (one 640x480 RGB ultrasound frame). The colour figures below "
+        "rest on that one image." if kind == "colour" else
+        "Held-out greyscale: one CT slice (693, with -2000 padding in 21 % of its pixels), one MR slice (MR2), one "
+        "large computed radiograph (RG1, 1955x1841: exercises tiling).",
+        "",
+        "## Training procedure",
+        "",
+        "`scripts/train_default_models.py` (seed " f"{SEED}" "): each frame normalised to [0, 1] over its own value range "
+        "with padding excluded (PixelPaddingValue, or a minimum value filling a large share of the frame), as "
+        "`dicomcrypt.codec.normalise` does at inference; random square crops of 64-128 px (about 74k pixels per batch), "
+        "random 90-degree rotations and flips; each study sampled in proportion to the square root of its image area "
+        f"(capped at 512x512), shared among its files (lossy and lossless copies of one image count once); MSE loss; Adam with a one-cycle schedule peaking at 2e-3; {training['steps']} steps, "
+        f"{training['seconds'] / 60:.1f} minutes on two CPU threads (shared machine); final training MSE (EMA) "
+        f"{training['final_mse_ema']:.2e}. Then calibration and fixed-point export as above.",
+        "",
+        "## Measured quality on held-out files",
+        "",
+        "PSNR is over the image's own range (max - min of the original stored values), not 2^BitsStored - 1, which "
+        "would flatter by 2-17 dB; SSIM (scikit-image) uses the same data range. Both are computed on the restored "
+        "integer pixels (lossy mode). `u8` latent unless marked; \"float\" is the float32 reference decoder, \"fixed\" the "
+        "exact fixed-point decoder that dicomcrypt actually runs.",
+        "",
+        "| file | size | latent u8 / f16 bytes (raw) | PSNR float | PSNR fixed | PSNR fixed, f16 latent | SSIM float | SSIM fixed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['file']} ({r['modality']}) | {r['size']} | {r['latent_bytes_u8']:,} / {r['latent_bytes_f16']:,} ({r['raw_bytes']:,}) "
+            f"| {r['psnr_float']:.2f} dB | {r['psnr_fixed']:.2f} dB | {r['psnr_fixed_f16']:.2f} dB "
+            f"| {r['ssim_float']:.4f} | {r['ssim_fixed']:.4f} |"
+        )
+    ct = [r for r in rows if "brain_hu_mae_fixed" in r]
+    if ct:
+        lines += ["", "CT in the brain window (C40/W100): mean absolute error over pixels whose original value lies in "
+                  "-10..90 HU: " + ", ".join(f"{r['file']} {r['brain_hu_mae_float']:.1f} HU (float) / "
+                                                f"{r['brain_hu_mae_fixed']:.1f} HU (fixed)" for r in ct) + "."]
+    lines += [
+        "",
+        "The fixed-point decoder's cost against the float decoder: "
+        + ", ".join(f"{r['file']} {r['psnr_fixed'] - r['psnr_float']:+.3f} dB" for r in rows)
+        + "; largest per-pixel difference on [0, 1]: " + ", ".join(f"{r['fixed_vs_float_max_abs']:.1e}" for r in rows) + ".",
+        "",
+        "## Speed",
+        "",
+        f"Two shared CPU cores (Ice Lake, AVX-512), torch {torch.__version__}, {torch.get_num_threads()} threads; one run "
+        "each, so expect noise from other work on the machine.",
+        "",
+        "| file | encode (u8) | decode, fixed-point | decode, float reference |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['file']} ({r['size']}) | {r['encode_s_u8']:.2f} s | {r['decode_fixed_s']:.2f} s | {r['decode_float_s']:.2f} s |")
+    if memory:
+        lines += ["", f"A synthetic {memory['size']}x{memory['size']} image in a fresh process: encode {memory['encode_s']:.1f} s, "
+                  f"decode {memory['decode_s']:.1f} s; peak RSS of the decoding process "
+                  f"{memory['decode_peak_rss_mb']:.0f} MB ({memory['rss_after_load_mb']:.0f} MB of it after loading torch and "
+                  f"the model), of the encoding process {memory['encode_peak_rss_mb']:.0f} MB."]
+    lines += [
+        "",
+        "The fixed-point decoder computes in float64 (exactness), about 3 us per output pixel here; it is the cost "
+        "of decryption. The paper's claim that AE + AES is faster than AES does not hold with AES-NI (design.md).",
+        "",
+        "## Limitations",
+        "",
+        "- Trained for minutes on a few dozen small public images: a baseline that works on any image, not a model "
+        "for diagnosis. The lossy mode's output is a derived image; the lossless mode is exact whatever the model.",
+        "- One model per channel count, all modalities together (the paper trains one per image type).",
+        "- Not trained for denoising; noisy inputs come back smoothed but not cleaned.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["grey", "colour"])
+    parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
+    parser.add_argument("--out", type=Path, default=REPO / "dicomcrypt" / "models")
+    parser.add_argument("--evaluate-only", action="store_true", help="skip training; re-evaluate the models in --out")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 4000x4000 peak-memory run")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    warnings.filterwarnings("ignore")  # pydicom complains about many of its own test files
+    for kind in args.models:
+        spec = MODELS[kind]
+        log: list[str] = []
+        meta_path = args.out / f"{spec['stem']}.json"
+        if not args.evaluate_only:
+            model, images, summary = train(kind, args.steps or spec["steps"], log)
+            meta_path = export(kind, model, images, summary, args.out)
+        print("\n".join(log), flush=True)
+        rows = evaluate(kind, meta_path)
+        memory = None if args.no_memory else measure_memory(meta_path)
+        print(json.dumps({"memory": memory}), flush=True)
+        meta = json.loads(meta_path.read_text())
+        meta["evaluation"] = rows
+        if memory:
+            meta["memory"] = memory
+        meta["environment"] = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (args.out / meta["card"]).write_text(card(kind, meta, rows, memory, log), encoding="utf-8")
+        print(f"{spec['model_id']}: wrote {meta_path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
