@@ -1,0 +1,63 @@
+"""``dicomcrypt``: the command line. It parses arguments, calls the library, maps errors to
+exit codes and draws progress; nothing else (docs/cli.md).
+
+Each subcommand lives in its own module with ``add_parser(s)`` and ``run(args) -> int``;
+heavy imports happen inside ``run`` so ``--help`` and ``inspect`` stay fast and torch-free.
+Tests call :func:`main` in-process: ``main(["encrypt", ...]) == 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from dicomcrypt.cli import encrypt, inspect, keygen
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dicomcrypt")
+    except Exception:  # running from a source tree that is not installed
+        from dicomcrypt import __version__
+
+        return __version__
+
+
+def _setup_argparser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dicomcrypt",
+        description=(
+            "Encrypt DICOM pixel data with an autoencoder and AES-256-GCM (Alslman et al. 2022),\n"
+            "lossless by default. Typical use:\n\n"
+            "  dicomcrypt keygen --out site.key\n"
+            "  dicomcrypt encrypt --key site.key study/ study-enc/\n"
+            "  dicomcrypt inspect study-enc/\n"
+            "  dicomcrypt decrypt --key site.key study-enc/ study-restored/\n"
+        ),
+        epilog=EXIT_CODES_EPILOG + "\nRun 'dicomcrypt COMMAND --help' for a command's options; see docs/cli.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dicomcrypt {_version()}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
+    keygen.add_parser(subparsers)
+    encrypt.add_parsers(subparsers)
+    inspect.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (argparse's own exits are returned too)."""
+    parser = _setup_argparser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2)
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

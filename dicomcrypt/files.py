@@ -1,0 +1,207 @@
+"""Reading, writing and walking DICOM files, so the CLI and the network code share one
+careful implementation.
+
+- :func:`read_dicom` turns every parse failure into :class:`NotDicomError` naming the file, so
+  a batch can report it and carry on.
+- :func:`write_dicom_atomic` and :func:`copy_file_atomic` never leave a partial file at the
+  destination: they write a hidden temporary file in the target folder, fsync it and rename
+  it into place. A crash leaves at worst a hidden ``.NAME.*.tmp`` file, which
+  :func:`iter_dicom_inputs` skips.
+- :func:`iter_dicom_inputs` decides what a folder holds: every regular, non-hidden file below
+  it, in a stable order, with the relative path the output tree mirrors.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from dicomcrypt.errors import InvalidInputError, NotDicomError, OutputExistsError
+
+__all__ = [
+    "read_dicom",
+    "write_dicom_atomic",
+    "copy_file_atomic",
+    "iter_dicom_inputs",
+    "is_hidden",
+]
+
+_EXPECTED = "expected a DICOM Part 10 file: a 128-byte preamble, 'DICM', then File Meta Information"
+
+
+def read_dicom(path: str | os.PathLike[str]) -> Dataset:
+    """Read a DICOM Part 10 file.
+
+    No ``force``: a file without the preamble and ``DICM`` prefix is refused rather than
+    guessed at, because forced parsing "succeeds" on many non-DICOM files.
+
+    Raises :class:`NotDicomError` (not DICOM, or damaged beyond parsing) or
+    :class:`InvalidInputError` (cannot be read at all: missing, a folder, no permission).
+    """
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as exc:
+        raise NotDicomError(f"{path}: not a DICOM file ({_EXPECTED})") from exc
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise NotDicomError(
+            f"{path}: damaged DICOM file, cannot parse it ({type(exc).__name__}: {exc}); {_EXPECTED}"
+        ) from exc
+    if len(ds) == 0:
+        # pydicom stops quietly at end of file; a truncated file can parse as an empty data set.
+        # Truncation further in is caught where it matters (pixel decoding, a missing Pixel Data).
+        raise NotDicomError(f"{path}: damaged DICOM file: no data set after the File Meta Information (truncated?)")
+    return ds
+
+
+def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write ``ds`` as a DICOM Part 10 file at ``path``, all or nothing.
+
+    The File Meta Information is completed and brought in line with the dataset (SOP Class
+    and Instance UIDs: a lossy restore gets a new SOP Instance UID) so the output reads back
+    with :func:`read_dicom`. Parent folders are created. Raises :class:`OutputExistsError` if
+    ``path`` exists and ``force`` is false.
+    """
+
+    def write(fh: IO[bytes]) -> None:
+        pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+
+    _write_atomic(Path(path), write, force=force)
+
+
+def copy_file_atomic(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False
+) -> None:
+    """Copy ``src`` to ``dst`` byte for byte, all or nothing (same rules as
+    :func:`write_dicom_atomic`).
+
+    Used for instances that pass through: a byte copy is the only way to promise they are
+    unchanged, since re-encoding through pydicom may normalise bytes.
+    """
+    src = Path(src)
+
+    def write(fh: IO[bytes]) -> None:
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, fh, length=1 << 20)
+
+    _write_atomic(Path(dst), write, force=force)
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, force: bool) -> None:
+    """Temp file in the target folder + fsync + rename; the temp file is removed on any failure.
+
+    Without ``force`` the final step is a hard link, which fails atomically if the name was
+    taken meanwhile (another process, a second run); file systems without hard links fall
+    back to a check-then-rename.
+    """
+    if not force and os.path.lexists(path):
+        raise OutputExistsError(f"{path}: output exists (use --force to overwrite)")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: output exists and is a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+        if force:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError as exc:
+        raise OutputExistsError(f"{path}: output exists (use --force to overwrite)") from exc
+    except OSError:
+        # No hard links here (FAT, some network shares): check, then rename.
+        if os.path.lexists(path):
+            raise OutputExistsError(f"{path}: output exists (use --force to overwrite)") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); best effort elsewhere."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders are skipped: ``.DS_Store``, ``._*`` AppleDouble files,
+    ``.git``, and our own interrupted temporary files."""
+    return name.startswith(".")
+
+
+def iter_dicom_inputs(root: str | os.PathLike[str]) -> Iterator[tuple[Path, Path]]:
+    """Yield ``(path, relative_path)`` for every input under ``root``.
+
+    - ``root`` a file: yields ``(root, Path(root.name))``, so the output is named like it.
+    - ``root`` a folder: every regular file below it, recursively, sorted by relative path,
+      so the output tree mirrors the input tree and runs are reproducible. Hidden files and
+      hidden folders (name starts with ``.``) are skipped. Symbolic links to files are
+      followed; symbolic links to folders are not descended (no loops, no escaping
+      ``root``). Non-regular files (sockets, FIFOs, devices) are skipped.
+
+    Files named ``DICOMDIR`` are yielded like any other: deciding what to do with them is the
+    caller's business (the CLI skips them and says so, see docs/cli.md).
+
+    Raises :class:`InvalidInputError` if ``root`` does not exist.
+    """
+    root = Path(root)
+    if root.is_file():
+        yield root, Path(root.name)
+        return
+    if not root.is_dir():
+        raise InvalidInputError(f"{root}: no such file or folder")
+    found: list[tuple[tuple[str, ...], Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        for name in filenames:
+            if is_hidden(name):
+                continue
+            path = Path(dirpath, name)
+            if path.is_file():  # follows a symlink; False for dangling links, FIFOs, ...
+                rel = path.relative_to(root)
+                found.append((rel.parts, path))
+    for parts, path in sorted(found):
+        yield path, Path(*parts)
