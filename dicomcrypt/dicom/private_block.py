@@ -1,0 +1,150 @@
+"""The dicomcrypt private block: creator "DICOMCRYPT 1" in group 0x0011.
+
+Elements are addressed by creator and offset, never by a fixed (0011,10xx) tag: another
+vendor's block may already hold (0011,0010), which pushes ours to (0011,0011) -> (0011,11xx).
+The readable elements let an administrator see what a file is without a key; they are
+unauthenticated copies of what the envelope header binds (the pipeline checks they agree).
+Layout and dictionary files: ``docs/private-block.md``, ``docs/dicom/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from pydicom.datadict import add_private_dict_entries
+from pydicom.dataset import Dataset
+
+from dicomcrypt.errors import EnvelopeFormatError
+
+__all__ = [
+    "PRIVATE_CREATOR",
+    "PRIVATE_ENTRIES",
+    "PRIVATE_GROUP",
+    "PrivateInfo",
+    "read_private_block",
+    "remove_private_block",
+    "write_private_block",
+]
+
+PRIVATE_CREATOR = "DICOMCRYPT 1"
+PRIVATE_GROUP = 0x0011
+MODES = ("LOSSLESS", "LOSSY", "STANDARD")
+
+# Offsets within the block (the low byte of the element number).
+_VERSION, _MODE, _KEY_IDS, _MODEL_ID, _ENVELOPE_LENGTH, _ENVELOPE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x10
+
+#: (offset, VR, VM, name) of each element; the source for pydicom's dictionary and the docs.
+PRIVATE_ENTRIES: tuple[tuple[int, str, str, str], ...] = (
+    (_VERSION, "US", "1", "DicomCryptFormatVersion"),
+    (_MODE, "CS", "1", "DicomCryptMode"),
+    (_KEY_IDS, "LO", "1-n", "DicomCryptKeyIDs"),
+    (_MODEL_ID, "LO", "1", "DicomCryptModelID"),
+    (_ENVELOPE_LENGTH, "UL", "1", "DicomCryptEnvelopeLength"),
+    (_ENVELOPE, "OB", "1", "DicomCryptEnvelope"),
+)
+
+add_private_dict_entries(
+    PRIVATE_CREATOR,
+    {(PRIVATE_GROUP << 16) | offset: (vr, vm, name, "") for offset, vr, vm, name in PRIVATE_ENTRIES},
+)
+
+_LO = re.compile(r"^[^\\\x00-\x1f]{1,64}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivateInfo:
+    """What the private block holds."""
+
+    format_version: int
+    mode: str  # LOSSLESS, LOSSY or STANDARD
+    key_ids: tuple[str, ...]
+    model_id: str | None
+    envelope: bytes
+
+    def __post_init__(self) -> None:
+        """Refuse values the VRs cannot hold, so a written block always reads back equal."""
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if not 0 <= int(self.format_version) <= 0xFFFF:
+            raise ValueError(f"format version {self.format_version} does not fit US")
+        object.__setattr__(self, "key_ids", tuple(self.key_ids))
+        if not self.key_ids:
+            raise ValueError("at least one key id is needed")
+        for value in (*self.key_ids, *([self.model_id] if self.model_id else [])):
+            if not _LO.match(value) or value != value.strip():
+                raise ValueError(f"{value!r} is not a valid LO value")
+        object.__setattr__(self, "envelope", bytes(self.envelope))
+
+
+def write_private_block(ds: Dataset, info: PrivateInfo) -> None:
+    """Write ``info`` into our block (replacing an existing one), found or created by creator."""
+    remove_private_block(ds)
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(_VERSION, "US", int(info.format_version))
+    block.add_new(_MODE, "CS", info.mode)
+    block.add_new(_KEY_IDS, "LO", list(info.key_ids) if len(info.key_ids) > 1 else info.key_ids[0])
+    if info.model_id:
+        block.add_new(_MODEL_ID, "LO", info.model_id)
+    block.add_new(_ENVELOPE_LENGTH, "UL", len(info.envelope))
+    block.add_new(_ENVELOPE, "OB", info.envelope)
+
+
+def read_private_block(ds: Dataset) -> PrivateInfo | None:
+    """Our block's content, or None when ``ds`` has no "DICOMCRYPT 1" block.
+
+    ``EnvelopeFormatError`` when the block exists but is malformed.
+    """
+    try:
+        block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
+    except KeyError:
+        return None
+
+    def value(offset: int, name: str, required: bool = True) -> object:
+        if offset not in block:
+            if required:
+                raise EnvelopeFormatError(f"dicomcrypt private block has no {name}")
+            return None
+        return block[offset].value
+
+    envelope = value(_ENVELOPE, "envelope")
+    if not isinstance(envelope, (bytes, bytearray)):
+        raise EnvelopeFormatError("dicomcrypt envelope element is not binary")
+    length = value(_ENVELOPE_LENGTH, "envelope length", required=False)
+    if length is not None:
+        length = int(length)  # type: ignore[call-overload]
+        # Writers pad odd values to even length; the stored length drops the pad byte.
+        if not len(envelope) - 1 <= length <= len(envelope):
+            raise EnvelopeFormatError(
+                f"dicomcrypt envelope is {len(envelope)} bytes, its length element says {length}"
+            )
+        envelope = envelope[:length]
+    key_ids = value(_KEY_IDS, "key id")
+    key_ids = [key_ids] if isinstance(key_ids, str) else list(key_ids or [])  # type: ignore[call-overload]
+    model_id = value(_MODEL_ID, "model id", required=False)
+    try:
+        return PrivateInfo(
+            format_version=int(value(_VERSION, "format version")),  # type: ignore[call-overload]
+            mode=str(value(_MODE, "mode")),
+            key_ids=tuple(str(k) for k in key_ids),
+            model_id=str(model_id) if model_id else None,
+            envelope=bytes(envelope),
+        )
+    except (TypeError, ValueError) as exc:
+        raise EnvelopeFormatError(f"dicomcrypt private block is malformed: {exc}") from exc
+
+
+def remove_private_block(ds: Dataset) -> bool:
+    """Delete our creator element and every element of its block; True if one was there."""
+    removed = False
+    while True:
+        try:
+            block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
+        except KeyError:
+            return removed
+        start = (PRIVATE_GROUP << 16) | block.block_start
+        for tag in [t for t in ds._dict if start <= t <= start + 0xFF]:
+            del ds[tag]
+        creator_tag = (PRIVATE_GROUP << 16) | (block.block_start >> 8)
+        del ds[creator_tag]
+        removed = True

@@ -1,0 +1,69 @@
+"""Real DICOM test files: pydicom's own test files and the pydicom-data package.
+
+Files are found on disk only. Never call ``pydicom.data.get_testdata_files``: for names not
+installed it tries to download them (no network here, and slow retries).
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pydicom
+
+__all__ = ["all_files", "image_files", "pydicom_data_dir", "sample", "TEST_FILES_DIR"]
+
+TEST_FILES_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
+_NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz", ".py"}
+
+
+@cache
+def pydicom_data_dir() -> Path | None:
+    """Where the pydicom-data package keeps its files (None if it is not installed)."""
+    for ep in entry_points(group="pydicom.data.external_sources"):
+        if ep.name == "pydicom-data":
+            path = Path(ep.load()().data_path)
+            return path if path.is_dir() else None
+    return None
+
+
+@cache
+def all_files() -> tuple[Path, ...]:
+    """Every candidate DICOM file of both sources, sorted by name."""
+    roots = [TEST_FILES_DIR] + ([d] if (d := pydicom_data_dir()) else [])
+    found = [
+        p
+        for root in roots
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() not in _NOT_DICOM and p.name != "README"
+    ]
+    return tuple(sorted(found, key=lambda p: (p.name, str(p))))
+
+
+@cache
+def image_files() -> tuple[Path, ...]:
+    """The files pydicom can parse that hold Pixel Data (or Float/Double Float Pixel Data)."""
+    images = []
+    for path in all_files():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(path, force=True)
+            except Exception:
+                continue
+        if any(t in ds._dict for t in (0x7FE00010, 0x7FE00008, 0x7FE00009)):
+            images.append(path)
+    return tuple(images)
+
+
+def sample(name: str) -> Path:
+    """A test file by name from either source; ``pytest.skip`` if it is not installed."""
+    for path in all_files():
+        if path.name == name:
+            return path
+    import pytest
+
+    pytest.skip(f"test file {name} is not installed (pydicom-data missing?)")
+    raise AssertionError("unreachable")
