@@ -97,7 +97,10 @@ def test_uids() -> None:
     del ds.SOPInstanceUID
     assert uids(ds)[1] == ds.file_meta.MediaStorageSOPInstanceUID  # falls back on the file meta
     del ds.StudyInstanceUID
-    with pytest.raises(InvalidInputError, match="Study Instance UID"):
+    assert uids(ds)[2] == ""  # bound as empty: some real secondary captures lack it
+    del ds.SOPInstanceUID
+    del ds.file_meta.MediaStorageSOPInstanceUID
+    with pytest.raises(InvalidInputError, match="SOP Instance UID"):
         uids(ds)
 
 

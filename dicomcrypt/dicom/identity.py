@@ -14,17 +14,19 @@ _NAMES = ("SOP Class UID", "SOP Instance UID", "Study Instance UID", "Series Ins
 def uids(ds: Dataset) -> tuple[str, str, str, str]:
     """(SOP Class, SOP Instance, Study Instance, Series Instance) UIDs of ``ds``.
 
-    SOP Class/Instance fall back on the file meta. A missing one raises ``InvalidInputError``
-    naming it: binding an envelope to an empty identity would let it be moved between objects.
+    SOP Class/Instance fall back on the file meta; a missing one raises ``InvalidInputError``
+    naming it, because the SOP Instance UID is what stops an envelope being moved to another
+    object. Study and Series UIDs are bound when present and as empty strings when not: some
+    real secondary captures lack them, and refusing those would protect nothing.
     """
     meta = getattr(ds, "file_meta", None) or Dataset()
     found = (
         ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID"),
         ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID"),
-        ds.get("StudyInstanceUID"),
-        ds.get("SeriesInstanceUID"),
     )
     missing = [name for name, value in zip(_NAMES, found) if not value]
     if missing:
         raise InvalidInputError(f"instance has no {', '.join(missing)}")
-    return (str(found[0]), str(found[1]), str(found[2]), str(found[3]))
+    study = ds.get("StudyInstanceUID") or ""
+    series = ds.get("SeriesInstanceUID") or ""
+    return (str(found[0]), str(found[1]), str(study), str(series))
