@@ -98,7 +98,6 @@ def test_uids() -> None:
     assert uids(ds)[1] == ds.file_meta.MediaStorageSOPInstanceUID  # falls back on the file meta
     del ds.StudyInstanceUID
     assert uids(ds)[2] == ""  # bound as empty: some real secondary captures lack it
-    del ds.SOPInstanceUID
     del ds.file_meta.MediaStorageSOPInstanceUID
     with pytest.raises(InvalidInputError, match="SOP Instance UID"):
         uids(ds)
