@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import encrypt, inspect, keygen
+from dicomcrypt.cli import encrypt, inspect, keygen, roundtrip
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
 
 
@@ -45,6 +45,7 @@ def _setup_argparser() -> argparse.ArgumentParser:
     keygen.add_parser(subparsers)
     encrypt.add_parsers(subparsers)
     inspect.add_parser(subparsers)
+    roundtrip.add_parser(subparsers)
     return parser
 
 
