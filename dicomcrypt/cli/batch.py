@@ -16,6 +16,7 @@ The pipeline is imported inside the worker, so the parent stays light.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -64,11 +65,16 @@ class Job:
 
 @dataclass(frozen=True)
 class Task:
-    """One input file and where its output goes."""
+    """One input file and where its output goes.
+
+    ``replace_own`` lets a retry overwrite an output that this very run wrote before its
+    worker pool broke (never one that existed before the run).
+    """
 
     src: str
     rel: str
     dst: str
+    replace_own: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,12 +111,13 @@ class Worker:
     def run(self, task: Task) -> FileResult:
         started = time.perf_counter()
         src, dst = Path(task.src), Path(task.dst)
+        force = self.job.force or task.replace_own
         if src.name.upper() == "DICOMDIR":
             return FileResult(task.rel, "skipped", note=_DICOMDIR_NOTE)
-        if not self.job.force and os.path.lexists(dst):
+        if not force and os.path.lexists(dst):
             return FileResult(task.rel, "skipped", note="output exists (--force overwrites)")
         try:
-            return self._run(task, src, dst, started)
+            return self._run(task, src, dst, force, started)
         except OutputExistsError:  # created meanwhile, by another run
             return FileResult(task.rel, "skipped", note="output exists (--force overwrites)")
         except DicomCryptError as exc:
@@ -120,7 +127,7 @@ class Worker:
             message = f"internal error: {type(exc).__name__}: {exc}"
             return FileResult(task.rel, "failed", error=message, seconds=time.perf_counter() - started)
 
-    def _run(self, task: Task, src: Path, dst: Path, started: float) -> FileResult:
+    def _run(self, task: Task, src: Path, dst: Path, force: bool, started: float) -> FileResult:
         from dicomcrypt import pipeline
         from dicomcrypt.files import copy_file_atomic, read_dicom, write_dicom_atomic
 
@@ -137,10 +144,10 @@ class Worker:
             outcome = pipeline.decrypt_instance(ds, keys=self.keys)
         del ds
         if outcome.action == "passed through":
-            copy_file_atomic(src, dst, force=self.job.force)  # byte for byte: truly unchanged
+            copy_file_atomic(src, dst, force=force)  # byte for byte: truly unchanged
             status: Status = "passed"
         else:
-            write_dicom_atomic(outcome.dataset, dst, force=self.job.force)
+            write_dicom_atomic(outcome.dataset, dst, force=force)
             status = "done"
         mode = getattr(outcome.mode, "name", outcome.mode)
         return FileResult(
@@ -393,6 +400,7 @@ def _run_in_pool(job: Job, tasks: Sequence[Task], report: Report, workers: int) 
     the batch then goes on in a new pool.
     """
     remaining = deque(tasks)
+    existed = {t.dst for t in tasks if os.path.lexists(t.dst)}  # before this run wrote anything
     context = multiprocessing.get_context("spawn")  # no fork: torch and threads do not survive it
 
     def new_pool(n: int) -> ProcessPoolExecutor:
@@ -403,19 +411,28 @@ def _run_in_pool(job: Job, tasks: Sequence[Task], report: Report, workers: int) 
             suspects = _drain(pool, remaining, report, workers)
         if not suspects:
             continue
-        survived = 0
-        for task in suspects:
+        for i, task in enumerate(suspects):
+            # A file may have been finished, its result lost with the pool: redo it, over our
+            # own output, so the report says what really happened to it.
+            if task.dst not in existed and os.path.lexists(task.dst):
+                task = dataclasses.replace(task, replace_own=True)
             with new_pool(1) as pool:
                 try:
+                    pool.submit(_ping).result()  # can a worker start at all?
+                except BrokenProcessPool:
+                    for lost in [*suspects[i:], *remaining]:
+                        report.add(FileResult(lost.rel, "failed", error="not started: worker processes cannot start"))
+                    remaining.clear()
+                    return
+                try:
                     result = pool.submit(_run_in_worker, task).result()
-                    survived += 1
                 except BrokenProcessPool:
                     result = FileResult(task.rel, "failed", error=_CRASH)
             report.add(result)
-        if not survived:  # even alone, nothing runs: workers cannot start; do not spin
-            for task in remaining:
-                report.add(FileResult(task.rel, "failed", error="not started: worker processes keep dying"))
-            remaining.clear()
+
+
+def _ping() -> bool:
+    return _WORKER is not None
 
 
 _CRASH = "internal error: the worker process died on this file (crash or out of memory)"

@@ -13,7 +13,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -267,46 +266,56 @@ def test_single_file_into_a_folder_and_onto_itself(tmp_path, key, capsys):
     assert "is the input file" in capsys.readouterr().err
 
 
-def test_a_worker_that_dies_fails_only_its_file(tmp_path):
-    """A native crash in one file (simulated by os._exit) costs that file, not the batch."""
+_CRASH_SCRIPT = """
+import os, sys
+from pathlib import Path
+from dicomcrypt.cli import batch
+from dicomcrypt.crypto import Key
+
+def fake(self, task, src, dst, force, started):  # top level: spawn workers run it too
+    if src.name == "3.dcm":
+        os._exit(9)  # what a segfault in a native decoder looks like to the pool
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(b"ok")
+    return batch.FileResult(task.rel, "done", action="encrypted", mode="standard")
+
+def cannot_start(self, job):
+    raise RuntimeError("no worker today")
+
+batch.Worker._run = fake
+if sys.argv[4] == "broken-init":
+    batch.Worker.__init__ = cannot_start
+
+if __name__ == "__main__":
+    from dicomcrypt.cli.main import main
+    key = Path(sys.argv[1]) / "real.key"
+    Key.generate().save(key)
+    sys.exit(main(["encrypt", "--key", str(key), "--jobs", "2", sys.argv[2], sys.argv[3]]))
+"""
+
+
+@pytest.mark.parametrize("case", ["crash", "broken-init"])
+def test_a_worker_that_dies_fails_only_its_file(tmp_path, case):
+    """A native crash in one file (simulated by os._exit) costs that file, not the batch;
+    workers that cannot start at all end the batch instead of looping."""
     src = tmp_path / "in"
+    src.mkdir()
     for i in range(6):
-        (src / f"{i}.dcm").parent.mkdir(parents=True, exist_ok=True)
         (src / f"{i}.dcm").write_bytes(b"x")
     script = tmp_path / "crash.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import os, sys
-            from pathlib import Path
-            from dicomcrypt.cli import batch
-            from dicomcrypt.crypto import Key
-
-            def fake(self, task, src, dst, started):  # top level: spawn workers import it too
-                if src.name == "3.dcm":
-                    os._exit(9)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(b"ok")
-                return batch.FileResult(task.rel, "done", action="encrypted", mode="standard")
-
-            batch.Worker._run = fake
-
-            if __name__ == "__main__":
-                from dicomcrypt.cli.main import main
-                key = Path(sys.argv[1]) / "real.key"
-                Key.generate().save(key)
-                sys.exit(main(["encrypt", "--key", str(key), "--jobs", "2", sys.argv[2], sys.argv[3]]))
-            """
-        )
-    )
+    script.write_text(_CRASH_SCRIPT)
     run = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), str(src), str(tmp_path / "out")],
+        [sys.executable, str(script), str(tmp_path), str(src), str(tmp_path / "out"), case],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 1, run.stderr
-    assert "5 encrypted, 0 passed through, 0 skipped, 1 failed" in run.stdout
-    assert "3.dcm: internal error: the worker process died" in run.stdout
-    assert _files(tmp_path / "out") == {f"{i}.dcm" for i in range(6) if i != 3}
+    if case == "crash":
+        assert "5 encrypted, 0 passed through, 0 skipped, 1 failed" in run.stdout
+        assert "3.dcm: internal error: the worker process died" in run.stdout
+        assert _files(tmp_path / "out") == {f"{i}.dcm" for i in range(6) if i != 3}
+    else:
+        assert "0 encrypted, 0 passed through, 0 skipped, 6 failed" in run.stdout
+        assert run.stdout.count("not started: worker processes cannot start") == 6
 
 
 def test_inspect_never_imports_torch(tmp_path, key, capsys):
