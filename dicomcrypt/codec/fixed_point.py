@@ -19,9 +19,10 @@ How: every layer works on integers held in float64 tensors.
 The bound argument. A 3x3 convolution over at most 64 channels has a fan-in of at most
 ``64 * 9 = 576 < 2**10`` products, each of magnitude ``<= 2**10 * (2**16 - 1) < 2**26``; so any
 partial sum of any subset of them, plus the bias (with the rounding offset below folded in,
-``<= 2**40 + 2**40``), is an integer of magnitude ``< 2**36 + 2**41 < 2**42``. float64 represents every integer below ``2**53`` exactly, so every
-addition a BLAS kernel performs -- in whatever order, blocking, thread split or with FMA -- is
-exact, and the accumulator is the same integer everywhere. The bounds are enforced, not assumed:
+``<= 2**40 + 2**40``), is an integer of magnitude ``< 2**36 + 2**41 < 2**42``. float64 represents
+every integer below ``2**53`` exactly, so every addition a BLAS kernel performs -- in whatever
+order, blocking, thread split or with FMA -- is exact, and the accumulator is the same integer
+everywhere. The bounds are enforced, not assumed:
 the clamps hold them for any input (a hostile latent saturates, it cannot break exactness) and
 :meth:`FixedPointDecoder.from_state` refuses weights that exceed them.
 
@@ -304,7 +305,9 @@ def summarise_state(state: dict) -> dict:
     """The exponents of an exported state, for the JSON metadata and the model card."""
     return {
         "input_exp": state["input_exp"],
-        "layers": {name: {"weight_exp": v["weight_exp"], "act_exp": v["act_exp"]} for name, v in state["layers"].items()},
+        "layers": {
+            name: {"weight_exp": v["weight_exp"], "act_exp": v["act_exp"]} for name, v in state["layers"].items()
+        },
     }
 
 

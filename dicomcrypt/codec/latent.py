@@ -111,12 +111,20 @@ def latent_from_bytes(blob: bytes) -> Latent:
     expected = frames * channels * height * width * itemsize
     import zstandard
 
+    data = bytes(view[offset:])
     try:
-        raw = zstandard.ZstdDecompressor().decompress(bytes(view[offset:]), max_output_size=expected)
+        # The frame header states its content size: check it before inflating anything.
+        declared = zstandard.get_frame_parameters(data).content_size
+        if declared != expected:
+            raise PayloadFormatError(f"latent: compressed samples declare {declared} bytes, {expected} expected")
+        inflater = zstandard.ZstdDecompressor().decompressobj()
+        raw = inflater.decompress(data)
     except zstandard.ZstdError as exc:
         raise PayloadFormatError(f"latent: compressed samples do not decode ({exc})") from exc
-    if len(raw) != expected:
-        raise PayloadFormatError(f"latent: {len(raw)} sample bytes, {expected} expected")
+    if not inflater.eof or len(raw) != expected:
+        raise PayloadFormatError(f"latent: compressed samples truncated ({len(raw)} of {expected} bytes)")
+    if inflater.unused_data:
+        raise PayloadFormatError("latent: trailing bytes after the compressed samples")
     shape = (frames, channels, height, width)
     if latent_format == "f16":
         planar = np.frombuffer(raw, dtype="<f2").reshape(shape).astype(np.float64)

@@ -258,7 +258,9 @@ def _load(meta_path: str) -> LoadedModel:
     except Exception as exc:  # unpickling and shape errors: torch raises many types
         raise ModelError(f"model {model_id}: weights do not load ({type(exc).__name__}: {exc})") from exc
     if state.get("format") != WEIGHTS_FORMAT or state.get("arch") != meta["arch"]:
-        raise ModelError(f"model {model_id}: weights format {state.get('format')!r} / arch {state.get('arch')!r} not supported")
+        raise ModelError(
+            f"model {model_id}: weights format {state.get('format')!r} / arch {state.get('arch')!r} not supported"
+        )
     try:
         fixed = FixedPointDecoder.from_state(state["fixed"])
     except (ModelError, KeyError) as exc:
