@@ -23,7 +23,7 @@ from typing import Any
 from dicomcrypt.errors import PayloadFormatError
 
 MAGIC = b"DCP1"
-SECTIONS = frozenset({"latent", "residual", "pixels", "attributes"})
+SECTIONS = frozenset({"latent", "residual", "pixels", "attributes", "padding"})
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")

@@ -119,8 +119,11 @@ def encrypt_instance(
         meta["normalisation"] = norm.to_json()
         sections["latent"] = codec.encode(normalise.to_unit(frames, norm), latent_format=latent_format)
         metrics["latent_bytes"] = float(len(sections["latent"]))
+        mask = normalise.padding_mask(frames, norm)
+        if mask is not None:
+            sections["padding"] = normalise.encode_mask(mask)
         if chosen is Mode.LOSSLESS:
-            prediction = normalise.from_unit(codec.decode(sections["latent"]), norm, frames.dtype)
+            prediction = _reconstruct(codec, sections, norm, frames.shape, frames.dtype)
             sections["residual"] = residual.encode_residual(frames, prediction)
             metrics["residual_bytes"] = float(len(sections["residual"]))
     if chosen is not Mode.LOSSY:
@@ -188,7 +191,7 @@ def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | Iterable[Key]) -> Out
                 f"but the model available here is {codec.info.model_id} sha256 {codec.info.sha256.hex()}"
             )
         norm = normalise.Normalisation.from_json(meta["normalisation"])
-        frames = normalise.from_unit(codec.decode(payload.section("latent")), norm, dtype)
+        frames = _reconstruct(codec, payload.sections, norm, shape, dtype)
         if header.mode is Mode.LOSSLESS:
             frames = residual.decode_residual(payload.section("residual"), frames, dtype)
     metrics["decode_s"] = time.perf_counter() - started
@@ -303,6 +306,26 @@ def _check_readable_elements(info: "dicom.PrivateInfo", header: Any) -> None:
         or tuple(info.key_ids) != tuple(header.key_ids)
     ):
         raise DecryptionError(DecryptionError.MESSAGE)
+
+
+def _reconstruct(
+    codec: Any, sections: dict[str, bytes], norm: normalise.Normalisation, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """The decoder's image in stored integers, with padding put back where the mask says.
+
+    Sender (for the lossless residual) and receiver run exactly this, and every step is
+    deterministic, so both get the same integers.
+    """
+    if "latent" not in sections:
+        raise PayloadFormatError("payload: section 'latent' is missing")
+    frames = normalise.from_unit(codec.decode(sections["latent"]), norm, dtype)
+    if frames.shape != tuple(shape):
+        raise PayloadFormatError(f"decoded latent has shape {frames.shape}, expected {tuple(shape)}")
+    if "padding" in sections:
+        if norm.padding is None:
+            raise PayloadFormatError("payload: a padding mask without a padding value")
+        frames[normalise.decode_mask(sections["padding"], frames.shape)] = norm.padding
+    return frames
 
 
 def _load_model(model_id: str | None, channels: int) -> Any:

@@ -22,28 +22,73 @@ _PADDING_MIN_GAP = 0.02
 
 @dataclass(frozen=True)
 class Normalisation:
-    """Per-frame value ranges; ``low[f]`` maps to 0.0 and ``high[f]`` to 1.0."""
+    """Per-frame value ranges; ``low[f]`` maps to 0.0 and ``high[f]`` to 1.0.
+
+    ``padding`` is the value left out of the ranges (None when there is none). The model
+    cannot reproduce it (it clips to ``low``), so its positions travel as a mask and the
+    reconstruction puts it back exactly.
+    """
 
     low: tuple[int, ...]
     high: tuple[int, ...]
+    padding: int | None = None
 
-    def to_json(self) -> dict[str, list[int]]:
-        return {"low": list(self.low), "high": list(self.high)}
+    def to_json(self) -> dict[str, object]:
+        return {"low": list(self.low), "high": list(self.high), "padding": self.padding}
 
     @classmethod
-    def from_json(cls, data: dict[str, list[int]]) -> "Normalisation":
-        return cls(tuple(int(v) for v in data["low"]), tuple(int(v) for v in data["high"]))
+    def from_json(cls, data: dict[str, object]) -> "Normalisation":
+        padding = data.get("padding")
+        return cls(
+            tuple(int(v) for v in data["low"]),  # type: ignore[union-attr]
+            tuple(int(v) for v in data["high"]),  # type: ignore[union-attr]
+            None if padding is None else int(padding),  # type: ignore[arg-type]
+        )
 
 
 def fit(frames: np.ndarray, padding_value: int | None = None) -> Normalisation:
     """Choose each frame's range from its pixels, leaving padding out."""
     lows: list[int] = []
     highs: list[int] = []
+    padding = padding_value if padding_value is not None and bool((frames == padding_value).any()) else None
     for frame in frames:
-        low, high = _frame_range(frame, padding_value)
+        low, high, detected = _frame_range(frame, padding)
         lows.append(low)
         highs.append(high)
-    return Normalisation(tuple(lows), tuple(highs))
+        if padding is None and detected is not None:
+            padding = detected
+    return Normalisation(tuple(lows), tuple(highs), padding)
+
+
+def padding_mask(frames: np.ndarray, norm: Normalisation) -> np.ndarray | None:
+    """Where the padding value sits, or None when the image has no padding."""
+    if norm.padding is None:
+        return None
+    mask = frames == norm.padding
+    return mask if mask.any() else None
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A boolean mask as packed bits, zstd-compressed (padding is a few large regions)."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=9).compress(np.packbits(mask.reshape(-1)).tobytes())
+
+
+def decode_mask(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`encode_mask` for a mask of ``shape``."""
+    import zstandard
+
+    from dicomcrypt.errors import PayloadFormatError
+
+    count = int(np.prod(shape))
+    try:
+        packed = zstandard.ZstdDecompressor().decompress(blob, max_output_size=(count + 7) // 8)
+    except zstandard.ZstdError as exc:
+        raise PayloadFormatError(f"padding mask does not decode ({exc})") from exc
+    if len(packed) != (count + 7) // 8:
+        raise PayloadFormatError("padding mask has the wrong size")
+    return np.unpackbits(np.frombuffer(packed, np.uint8), count=count).astype(bool).reshape(shape)
 
 
 def to_unit(frames: np.ndarray, norm: Normalisation) -> np.ndarray:
@@ -69,15 +114,17 @@ def from_unit(unit: np.ndarray, norm: Normalisation, dtype: np.dtype | str) -> n
     return out
 
 
-def _frame_range(frame: np.ndarray, padding_value: int | None) -> tuple[int, int]:
+def _frame_range(frame: np.ndarray, padding_value: int | None) -> tuple[int, int, int | None]:
+    """(low, high, detected padding value or None) for one frame."""
     values = frame.reshape(-1)
     if padding_value is not None:
         kept = values[values != padding_value]
         if kept.size:
             values = kept
     low, high = int(values.min()), int(values.max())
-    low = _skip_padding_minimum(values, low, high)
-    return low, max(high, low + 1)
+    skipped = _skip_padding_minimum(values, low, high)
+    detected = low if padding_value is None and skipped != low else None
+    return skipped, max(high, skipped + 1), detected
 
 
 def _skip_padding_minimum(values: np.ndarray, low: int, high: int) -> int:

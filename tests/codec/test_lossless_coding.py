@@ -105,3 +105,14 @@ def test_payload_round_trip_and_refusals():
         Payload.from_bytes(b"XXXX" + blob[4:])
     with pytest.raises(PayloadFormatError, match="missing"):
         back.section("pixels")
+
+
+def test_detected_padding_is_reported_and_its_mask_round_trips():
+    frames = np.full((2, 6, 10, 1), -2000, np.int16)
+    frames[:, 2:, :] = np.arange(40, dtype=np.int16).reshape(1, 4, 10, 1)
+    norm = normalise.fit(frames)
+    assert norm.padding == -2000 and norm.low == (0, 0)
+    mask = normalise.padding_mask(frames, norm)
+    assert mask is not None and mask.sum() == 2 * 2 * 10
+    np.testing.assert_array_equal(normalise.decode_mask(normalise.encode_mask(mask), mask.shape), mask)
+    assert normalise.Normalisation.from_json(norm.to_json()) == norm
