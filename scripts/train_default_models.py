@@ -305,9 +305,18 @@ def evaluate(kind: str, meta_path: Path) -> list[dict]:
                 if row["modality"] == "CT":
                     row[f"brain_hu_mae_{label}"] = brain_window_error(ds, pixels, restored)
             row["fixed_vs_float_max_abs"] = float(np.abs(floating - exact).max())
+            row["psnr_mean2x2_baseline"] = psnr(pixels, mean2x2_baseline(pixels), data_range)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
+
+
+def mean2x2_baseline(pixels: np.ndarray) -> np.ndarray:
+    """A model-free reference: each channel's 2x2 mean, repeated back (1 value per 2x2 block per channel)."""
+    frames, height, width, channels = pixels.shape
+    padded = np.pad(pixels.astype(np.float64), ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    means = padded.reshape(frames, padded.shape[1] // 2, 2, padded.shape[2] // 2, 2, channels).mean(axis=(2, 4))
+    return np.floor(means.repeat(2, axis=1).repeat(2, axis=2)[:, :height, :width] + 0.5)
 
 
 def brain_window_error(ds: pydicom.Dataset, original: np.ndarray, restored: np.ndarray) -> float:
@@ -323,11 +332,13 @@ def measure_memory(meta_path: Path, size: int = 4000) -> dict:
     import tempfile
 
     common = f"""
-import resource, sys, time
+import re, sys, time
 import numpy as np
+def peak_kb():  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over execve from the parent
+    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 from dicomcrypt.codec import registry
 m = registry.load_model({str(meta_path)!r})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_kb()
 """
     encode = common + f"""
 yy, xx = np.mgrid[0:{size}, 0:{size}].astype(np.float32) / {size}
@@ -335,12 +346,12 @@ img = (0.5 + 0.25 * np.sin(yy * 40) * np.cos(xx * 30))[None, :, :, None].repeat(
 img = img.astype(np.float32)
 t = time.perf_counter(); blob = m.encode(img); took = time.perf_counter() - t
 open(sys.argv[1], "wb").write(blob)
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, took, len(blob))
+print(base, peak_kb(), took, len(blob))
 """
     decode = common + """
 blob = open(sys.argv[1], "rb").read()
 t = time.perf_counter(); out = m.decode(blob); took = time.perf_counter() - t
-print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, took, out.shape)
+print(base, peak_kb(), took, out.shape)
 """
     with tempfile.TemporaryDirectory() as tmp:
         blob_path = str(Path(tmp) / "latent.bin")
@@ -453,6 +464,10 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
                   f"pixels put back: PSNR {r['psnr_float_padding_restored']:.2f} dB (float) / "
                   f"{r['psnr_fixed_padding_restored']:.2f} dB (fixed), SSIM {r['ssim_float_padding_restored']:.4f} / "
                   f"{r['ssim_fixed_padding_restored']:.4f}. (The lossless mode is exact either way.)"]
+    if all("psnr_mean2x2_baseline" in r for r in rows):
+        lines += ["", "A model-free reference, each channel's 2x2 block mean repeated back (one value per block and channel, "
+                  "against the latent's three per block for all channels together): "
+                  + ", ".join(f"{r['file']} {r['psnr_mean2x2_baseline']:.2f} dB" for r in rows) + "."]
     ct = [r for r in rows if "brain_hu_mae_fixed" in r]
     if ct:
         lines += ["", "CT in the brain window (C40/W100): mean absolute error over pixels whose original value lies in "
@@ -490,8 +505,23 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
         "for diagnosis. The lossy mode's output is a derived image; the lossless mode is exact whatever the model.",
         "- One model per channel count, all modalities together (the paper trains one per image type).",
         "- Not trained for denoising; noisy inputs come back smoothed but not cleaned.",
-        "",
     ]
+    if kind == "colour":
+        lines += [
+            "- Weak: on US1 it does worse than the model-free 2x2-mean reference, which keeps the same number of values "
+            "per block (three). Its training set is mostly small synthetic test patterns and palette ultrasound; power "
+            "Doppler reds come back orange-yellow, thin lines and burnt-in text blur. It needs more colour training "
+            "data (and held-out colour files beyond one study) before its lossy output is worth looking at. The "
+            "lossless mode stays exact; only the residual grows.",
+        ]
+    else:
+        lines += [
+            "- Barely better than the model-free 2x2-mean reference on MR2 and RG1 (+0.4 to +0.5 dB), although the "
+            "latent keeps three values per 2x2 block against the reference's one: the model is undertrained (minutes "
+            "of CPU, 18 images). More data and training, or the pixel-shuffle variant of design.md, would pay.",
+            "- CT padding: see above; a padding mask in the payload would let the lossy path restore it.",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -502,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "dicomcrypt" / "models")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; re-evaluate the models in --out")
     parser.add_argument("--no-memory", action="store_true", help="skip the 4000x4000 peak-memory run")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="keep the stored evaluation; re-measure memory (with --no-memory: only rewrite the cards)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore")  # pydicom complains about many of its own test files
@@ -509,11 +541,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = MODELS[kind]
         log: list[str] = []
         meta_path = args.out / f"{spec['stem']}.json"
-        if not args.evaluate_only:
+        if not (args.evaluate_only or args.memory_only):
             model, images, summary = train(kind, args.steps or spec["steps"], log)
             meta_path = export(kind, model, images, summary, args.out)
         print("\n".join(log), flush=True)
-        rows = evaluate(kind, meta_path)
+        if args.memory_only:
+            rows = json.loads(meta_path.read_text())["evaluation"]
+        else:
+            rows = evaluate(kind, meta_path)
         memory = None if args.no_memory else measure_memory(meta_path)
         print(json.dumps({"memory": memory}), flush=True)
         meta = json.loads(meta_path.read_text())
@@ -522,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             meta["memory"] = memory
         meta["environment"] = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
         meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        (args.out / meta["card"]).write_text(card(kind, meta, rows, memory, log), encoding="utf-8")
+        (args.out / meta["card"]).write_text(card(kind, meta, rows, memory or meta.get("memory"), log), encoding="utf-8")
         print(f"{spec['model_id']}: wrote {meta_path}", flush=True)
     return 0
 

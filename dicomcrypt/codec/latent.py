@@ -125,14 +125,17 @@ def latent_from_bytes(blob: bytes) -> Latent:
         raise PayloadFormatError(f"latent: compressed samples truncated ({len(raw)} of {expected} bytes)")
     if inflater.unused_data:
         raise PayloadFormatError("latent: trailing bytes after the compressed samples")
+    # Stored planar (F, C, h, w); returned channels-last (F, h, w, C), converted in one pass.
     shape = (frames, channels, height, width)
     if latent_format == "f16":
-        planar = np.frombuffer(raw, dtype="<f2").reshape(shape).astype(np.float64)
-        if not np.all(np.isfinite(planar)):
+        samples = np.frombuffer(raw, dtype="<f2").reshape(shape).transpose(0, 2, 3, 1)
+        if not np.all(np.isfinite(samples)):
             raise PayloadFormatError("latent: float16 samples are not all finite")
+        values = np.empty((frames, height, width, channels), np.float64)
+        values[...] = samples
     else:
-        planar = _dequantise_u8(np.frombuffer(raw, dtype=np.uint8).reshape(shape), params)
-    values = np.ascontiguousarray(planar.transpose(0, 2, 3, 1))
+        q = np.frombuffer(raw, dtype=np.uint8).reshape(shape).transpose(0, 2, 3, 1)
+        values = _dequantise_u8(q, params)
     return Latent(values, latent_format, factor, (orig_h, orig_w), tile)
 
 
@@ -149,11 +152,15 @@ def _quantise_u8(planar: np.ndarray) -> tuple[np.ndarray, bytes]:
 
 
 def _dequantise_u8(q: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """``low + q * step`` in float64 as two separately rounded IEEE operations (never fused)."""
-    low = params[..., 0].astype(np.float64)[..., None, None]
-    step = params[..., 1].astype(np.float64)[..., None, None]
-    # q * step is exact (8-bit times 24-bit significand), the addition is correctly rounded.
-    return np.add(np.multiply(q.astype(np.float64), step), low)
+    """``low + q * step`` for ``q`` of shape (F, h, w, C), in float64, as two separately rounded
+    IEEE operations (never fused): ``q * step`` is exact (8-bit times 24-bit significand), the
+    addition is correctly rounded, so every machine gets the same bits."""
+    low = params[..., 0].astype(np.float64)[:, None, None, :]
+    step = params[..., 1].astype(np.float64)[:, None, None, :]
+    values = np.empty(q.shape, np.float64, order="C")
+    np.multiply(q, step, out=values)
+    np.add(values, low, out=values)
+    return values
 
 
 def _check_geometry(

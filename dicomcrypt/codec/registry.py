@@ -110,7 +110,7 @@ class LoadedModel:
         with torch.inference_mode():
             for index in range(frames):
                 padded = pad_to_multiple(image[index], factor)
-                out[index] = run_tiled(padded, encode_region, tile=tile, halo=HALO, down=factor)
+                run_tiled(padded, encode_region, tile=tile, halo=HALO, down=factor, out=out[index])
         return out
 
     def decode(self, latent: bytes, *, tile: int = TILE) -> np.ndarray:
@@ -145,8 +145,7 @@ class LoadedModel:
         height, width = parsed.original_size
         out = np.empty((frames, height, width, self.info.channels), dtype=dtype)
         for index in range(frames):
-            full = run_tiled(parsed.values[index], fn, tile=tile // factor, halo=HALO // factor, up=factor)
-            out[index] = full[:height, :width]
+            run_tiled(parsed.values[index], fn, tile=tile // factor, halo=HALO // factor, up=factor, out=out[index])
         return out
 
     def _check_image(self, image: np.ndarray) -> np.ndarray:

@@ -43,23 +43,31 @@ def run_tiled(
     halo: int,
     up: int = 1,
     down: int = 1,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply ``fn`` to ``(H, W, C)`` tile by tile; ``fn`` maps an ``h x w`` region to ``h*up/down``.
 
     ``tile``, ``halo``, ``H`` and ``W`` must be multiples of ``down`` so every region maps to a
-    whole number of output pixels.
+    whole number of output pixels. ``out``, if given, receives the result and may be smaller than
+    the full output (the top-left part is kept): decoders write straight into the cropped image
+    instead of allocating a padded copy of it.
     """
     height, width = image.shape[:2]
     if any(v % down for v in (tile, halo, height, width)) or tile <= 0 or halo < 0:
         raise ValueError(f"tiling: tile {tile}, halo {halo} and size {height}x{width} must be multiples of {down}")
-    out: np.ndarray | None = None
+    if out is not None and (out.shape[0] > height * up // down or out.shape[1] > width * up // down):
+        raise ValueError(f"tiling: output {out.shape[:2]} is larger than the result")
     for y0, y1, ya, yb in tile_spans(height, tile, halo):
         for x0, x1, xa, xb in tile_spans(width, tile, halo):
             result = fn(image[ya:yb, xa:xb])
             if out is None:
                 out = np.empty((height * up // down, width * up // down, result.shape[2]), dtype=result.dtype)
-            out[y0 * up // down : y1 * up // down, x0 * up // down : x1 * up // down] = result[
-                (y0 - ya) * up // down : (y1 - ya) * up // down, (x0 - xa) * up // down : (x1 - xa) * up // down
-            ]
+            top, left = y0 * up // down, x0 * up // down
+            rows = min(y1 * up // down, out.shape[0]) - top
+            cols = min(x1 * up // down, out.shape[1]) - left
+            if rows <= 0 or cols <= 0:
+                continue
+            skip_y, skip_x = (y0 - ya) * up // down, (x0 - xa) * up // down
+            out[top : top + rows, left : left + cols] = result[skip_y : skip_y + rows, skip_x : skip_x + cols]
     assert out is not None
     return out
