@@ -458,12 +458,13 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
         )
     padded = [r for r in rows if "psnr_fixed_padding_restored" in r]
     for r in padded:
-        lines += ["", f"{r['file']}: {100 * r['padding_share']:.0f} % of its pixels are padding (PixelPaddingValue), which "
-                  "`codec.normalise` leaves out of the range and clips to its low end, so the lossy path restores them at "
-                  "the lowest tissue value, not at the padding value; that alone costs the PSNR above. With the padding "
-                  f"pixels put back: PSNR {r['psnr_float_padding_restored']:.2f} dB (float) / "
+        lines += ["", f"{r['file']}: {100 * r['padding_share']:.0f} % of its pixels are padding (PixelPaddingValue). "
+                  "`codec.normalise` leaves padding out of the range and clips it to the low end, so the model alone "
+                  "(the columns above) restores it at the lowest tissue value, which dominates the error. dicomcrypt's "
+                  "pipeline sends the padding positions as a mask and puts the value back exactly, so what the lossy "
+                  f"mode delivers is: PSNR {r['psnr_float_padding_restored']:.2f} dB (float) / "
                   f"{r['psnr_fixed_padding_restored']:.2f} dB (fixed), SSIM {r['ssim_float_padding_restored']:.4f} / "
-                  f"{r['ssim_fixed_padding_restored']:.4f}. (The lossless mode is exact either way.)"]
+                  f"{r['ssim_fixed_padding_restored']:.4f}."]
     if all("psnr_mean2x2_baseline" in r for r in rows):
         lines += ["", "A model-free reference, each channel's 2x2 block mean repeated back (one value per block and channel, "
                   "against the latent's three per block for all channels together): "
@@ -519,7 +520,6 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
             "- Barely better than the model-free 2x2-mean reference on MR2 and RG1 (+0.4 to +0.5 dB), although the "
             "latent keeps three values per 2x2 block against the reference's one: the model is undertrained (minutes "
             "of CPU, 18 images). More data and training, or the pixel-shuffle variant of design.md, would pay.",
-            "- CT padding: see above; a padding mask in the payload would let the lossy path restore it.",
         ]
     lines.append("")
     return "\n".join(lines)
