@@ -133,7 +133,9 @@ def test_lossless_mode_restores_every_pixel(path, tmp_path):
 
 @pytest.mark.parametrize(
     "name, ssim_floor, psnr_floor",
-    [("CT_small.dcm", 0.9, 30.0), ("MR_small.dcm", 0.9, 30.0), ("US1_UNCR.dcm", 0.8, 25.0), ("emri_small.dcm", 0.8, 28.0)],
+    # Regression floors a little under what the shipped models measure (docs/models.md); the
+    # targets to beat belong to the model work, not to this test.
+    [("CT_small.dcm", 0.93, 36.0), ("MR_small.dcm", 0.9, 30.0), ("US1_UNCR.dcm", 0.72, 18.5), ("emri_small.dcm", 0.85, 25.0)],
 )
 def test_lossy_mode_quality_floors(name, ssim_floor, psnr_floor, tmp_path):
     path = next((p for p in CORPUS if p.name == name), None)
