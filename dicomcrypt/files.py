@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from dicomcrypt.atomic import publish
 from dicomcrypt.errors import InvalidInputError, NotDicomError, OutputExistsError
 
 __all__ = [
@@ -117,42 +118,10 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, force: bool
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-        if force:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
+        publish(tmp, path, force=force, exists_message=f"{path}: output exists (use --force to overwrite)")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _link_no_clobber(tmp: Path, path: Path) -> None:
-    try:
-        os.link(tmp, path)
-    except FileExistsError as exc:
-        raise OutputExistsError(f"{path}: output exists (use --force to overwrite)") from exc
-    except OSError:
-        # No hard links here (FAT, some network shares): check, then rename.
-        if os.path.lexists(path):
-            raise OutputExistsError(f"{path}: output exists (use --force to overwrite)") from None
-        os.replace(tmp, path)
-        return
-    tmp.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); best effort elsewhere."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 _UMASK: int | None = None

@@ -284,5 +284,5 @@ def test_imports_only_stdlib_and_cryptography() -> None:
             else:
                 continue
             for name in roots:
-                ok = name.split(".")[0] in allowed or name in ("dicomcrypt.errors",) or name.startswith("dicomcrypt.crypto")
+                ok = name.split(".")[0] in allowed or name in ("dicomcrypt.errors", "dicomcrypt.atomic") or name.startswith("dicomcrypt.crypto")
                 assert ok, f"{path.name} imports {name}"

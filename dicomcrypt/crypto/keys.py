@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
-import errno
 import hmac
 import logging
 import os
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from dicomcrypt.atomic import publish
 from dicomcrypt.errors import DecryptionError, KeyFileError, OutputExistsError
 
 __all__ = [
@@ -150,10 +150,7 @@ class Key:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if force:
-                os.replace(tmp, path)
-            else:
-                _link_no_clobber(tmp, path)
+            publish(tmp, path, force=force, exists_message=f"key file {path} exists; pass force=True to overwrite it")
         except OutputExistsError:
             raise
         except OSError as exc:
@@ -161,7 +158,6 @@ class Key:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
-        _fsync_dir(directory)
 
     def _file_text(self) -> str:
         created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -318,29 +314,3 @@ def _check_permissions(path: Path, mode: int) -> None:
     warnings.warn(message, InsecureKeyFileWarning, stacklevel=3)
 
 
-def _link_no_clobber(tmp: Path, path: Path) -> None:
-    """Publish ``tmp`` at ``path`` unless ``path`` exists, atomically where hard links exist."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise OutputExistsError(f"key file {path} exists; pass force=True to overwrite it") from None
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
-            raise
-        if os.path.lexists(path):  # no hard links here (some network/FAT file systems)
-            raise OutputExistsError(f"key file {path} exists; pass force=True to overwrite it") from None
-        os.replace(tmp, path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the new directory entry durable (best effort; not possible on every platform)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
