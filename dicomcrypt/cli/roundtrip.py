@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from dicomcrypt.cli._common import EXIT_OK, EXIT_SOME_FAILED, error
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, EXIT_SOME_FAILED, error
 
 MODES = ("lossless", "lossy", "standard")
 
@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "roundtrip",
         help="encrypt + restore + compare a file or folder, report per file (writes nothing)",
         description=__doc__,
+        epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", type=Path, metavar="IN", help="DICOM file or folder (recursive)")
