@@ -35,7 +35,6 @@ from dicomcrypt.errors import (
     DecryptionError,
     IntegrityError,
     InvalidInputError,
-    ModelMismatchError,
     NoPixelDataError,
     PayloadFormatError,
 )
@@ -185,11 +184,7 @@ def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | Iterable[Key]) -> Out
         frames = standard.decode_pixels(payload.section("pixels"), shape, dtype)
     else:
         codec = _load_model(header.model_id, fmt.samples_per_pixel)
-        if codec.info.sha256 != header.model_sha256:
-            raise ModelMismatchError(
-                f"the file was encrypted with model {header.model_id} sha256 {header.model_sha256.hex()}, "
-                f"but the model available here is {codec.info.model_id} sha256 {codec.info.sha256.hex()}"
-            )
+        codec.check_identity(header.model_id, header.model_sha256)
         norm = normalise.Normalisation.from_json(meta["normalisation"])
         frames = _reconstruct(codec, payload.sections, norm, shape, dtype)
         if header.mode is Mode.LOSSLESS:

@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from dicomcrypt import dicom, quality
 from dicomcrypt.crypto import Key
 from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.files import iter_dicom_inputs
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
 
@@ -51,19 +52,11 @@ class RoundTripRow:
         return self.quality.exact
 
 
-def iter_files(root: Path) -> list[Path]:
-    """Every regular, non-hidden file below ``root`` (or ``root`` itself), sorted."""
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
 def run(root: Path, *, key: Key, modes: Iterable[str] = ("lossless", "lossy")) -> Iterator[RoundTripRow]:
     """Round-trip every file below ``root`` in each mode, yielding a row as each finishes."""
-    for path in iter_files(root):
-        name = str(path.relative_to(root)) if root.is_dir() else path.name
+    for path, relative in iter_dicom_inputs(root):
         for mode in modes:
-            yield _one(path, name, mode, key)
+            yield _one(path, str(relative), mode, key)
 
 
 def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
