@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import io
 import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
-from helpers.corpus import image_files
+from helpers.corpus import image_files, read_quietly, to_bytes
 from helpers.dciodvfy import new_errors, require_tool
 
 from dicomcrypt import dicom
@@ -49,16 +48,6 @@ UNWRITABLE = {
 LOSSLESS_PIXEL_LIMIT = 1_100_000
 
 
-def _read(path: Path) -> pydicom.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, force=True)
-
-
-def _to_bytes(ds: pydicom.Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def _size(ds: pydicom.Dataset) -> int:
@@ -68,22 +57,22 @@ def _size(ds: pydicom.Dataset) -> int:
 
 
 def _round_trip(path: Path, mode: str, tmp_path: Path) -> tuple[np.ndarray, np.ndarray, str, pydicom.Dataset]:
-    original = _read(path)
+    original = read_quietly(path)
     sealed = encrypt_instance(original, key=KEY, mode=mode)
     encrypted_path = tmp_path / "encrypted.dcm"
-    encrypted_path.write_bytes(_to_bytes(sealed.dataset))
+    encrypted_path.write_bytes(to_bytes(sealed.dataset))
     if sealed.action == "passed through":
         assert not dicom.has_pixel_data(original)
         assert sealed.dataset == original
         return np.zeros(0), np.zeros(0), "passed through", sealed.dataset
     encrypted = pydicom.dcmread(encrypted_path)
-    restored = pydicom.dcmread(io.BytesIO(_to_bytes(decrypt_instance(encrypted, keys=[KEY]).dataset)))
+    restored = pydicom.dcmread(io.BytesIO(to_bytes(decrypt_instance(encrypted, keys=[KEY]).dataset)))
     return dicom.read_frames(original)[0], dicom.read_frames(restored)[0], sealed.mode, encrypted
 
 
 def _corpus() -> list[Path]:
     files = list(image_files()) + sorted(SAMPLE_DIR.rglob("*.dcm"))
-    return [p for p in files if _read(p).get("SOPClassUID") is not None]
+    return [p for p in files if read_quietly(p).get("SOPClassUID") is not None]
 
 
 CORPUS = _corpus()
@@ -93,7 +82,7 @@ CORPUS = _corpus()
 def test_standard_mode_is_exact_and_valid_for_every_file(path, tmp_path):
     if path.name in UNDECODABLE:
         with pytest.raises(DicomCryptError):
-            encrypt_instance(_read(path), key=KEY, mode="standard")
+            encrypt_instance(read_quietly(path), key=KEY, mode="standard")
         return
     if path.name in UNWRITABLE:
         pytest.skip(UNWRITABLE[path.name])
@@ -110,7 +99,7 @@ def test_standard_mode_is_exact_and_valid_for_every_file(path, tmp_path):
 
 def _dciodvfy_baseline(path: Path) -> Path | pydicom.Dataset:
     """What dciodvfy can read of the original: it cannot inflate Deflated Explicit VR files."""
-    original = _read(path)
+    original = read_quietly(path)
     if original.file_meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return path
     original.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -120,7 +109,7 @@ def _dciodvfy_baseline(path: Path) -> Path | pydicom.Dataset:
 LOSSLESS = [
     p
     for p in CORPUS
-    if p.name not in UNDECODABLE and p.name not in UNWRITABLE and _size(_read(p)) <= LOSSLESS_PIXEL_LIMIT
+    if p.name not in UNDECODABLE and p.name not in UNWRITABLE and _size(read_quietly(p)) <= LOSSLESS_PIXEL_LIMIT
 ]
 
 

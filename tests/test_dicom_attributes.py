@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -24,7 +23,7 @@ from dicomcrypt.dicom import (
     write_frames,
 )
 from dicomcrypt.errors import PayloadFormatError
-from helpers.corpus import sample
+from helpers.corpus import read_quietly, sample
 
 SAMPLES = [
     "693_UNCR.dcm",
@@ -66,11 +65,6 @@ GROUP_LENGTH = 0x0000
 # rtdose*.dcm carries a UID pydicom warns about (a property of the test file, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")
 
-def _read(path: Path) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, force=True)
-
 
 def _through_file(ds: Dataset) -> Dataset:
     """Store and load, as between encryption and decryption."""
@@ -102,7 +96,7 @@ def _differences(a: Dataset, b: Dataset, *, skip: set[int], path: str = "") -> l
 
 
 def _encrypt_restore(name: str, *, via_file: bool) -> tuple[Dataset, Dataset, np.ndarray]:
-    original = _read(sample(name))
+    original = read_quietly(sample(name))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frames, fmt = read_frames(original)
@@ -144,8 +138,8 @@ def test_compressed_round_trip(name: str) -> None:
 
 
 def test_big_endian_original_comes_back_little_endian() -> None:
-    big = _read(sample("OBXXXX1A_expb.dcm"))
-    little = _read(sample("OBXXXX1A.dcm"))
+    big = read_quietly(sample("OBXXXX1A_expb.dcm"))
+    little = read_quietly(sample("OBXXXX1A.dcm"))
     frames, fmt = read_frames(big)
     blob = snapshot_attributes(big)
     apply_placeholder(big, fmt)
@@ -159,7 +153,7 @@ def test_big_endian_original_comes_back_little_endian() -> None:
 
 def test_absent_attributes_come_back_absent() -> None:
     """The placeholder may add a window; restore removes it again."""
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     for keyword in ("WindowCenter", "WindowWidth"):
         if keyword in ds:
             delattr(ds, keyword)
@@ -172,7 +166,7 @@ def test_absent_attributes_come_back_absent() -> None:
 
 
 def test_overlays_and_icons_round_trip() -> None:
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     icon = Dataset()
     icon.Rows, icon.Columns, icon.SamplesPerPixel = 2, 2, 1
     icon.PhotometricInterpretation = "MONOCHROME2"
@@ -192,7 +186,7 @@ def test_overlays_and_icons_round_trip() -> None:
 
 
 def test_text_in_another_character_set() -> None:
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.WindowCenterWidthExplanation = "Fenêtre crâne"
     blob = snapshot_attributes(ds)
@@ -203,7 +197,7 @@ def test_text_in_another_character_set() -> None:
 
 
 def test_transfer_syntax_is_restored_for_write_frames_to_fix() -> None:
-    ds = _read(sample("SC_rgb_jpeg_dcmtk.dcm"))
+    ds = read_quietly(sample("SC_rgb_jpeg_dcmtk.dcm"))
     blob = snapshot_attributes(ds)
     frames, fmt = read_frames(ds)
     apply_placeholder(ds, fmt)

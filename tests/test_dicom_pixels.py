@@ -23,7 +23,7 @@ from dicomcrypt.dicom import (
     write_frames,
 )
 from dicomcrypt.errors import NoPixelDataError, PixelDecodeError, UnsupportedImageError
-from helpers.corpus import image_files, sample
+from helpers.corpus import image_files, read_quietly, sample
 
 #: Images pydicom (3.0, with the pylibjpeg/pyjpegls/pillow plugins) cannot decode, and why.
 #: read_frames must raise PixelDecodeError for them; the round trip is then skipped.
@@ -60,11 +60,6 @@ MAX_ENCAPSULATED_FRAMES = 16
 
 # rtdose*.dcm carries a UID pydicom warns about (a property of the test file, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")
-
-def _read(path: Path) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, force=True)
 
 
 def _first_frames(ds: Dataset, count: int = MAX_ENCAPSULATED_FRAMES) -> Dataset:
@@ -112,7 +107,7 @@ def _to_bytes(ds: Dataset) -> bytes:
 @pytest.mark.parametrize("path", _PARAMS)
 def test_read_write_read_is_exact(path: Path) -> None:
     """Every decodable image: read -> write native -> (save, load) -> read gives the same array."""
-    original = _first_frames(_read(path))
+    original = _first_frames(read_quietly(path))
     try:
         frames, fmt = _quiet_read_frames(original)
     except PixelDecodeError as exc:
@@ -161,18 +156,18 @@ def test_corpus_is_there() -> None:
 
 def test_colour_policy() -> None:
     """Native YBR stays YBR (exact); lossy JPEG YBR is returned as RGB; J2K RCT as RGB."""
-    _, fmt = _quiet_read_frames(_read(sample("SC_ybr_full_422_uncompressed.dcm")))
+    _, fmt = _quiet_read_frames(read_quietly(sample("SC_ybr_full_422_uncompressed.dcm")))
     assert (fmt.photometric_interpretation, fmt.original_photometric_interpretation) == (
         "YBR_FULL",
         "YBR_FULL_422",
     )
-    frames, fmt = _quiet_read_frames(_read(sample("examples_ybr_color.dcm")))
+    frames, fmt = _quiet_read_frames(read_quietly(sample("examples_ybr_color.dcm")))
     assert fmt.photometric_interpretation == "RGB"
     assert fmt.original_photometric_interpretation == "YBR_FULL_422"
     assert frames.shape == (30, 240, 320, 3)
-    reference = _read(sample("examples_ybr_color.dcm")).pixel_array  # pydicom's default decode
+    reference = read_quietly(sample("examples_ybr_color.dcm")).pixel_array  # pydicom's default decode
     np.testing.assert_array_equal(frames, reference)
-    _, fmt = _quiet_read_frames(_read(sample("US1_J2KR.dcm")))
+    _, fmt = _quiet_read_frames(read_quietly(sample("US1_J2KR.dcm")))
     assert (fmt.photometric_interpretation, fmt.original_photometric_interpretation) == (
         "RGB",
         "YBR_RCT",
@@ -181,7 +176,7 @@ def test_colour_policy() -> None:
 
 def test_ybr_422_native_is_written_back_subsampled() -> None:
     """A native 4:2:2 original gets its exact bytes back (pydicom expanded them on read)."""
-    original = _read(sample("SC_ybr_full_422_uncompressed.dcm"))
+    original = read_quietly(sample("SC_ybr_full_422_uncompressed.dcm"))
     frames, fmt = _quiet_read_frames(original)
     ds = copy.deepcopy(original)
     write_frames(ds, frames, fmt)
@@ -192,7 +187,7 @@ def test_ybr_422_native_is_written_back_subsampled() -> None:
 
 def test_ybr_422_with_distinct_chroma_stays_full() -> None:
     """Chroma that 4:2:2 cannot hold (e.g. a lossy decode) is written as YBR_FULL, losing nothing."""
-    original = _read(sample("SC_ybr_full_422_uncompressed.dcm"))
+    original = read_quietly(sample("SC_ybr_full_422_uncompressed.dcm"))
     frames, fmt = _quiet_read_frames(original)
     frames = frames.copy()
     frames[0, 0, 1, 1] ^= 1
@@ -203,8 +198,8 @@ def test_ybr_422_with_distinct_chroma_stays_full() -> None:
 
 
 def test_planar_configuration_is_interleaved_in_the_array_and_kept_on_write() -> None:
-    planar = _read(sample("color-pl.dcm"))
-    pixel = _read(sample("color-px.dcm"))
+    planar = read_quietly(sample("color-pl.dcm"))
+    pixel = read_quietly(sample("color-px.dcm"))
     a, fmt_a = _quiet_read_frames(planar)
     b, fmt_b = _quiet_read_frames(pixel)
     np.testing.assert_array_equal(a, b)
@@ -216,8 +211,8 @@ def test_planar_configuration_is_interleaved_in_the_array_and_kept_on_write() ->
 
 def test_big_endian_becomes_explicit_little_endian_with_swapped_luts() -> None:
     """BE palette: pixels and LUT data end up exactly as in the LE copy of the same image."""
-    big = _read(sample("OBXXXX1A_expb.dcm"))
-    little = _read(sample("OBXXXX1A.dcm"))
+    big = read_quietly(sample("OBXXXX1A_expb.dcm"))
+    little = read_quietly(sample("OBXXXX1A.dcm"))
     frames, fmt = _quiet_read_frames(big)
     write_frames(big, frames, fmt)
     assert big.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
@@ -232,7 +227,7 @@ def test_big_endian_becomes_explicit_little_endian_with_swapped_luts() -> None:
 
 
 def test_single_bit_is_packed_and_flagged() -> None:
-    original = _read(sample("liver.dcm"))
+    original = read_quietly(sample("liver.dcm"))
     frames, fmt = _quiet_read_frames(original)
     assert fmt.is_single_bit and fmt.bits_allocated == 1 and not fmt.model_ready
     assert frames.shape == (3, 512, 512, 1) and set(np.unique(frames)) <= {0, 1}
@@ -242,15 +237,15 @@ def test_single_bit_is_packed_and_flagged() -> None:
 
 
 def test_format_flags() -> None:
-    _, ct = _quiet_read_frames(_read(sample("CT_small.dcm")))
+    _, ct = _quiet_read_frames(read_quietly(sample("CT_small.dcm")))
     assert ct.model_ready and ct.pixel_representation == 1 and ct.bits_stored == 16
-    _, palette = _quiet_read_frames(_read(sample("examples_palette.dcm")))
+    _, palette = _quiet_read_frames(read_quietly(sample("examples_palette.dcm")))
     assert palette.is_palette and not palette.model_ready
-    _, dose = _quiet_read_frames(_read(sample("rtdose.dcm")))
+    _, dose = _quiet_read_frames(read_quietly(sample("rtdose.dcm")))
     assert dose.bits_allocated == 32 and dose.frames == 15 and not dose.model_ready
-    _, padded = _quiet_read_frames(_read(sample("693_UNCR.dcm")))
+    _, padded = _quiet_read_frames(read_quietly(sample("693_UNCR.dcm")))
     assert padded.padding_value == -2000
-    _, rgb = _quiet_read_frames(_read(sample("US1_UNCR.dcm")))
+    _, rgb = _quiet_read_frames(read_quietly(sample("US1_UNCR.dcm")))
     assert rgb.model_ready and rgb.samples_per_pixel == 3
 
 
@@ -258,13 +253,13 @@ def test_pixel_format_is_json_friendly() -> None:
     """The pipeline carries it as dataclasses.asdict() in JSON and rebuilds it with **."""
     import json
 
-    _, fmt = _quiet_read_frames(_read(sample("SC_ybr_full_422_uncompressed.dcm")))
+    _, fmt = _quiet_read_frames(read_quietly(sample("SC_ybr_full_422_uncompressed.dcm")))
     assert PixelFormat(**json.loads(json.dumps(dataclasses.asdict(fmt)))) == fmt
 
 
 def test_float_pixel_data_round_trip() -> None:
     """Float Pixel Data (e.g. parametric maps) comes back as float32 and is written back."""
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     values = np.linspace(-1.5, 2.5, 128 * 128, dtype="<f4").reshape(128, 128)
     del ds.PixelData
     for keyword in ("BitsStored", "HighBit", "PixelRepresentation"):
@@ -281,7 +276,7 @@ def test_float_pixel_data_round_trip() -> None:
 
 
 def test_number_of_frames_only_when_needed() -> None:
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     frames, fmt = _quiet_read_frames(ds)
     write_frames(ds, frames, fmt)
     assert "NumberOfFrames" not in ds
@@ -291,7 +286,7 @@ def test_number_of_frames_only_when_needed() -> None:
 
 
 def test_write_refuses_values_that_do_not_fit() -> None:
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     frames, fmt = _quiet_read_frames(ds)
     with pytest.raises(ValueError, match="do not fit"):
         write_frames(ds, frames.astype(np.int32) + 40000, fmt)
@@ -300,7 +295,7 @@ def test_write_refuses_values_that_do_not_fit() -> None:
 
 
 def test_implicit_syntax_is_kept() -> None:
-    ds = _read(sample("MR_small_implicit.dcm"))
+    ds = read_quietly(sample("MR_small_implicit.dcm"))
     frames, fmt = _quiet_read_frames(ds)
     write_frames(ds, frames, fmt)
     assert ds.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
@@ -311,7 +306,7 @@ def test_implicit_syntax_is_kept() -> None:
 
 @pytest.mark.parametrize("name", ["test-SR.dcm", "rtplan.dcm", "rtstruct.dcm", "waveform_ecg.dcm"])
 def test_no_pixel_data(name: str) -> None:
-    ds = _read(sample(name))
+    ds = read_quietly(sample(name))
     assert not has_pixel_data(ds)
     with pytest.raises(NoPixelDataError):
         read_frames(ds)
@@ -319,13 +314,13 @@ def test_no_pixel_data(name: str) -> None:
 
 def test_truncated_native_pixel_data() -> None:
     with pytest.raises(PixelDecodeError, match=r"frame 1 of 1 .*Explicit VR Little Endian") as info:
-        _quiet_read_frames(_read(sample("MR_truncated.dcm")))
+        _quiet_read_frames(read_quietly(sample("MR_truncated.dcm")))
     assert isinstance(info.value.__cause__, ValueError)
 
 
 def test_corrupt_frame_is_named() -> None:
     """A multi-frame J2K with frame 4 cut short: the error names frame 4 and the syntax."""
-    ds = _read(sample("emri_small_jpeg_2k_lossless.dcm"))
+    ds = read_quietly(sample("emri_small_jpeg_2k_lossless.dcm"))
     fragments = [
         b"".join(frame) for frame in generate_fragmented_frames(ds.PixelData, number_of_frames=10)
     ]
@@ -338,18 +333,18 @@ def test_corrupt_frame_is_named() -> None:
 
 def test_corrupt_jpeg_file() -> None:
     with pytest.raises(PixelDecodeError, match="JPEG Extended"):
-        _quiet_read_frames(_read(sample("JPEG-lossy.dcm")))
+        _quiet_read_frames(read_quietly(sample("JPEG-lossy.dcm")))
 
 
 def test_missing_frames_are_an_error() -> None:
-    ds = _read(sample("emri_small_RLE.dcm"))
+    ds = read_quietly(sample("emri_small_RLE.dcm"))
     ds.NumberOfFrames = 11
     with pytest.raises(PixelDecodeError):
         _quiet_read_frames(ds)
 
 
 def test_unknown_transfer_syntax_is_unsupported() -> None:
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder
     with pytest.raises(UnsupportedImageError, match="MPEG2"):
         read_frames(ds)
@@ -357,17 +352,17 @@ def test_unknown_transfer_syntax_is_unsupported() -> None:
 
 def test_no_file_meta_infers_the_syntax() -> None:
     """Files without file meta (read with force) decode with the syntax they were read in."""
-    ds = _read(sample("OT-PAL-8-face.dcm"))
+    ds = read_quietly(sample("OT-PAL-8-face.dcm"))
     assert not ds.file_meta.get("TransferSyntaxUID")
     frames, fmt = _quiet_read_frames(ds)
     assert fmt.is_palette and frames.shape == (1, 480, 640, 1)
 
 
 def test_rle_decoded_frames_are_identical_to_native() -> None:
-    native, _ = _quiet_read_frames(_read(sample("emri_small.dcm")))
-    rle, fmt = _quiet_read_frames(_read(sample("emri_small_RLE.dcm")))
+    native, _ = _quiet_read_frames(read_quietly(sample("emri_small.dcm")))
+    rle, fmt = _quiet_read_frames(read_quietly(sample("emri_small_RLE.dcm")))
     np.testing.assert_array_equal(native, rle)
-    ds = _read(sample("emri_small_RLE.dcm"))
+    ds = read_quietly(sample("emri_small_RLE.dcm"))
     assert ds.file_meta.TransferSyntaxUID == RLELossless
     write_frames(ds, rle, fmt)
     assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian

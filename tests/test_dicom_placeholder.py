@@ -22,7 +22,7 @@ from dicomcrypt.dicom import (
     placeholder_size,
     read_frames,
 )
-from helpers.corpus import sample
+from helpers.corpus import read_quietly, sample
 from helpers.dciodvfy import new_errors, require_tool
 
 # name -> photometric interpretation the placeholder must have.
@@ -56,15 +56,10 @@ SAMPLES: dict[str, str] = {
 # rtdose*.dcm carries a UID pydicom warns about (a property of the test file, not ours).
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")
 
-def _read(path: Path) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(path, force=True)
-
 
 def _placeholder(name: str) -> tuple[Dataset, Dataset, np.ndarray]:
     """(original, encrypted copy, original frames)."""
-    original = _read(sample(name))
+    original = read_quietly(sample(name))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frames, fmt = read_frames(original)
@@ -182,7 +177,7 @@ def test_window_untouched_when_it_shows_the_text() -> None:
 
 def test_window_set_only_when_needed() -> None:
     """A window far above the stored range would show both values black: one is written."""
-    original = _read(sample("CT_small.dcm"))
+    original = read_quietly(sample("CT_small.dcm"))
     original.WindowCenter, original.WindowWidth = 100000, 10
     original.WindowCenterWidthExplanation = "NONSENSE"
     frames, fmt = read_frames(original)
@@ -196,7 +191,7 @@ def test_window_set_only_when_needed() -> None:
 
 
 def test_padding_value_is_not_used_for_the_text() -> None:
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     ds.PixelPaddingValue = 32767
     frames, fmt = read_frames(ds)
     apply_placeholder(ds, fmt)
@@ -208,7 +203,7 @@ def test_removes_what_would_be_false_or_show_the_original() -> None:
     original, encrypted, _ = _placeholder("MR-SIEMENS-DICOM-WithOverlays.dcm")
     assert any((t >> 16) in OVERLAY_GROUPS for t in original.keys())
     assert not any((t >> 16) in OVERLAY_GROUPS for t in encrypted.keys())
-    ds = _read(sample("CT_small.dcm"))
+    ds = read_quietly(sample("CT_small.dcm"))
     ds.SmallestImagePixelValue, ds.LargestImagePixelValue = 0, 4000
     icon = Dataset()
     icon.Rows = 1

@@ -9,11 +9,12 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from helpers.corpus import through_bytes
 from pydicom.uid import JPEG2000Lossless
 
 from dicomcrypt import dicom
 from dicomcrypt.crypto import Key, KeyRing
-from dicomcrypt.envelope import Mode, instance_binding, open_envelope, seal
+from dicomcrypt.envelope import instance_binding, open_envelope, seal
 from dicomcrypt.errors import (
     DecryptionError,
     EnvelopeFormatError,
@@ -35,11 +36,6 @@ def key() -> Key:
 def _load(name: str) -> pydicom.Dataset:
     return pydicom.dcmread(get_testdata_file(name))
 
-
-def _through_bytes(ds: pydicom.Dataset) -> pydicom.Dataset:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
 
 
 def _pixels(ds: pydicom.Dataset) -> np.ndarray:
@@ -63,9 +59,9 @@ def test_lossless_restores_every_pixel_and_attribute(name, key):
     sealed = encrypt_instance(original, key=key)
     assert sealed.action == "encrypted" and sealed.mode == "lossless"
     assert original == before, "the input dataset must not be modified"
-    encrypted = _through_bytes(sealed.dataset)
+    encrypted = through_bytes(sealed.dataset)
     assert encrypted.SOPInstanceUID == original.SOPInstanceUID
-    restored = _through_bytes(decrypt_instance(encrypted, keys=KeyRing([key])).dataset)
+    restored = through_bytes(decrypt_instance(encrypted, keys=KeyRing([key])).dataset)
     np.testing.assert_array_equal(_pixels(restored), _pixels(original))
     assert restored.SOPInstanceUID == original.SOPInstanceUID
     for keyword in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns", "BitsStored"):
@@ -91,14 +87,14 @@ def test_encrypted_instance_hides_pixels_and_shows_its_block(key):
 def test_lossy_restores_a_derived_image_under_dicom_rules(key):
     original = _load("CT_small.dcm")
     sealed = encrypt_instance(original, key=key, mode="lossy")
-    restored = decrypt_instance(_through_bytes(sealed.dataset), keys=[key]).dataset
+    restored = decrypt_instance(through_bytes(sealed.dataset), keys=[key]).dataset
     assert restored.SOPInstanceUID != original.SOPInstanceUID
     assert restored.file_meta.MediaStorageSOPInstanceUID == restored.SOPInstanceUID
     assert restored.LossyImageCompression == "01"
     assert "DICOMCRYPT_AE" in list(np.atleast_1d(restored.LossyImageCompressionMethod))
     assert restored.SourceImageSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     assert restored.ImageType[0] == "DERIVED"
-    quality = compare(_pixels(original), _pixels(_through_bytes(restored)))
+    quality = compare(_pixels(original), _pixels(through_bytes(restored)))
     assert quality.ssim > 0.9 and quality.psnr_db > 30
     # The latent is smaller than the pixels it replaces.
     assert sealed.metrics["latent_bytes"] < sealed.metrics["pixel_bytes"]
@@ -109,7 +105,7 @@ def test_objects_the_model_cannot_serve_fall_back_to_the_standard_codec(name, re
     original = _load(name)
     sealed = encrypt_instance(original, key=key, mode="lossy")
     assert sealed.mode == "standard" and reason in sealed.note
-    restored = _through_bytes(decrypt_instance(_through_bytes(sealed.dataset), keys=[key]).dataset)
+    restored = through_bytes(decrypt_instance(through_bytes(sealed.dataset), keys=[key]).dataset)
     np.testing.assert_array_equal(_pixels(restored), _pixels(original))
 
 
@@ -237,8 +233,8 @@ def test_lossy_restores_ct_padding_exactly_and_keeps_tissue_close(key):
 
     original = pydicom.dcmread(sample("693_UNCR.dcm"))
     sealed = encrypt_instance(original, key=key, mode="lossy")
-    restored = decrypt_instance(_through_bytes(sealed.dataset), keys=[key]).dataset
-    before, after = _pixels(original), _pixels(_through_bytes(restored))
+    restored = decrypt_instance(through_bytes(sealed.dataset), keys=[key]).dataset
+    before, after = _pixels(original), _pixels(through_bytes(restored))
     padding = before == int(original.PixelPaddingValue)
     assert padding.mean() > 0.1  # this CT really is padded
     np.testing.assert_array_equal(after[padding], before[padding])

@@ -6,6 +6,7 @@ installed it tries to download them (no network here, and slow retries).
 
 from __future__ import annotations
 
+import io
 import warnings
 from functools import cache
 from importlib.metadata import entry_points
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pydicom
 
-__all__ = ["all_files", "image_files", "pydicom_data_dir", "sample", "TEST_FILES_DIR"]
+__all__ = ["all_files", "image_files", "pydicom_data_dir", "read_quietly", "sample", "through_bytes", "to_bytes", "TEST_FILES_DIR"]
 
 TEST_FILES_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
 _NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz", ".py"}
@@ -67,3 +68,22 @@ def sample(name: str) -> Path:
 
     pytest.skip(f"test file {name} is not installed (pydicom-data missing?)")
     raise AssertionError("unreachable")
+
+
+def read_quietly(path: Path) -> pydicom.Dataset:
+    """Read a test file as pydicom does with force=True, without its warnings about the file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path, force=True)
+
+
+def to_bytes(ds: pydicom.Dataset) -> bytes:
+    """The Part 10 file bytes of ``ds``, as written to disk."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def through_bytes(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """Write and read back ``ds``: what a receiver of the file sees."""
+    return pydicom.dcmread(io.BytesIO(to_bytes(ds)))
