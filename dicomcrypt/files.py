@@ -33,6 +33,7 @@ __all__ = [
     "read_dicom_bytes",
     "dicom_to_bytes",
     "write_dicom_atomic",
+    "write_bytes_atomic",
     "copy_file_atomic",
     "iter_dicom_inputs",
     "is_hidden",
@@ -100,6 +101,15 @@ def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool
 
     def write(fh: IO[bytes]) -> None:
         pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+
+    _write_atomic(Path(path), write, force=force)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write ``data`` (e.g. Part 10 bytes from a storage hook) at ``path``, all or nothing."""
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(data)
 
     _write_atomic(Path(path), write, force=force)
 

@@ -108,7 +108,7 @@ def loader_script(site_dir: Path, extra_paths: Sequence[Path] = ()) -> str:
         'Settings: the "DicomCrypt" section of Orthanc\'s configuration (docs/integrations.md).',
         '"""',
         "import site",
-        "import sys",
+        *(["import sys"] if extra_paths else []),
         "",
         f"# The venv dicomcrypt is installed in (Python {sys.version_info.major}.{sys.version_info.minor});"
         " addsitedir also runs its .pth files.",
@@ -152,6 +152,18 @@ def find_python_plugin() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def plugin_python_version(plugin: Path) -> str | None:
+    """The Python version ("3.11") Orthanc's Python plugin embeds, read from the libpython it names."""
+    import re
+
+    try:
+        data = plugin.read_bytes()
+    except OSError:
+        return None
+    found = re.search(rb"libpython(3\.[0-9]+)", data)
+    return found.group(1).decode() if found else None
 
 
 def dumps(snippet: Mapping[str, Any]) -> str:

@@ -128,13 +128,16 @@ class OrthancServer:
 
     # -- DIMSE ---------------------------------------------------------------------------
 
-    def store_scu(self, paths: Sequence[Path], *, calling_aet: str = "STORESCU",
+    def store_scu(self, paths: Sequence[Path], *, calling_aet: str = "STORESCU", halt: bool = True,
                   timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """DCMTK storescu (verbose, TCP_NODELAY=1) sending ``paths`` on one association."""
+        """DCMTK storescu (verbose, TCP_NODELAY=1) sending ``paths`` on one association.
+
+        storescu stops at the first refused instance unless ``halt=False`` (its ``--no-halt``).
+        """
         exe = require_tool("storescu")
         env = dict(os.environ, TCP_NODELAY="1")
         return subprocess.run(
-            [exe, "-v", "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
+            [exe, "-v", *([] if halt else ["--no-halt"]), "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
              *[str(p) for p in paths]],
             capture_output=True, text=True, timeout=timeout, env=env,
         )
@@ -161,6 +164,32 @@ class OrthancServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=timeout)
+
+
+def _plugin_config(workdir: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Script and configuration entries exactly as ``dicomcrypt orthanc-script`` writes them.
+
+    The script puts this source tree ahead of the venv so Orthanc runs the code under test;
+    ``settings`` then replaces the "DicomCrypt" section (keys the command has no option for).
+    """
+    import contextlib
+    import io
+
+    from dicomcrypt.cli.main import main
+
+    plugin = require_python_plugin()
+    script = workdir / "dicomcrypt_orthanc.py"
+    argv = ["orthanc-script", "--out", str(script), "--source", str(REPO_ROOT), "--plugin", str(plugin),
+            "--mode", settings.get("Mode", "restore"), "--force"]
+    for key in settings.get("KeyFiles", []):
+        argv += ["--key", key]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(argv)
+    assert code == 0, f"dicomcrypt orthanc-script failed ({code})"
+    snippet = json.loads(stdout.getvalue())
+    snippet["DicomCrypt"] = dict(settings)
+    return snippet
 
 
 def start_orthanc(
@@ -195,14 +224,7 @@ def start_orthanc(
         "DicomThreadsCount": 4,
     }
     if dicomcrypt is not None:
-        from dicomcrypt.integrations.orthanc_config import config_snippet, current_site_packages, loader_script
-
-        plugin = require_python_plugin()
-        script = workdir / "dicomcrypt_orthanc.py"
-        script.write_text(loader_script(current_site_packages(), [REPO_ROOT]))
-        snippet = config_snippet(script, plugin, dicomcrypt.get("KeyFiles", []), dicomcrypt.get("Mode", "restore"))
-        snippet["DicomCrypt"] = dict(dicomcrypt)
-        config.update(snippet)
+        config.update(_plugin_config(workdir, dicomcrypt))
     config.update(extra_config or {})
     config_path = workdir / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=2))
