@@ -112,3 +112,41 @@ def test_a_bad_configuration_stops_orthanc(tmp_path: Path, site_key: tuple[Key, 
         )
         server.stop()
     assert "dicomcrypt: not started: key file" in str(failure.value)
+
+
+def anonymize(server: OrthancServer, orthanc_id: str, request: dict) -> pydicom.Dataset:
+    import json
+
+    status, body = server.request(
+        "POST", f"/instances/{orthanc_id}/anonymize", json.dumps(request).encode(), content_type="application/json"
+    )
+    assert status == 200, body[:300]
+    return pydicom.dcmread(io.BytesIO(body))
+
+
+def test_what_orthanc_anonymisation_does_to_an_encrypted_instance(
+    orthanc: OrthancServer, site_key: tuple[Key, Path]
+) -> None:
+    """docs/integrations.md: by default the block is dropped; kept private tags still fail to
+    decrypt because anonymisation gives new UIDs, which the envelope is bound to; keeping the
+    UIDs too keeps the instance decryptable."""
+    from dicomcrypt.errors import DecryptionError
+
+    original = fresh_copy("MR_small.dcm")
+    status, answer = orthanc.post_instance(to_bytes(original))
+    orthanc_id = answer["ID"]
+
+    dropped = anonymize(orthanc, orthanc_id, {})
+    assert read_private_block(dropped) is None
+
+    kept = anonymize(orthanc, orthanc_id, {"KeepPrivateTags": True})
+    assert read_private_block(kept) is not None
+    assert kept.SOPInstanceUID != original.SOPInstanceUID
+    with pytest.raises(DecryptionError):
+        decrypt_dataset(kept, keys=KeyRing([site_key[0]]))
+
+    uids = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    same_uids = anonymize(orthanc, orthanc_id, {"KeepPrivateTags": True, "Keep": uids, "Force": True})
+    restored = decrypt_dataset(same_uids, keys=KeyRing([site_key[0]]))
+    np.testing.assert_array_equal(restored.pixel_array, original.pixel_array)
+    assert restored.PatientName != original.PatientName
