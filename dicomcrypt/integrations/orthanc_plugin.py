@@ -37,21 +37,31 @@ _PENDING_LIMIT = 1024  # refusals awaiting their C-STORE filter call; bounded in
 
 
 class _PendingRefusals:
-    """C-STORE refusals decided in the callback, waiting for the filter to answer them."""
+    """C-STORE refusals decided in the callback, waiting for the filter to answer them.
+
+    Counted per content: the same bad instance sent by two associations at once is refused twice.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._statuses: OrderedDict[bytes, int] = OrderedDict()
+        self._waiting: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # sha256 -> (status, count)
 
     def add(self, data: bytes, status: int) -> None:
+        digest = hashlib.sha256(data).digest()
         with self._lock:
-            self._statuses[hashlib.sha256(data).digest()] = status
-            while len(self._statuses) > _PENDING_LIMIT:
-                self._statuses.popitem(last=False)
+            _, count = self._waiting.pop(digest, (status, 0))
+            self._waiting[digest] = (status, count + 1)
+            while len(self._waiting) > _PENDING_LIMIT:
+                self._waiting.popitem(last=False)
 
     def pop(self, data: bytes) -> int:
+        """The failure status waiting for this content (0: none, accept)."""
+        digest = hashlib.sha256(data).digest()
         with self._lock:
-            return self._statuses.pop(hashlib.sha256(data).digest(), 0)
+            status, count = self._waiting.pop(digest, (0, 0))
+            if count > 1:
+                self._waiting[digest] = (status, count - 1)
+            return status
 
 
 class OrthancHook:

@@ -136,7 +136,7 @@ def test_a_plain_instance_passes_through_unchanged(orthanc: OrthancServer) -> No
 def test_several_senders_at_once_every_instance_is_accounted_for(
     orthanc: OrthancServer, site_key: tuple[Key, Path], tmp_path: Path
 ) -> None:
-    """Four storescu associations at once, one carrying a tampered instance among good ones."""
+    """Four storescu associations at once; two carry the same tampered instance among good ones."""
     counts_before = orthanc.get_json("/dicomcrypt/status")["counts"]
     senders, per_sender = 4, 4
     good: list[pydicom.Dataset] = []
@@ -154,6 +154,8 @@ def test_several_senders_at_once_every_instance_is_accounted_for(
             batch.append(tmp_path / f"s{sender}-{index}.dcm")
             sealed.save_as(batch[-1], enforce_file_format=True)
         batches.append(batch)
+    # The very same tampered bytes from a second association at the same time: refused twice.
+    batches[1].insert(1, batches[0][1])
 
     results: dict[int, str] = {}
 
@@ -169,14 +171,14 @@ def test_several_senders_at_once_every_instance_is_accounted_for(
     outputs = "".join(results.values())
     assert len(results) == senders
     assert outputs.count("Received Store Response (Success)") == len(good)
-    assert outputs.count("Received Store Response (Error: CannotUnderstand)") == len(bad)
+    assert outputs.count("Received Store Response (Error: CannotUnderstand)") == 2
     for original in good:
         assert_stored_equals(orthanc, original)
     for original in bad:
         assert orthanc.find_instance(original.SOPInstanceUID) is None
     counts = orthanc.get_json("/dicomcrypt/status")["counts"]
     assert counts["decrypted"] - counts_before["decrypted"] == len(good)
-    assert counts["refused"] - counts_before["refused"] == len(bad)
+    assert counts["refused"] - counts_before["refused"] == 2
 
 
 def test_status_route_reports_version_mode_keys_and_counts(
@@ -202,3 +204,16 @@ def test_models_are_loaded_once_per_orthanc_process(orthanc: OrthancServer, site
     assert log.count("loaded model paper-grey@1") == 1, log
     assert log.count("loaded model paper-colour@1") == 1
     assert orthanc.get_json("/dicomcrypt/status")["counts"]["decrypted"] >= 2
+
+
+def test_pending_refusals_are_counted_per_content() -> None:
+    """Two associations sending identical bad bytes at once each get their refusal."""
+    from dicomcrypt.integrations.orthanc_plugin import _PendingRefusals
+
+    pending = _PendingRefusals()
+    pending.add(b"same", 0xC001)
+    pending.add(b"same", 0xC001)
+    pending.add(b"other", 0xC002)
+    assert [pending.pop(b"same"), pending.pop(b"same"), pending.pop(b"same")] == [0xC001, 0xC001, 0]
+    assert pending.pop(b"other") == 0xC002
+    assert pending.pop(b"never refused") == 0
