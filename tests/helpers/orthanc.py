@@ -183,10 +183,10 @@ def _plugin_config(workdir: Path, settings: dict[str, Any]) -> dict[str, Any]:
             "--mode", settings.get("Mode", "restore"), "--force"]
     for key in settings.get("KeyFiles", []):
         argv += ["--key", key]
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = main(argv)
-    assert code == 0, f"dicomcrypt orthanc-script failed ({code})"
+    assert code == 0, f"dicomcrypt orthanc-script failed ({code}): {stderr.getvalue()}"
     snippet = json.loads(stdout.getvalue())
     snippet["DicomCrypt"] = dict(settings)
     return snippet
@@ -230,9 +230,10 @@ def start_orthanc(
     config_path.write_text(json.dumps(config, indent=2))
     log_path = workdir / "orthanc.log"
     with open(log_path, "wb") as log:
+        # TCP_NODELAY=1: Orthanc's DCMTK, like storescu, otherwise stalls on Nagle + delayed ACK.
         process = subprocess.Popen(
             [exe, "--verbose", str(config_path)], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=workdir,
+            stdin=subprocess.DEVNULL, cwd=workdir, env=dict(os.environ, TCP_NODELAY="1"),
         )
     server = OrthancServer(process, http_port, dicom_port, aet, workdir, log_path, config)
     deadline = time.monotonic() + timeout
