@@ -97,11 +97,13 @@ def test_an_already_encrypted_instance_is_kept_as_sent(
 
 
 def test_status_reports_encrypt_mode_and_counts(orthanc: OrthancServer, site_key: tuple[Key, Path]) -> None:
+    before = orthanc.get_json("/dicomcrypt/status")["counts"]["encrypted"]
+    assert orthanc.post_instance(to_bytes(fresh_copy("MR_small.dcm")))[1]["Status"] == "Success"
     status = orthanc.get_json("/dicomcrypt/status")
     assert status["mode"] == "encrypt"
     assert status["encrypt_mode"] == "lossless"
     assert status["encrypt_key_id"] == site_key[0].key_id
-    assert status["counts"]["encrypted"] >= 1
+    assert status["counts"]["encrypted"] == before + 1
 
 
 def test_a_bad_configuration_stops_orthanc(tmp_path: Path, site_key: tuple[Key, Path]) -> None:
