@@ -21,6 +21,7 @@ Log lines go to Orthanc's log (``--verbose`` shows one info line per instance wi
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -131,7 +132,7 @@ def load_charls_isolated() -> None:
     flags = sys.getdlopenflags()
     sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
     try:
-        import jpeg_ls  # noqa: F401
+        importlib.import_module("jpeg_ls")
     finally:
         sys.setdlopenflags(flags)
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pydicom
@@ -202,7 +200,7 @@ def test_the_documented_pynetdicom_pacs_restores_refuses_and_archives(tmp_path: 
     port = free_port()
     server = namespace["start_pacs"](str(keys), archive, host="127.0.0.1", port=port, block=False)  # type: ignore[operator]
     try:
-        ct, mr = fresh_copy("CT_small.dcm"), fresh_copy("MR_small.dcm")
+        ct = fresh_copy("CT_small.dcm")
         lossless = encrypt_dataset(ct, key=key, mode="lossless")
         broken = pydicom.dcmread(io.BytesIO(tamper(sealed_bytes(fresh_copy("MR_small.dcm"), key))))
         plain = fresh_copy("MR_small.dcm")
