@@ -228,3 +228,17 @@ def test_the_documented_pynetdicom_pacs_restores_refuses_and_archives(tmp_path: 
         pydicom.dcmread(archive / f"{plain.SOPInstanceUID}.dcm").pixel_array, plain.pixel_array
     )
     assert decrypt_dataset(lossless, keys=KeyRing([key])).SOPInstanceUID == ct.SOPInstanceUID
+
+
+def test_models_load_in_the_constructor_and_never_per_instance(key: Key) -> None:
+    """The second hook, and every instance after construction, reuse the process's models."""
+    from dicomcrypt.codec import registry
+
+    StorageHook("restore", keys=key)  # the shipped models are loaded by now
+    loads_before = registry._load.cache_info().misses  # noqa: SLF001 - the cache is the contract
+    encrypt_hook = StorageHook("encrypt", keys=key, encrypt_mode="lossless")
+    restore_hook = StorageHook("restore", keys=key)
+    for name in ("CT_small.dcm", "SC_rgb.dcm"):
+        restore_hook.process(encrypt_hook.process(to_bytes(fresh_copy(name))).data)
+    assert registry._load.cache_info().misses == loads_before  # noqa: SLF001
+    assert restore_hook.status()["models_loaded"] == ["paper-grey@1", "paper-colour@1"]

@@ -4,7 +4,6 @@ or REST are stored encrypted (no plaintext pixels at rest), and our decrypt rest
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,9 @@ pytestmark = pytest.mark.peer
 
 
 @pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory, site_key: tuple[Key, Path]) -> Iterator[OrthancServer]:
-    server = start_orthanc(
-        tmp_path_factory.mktemp("orthanc-encrypt"),
-        dicomcrypt={"Mode": "encrypt", "KeyFiles": [str(site_key[1])], "EncryptMode": "lossless"},
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+def orthanc(orthanc_encrypt: OrthancServer) -> OrthancServer:
+    """This module's Orthanc (conftest)."""
+    return orthanc_encrypt
 
 
 def stored(server: OrthancServer, sop_instance_uid: str) -> tuple[bytes, pydicom.Dataset]:

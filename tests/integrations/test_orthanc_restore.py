@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from dicomcrypt import Key, encrypt_dataset
 from dicomcrypt.dicom import read_private_block
 from dicomcrypt.dicom.private_block import PRIVATE_CREATOR, PRIVATE_GROUP
 from helpers.corpus import fresh_copy, to_bytes
-from helpers.orthanc import OrthancServer, start_orthanc
+from helpers.orthanc import OrthancServer
 
 pytestmark = pytest.mark.peer
 
@@ -25,15 +24,9 @@ IMAGES = ("CT_small.dcm", "MR_small_jpeg_ls_lossless.dcm", "SC_rgb.dcm")
 
 
 @pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory, site_key: tuple[Key, Path]) -> Iterator[OrthancServer]:
-    server = start_orthanc(
-        tmp_path_factory.mktemp("orthanc-restore"),
-        dicomcrypt={"Mode": "restore", "KeyFiles": [str(site_key[1])]},
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+def orthanc(orthanc_restore: OrthancServer) -> OrthancServer:
+    """This module's Orthanc (conftest)."""
+    return orthanc_restore
 
 
 def encrypted(name: str, key: Key, mode: str = "lossless") -> tuple[pydicom.Dataset, pydicom.Dataset]:
