@@ -13,6 +13,7 @@ careful implementation.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -29,7 +30,10 @@ from dicomcrypt.errors import InvalidInputError, NotDicomError, OutputExistsErro
 
 __all__ = [
     "read_dicom",
+    "read_dicom_bytes",
+    "dicom_to_bytes",
     "write_dicom_atomic",
+    "write_bytes_atomic",
     "copy_file_atomic",
     "iter_dicom_inputs",
     "is_hidden",
@@ -48,20 +52,41 @@ def read_dicom(path: str | os.PathLike[str]) -> Dataset:
     :class:`InvalidInputError` (cannot be read at all: missing, a folder, no permission).
     """
     path = Path(path)
+    return _parse(path, str(path))
+
+
+def read_dicom_bytes(data: bytes, *, label: str = "instance") -> Dataset:
+    """Parse Part 10 bytes (what a PACS hands a storage hook) with :func:`read_dicom`'s rules.
+
+    ``label`` names the input in error messages (an SOP Instance UID, a peer, ...).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidInputError(f"{label}: expected DICOM Part 10 bytes, got {type(data).__name__}")
+    return _parse(io.BytesIO(data), label)
+
+
+def dicom_to_bytes(ds: Dataset) -> bytes:
+    """The Part 10 bytes of ``ds``, written as :func:`write_dicom_atomic` writes a file."""
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _parse(source: Path | IO[bytes], label: str) -> Dataset:
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(source)
     except InvalidDicomError as exc:
-        raise NotDicomError(f"{path}: not a DICOM file ({_EXPECTED})") from exc
+        raise NotDicomError(f"{label}: not a DICOM file ({_EXPECTED})") from exc
     except OSError as exc:
-        raise InvalidInputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise InvalidInputError(f"{label}: cannot read: {exc.strerror or exc}") from exc
     except Exception as exc:  # pydicom raises many types on damaged files
         raise NotDicomError(
-            f"{path}: damaged DICOM file, cannot parse it ({type(exc).__name__}: {exc}); {_EXPECTED}"
+            f"{label}: damaged DICOM file, cannot parse it ({type(exc).__name__}: {exc}); {_EXPECTED}"
         ) from exc
     if len(ds) == 0:
         # pydicom stops quietly at end of file; a truncated file can parse as an empty data set.
         # Truncation further in is caught where it matters (pixel decoding, a missing Pixel Data).
-        raise NotDicomError(f"{path}: damaged DICOM file: no data set after the File Meta Information (truncated?)")
+        raise NotDicomError(f"{label}: damaged DICOM file: no data set after the File Meta Information (truncated?)")
     return ds
 
 
@@ -76,6 +101,15 @@ def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool
 
     def write(fh: IO[bytes]) -> None:
         pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+
+    _write_atomic(Path(path), write, force=force)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write ``data`` (e.g. Part 10 bytes from a storage hook) at ``path``, all or nothing."""
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(data)
 
     _write_atomic(Path(path), write, force=force)
 

@@ -202,8 +202,13 @@ def test_dcmtk_dictionary_file_matches_the_code() -> None:
 
 
 def test_orthanc_dictionary_matches_the_code() -> None:
+    from dicomcrypt.integrations.orthanc_config import orthanc_dictionary
+
     snippet = json.loads((DOCS / "dicom" / "orthanc-dictionary.json").read_text())["Dictionary"]
-    assert snippet["0011,0010"][4] == PRIVATE_CREATOR
+    assert snippet == orthanc_dictionary()
+    # An entry for the creator element (0011,0010) would collide with (0011,1010) in DCMTK's
+    # private dictionary and Orthanc would refuse to start (tests/integrations prove it starts).
+    assert "0011,0010" not in snippet
     for offset, vr, vm, name in PRIVATE_ENTRIES:
         entry = snippet[f"0011,10{offset:02x}"]
         assert entry[:2] == [vr, name] and entry[4] == PRIVATE_CREATOR

@@ -20,8 +20,10 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,8 @@ from dicomcrypt.errors import ModelError, ModelMismatchError
 if TYPE_CHECKING:
     from dicomcrypt.codec.fixed_point import FixedPointDecoder
     from dicomcrypt.codec.model import PaperAutoencoder
+
+logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = {1: "paper-grey@1", 3: "paper-colour@1"}
@@ -233,6 +237,7 @@ def _resolve(model_id: str) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _load(meta_path: str) -> LoadedModel:
+    started = time.perf_counter()
     meta = _read_metadata(Path(meta_path))
     model_id = meta["model_id"]
     weights_path = Path(meta_path).parent / meta["weights"]
@@ -271,6 +276,8 @@ def _load(meta_path: str) -> LoadedModel:
     factor, latent_channels = _ARCHES[meta["arch"]]
     info = ModelInfo(model_id, bytes.fromhex(found), meta["channels"], meta["arch"], factor, latent_channels,
                      weights_path, meta)
+    # One line per model per process: how a PACS log shows the model is not reloaded per instance.
+    logger.info("loaded model %s (sha256 %s...) in %.2f s", model_id, found[:16], time.perf_counter() - started)
     return LoadedModel(info, network, fixed)
 
 

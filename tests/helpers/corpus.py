@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pydicom
 
-__all__ = ["all_files", "image_files", "pydicom_data_dir", "read_quietly", "sample", "through_bytes", "to_bytes", "TEST_FILES_DIR"]
+__all__ = ["all_files", "image_files", "pydicom_data_dir", "read_quietly", "sample", "through_bytes", "to_bytes", "fresh_copy", "TEST_FILES_DIR"]
 
 TEST_FILES_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
 _NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz", ".py"}
@@ -87,3 +87,13 @@ def to_bytes(ds: pydicom.Dataset) -> bytes:
 def through_bytes(ds: pydicom.Dataset) -> pydicom.Dataset:
     """Write and read back ``ds``: what a receiver of the file sees."""
     return pydicom.dcmread(io.BytesIO(to_bytes(ds)))
+
+
+def fresh_copy(name: str) -> pydicom.Dataset:
+    """A test file under a new SOP Instance UID, so repeated sends are distinct instances."""
+    from pydicom.uid import generate_uid
+
+    ds = read_quietly(sample(name))
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds

@@ -1,0 +1,98 @@
+"""What the dicomcrypt plugin costs Orthanc per instance.
+
+Not a test: starts real Orthancs on loopback (helpers.orthanc, as the tests do) and sends the
+same N instances with DCMTK storescu (TCP_NODELAY=1, one association) to
+
+- a plain Orthanc (no plugin): the peer every other figure is divided by;
+- Orthanc with the plugin in restore mode, receiving encrypted instances (standard, lossless);
+- Orthanc with the plugin in encrypt mode, receiving plain instances (standard, lossless);
+
+and prints wall time per instance, its ratio to the plain Orthanc, and the hook's own mean time
+per instance from GET /dicomcrypt/status. Startup (model load + warm-up) is timed apart.
+
+    .venv/bin/python benchmarks/bench_orthanc.py [--count 40] [--image CT_small.dcm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from dicomcrypt import Key, encrypt_dataset  # noqa: E402
+from helpers.corpus import fresh_copy  # noqa: E402
+from helpers.orthanc import OrthancServer, start_orthanc  # noqa: E402
+
+
+def write_instances(folder: Path, image: str, count: int, key: Key | None, mode: str) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = []
+    for index in range(count):
+        ds = fresh_copy(image)
+        if key is not None:
+            ds = encrypt_dataset(ds, key=key, mode=mode)
+        paths.append(folder / f"{index}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+def send(server: OrthancServer, paths: list[Path]) -> float:
+    started = time.perf_counter()
+    done = server.store_scu(paths, timeout=3600)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or len(server.instance_ids()) != len(paths):
+        raise SystemExit(f"send failed:\n{done.stdout}{done.stderr}\n{server.log_tail()}")
+    return elapsed
+
+
+def run_case(root: Path, name: str, settings: dict | None, paths: list[Path]) -> tuple[float, float, float | None]:
+    """(startup s, seconds per instance, hook mean seconds per instance)."""
+    started = time.perf_counter()
+    server = start_orthanc(root / name, dicomcrypt=settings)
+    startup = time.perf_counter() - started
+    try:
+        per_instance = send(server, paths) / len(paths)
+        hook = server.get_json("/dicomcrypt/status")["counts"]["mean_seconds"] if settings else None
+    finally:
+        server.stop()
+    return startup, per_instance, hook
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=40)
+    parser.add_argument("--image", default="CT_small.dcm", help="a pydicom test file name")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        key = Key.generate()
+        key_file = root / "site.key"
+        key.save(key_file)
+        plain = write_instances(root / "plain", args.image, args.count, None, "")
+        cases: list[tuple[str, dict | None, list[Path]]] = [("plain Orthanc, plain instances", None, plain)]
+        for mode in ("standard", "lossless"):
+            sealed = write_instances(root / f"sealed-{mode}", args.image, args.count, key, mode)
+            cases.append((f"restore plugin, {mode} instances", {"Mode": "restore", "KeyFiles": [str(key_file)]}, sealed))
+        for mode in ("standard", "lossless"):
+            cases.append((f"encrypt plugin ({mode}), plain instances",
+                          {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": mode}, plain))
+
+        print(f"{args.count} x {args.image}, DCMTK storescu -> Orthanc, one association\n")
+        print("| case | startup | per instance | x plain Orthanc | hook mean per instance |")
+        print("| --- | --- | --- | --- | --- |")
+        baseline = None
+        for index, (label, settings, paths) in enumerate(cases):
+            startup, per_instance, hook = run_case(root, f"case{index}", settings, paths)
+            baseline = baseline or per_instance
+            hook_text = f"{hook * 1000:.1f} ms" if hook is not None else "-"
+            print(f"| {label} | {startup:.1f} s | {per_instance * 1000:.1f} ms | "
+                  f"{per_instance / baseline:.1f} | {hook_text} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""A storage hook any PACS can call: DICOM bytes in, the bytes to store out.
+
+A PACS that can run Python before it stores an instance (Orthanc's received-instance
+callback, a pynetdicom C-STORE handler, a DICOMweb STOW endpoint) hands the instance to
+:meth:`StorageHook.process` and stores what comes back::
+
+    hook = StorageHook("restore", keys=KeyRing.load("/etc/dicomcrypt/keys"))
+    result = hook.process(dicom_bytes)      # raises dicomcrypt errors on refusal
+    store(result.data)
+
+- ``restore``: instances encrypted by dicomcrypt are verified, decrypted and reconstructed;
+  plain instances pass through unchanged (the same bytes).
+- ``encrypt``: plain image instances are stored encrypted (at-rest protection) with the first
+  key of the ring, or the one named by ``encrypt_key_id``; instances that are already
+  encrypted, and non-image objects, pass through unchanged.
+
+A refusal raises the library's own error (:mod:`dicomcrypt.errors`), so a caller maps it to its
+platform's answer; :func:`failure_status` gives the DIMSE C-STORE status for DIMSE callers.
+
+Everything a later instance would repeat is paid once, in the constructor: the keys are read,
+the pipeline imported, and (``preload=True``) the models the mode may need are loaded through
+the per-process registry cache and run once on a tiny image, so the first instance is not
+slower than the next. A hook is safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from dicomcrypt.config import ConfigError
+from dicomcrypt.crypto import Key, KeyRing
+from dicomcrypt.errors import (
+    DecryptionError,
+    DicomCryptError,
+    EnvelopeFormatError,
+    IntegrityError,
+    KeyNotFoundError,
+    ModelError,
+    PayloadFormatError,
+)
+
+__all__ = [
+    "HookCounts",
+    "HookResult",
+    "StorageHook",
+    "failure_status",
+    "STATUS_SUCCESS",
+    "STATUS_VERIFICATION_FAILED",
+    "STATUS_KEY_NOT_FOUND",
+    "STATUS_MODEL_UNAVAILABLE",
+    "STATUS_CANNOT_UNDERSTAND",
+]
+
+logger = logging.getLogger(__name__)
+
+HookMode = Literal["restore", "encrypt"]
+HookAction = Literal["decrypted", "encrypted", "passed through"]
+HOOK_MODES = ("restore", "encrypt")
+ENCRYPT_MODES = ("lossless", "lossy", "standard")
+
+# C-STORE failure statuses (PS3.4 B.2.3: 0xCxxx is "Error: Cannot understand"; the low bits are
+# ours to choose). Peers show the class ("CannotUnderstand"); our logs and docs say which.
+STATUS_SUCCESS = 0x0000
+STATUS_CANNOT_UNDERSTAND = 0xC000
+"""Not DICOM, damaged, or an object the mode cannot handle."""
+STATUS_VERIFICATION_FAILED = 0xC001
+"""The envelope does not authenticate, is malformed, or restored pixels miss their digest."""
+STATUS_KEY_NOT_FOUND = 0xC002
+"""No key loaded for the key id the envelope names."""
+STATUS_MODEL_UNAVAILABLE = 0xC003
+"""The model the envelope names is unknown here or its weights differ."""
+
+_STATUS_BY_ERROR: tuple[tuple[type[DicomCryptError], int], ...] = (
+    (DecryptionError, STATUS_VERIFICATION_FAILED),
+    (IntegrityError, STATUS_VERIFICATION_FAILED),
+    (EnvelopeFormatError, STATUS_VERIFICATION_FAILED),
+    (PayloadFormatError, STATUS_VERIFICATION_FAILED),
+    (KeyNotFoundError, STATUS_KEY_NOT_FOUND),
+    (ModelError, STATUS_MODEL_UNAVAILABLE),
+)
+
+
+def failure_status(error: BaseException) -> int:
+    """The C-STORE failure status that answers a refusal by :meth:`StorageHook.process`."""
+    for error_type, status in _STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            return status
+    return STATUS_CANNOT_UNDERSTAND
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """What to store for one instance, and what was done to it."""
+
+    data: bytes
+    """Part 10 bytes to store: the input object itself when ``action`` is "passed through"."""
+    action: HookAction
+    mode: str | None
+    """The mode actually used ("lossless", "lossy", "standard"); None when passed through."""
+    sop_instance_uid: str
+    """Of the stored object (a lossy restore is a new, derived instance)."""
+    note: str = ""
+    seconds: float = 0.0
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """True when ``data`` differs from the input (the PACS must store the new bytes)."""
+        return self.action != "passed through"
+
+
+@dataclass(frozen=True)
+class HookCounts:
+    """A snapshot of what a hook has done since it was made."""
+
+    decrypted: int = 0
+    encrypted: int = 0
+    passed_through: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+    """Total time spent in :meth:`StorageHook.process`, refusals included."""
+
+    @property
+    def handled(self) -> int:
+        """Instances accepted (decrypted, encrypted or passed through)."""
+        return self.decrypted + self.encrypted + self.passed_through
+
+    def as_dict(self) -> dict[str, Any]:
+        total = self.handled + self.refused
+        return {
+            "handled": self.handled,
+            "decrypted": self.decrypted,
+            "encrypted": self.encrypted,
+            "passed_through": self.passed_through,
+            "refused": self.refused,
+            "mean_seconds": round(self.seconds / total, 6) if total else None,
+        }
+
+
+class StorageHook:
+    """Restore or encrypt instances on their way into storage (see the module docstring).
+
+    ``keys``: a :class:`KeyRing`, a :class:`Key`, keys, or key file / key folder paths.
+    ``encrypt_mode`` and ``model`` matter in ``encrypt`` mode (restoring reads both from the
+    envelope; ``model`` there only chooses what to preload). Raises :class:`ConfigError` for a
+    bad mode, :class:`KeyFileError` for unreadable key files, :class:`ModelError` for a bad model.
+    """
+
+    def __init__(
+        self,
+        mode: HookMode = "restore",
+        *,
+        keys: KeyRing | Key | Iterable[Key] | str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        encrypt_mode: str = "lossless",
+        model: str | None = None,
+        encrypt_key_id: str | None = None,
+        preload: bool = True,
+    ) -> None:
+        if mode not in HOOK_MODES:
+            raise ConfigError(f"storage hook mode {mode!r}: expected one of {', '.join(HOOK_MODES)}")
+        if encrypt_mode not in ENCRYPT_MODES:
+            raise ConfigError(f"encrypt mode {encrypt_mode!r}: expected one of {', '.join(ENCRYPT_MODES)}")
+        self.mode: HookMode = mode
+        self.encrypt_mode = encrypt_mode
+        self.model = model or None
+        self.keys = _key_ring(keys)
+        if not len(self.keys):
+            raise ConfigError("storage hook: no keys given")
+        self.encrypt_key = self._pick_encrypt_key(encrypt_key_id)
+        self._lock = threading.Lock()
+        self._counts = HookCounts()
+        self._models: tuple[str, ...] = ()
+
+        # Imported here, once: the first instance must not pay for pydicom/numpy imports.
+        from dicomcrypt import dicom, files, pipeline
+
+        self._dicom = dicom
+        self._files = files
+        self._pipeline = pipeline
+        if preload:
+            self.preload()
+
+    # -- the hook ------------------------------------------------------------------------
+
+    def process(self, data: bytes) -> HookResult:
+        """Restore or encrypt one instance; raises a :class:`DicomCryptError` to refuse it.
+
+        The input bytes are never modified. Pass-through returns them unchanged (same object).
+        """
+        started = time.perf_counter()
+        try:
+            result = self._process(data, started)
+        except DicomCryptError as exc:
+            self._count(refused=1, seconds=time.perf_counter() - started)
+            logger.warning("refused an instance: %s", exc)
+            raise
+        except Exception:
+            self._count(refused=1, seconds=time.perf_counter() - started)
+            raise
+        counted = {"decrypted": "decrypted", "encrypted": "encrypted", "passed through": "passed_through"}
+        self._count(**{counted[result.action]: 1}, seconds=result.seconds)
+        logger.info(
+            "%s %s (%s) in %.3f s%s",
+            result.action, result.sop_instance_uid, result.mode or "-", result.seconds,
+            f": {result.note}" if result.note else "",
+        )
+        return result
+
+    def _process(self, data: bytes, started: float) -> HookResult:
+        ds = self._files.read_dicom_bytes(data)
+        uid = str(ds.get("SOPInstanceUID", ""))
+        if self.mode == "restore":
+            outcome = self._pipeline.decrypt_instance(ds, keys=self.keys)
+        elif self._dicom.read_private_block(ds) is not None:
+            return HookResult(data, "passed through", None, uid, "already encrypted by dicomcrypt",
+                              time.perf_counter() - started)
+        else:
+            outcome = self._pipeline.encrypt_instance(
+                ds, key=self.encrypt_key, mode=self.encrypt_mode, model=self.model
+            )
+        if outcome.action == "passed through":
+            return HookResult(data, "passed through", None, uid, outcome.note, time.perf_counter() - started)
+        out = self._files.dicom_to_bytes(outcome.dataset)
+        return HookResult(
+            out, outcome.action, outcome.mode, str(outcome.dataset.get("SOPInstanceUID", "")),
+            outcome.note, time.perf_counter() - started, dict(outcome.metrics),
+        )
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def counts(self) -> HookCounts:
+        with self._lock:
+            return self._counts
+
+    def status(self) -> dict[str, Any]:
+        """What an administrator may see: no key material, no patient data."""
+        from dicomcrypt import __version__
+
+        return {
+            "version": __version__,
+            "mode": self.mode,
+            "encrypt_mode": self.encrypt_mode if self.mode == "encrypt" else None,
+            "encrypt_key_id": self.encrypt_key.key_id if self.mode == "encrypt" else None,
+            "key_ids": list(self.keys.key_ids),
+            "models_loaded": list(self._models),
+            "counts": self.counts.as_dict(),
+        }
+
+    def preload(self) -> None:
+        """Load the models this hook may need and run the whole pipeline once on tiny images.
+
+        Models load once per process (the registry caches them). The warm-up round trip, with a
+        throwaway key, pays every other first-call cost now instead of on the first instance:
+        torch's thread pools and allocations, pixel handler and codec imports.
+        """
+        from dicomcrypt.codec.registry import load_model
+
+        if self.mode == "encrypt":
+            modes = [self.encrypt_mode]
+        else:
+            modes = ["lossless", "standard"]  # lossless runs every step lossy does
+        needs_model = any(m != "standard" for m in modes)
+        if needs_model:
+            loaded = [load_model(self.model)] if self.model else [load_model(None, channels=c) for c in (1, 3)]
+            self._models = tuple(codec.info.model_id for codec in loaded)
+            channels = [codec.info.channels for codec in loaded]
+        else:
+            channels = [1]
+        throwaway = Key.generate()
+        for samples in channels:
+            sample = _warm_up_instance(samples)
+            for mode in modes:
+                sealed = self._pipeline.encrypt_dataset(sample, key=throwaway, mode=mode, model=self.model)
+                restored = self._pipeline.decrypt_dataset(
+                    self._files.read_dicom_bytes(self._files.dicom_to_bytes(sealed)), keys=throwaway
+                )
+                self._files.dicom_to_bytes(restored)
+
+    def _pick_encrypt_key(self, key_id: str | None) -> Key:
+        if key_id is None:
+            return next(iter(self.keys))
+        key = self.keys.get(key_id)
+        if key is None:
+            raise KeyNotFoundError(key_id, self.keys.key_ids)
+        return key
+
+    def _count(self, *, seconds: float, **increments: int) -> None:
+        with self._lock:
+            current = self._counts
+            values = {name: getattr(current, name) + increments.get(name, 0)
+                      for name in ("decrypted", "encrypted", "passed_through", "refused")}
+            self._counts = HookCounts(**values, seconds=current.seconds + seconds)
+
+
+def _key_ring(keys: Any) -> KeyRing:
+    if isinstance(keys, KeyRing):
+        return keys
+    if isinstance(keys, Key):
+        return KeyRing([keys])
+    if isinstance(keys, (str, os.PathLike)):
+        return KeyRing.load(keys)
+    items = list(keys)
+    if items and all(isinstance(item, Key) for item in items):
+        return KeyRing(items)
+    return KeyRing.load(items)
+
+
+def _warm_up_instance(samples: int) -> Any:
+    """A small synthetic Secondary Capture image: 16-bit grey or 8-bit RGB, a smooth gradient."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    size = 32
+    ramp = np.add.outer(np.arange(size), np.arange(size))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "OT"
+    ds.Rows = ds.Columns = size
+    ds.SamplesPerPixel = samples
+    ds.PixelRepresentation = 0
+    if samples == 1:
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        pixels = (ramp * 64).astype(np.uint16)
+    else:
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        pixels = np.stack([ramp * 4, ramp * 2, 255 - ramp * 4], axis=-1).astype(np.uint8)
+    ds.PixelData = pixels.tobytes()
+    return ds
