@@ -68,6 +68,14 @@ class KeyFileError(DicomCryptError):
     """A key file is missing, malformed or has the wrong size."""
 
 
+class RecipientFormatError(InvalidInputError):
+    """A public recipient string is malformed (prefix, length, alphabet, checksum) or unusable."""
+
+
+class KeyRingError(KeyFileError):
+    """A keyring file (TOML) is malformed or lists something that is not a key."""
+
+
 class ModelError(DicomCryptError):
     """A model is unknown, or its weights fail their SHA-256 check."""
 
