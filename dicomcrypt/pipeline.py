@@ -29,8 +29,8 @@ from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom
 from dicomcrypt.codec import normalise, residual, standard
-from dicomcrypt.crypto import Key, KeyRing
-from dicomcrypt.envelope import Mode, instance_binding, open_envelope, read_header, seal
+from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
+from dicomcrypt.envelope import MAX_STANZAS, VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
 from dicomcrypt.errors import (
     DecryptionError,
     IntegrityError,
@@ -40,12 +40,12 @@ from dicomcrypt.errors import (
 )
 from dicomcrypt.payload import Payload
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
 PAYLOAD_VERSION = 1
 LOSSY_METHOD = "DICOMCRYPT_AE"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
 _NO_MODEL_SHA256 = bytes(32)
 
-Action = Literal["encrypted", "decrypted", "passed through"]
+Action = Literal["encrypted", "decrypted", "rekeyed", "passed through"]
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,18 @@ class Inspection:
 def encrypt_instance(
     ds: Dataset,
     *,
-    key: Key,
+    key: Key | Iterable[Key] | KeyRing | None = None,
+    recipients: Iterable[Recipient | str] = (),
     mode: str | Mode = "lossless",
     model: str | None = None,
     latent_format: str = "u8",
 ) -> Outcome:
-    """Encrypt the pixels of ``ds``; non-image instances pass through unchanged."""
+    """Encrypt the pixels of ``ds`` for site key(s) and/or public recipients (at least one).
+
+    ``key`` may be a :class:`KeyRing` from a keyring file: its current ``encrypt`` entries are
+    used. Non-image instances pass through unchanged.
+    """
+    keys, recipients = _encryption_targets(key, recipients)
     requested = _parse_mode(mode)
     if not dicom.has_pixel_data(ds):
         if _is_image_storage(ds):
@@ -135,7 +141,8 @@ def encrypt_instance(
     plaintext = Payload(meta, sections).to_bytes()
     envelope = seal(
         plaintext,
-        key=key,
+        key=keys,
+        recipients=recipients,
         mode=chosen,
         model_id=model_id,
         model_sha256=model_sha256,
@@ -149,7 +156,7 @@ def encrypt_instance(
         dicom.PrivateInfo(
             format_version=FORMAT_VERSION,
             mode=chosen.name,
-            key_ids=(key.key_id,),
+            key_ids=read_header(envelope).key_ids,
             model_id=model_id,
             envelope=envelope,
         ),
@@ -157,7 +164,64 @@ def encrypt_instance(
     return Outcome(out, "encrypted", chosen.name.lower(), note, metrics)
 
 
-def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | Iterable[Key]) -> Outcome:
+def _encryption_targets(
+    key: Key | Iterable[Key] | KeyRing | None, recipients: Iterable[Recipient | str]
+) -> tuple[list[Key], list[Recipient]]:
+    """Site keys and recipients to seal for; refuses an empty set before any work is done."""
+    keys: list[Key] = []
+    parsed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
+    if isinstance(key, KeyRing):
+        if not key.encrypt_to:
+            raise InvalidInputError(
+                "this key ring names no current encryption key (a keyring file's 'encrypt' list); pass key= or recipients="
+            )
+        keys = [t for t in key.encrypt_to if isinstance(t, Key)]
+        parsed += [t for t in key.encrypt_to if isinstance(t, Recipient)]
+    elif isinstance(key, Key):
+        keys = [key]
+    elif key is not None:
+        keys = list(key)
+    if not keys and not parsed:
+        raise InvalidInputError("nothing to encrypt for: give a site key, a recipient, or both")
+    if len(keys) + len(parsed) > MAX_STANZAS:
+        raise InvalidInputError(
+            f"{len(keys) + len(parsed)} keys and recipients: an envelope holds at most {MAX_STANZAS} key stanzas"
+        )
+    return keys, parsed
+
+
+def rekey_instance(
+    ds: Dataset,
+    *,
+    keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey],
+    to: Iterable[Key | Recipient | str],
+    keep: bool = False,
+) -> Outcome:
+    """Re-wrap the data key of an encrypted instance for ``to``; the pixel ciphertext is not touched.
+
+    ``keys`` must open the envelope (it is fully authenticated first). Without ``keep`` only
+    ``to`` can open the result: that is how an old key is retired. Version-1 envelopes are
+    re-sealed as version 2 (see :func:`dicomcrypt.envelope.rewrap`). Instances without a
+    dicomcrypt block pass through.
+    """
+    info = dicom.read_private_block(ds)
+    if info is None:
+        return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
+    header = read_header(info.envelope)
+    _check_readable_elements(info, header)
+    started = time.perf_counter()
+    envelope = rewrap(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)), to=to, keep=keep)
+    new_header = read_header(envelope)
+    out = copy.deepcopy(ds)
+    dicom.write_private_block(
+        out,
+        dataclasses.replace(info, format_version=new_header.version, key_ids=new_header.key_ids, envelope=envelope),
+    )
+    note = "" if header.version == new_header.version else f"version {header.version} envelope re-sealed as version {new_header.version}"
+    return Outcome(out, "rekeyed", header.mode.name.lower(), note, {"rekey_s": time.perf_counter() - started})
+
+
+def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey]) -> Outcome:
     """Restore an instance encrypted by :func:`encrypt_instance`.
 
     Instances without a dicomcrypt block pass through unchanged (reported as such), so a
