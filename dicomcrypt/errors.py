@@ -94,3 +94,15 @@ class OutputExistsError(DicomCryptError):
 
 class PayloadFormatError(DicomCryptError):
     """The decrypted payload (or a part of it, like the latent) is malformed."""
+
+
+class IdentityProtectionError(DicomCryptError):
+    """The identifying attributes could not be protected or restored (PS3.15 Annex E)."""
+
+
+class IdentityFormatError(IdentityProtectionError):
+    """An Encrypted Attributes Sequence, its CMS object or its decrypted content is malformed."""
+
+
+class IdentityKeyError(IdentityProtectionError):
+    """No identity key given opens the Encrypted Attributes Sequence (names its recipients)."""

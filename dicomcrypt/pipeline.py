@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from dicomcrypt import dicom
 from dicomcrypt.codec import normalise, residual, standard
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
+from dicomcrypt.dicom import encrypted_attributes
 from dicomcrypt.envelope import MAX_STANZAS, VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
 from dicomcrypt.errors import (
     DecryptionError,
@@ -38,6 +39,7 @@ from dicomcrypt.errors import (
     NoPixelDataError,
     PayloadFormatError,
 )
+from dicomcrypt.identity_protection import NOT_RESTORED_NOTE, IdentityKey, IdentityProtection, restore_identity
 from dicomcrypt.payload import Payload
 
 FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
@@ -83,11 +85,15 @@ def encrypt_instance(
     mode: str | Mode = "lossless",
     model: str | None = None,
     latent_format: str = "u8",
+    protect_identity: IdentityProtection | None = None,
 ) -> Outcome:
     """Encrypt the pixels of ``ds`` for site key(s) and/or public recipients (at least one).
 
     ``key`` may be a :class:`KeyRing` from a keyring file: its current ``encrypt`` entries are
-    used. Non-image instances pass through unchanged.
+    used. Non-image instances pass through unchanged, unless ``protect_identity`` is given:
+    then their identifying attributes are still protected (see :mod:`dicomcrypt.identity_protection`).
+    With ``protect_identity`` the identity is protected first and the pixel envelope is bound
+    to the replacement UIDs that stay in the clear, so the pixel key alone restores pixels.
     """
     keys, recipients = _encryption_targets(key, recipients)
     requested = _parse_mode(mode)
@@ -96,9 +102,13 @@ def encrypt_instance(
             raise NoPixelDataError(
                 f"{_sop_class_name(ds)} instance {ds.get('SOPInstanceUID', '?')} has no Pixel Data"
             )
+        if protect_identity is not None:
+            return Outcome(_protected_copy(ds, protect_identity), "encrypted", "identity",
+                           note="no pixel data: identifying attributes encrypted only")
         return Outcome(copy.deepcopy(ds), "passed through", note="no pixel data: not an image")
     if dicom.read_private_block(ds) is not None:
         raise InvalidInputError("instance is already encrypted by dicomcrypt")
+    protected = _protected_copy(ds, protect_identity) if protect_identity is not None else None
 
     started = time.perf_counter()
     frames, fmt = dicom.read_frames(ds)
@@ -111,7 +121,9 @@ def encrypt_instance(
         "shape": list(frames.shape),
         "dtype": frames.dtype.str,
     }
-    sections = {"attributes": dicom.snapshot_attributes(ds)}
+    sections = {"attributes": dicom.snapshot_attributes(protected if protected is not None else ds)}
+    if protected is not None:  # the CMS is unauthenticated (PS3.15): seal its digest
+        meta["encrypted_attributes_sha256"] = encrypted_attributes.encrypted_attributes_digest(protected)
     model_id, model_sha256 = "", _NO_MODEL_SHA256
 
     started = time.perf_counter()
@@ -135,7 +147,7 @@ def encrypt_instance(
         meta["digest"] = pixel_digest(frames)
     metrics["encode_s"] = time.perf_counter() - started
 
-    out = copy.deepcopy(ds)
+    out = protected if protected is not None else copy.deepcopy(ds)
     dicom.apply_placeholder(out, fmt)
     started = time.perf_counter()
     plaintext = Payload(meta, sections).to_bytes()
@@ -221,14 +233,28 @@ def rekey_instance(
     return Outcome(out, "rekeyed", header.mode.name.lower(), note, {"rekey_s": time.perf_counter() - started})
 
 
-def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey]) -> Outcome:
+def decrypt_instance(
+    ds: Dataset,
+    *,
+    keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey],
+    identity_keys: Iterable[IdentityKey] = (),
+) -> Outcome:
     """Restore an instance encrypted by :func:`encrypt_instance`.
 
     Instances without a dicomcrypt block pass through unchanged (reported as such), so a
-    folder mixing encrypted and plain objects can be restored in one run.
+    folder mixing encrypted and plain objects can be restored in one run. An Encrypted
+    Attributes Sequence (ours or another de-identifier's) is opened with ``identity_keys``;
+    without them the pixels are still restored and ``note`` says the identity was not.
     """
+    identity_keys = list(identity_keys)
     info = dicom.read_private_block(ds)
     if info is None:
+        if identity_keys and encrypted_attributes.has_encrypted_attributes(ds):
+            out = copy.deepcopy(ds)
+            restore_identity(out, identity_keys)
+            return Outcome(out, "decrypted", "identity", note="identity restored; no dicomcrypt pixel envelope")
+        if encrypted_attributes.has_encrypted_attributes(ds):
+            return Outcome(copy.deepcopy(ds), "passed through", note=NOT_RESTORED_NOTE)
         return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
 
     started = time.perf_counter()
@@ -258,13 +284,15 @@ def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | RecipientKey | Iterab
         raise PayloadFormatError(f"restored pixels have shape {frames.shape}, expected {shape}")
     if header.mode is not Mode.LOSSY and pixel_digest(frames) != meta.get("digest"):
         raise IntegrityError("restored pixels do not match the digest of the original pixels")
+    _check_encrypted_attributes(ds, meta)
 
     out = copy.deepcopy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
     dicom.write_frames(out, frames, fmt)
+    note = _restore_identity(out, identity_keys)
     if header.mode is Mode.LOSSY:
-        source_class, source_instance, _, _ = dicom.uids(ds)
+        source_class, source_instance, _, _ = dicom.uids(out)  # the original UIDs once re-identified
         dicom.mark_lossy_derived(
             out,
             source_sop_class_uid=source_class,
@@ -273,7 +301,33 @@ def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | RecipientKey | Iterab
             method=LOSSY_METHOD,
             description=f"Lossy reconstruction by dicomcrypt autoencoder {header.model_id}",
         )
-    return Outcome(out, "decrypted", header.mode.name.lower(), metrics=metrics)
+    return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
+
+
+def _protected_copy(ds: Dataset, protection: IdentityProtection) -> Dataset:
+    out = copy.deepcopy(ds)
+    protection.protect(out)
+    return out
+
+
+def _check_encrypted_attributes(ds: Dataset, meta: dict[str, Any]) -> None:
+    """The Encrypted Attributes Sequence must be the one sealed with the pixels, if one was."""
+    expected = meta.get("encrypted_attributes_sha256")
+    if expected is not None and expected != encrypted_attributes.encrypted_attributes_digest(ds):
+        raise IntegrityError(
+            "the Encrypted Attributes Sequence (0400,0500) is not the one sealed with the pixels: "
+            "it was altered, removed or replaced"
+        )
+
+
+def _restore_identity(out: Dataset, identity_keys: list[IdentityKey]) -> str:
+    """Re-identify ``out`` when keys are given; otherwise the note that says it was not."""
+    if not encrypted_attributes.has_encrypted_attributes(out):
+        return ""
+    if not identity_keys:
+        return NOT_RESTORED_NOTE
+    restore_identity(out, identity_keys)
+    return ""
 
 
 def encrypt_dataset(ds: Dataset, **kwargs: Any) -> Dataset:

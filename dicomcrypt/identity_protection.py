@@ -1,0 +1,119 @@
+"""Protect and restore the identifying attributes of an instance (``--protect-identity``).
+
+PS3.15 Annex E, Basic Application Level Confidentiality Profile, as a de-identifier (E.1.1)
+and re-identifier (E.1.2)::
+
+    original ──deidentify──> dummies / pseudonyms / replaced UIDs in the clear
+        │                     + Patient Identity Removed = YES, De-identification Method
+        └─ originals of what changed ──> Modified Attributes Sequence item
+              ──Explicit VR LE──> CMS EnvelopedData (RSA key transport, AES-256-CBC)
+              ──> Encrypted Attributes Sequence (0400,0500)
+
+Whoever holds an RSA private key of a recipient certificate restores the originals, with
+dicomcrypt or any conforming re-identifier (GDCM's ``gdcmanon -d``).
+
+With pixel encryption the order matters and is fixed by the pipeline: identity first, then
+the pixel envelope is sealed, bound to the *replaced* UIDs that stay in the clear. So a
+holder of the pixel key alone restores the pixels (the binding matches what it sees) and
+gets a de-identified instance; the pixel envelope also seals a digest of the Encrypted
+Attributes Sequence, which the standard's CBC leaves unauthenticated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from pydicom.dataset import Dataset
+
+from dicomcrypt.crypto.cms import IdentityKey, load_certificates, open_enveloped, seal_enveloped
+from dicomcrypt.dicom import encrypted_attributes as ea
+from dicomcrypt.dicom.confidentiality import Pseudonyms, deidentify
+from dicomcrypt.dicom.encoding import is_big_endian, swap_binary_values
+from dicomcrypt.errors import IdentityKeyError, InvalidInputError
+
+__all__ = [
+    "IdentityKey",
+    "IdentityProtection",
+    "NOT_RESTORED_NOTE",
+    "is_identity_protected",
+    "restore_identity",
+]
+
+UID_SECRET_SIZE = 32
+
+NOT_RESTORED_NOTE = (
+    "identity NOT restored: patient name, IDs, dates and UIDs are de-identified dummies "
+    "(Patient Identity Removed = YES); give --identity-key to restore them"
+)
+
+
+@dataclass(frozen=True)
+class IdentityProtection:
+    """Who can restore the identity (RSA certificates), and the secret behind replacement UIDs.
+
+    Use one object for every instance of a study (a batch does): replacement UIDs and
+    pseudonyms are consistent within one ``uid_secret``. A new object gets a new random
+    secret, so two runs over one study give two different sets of replacement UIDs; pass
+    the same secret to keep them consistent across runs.
+    """
+
+    certificates: tuple[x509.Certificate, ...]
+    uid_secret: bytes = field(default_factory=lambda: os.urandom(UID_SECRET_SIZE), repr=False)
+    cipher: str = "aes256"
+
+    def __post_init__(self) -> None:
+        if not self.certificates:
+            raise ValueError("identity protection needs at least one recipient certificate")
+        object.__setattr__(self, "certificates", tuple(self.certificates))
+
+    @classmethod
+    def load(cls, paths: Iterable[str | Path], *, uid_secret: bytes | None = None, cipher: str = "aes256") -> "IdentityProtection":
+        """From certificate files (PEM or DER); raises ``KeyFileError`` naming a bad file."""
+        certificates = tuple(c for p in paths for c in load_certificates(p))
+        if uid_secret is None:
+            return cls(certificates, cipher=cipher)
+        return cls(certificates, uid_secret, cipher)
+
+    def protect(self, ds: Dataset) -> None:
+        """De-identify ``ds`` in place and add its encrypted originals (PS3.15 E.1.1)."""
+        if ea.has_encrypted_attributes(ds):
+            raise InvalidInputError(
+                "instance already has an Encrypted Attributes Sequence (0400,0500): its identity is already protected"
+            )
+        originals = deidentify(ds, Pseudonyms(self.uid_secret))
+        if is_big_endian(ds):  # the record is little endian whatever the source
+            for elem in originals:
+                swap_binary_values(elem)
+        ea.mark_identity_removed(ds, originals)
+        content = seal_enveloped(ea.encode_modified_attributes(originals, ds), self.certificates, cipher=self.cipher)
+        ea.set_encrypted_attributes(ds, [content])
+
+
+def is_identity_protected(ds: Dataset) -> bool:
+    """True when ``ds`` carries an Encrypted Attributes Sequence."""
+    return ea.has_encrypted_attributes(ds)
+
+
+def restore_identity(ds: Dataset, keys: Sequence[IdentityKey]) -> None:
+    """Re-identify ``ds`` in place (PS3.15 E.1.2) with the first item a key opens.
+
+    Raises ``IdentityKeyError`` (names the recipients) when no key opens any item,
+    ``IdentityFormatError`` when the sequence or its content is malformed. ``ds`` is left
+    untouched on error.
+    """
+    if not keys:
+        raise IdentityKeyError("no identity key given to restore the Encrypted Attributes Sequence (0400,0500)")
+    failure: Exception | None = None
+    for syntax, content in ea.encrypted_contents(ds):
+        try:
+            plaintext = open_enveloped(content, keys)
+        except IdentityKeyError as exc:
+            failure = exc
+            continue
+        ea.reidentify(ds, ea.decode_modified_attributes(plaintext, syntax, ds))
+        return
+    raise failure or IdentityKeyError("the Encrypted Attributes Sequence (0400,0500) has no item to open")
