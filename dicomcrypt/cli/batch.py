@@ -64,6 +64,9 @@ class Job:
     recipients: tuple[str, ...] = ()  # encrypt: public recipient strings
     to: tuple[str, ...] = ()  # rekey: key files and recipient strings to re-wrap for
     keep: bool = False  # rekey: keep the existing stanzas
+    identity_certs: tuple[str, ...] = ()  # encrypt --protect-identity: RSA certificate files
+    identity_keys: tuple[str, ...] = ()  # decrypt: RSA private key files for Encrypted Attributes
+    uid_secret: bytes = b""  # encrypt --protect-identity: one per run, so a study's UIDs stay consistent
 
 
 @dataclass(frozen=True)
@@ -139,12 +142,26 @@ def _check_stanza_count(keys: int, recipients: list[Any]) -> None:
         raise InvalidInputError("the same recipient was given twice")
 
 
+def load_identity(job: Job) -> Any:
+    """encrypt: the IdentityProtection (or None); decrypt: the identity keys. Raises KeyFileError."""
+    if job.operation == "encrypt" and job.identity_certs:
+        from dicomcrypt.identity_protection import IdentityProtection
+
+        return IdentityProtection.load(job.identity_certs, uid_secret=job.uid_secret or None)
+    if job.operation == "decrypt" and job.identity_keys:
+        from dicomcrypt.identity_protection import IdentityKey
+
+        return [IdentityKey.load(path) for path in job.identity_keys]
+    return None
+
+
 class Worker:
     """Runs tasks with the keys loaded once; one per worker process (or one in-process)."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.keys = load_keys(job)
+        self.identity = load_identity(job)
 
     def run(self, task: Task) -> FileResult:
         started = time.perf_counter()
@@ -179,12 +196,13 @@ class Worker:
                 mode=self.job.mode,
                 model=self.job.model,
                 latent_format=self.job.latent_format,
+                protect_identity=self.identity,
             )
         elif self.job.operation == "rekey":
             ring, targets = self.keys
             outcome = pipeline.rekey_instance(ds, keys=ring, to=targets, keep=self.job.keep)
         else:
-            outcome = pipeline.decrypt_instance(ds, keys=self.keys)
+            outcome = pipeline.decrypt_instance(ds, keys=self.keys, identity_keys=self.identity or ())
         del ds
         if outcome.action == "passed through":
             copy_file_atomic(src, dst, force=force)  # byte for byte: truly unchanged
@@ -385,6 +403,7 @@ def run_batch(
     started = time.perf_counter()
     try:
         load_keys(job)  # fail fast, in the parent, with one clear message
+        load_identity(job)
     except (DicomCryptError, OSError) as exc:
         return error(str(exc))
     try:

@@ -82,6 +82,11 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_encryption_targets(enc)
+    enc.add_argument("--protect-identity", action="store_true",
+                     help="also replace the identifying attributes (PS3.15 Annex E basic profile) by dummies and "
+                          "encrypt their originals into the Encrypted Attributes Sequence, for --identity-cert")
+    enc.add_argument("--identity-cert", action="append", default=[], type=Path, metavar="CERT.pem",
+                     help="RSA certificate of who may restore the identity (with --protect-identity); repeat for several")
     mode = enc.add_mutually_exclusive_group()
     mode.add_argument("--mode", "-m", choices=MODES, default="lossless", help="default: lossless")
     mode.add_argument("--lossy", dest="mode", action="store_const", const="lossy", help="same as --mode lossy")
@@ -107,6 +112,10 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
     dec.add_argument("--key", "-k", required=True, type=Path, action="append", metavar="PATH", dest="keys",
                      help="site key or recipient private key file, folder of *.key files, or keyring .toml; "
                           "repeat for several")
+    dec.add_argument("--identity-key", action="append", default=[], type=Path, metavar="KEY.pem",
+                     help="RSA private key that restores identities protected with --protect-identity (or by "
+                          "another PS3.15 de-identifier); without it pixels are restored and the identity stays "
+                          "de-identified, with a note")
     _add_batch_arguments(dec)
     dec.set_defaults(func=run, operation="decrypt")
 
@@ -163,10 +172,17 @@ def run(args: argparse.Namespace) -> int:
             print("dicomcrypt encrypt: error: give --key, --recipient or --recipients-file (who can decrypt?)",
                   file=sys.stderr)
             return EXIT_USAGE
+        if args.protect_identity != bool(args.identity_cert):
+            print("dicomcrypt encrypt: error: --protect-identity and --identity-cert go together "
+                  "(whose certificate can restore the identity?)", file=sys.stderr)
+            return EXIT_USAGE
         job = Job("encrypt", (str(args.key),) if args.key else (), mode=args.mode, model=args.model,
-                  latent_format=args.latent_format, force=args.force, recipients=recipients)
+                  latent_format=args.latent_format, force=args.force, recipients=recipients,
+                  identity_certs=tuple(str(p) for p in args.identity_cert),
+                  uid_secret=os.urandom(32) if args.protect_identity else b"")
     else:
-        job = Job("decrypt", tuple(str(k) for k in args.keys), force=args.force)
+        job = Job("decrypt", tuple(str(k) for k in args.keys), force=args.force,
+                  identity_keys=tuple(str(p) for p in args.identity_key))
     return run_batch(
         job,
         args.input,
