@@ -23,7 +23,7 @@ import copy
 import hashlib
 import struct
 
-from pydicom.charset import default_encoding
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -59,10 +59,11 @@ _READABLE_SYNTAXES = {
 
 
 def _charset(ds: Dataset) -> str | list[str]:
+    """The Python codecs of ``ds``'s Specific Character Set (what pydicom's reader and writer take)."""
     value = ds.get("SpecificCharacterSet")
     if not value:
         return default_encoding
-    return list(value) if not isinstance(value, str) else value
+    return convert_encodings(list(value) if not isinstance(value, str) else [value])
 
 
 def encode_modified_attributes(originals: Dataset, main: Dataset) -> bytes:
