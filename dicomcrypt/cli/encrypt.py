@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG
+
+if TYPE_CHECKING:
+    from dicomcrypt.cli.batch import Job
 
 MODES = ("lossless", "lossy", "standard")
 LATENT_FORMATS = ("u8", "f16")
@@ -109,15 +113,20 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
         epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    dec.add_argument("--key", "-k", required=True, type=Path, action="append", metavar="PATH", dest="keys",
-                     help="site key or recipient private key file, folder of *.key files, or keyring .toml; "
-                          "repeat for several")
+    add_opening_keys(dec, "key that opens the files")
     dec.add_argument("--identity-key", action="append", default=[], type=Path, metavar="KEY.pem",
                      help="RSA private key that restores identities protected with --protect-identity (or by "
                           "another PS3.15 de-identifier); without it pixels are restored and the identity stays "
                           "de-identified, with a note")
     _add_batch_arguments(dec)
     dec.set_defaults(func=run, operation="decrypt")
+
+
+def add_opening_keys(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--key PATH`` (repeatable, into ``args.keys``): the secrets that open envelopes."""
+    parser.add_argument("--key", "-k", required=True, type=Path, action="append", metavar="PATH", dest="keys",
+                        help=f"{what}: site key or recipient private key file, folder of *.key files, "
+                             "or keyring .toml; repeat for several")
 
 
 def _add_encryption_targets(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +171,7 @@ def _recipients(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     from dicomcrypt.cli._common import EXIT_NOT_STARTED, EXIT_USAGE
-    from dicomcrypt.cli.batch import Job, run_batch
+    from dicomcrypt.cli.batch import Job
 
     if args.operation == "encrypt":
         recipients = _recipients(args)
@@ -183,6 +192,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         job = Job("decrypt", tuple(str(k) for k in args.keys), force=args.force,
                   identity_keys=tuple(str(p) for p in args.identity_key))
+    return run_job(job, args)
+
+
+def run_job(job: "Job", args: argparse.Namespace) -> int:
+    """Run a batch job with the batch options of :func:`_add_batch_arguments` (also for ``rekey``)."""
+    from dicomcrypt.cli.batch import run_batch
+
     return run_batch(
         job,
         args.input,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from dicomcrypt.cli.encrypt import _BATCH_NOTES, _add_batch_arguments
+    from dicomcrypt.cli.encrypt import _BATCH_NOTES, _add_batch_arguments, add_opening_keys
 
     parser = subparsers.add_parser(
         "rekey",
@@ -29,9 +28,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
         epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--key", "-k", required=True, type=Path, action="append", metavar="PATH", dest="keys",
-                        help="key that opens the files: site key or recipient private key file, folder of "
-                             "*.key files, or keyring .toml; repeat for several")
+    add_opening_keys(parser, "key that opens the files")
     parser.add_argument("--to", "-t", action="append", default=[], metavar="TARGET",
                         help="new holder: a site key file or a recipient string dcrecip1...; repeat for several")
     parser.add_argument("--keep", action="store_true",
@@ -41,15 +38,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def run(args: argparse.Namespace) -> int:
-    from dicomcrypt.cli.batch import Job, run_batch
-    from dicomcrypt.cli.encrypt import default_jobs
+    from dicomcrypt.cli.batch import Job
+    from dicomcrypt.cli.encrypt import run_job
 
-    job = Job("rekey", tuple(str(k) for k in args.keys), force=args.force, to=tuple(args.to), keep=args.keep)
-    return run_batch(
-        job,
-        args.input,
-        args.output,
-        jobs=args.jobs or default_jobs(),
-        progress=args.progress,
-        verbosity=args.verbosity,
-    )
+    return run_job(Job("rekey", tuple(str(k) for k in args.keys), force=args.force, to=tuple(args.to), keep=args.keep), args)
