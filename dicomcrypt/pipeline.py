@@ -193,6 +193,10 @@ def _encryption_targets(
         keys = [key]
     elif key is not None:
         keys = list(key)
+    if not all(isinstance(k, Key) for k in keys) or not all(isinstance(r, Recipient) for r in parsed):
+        raise TypeError("key= takes Key objects or a KeyRing; recipients= takes Recipient objects or 'dcrecip1...' strings")
+    keys = list({k.key_id: k for k in keys}.values())  # the same key twice is one stanza
+    parsed = list({r.key_id: r for r in parsed}.values())
     if not keys and not parsed:
         raise InvalidInputError("nothing to encrypt for: give a site key, a recipient, or both")
     if len(keys) + len(parsed) > MAX_STANZAS:

@@ -218,3 +218,40 @@ def test_rekey_refuses_edited_readable_elements(ct: pydicom.Dataset) -> None:
     dicom.write_private_block(encrypted, dataclasses.replace(info, key_ids=("0" * 16,)))
     with pytest.raises((DecryptionError, EnvelopeFormatError)):
         rekey_instance(encrypted, keys=old, to=[Key.generate()])
+
+
+def test_version_1_instances_still_decrypt_and_rekey_upgrades_them(ct: pydicom.Dataset) -> None:
+    """Files written before envelope version 2 (issue 2's format) open, and rekey re-seals them."""
+    import dataclasses
+
+    from dicomcrypt.envelope import instance_binding
+
+    key, node = Key.generate(), RecipientKey.generate()
+    encrypted = encrypt_instance(ct, key=key, mode="standard").dataset
+    info = dicom.read_private_block(encrypted)
+    binding = instance_binding(*dicom.uids(encrypted))
+    header, payload = open_envelope(info.envelope, keys=key, binding=binding)
+    v1 = _seal_deterministic(
+        payload, keys=[key], mode=header.mode, model_id="", model_sha256=bytes(32), binding=binding,
+        data_key=bytes(range(32)), nonce=bytes(range(12)), version=1,
+    )
+    dicom.write_private_block(encrypted, dataclasses.replace(info, format_version=1, envelope=v1))
+    old = through_bytes(encrypted)
+    assert inspect_dataset(old).format_version == 1
+    restored = decrypt_instance(old, keys=key).dataset
+    np.testing.assert_array_equal(dicom.read_frames(restored)[0], dicom.read_frames(ct)[0])
+
+    outcome = rekey_instance(old, keys=key, to=[node.recipient])
+    assert "re-sealed as version 2" in outcome.note
+    upgraded = through_bytes(outcome.dataset)
+    assert inspect_dataset(upgraded).format_version == 2
+    assert inspect_dataset(upgraded).key_ids == (node.key_id,)
+    restored = decrypt_instance(upgraded, keys=node).dataset
+    np.testing.assert_array_equal(dicom.read_frames(restored)[0], dicom.read_frames(ct)[0])
+
+
+def test_the_same_target_twice_is_one_stanza(ct: pydicom.Dataset) -> None:
+    key, node = Key.generate(), RecipientKey.generate()
+    ring = KeyRing([key], encrypt_to=[key, node.recipient])
+    encrypted = encrypt_instance(ct, key=ring, recipients=[str(node.recipient)], mode="standard").dataset
+    assert inspect_dataset(encrypted).key_ids == (key.key_id, node.key_id)
