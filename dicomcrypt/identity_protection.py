@@ -22,7 +22,8 @@ Attributes Sequence, which the standard's CBC leaves unauthenticated.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "IdentityProtection",
     "NOT_RESTORED_NOTE",
     "is_identity_protected",
+    "original_private_slots_reserved",
     "restore_identity",
 ]
 
@@ -117,3 +119,25 @@ def restore_identity(ds: Dataset, keys: Sequence[IdentityKey]) -> None:
         ea.reidentify(ds, ea.decode_modified_attributes(plaintext, syntax, ds))
         return
     raise failure or IdentityKeyError("the Encrypted Attributes Sequence (0400,0500) has no item to open")
+
+
+@contextmanager
+def original_private_slots_reserved(out: Dataset, original: Dataset, group: int) -> Iterator[None]:
+    """Keep a block created in ``out`` (in ``group``) off the private creator slots that
+    ``original`` used there.
+
+    De-identification removed the original's private blocks; a re-identifier puts them back
+    at their original tags. Had our block taken one of their slots, re-identification by
+    another tool (``gdcmanon -d``) would overwrite our creator and orphan our elements.
+    """
+    taken = [
+        tag for tag in original._dict  # noqa: SLF001
+        if tag >> 16 == group and 0x10 <= (tag & 0xFFFF) <= 0xFF and tag not in out._dict  # noqa: SLF001
+    ]
+    for tag in taken:
+        out.add_new(tag, "LO", "RESERVED")
+    try:
+        yield
+    finally:
+        for tag in taken:
+            del out[tag]

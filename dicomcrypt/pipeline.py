@@ -39,7 +39,13 @@ from dicomcrypt.errors import (
     NoPixelDataError,
     PayloadFormatError,
 )
-from dicomcrypt.identity_protection import NOT_RESTORED_NOTE, IdentityKey, IdentityProtection, restore_identity
+from dicomcrypt.identity_protection import (
+    NOT_RESTORED_NOTE,
+    IdentityKey,
+    IdentityProtection,
+    original_private_slots_reserved,
+    restore_identity,
+)
 from dicomcrypt.payload import Payload
 
 FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
@@ -163,16 +169,17 @@ def encrypt_instance(
     metrics["encrypt_s"] = time.perf_counter() - started
     metrics["payload_bytes"] = float(len(plaintext))
     metrics["envelope_bytes"] = float(len(envelope))
-    dicom.write_private_block(
-        out,
-        dicom.PrivateInfo(
-            format_version=FORMAT_VERSION,
-            mode=chosen.name,
-            key_ids=read_header(envelope).key_ids,
-            model_id=model_id,
-            envelope=envelope,
-        ),
-    )
+    with original_private_slots_reserved(out, ds, dicom.PRIVATE_GROUP):
+        dicom.write_private_block(
+            out,
+            dicom.PrivateInfo(
+                format_version=FORMAT_VERSION,
+                mode=chosen.name,
+                key_ids=read_header(envelope).key_ids,
+                model_id=model_id,
+                envelope=envelope,
+            ),
+        )
     return Outcome(out, "encrypted", chosen.name.lower(), note, metrics)
 
 

@@ -191,6 +191,7 @@ def test_several_certificates_any_one_key_restores(pki, key):
         assert restored.PatientName == _ct().PatientName
 
 
+@pytest.mark.peer
 def test_protected_output_adds_no_dciodvfy_errors(key, protection):
     original = _ct()
     protected = encrypt_instance(original, key=key, mode="standard", protect_identity=protection).dataset
