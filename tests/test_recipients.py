@@ -211,3 +211,18 @@ def test_encrypt_needs_a_target_and_respects_the_cap(ct: pydicom.Dataset) -> Non
         encrypt_instance(ct, key=Key.generate(), recipients=many, mode="standard")
     with pytest.raises(RecipientFormatError):
         encrypt_instance(ct, recipients=["dcrecip1nope"], mode="standard")
+
+
+def test_a_pasted_private_key_is_never_echoed(tmp_path: Path) -> None:
+    from dicomcrypt.crypto import parse_target
+    from dicomcrypt.crypto.keys import b64url
+    from dicomcrypt.errors import KeyRingError
+
+    secret_text = b64url(SECRET)
+    for text in (f"DICOMCRYPT-RECIPIENT-KEY-1 {secret_text}", secret_text, "x" + secret_text):
+        with pytest.raises(RecipientFormatError) as info:
+            Recipient.parse(text)
+        assert secret_text[:8] not in str(info.value)
+    with pytest.raises(KeyRingError) as caught:
+        parse_target(f"DICOMCRYPT-RECIPIENT-KEY-1 {secret_text}", tmp_path)
+    assert secret_text[:8] not in str(caught.value)

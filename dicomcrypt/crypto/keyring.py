@@ -50,9 +50,17 @@ def parse_target(entry: str, base: Path | None = None) -> tuple[Target, Secret |
     """
     if entry.lower().startswith(RECIPIENT_HRP + "1"):
         return Recipient.parse(entry), None
+    _refuse_key_line(entry)
     path = Path(entry) if base is None or Path(entry).is_absolute() else base / entry
     secret = load_secret(path)
     return (secret.recipient if isinstance(secret, RecipientKey) else secret), secret
+
+
+def _refuse_key_line(entry: str) -> None:
+    """A key file's content where a path belongs: refused without echoing it (it is a secret)."""
+    if entry.strip().startswith("DICOMCRYPT-"):
+        raise KeyRingError("a key line was given where a key file path or a recipient string belongs; "
+                           "never paste private keys: list the key file's path instead")
 
 
 class KeyRing:
@@ -170,6 +178,7 @@ def _load_keyring_file(path: Path) -> KeyRing:
             raise KeyRingError(
                 f"keyring {path}: 'decrypt' lists a public recipient string; it needs the recipient's private key file"
             )
+        _refuse_key_line(entry)
         entry_path = Path(entry) if Path(entry).is_absolute() else base / entry
         keys.extend(_load_files(entry_path))
     return KeyRing(keys, encrypt_to=targets)

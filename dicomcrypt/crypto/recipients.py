@@ -104,11 +104,10 @@ def _bech32m_encode(hrp: str, payload: bytes) -> str:
 
 def _bech32m_decode_public_key(text: str) -> bytes:
     """The 32 public-key bytes of a recipient string; RecipientFormatError says what is wrong."""
-    shown = text if len(text) <= 80 else text[:77] + "..."
-    where = f"recipient {shown!r}"
-    expected = f"expected '{RECIPIENT_HRP}1' and {_DATA_CHARS + _CHECKSUM_CHARS} more characters, as printed by 'dicomcrypt keygen --recipient'"
     if not isinstance(text, str):
         raise TypeError("a recipient string is a str")
+    where = _describe(text)
+    expected = f"expected '{RECIPIENT_HRP}1' and {_DATA_CHARS + _CHECKSUM_CHARS} more characters, as printed by 'dicomcrypt keygen --recipient'"
     if text != text.strip() or any(ord(c) < 33 or ord(c) > 126 for c in text):
         raise RecipientFormatError(f"{where}: contains spaces or characters outside printable ASCII; {expected}")
     if text.lower() != text and text.upper() != text:
@@ -129,6 +128,19 @@ def _bech32m_decode_public_key(text: str) -> bytes:
     if data is None or len(data) != 32:
         raise RecipientFormatError(f"{where}: does not encode a 32-byte key; {expected}")
     return bytes(data)
+
+
+def _describe(text: str) -> str:
+    """How an error names a would-be recipient string: shown only if it looks like one.
+
+    Anything else may be a private key pasted by mistake, and key material never goes into a
+    message.
+    """
+    if text.lower().startswith(RECIPIENT_HRP + "1") and len(text) <= 80:
+        return f"recipient {text!r}"
+    if text.startswith("DICOMCRYPT-"):
+        return "recipient string (this looks like a key file's key line: never paste private keys)"
+    return f"recipient string of {len(text)} characters (not shown: it does not start with '{RECIPIENT_HRP}1')"
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -161,7 +173,7 @@ class Recipient:
     def parse(cls, text: str) -> "Recipient":
         """A recipient from its ``dcrecip1...`` string (RecipientFormatError if malformed)."""
         public_bytes = _bech32m_decode_public_key(text)
-        return cls(public_bytes, _where=f"recipient {text!r}")
+        return cls(public_bytes, _where=_describe(text))
 
     @classmethod
     def from_bytes(cls, public_bytes: bytes) -> "Recipient":

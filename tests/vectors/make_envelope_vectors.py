@@ -494,6 +494,13 @@ def make_vectors() -> dict[str, Any]:
     add_v2("flipped wrapped-key byte", flip(good_v2, first_body + 3), dec)
     add_v2("flipped enc byte of a recipient stanza", flip(one_recipient, first_body + 1), dec, keys=[], recipient_keys=[rec_a])
     add_v2("flipped sealed byte of a recipient stanza", flip(one_recipient, first_body + 40), dec, keys=[], recipient_keys=[rec_a])
+    add_v2(
+        "recipient stanza with a low-order ephemeral key",  # enc of all zeros: X25519 gives the zero secret
+        sealed_v2([stanza(2, recipient_key_id(x25519_public(rec_a)), bytes(32) + seq(48))]),
+        dec,
+        keys=[],
+        recipient_keys=[rec_a],
+    )
     add_v2("wrong binding", good_v2, dec, bnd=binding(*list(uids.values())[:3], uids["series_uid"] + "9"))
     add_v2("recipient wrong binding", one_recipient, dec, keys=[], recipient_keys=[rec_a], bnd=b"")
     other_bound = bound_v2(ct_len=len(plaintext) + 16, commit=commitment(data_key), **{**v2_base, "nonce": seq(12, 0x70)})
