@@ -143,6 +143,10 @@ def test_recipient_vectors(vector: dict[str, Any]) -> None:
     assert Recipient.parse(vector["recipient"]) == secret.recipient
 
 
+def test_the_independent_hpke_reproduces_rfc9180_a11() -> None:
+    _generator().check_rfc9180()  # raises AssertionError on any mismatch
+
+
 def test_recipient_stanzas_open_with_the_independent_hpke() -> None:
     """dicomcrypt's HPKE stanzas (cryptography/OpenSSL) open with the RFC 9180 code of the generator."""
     gen = _generator()
