@@ -31,6 +31,8 @@ _EXPORTS = {
     "Recipient": "dicomcrypt.crypto",
     "RecipientKey": "dicomcrypt.crypto",
     "Mode": "dicomcrypt.envelope",
+    "IdentityProtection": "dicomcrypt.identity_protection",
+    "IdentityKey": "dicomcrypt.identity_protection",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
