@@ -305,3 +305,30 @@ def test_cms_opens_with_the_key_alone(pki):
         warnings.simplefilter("error")
         assert open_enveloped(blob + b"\0", [IdentityKey.load(pki[0].key)]) == b"x" * 33
     assert os.stat(pki[0].key).st_mode & 0o077 == 0
+
+
+def test_cli_batch_keeps_a_study_consistent_across_workers(tmp_path: Path, pki, key):
+    site = tmp_path / "site.key"
+    key.save(site)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.dcm", "b.dcm"):  # two instances of one study and one patient
+        ds = _ct()
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{ord(name[0])}"
+        ds.save_as(src / name, enforce_file_format=True)
+    out = tmp_path / "out"
+    assert main(["encrypt", "-k", str(site), "--mode", "standard", "--protect-identity",
+                 "--identity-cert", str(pki[0].cert), "-j", "2", "-q", str(src), str(out)]) == 0
+    a, b = read_quietly(out / "a.dcm"), read_quietly(out / "b.dcm")
+    assert a.StudyInstanceUID == b.StudyInstanceUID != _ct().StudyInstanceUID
+    assert a.PatientID == b.PatientID and a.SOPInstanceUID != b.SOPInstanceUID
+
+
+def test_cli_unreadable_identity_certificate_stops_before_any_file(tmp_path: Path, key, capsys):
+    site = tmp_path / "site.key"
+    key.save(site)
+    out = tmp_path / "out.dcm"
+    code = main(["encrypt", "-k", str(site), "--protect-identity", "--identity-cert", str(tmp_path / "missing.pem"),
+                 str(TEST_FILES_DIR / "CT_small.dcm"), str(out)])
+    assert code != 0 and not out.exists()
+    assert "identity certificate" in capsys.readouterr().err
