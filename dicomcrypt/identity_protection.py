@@ -30,16 +30,18 @@ from pathlib import Path
 from cryptography import x509
 from pydicom.dataset import Dataset
 
-from dicomcrypt.crypto.cms import IdentityKey, load_certificates, open_enveloped, seal_enveloped
+from dicomcrypt.crypto.cms import IdentityKey, load_certificates, open_enveloped, parse_enveloped, seal_enveloped
 from dicomcrypt.dicom import encrypted_attributes as ea
 from dicomcrypt.dicom.confidentiality import Pseudonyms, deidentify
 from dicomcrypt.dicom.encoding import is_big_endian, swap_binary_values
-from dicomcrypt.errors import IdentityKeyError, InvalidInputError
+from dicomcrypt.errors import IdentityFormatError, IdentityKeyError, InvalidInputError
 
 __all__ = [
     "IdentityKey",
     "IdentityProtection",
+    "IDENTITY_RESTORED_NOTE",
     "NOT_RESTORED_NOTE",
+    "describe_identity_protection",
     "is_identity_protected",
     "original_private_slots_reserved",
     "restore_identity",
@@ -47,6 +49,7 @@ __all__ = [
 
 UID_SECRET_SIZE = 32
 
+IDENTITY_RESTORED_NOTE = "identity restored from the Encrypted Attributes Sequence"
 NOT_RESTORED_NOTE = (
     "identity NOT restored: patient name, IDs, dates and UIDs are de-identified dummies "
     "(Patient Identity Removed = YES); give --identity-key to restore them"
@@ -93,6 +96,20 @@ class IdentityProtection:
         ea.mark_identity_removed(ds, originals)
         content = seal_enveloped(ea.encode_modified_attributes(originals, ds), self.certificates, cipher=self.cipher)
         ea.set_encrypted_attributes(ds, [content])
+
+
+def describe_identity_protection(ds: Dataset) -> str | None:
+    """Who can restore the identity of ``ds`` (from the CMS recipients); ``None`` if not protected.
+
+    Needs no key: recipient issuer names and serial numbers are in clear in the CMS object.
+    """
+    if not ea.has_encrypted_attributes(ds):
+        return None
+    try:
+        recipients = [parse_enveloped(content).describe_recipients() for _, content in ea.encrypted_contents(ds)]
+    except IdentityFormatError as exc:
+        return f"protected, but the Encrypted Attributes Sequence is unreadable: {exc}"
+    return "protected (PS3.15 Encrypted Attributes); restorable by " + "; ".join(recipients)
 
 
 def is_identity_protected(ds: Dataset) -> bool:

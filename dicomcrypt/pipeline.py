@@ -40,8 +40,10 @@ from dicomcrypt.errors import (
     PayloadFormatError,
 )
 from dicomcrypt.identity_protection import (
+    IDENTITY_RESTORED_NOTE,
     NOT_RESTORED_NOTE,
     IdentityKey,
+    describe_identity_protection,
     IdentityProtection,
     original_private_slots_reserved,
     restore_identity,
@@ -81,6 +83,7 @@ class Inspection:
     model_id: str | None = None
     envelope_bytes: int | None = None
     placeholder: str | None = None
+    identity: str | None = None  # who can restore a protected identity (PS3.15 Encrypted Attributes)
 
 
 def encrypt_instance(
@@ -263,7 +266,7 @@ def decrypt_instance(
         if identity_keys and encrypted_attributes.has_encrypted_attributes(ds):
             out = copy.deepcopy(ds)
             restore_identity(out, identity_keys)
-            return Outcome(out, "decrypted", "identity", note="identity restored; no dicomcrypt pixel envelope")
+            return Outcome(out, "decrypted", "identity", note=f"{IDENTITY_RESTORED_NOTE}; no dicomcrypt pixel envelope")
         if encrypted_attributes.has_encrypted_attributes(ds):
             return Outcome(copy.deepcopy(ds), "passed through", note=NOT_RESTORED_NOTE)
         return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
@@ -338,7 +341,7 @@ def _restore_identity(out: Dataset, identity_keys: list[IdentityKey]) -> str:
     if not identity_keys:
         return NOT_RESTORED_NOTE
     restore_identity(out, identity_keys)
-    return ""
+    return IDENTITY_RESTORED_NOTE
 
 
 def encrypt_dataset(ds: Dataset, **kwargs: Any) -> Dataset:
@@ -357,6 +360,7 @@ def inspect_dataset(ds: Dataset) -> Inspection:
         "sop_class_uid": str(ds.get("SOPClassUID", "")),
         "modality": str(ds.get("Modality", "")),
         "has_pixel_data": dicom.has_pixel_data(ds),
+        "identity": describe_identity_protection(ds),
     }
     info = dicom.read_private_block(ds)
     if info is None:

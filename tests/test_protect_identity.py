@@ -30,7 +30,13 @@ from dicomcrypt.errors import (
     InvalidInputError,
     KeyFileError,
 )
-from dicomcrypt.identity_protection import NOT_RESTORED_NOTE, IdentityProtection, restore_identity
+from dicomcrypt.identity_protection import (
+    IDENTITY_RESTORED_NOTE,
+    NOT_RESTORED_NOTE,
+    IdentityProtection,
+    describe_identity_protection,
+    restore_identity,
+)
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
 
@@ -131,10 +137,12 @@ def test_protected_pixels_and_identity_restore_exactly(name, key, protection, id
         assert secret.encode() not in file_bytes, f"{secret!r} is readable in the protected file"
     received = through_bytes(outcome.dataset)
     assert received.PatientIdentityRemoved == "YES"
+    assert "restorable by issuer CN=restorer" in describe_identity_protection(received)
+    assert describe_identity_protection(original) is None
     assert received.DeidentificationMethod
 
     restored = decrypt_instance(received, keys=key, identity_keys=[identity_key])
-    assert restored.note == ""
+    assert restored.note == IDENTITY_RESTORED_NOTE
     assert attribute_differences(original, restored.dataset) == []
     assert np.array_equal(restored.dataset.pixel_array, original.pixel_array)
     assert restored.dataset.file_meta.MediaStorageSOPInstanceUID == original.SOPInstanceUID
