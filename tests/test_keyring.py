@@ -255,3 +255,16 @@ def test_the_same_target_twice_is_one_stanza(ct: pydicom.Dataset) -> None:
     ring = KeyRing([key], encrypt_to=[key, node.recipient])
     encrypted = encrypt_instance(ct, key=ring, recipients=[str(node.recipient)], mode="standard").dataset
     assert inspect_dataset(encrypted).key_ids == (key.key_id, node.key_id)
+
+
+def test_ring_pickles_with_its_targets_and_old_import_path_works() -> None:
+    import pickle
+
+    from dicomcrypt.crypto.keys import KeyRing as OldPathKeyRing
+
+    assert OldPathKeyRing is KeyRing
+    site, node = Key.generate(), RecipientKey.generate()
+    ring = KeyRing([site, node], encrypt_to=[site, node.recipient])
+    copy_ = pickle.loads(pickle.dumps(ring))
+    assert copy_.key_ids == ring.key_ids and copy_.encrypt_to == ring.encrypt_to
+    assert site.key_id in repr(ring) and "encrypt_to" in repr(ring)

@@ -226,3 +226,16 @@ def test_a_pasted_private_key_is_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(KeyRingError) as caught:
         parse_target(f"DICOMCRYPT-RECIPIENT-KEY-1 {secret_text}", tmp_path)
     assert secret_text[:8] not in str(caught.value)
+
+
+@pytest.mark.parametrize("mask", [0x01, 0x80])
+def test_every_single_byte_flip_of_a_recipient_envelope_is_refused(mask: int) -> None:
+    from dicomcrypt.errors import EnvelopeFormatError
+
+    a = RecipientKey.generate()
+    blob = _standard(recipients=[a.recipient])
+    for i in range(len(blob)):
+        tampered = bytearray(blob)
+        tampered[i] ^= mask
+        with pytest.raises((EnvelopeFormatError, DecryptionError, KeyNotFoundError)):
+            open_envelope(bytes(tampered), keys=a, binding=b"bind")
