@@ -37,7 +37,6 @@ __all__ = [
     "KEY_FILE_PREFIX",
     "InsecureKeyFileWarning",
     "Key",
-    "KeyRing",
     "hkdf",
     "read_key_file",
     "write_key_file",
