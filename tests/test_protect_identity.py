@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from helpers.corpus import TEST_FILES_DIR, read_quietly, through_bytes, to_bytes
+from helpers.corpus import TEST_FILES_DIR, read_quietly, sample, through_bytes, to_bytes
 from helpers.dciodvfy import new_errors
 from helpers.identity import attribute_differences, make_identity
 from pydicom.dataset import Dataset
@@ -200,8 +200,9 @@ def test_several_certificates_any_one_key_restores(pki, key):
 
 
 @pytest.mark.peer
-def test_protected_output_adds_no_dciodvfy_errors(key, protection):
-    original = _ct()
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "SC_rgb.dcm", "rtstruct.dcm"])
+def test_protected_output_adds_no_dciodvfy_errors(key, protection, name):
+    original = read_quietly(sample(name))
     protected = encrypt_instance(original, key=key, mode="standard", protect_identity=protection).dataset
     assert not new_errors(original, protected)
 
