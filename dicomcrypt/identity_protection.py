@@ -30,7 +30,7 @@ from pathlib import Path
 from cryptography import x509
 from pydicom.dataset import Dataset
 
-from dicomcrypt.crypto.cms import IdentityKey, load_certificates, open_enveloped, parse_enveloped, seal_enveloped
+from dicomcrypt.crypto.cms import CONTENT_CIPHERS, IdentityKey, load_certificates, open_enveloped, parse_enveloped, seal_enveloped
 from dicomcrypt.dicom import encrypted_attributes as ea
 from dicomcrypt.dicom.confidentiality import Pseudonyms, deidentify
 from dicomcrypt.dicom.encoding import is_big_endian, swap_binary_values
@@ -42,7 +42,6 @@ __all__ = [
     "IDENTITY_RESTORED_NOTE",
     "NOT_RESTORED_NOTE",
     "describe_identity_protection",
-    "is_identity_protected",
     "original_private_slots_reserved",
     "restore_identity",
 ]
@@ -73,6 +72,8 @@ class IdentityProtection:
     def __post_init__(self) -> None:
         if not self.certificates:
             raise ValueError("identity protection needs at least one recipient certificate")
+        if self.cipher not in CONTENT_CIPHERS:
+            raise ValueError(f"unknown content cipher {self.cipher!r}; choose one of {', '.join(CONTENT_CIPHERS)}")
         object.__setattr__(self, "certificates", tuple(self.certificates))
 
     @classmethod
@@ -110,11 +111,6 @@ def describe_identity_protection(ds: Dataset) -> str | None:
     except IdentityFormatError as exc:
         return f"protected, but the Encrypted Attributes Sequence is unreadable: {exc}"
     return "protected (PS3.15 Encrypted Attributes); restorable by " + "; ".join(recipients)
-
-
-def is_identity_protected(ds: Dataset) -> bool:
-    """True when ``ds`` carries an Encrypted Attributes Sequence."""
-    return ea.has_encrypted_attributes(ds)
 
 
 def restore_identity(ds: Dataset, keys: Sequence[IdentityKey]) -> None:

@@ -645,8 +645,10 @@ def _protect_items(elem: DataElement, pseudonyms: Pseudonyms) -> bool:
 
 
 def _replace_uids(elem: DataElement, replace: Callable[[str], str]) -> bool:
-    if elem.VR != "UI" or elem.VM == 0:
-        return _set(elem, _dummy(elem)) if elem.VR == "SQ" else False
+    if elem.VM == 0:
+        return False
+    if elem.VR != "UI":  # a UID read under another VR (UN): no safe mapping, so a dummy
+        return _set(elem, _dummy(elem))
     values = list(elem.value) if elem.VM > 1 else [elem.value]
     new = [replace(str(v)) if str(v) else str(v) for v in values]
     return _set(elem, new if elem.VM > 1 else new[0])
