@@ -175,7 +175,7 @@ def parse_enveloped(blob: bytes) -> EnvelopedData:
     """Read a ContentInfo holding EnvelopedData (DER, or BER as older tools write it)."""
     try:
         return _parse(blob)
-    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+    except (IndexError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise IdentityFormatError(f"Encrypted Content (0400,0520) is not a CMS EnvelopedData object: {exc}") from None
 
 
