@@ -340,3 +340,16 @@ def test_cli_unreadable_identity_certificate_stops_before_any_file(tmp_path: Pat
                  str(TEST_FILES_DIR / "CT_small.dcm"), str(out)])
     assert code != 0 and not out.exists()
     assert "identity certificate" in capsys.readouterr().err
+
+
+def test_cli_tampered_encrypted_attributes_write_nothing(tmp_path: Path, pki, key, protection):
+    site = tmp_path / "site.key"
+    key.save(site)
+    protected = through_bytes(encrypt_instance(_ct(), key=key, mode="standard", protect_identity=protection).dataset)
+    _tamper_content(protected, 40)
+    src = tmp_path / "tampered.dcm"
+    protected.save_as(src, enforce_file_format=True)
+    out = tmp_path / "out.dcm"
+    for extra in ([], ["--identity-key", str(pki[0].key)]):
+        assert main(["decrypt", "-k", str(site), *extra, "-j", "1", str(src), str(out)]) != 0
+        assert not out.exists()
