@@ -353,3 +353,17 @@ def test_cli_tampered_encrypted_attributes_write_nothing(tmp_path: Path, pki, ke
     for extra in ([], ["--identity-key", str(pki[0].key)]):
         assert main(["decrypt", "-k", str(site), *extra, "-j", "1", str(src), str(out)]) != 0
         assert not out.exists()
+
+
+def test_rekeyed_instance_still_restores_its_identity(key, protection, identity_key):
+    from dicomcrypt.pipeline import rekey_instance
+
+    original = _ct()
+    protected = through_bytes(encrypt_instance(original, key=key, mode="standard", protect_identity=protection).dataset)
+    new_key = Key.generate()
+    rekeyed = through_bytes(rekey_instance(protected, keys=key, to=[new_key]).dataset)
+    # CT_small's own (0011,0010) block travels encrypted; ours stays off its slot after a rekey.
+    assert rekeyed.private_block(0x0011, "DICOMCRYPT 1").block_start == protected.private_block(0x0011, "DICOMCRYPT 1").block_start
+    assert (0x00110010) not in rekeyed
+    restored = decrypt_instance(rekeyed, keys=new_key, identity_keys=[identity_key]).dataset
+    assert attribute_differences(original, restored) == []
