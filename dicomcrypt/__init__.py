@@ -23,11 +23,16 @@ _EXPORTS = {
     "encrypt_instance": "dicomcrypt.pipeline",
     "decrypt_instance": "dicomcrypt.pipeline",
     "inspect_dataset": "dicomcrypt.pipeline",
+    "rekey_instance": "dicomcrypt.pipeline",
     "Outcome": "dicomcrypt.pipeline",
     "Inspection": "dicomcrypt.pipeline",
     "Key": "dicomcrypt.crypto",
     "KeyRing": "dicomcrypt.crypto",
+    "Recipient": "dicomcrypt.crypto",
+    "RecipientKey": "dicomcrypt.crypto",
     "Mode": "dicomcrypt.envelope",
+    "IdentityProtection": "dicomcrypt.identity_protection",
+    "IdentityKey": "dicomcrypt.identity_protection",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -68,6 +68,14 @@ class KeyFileError(DicomCryptError):
     """A key file is missing, malformed or has the wrong size."""
 
 
+class RecipientFormatError(InvalidInputError):
+    """A public recipient string is malformed (prefix, length, alphabet, checksum) or unusable."""
+
+
+class KeyRingError(KeyFileError):
+    """A keyring file (TOML) is malformed or lists something that is not a key."""
+
+
 class ModelError(DicomCryptError):
     """A model is unknown, or its weights fail their SHA-256 check."""
 
@@ -86,3 +94,15 @@ class OutputExistsError(DicomCryptError):
 
 class PayloadFormatError(DicomCryptError):
     """The decrypted payload (or a part of it, like the latent) is malformed."""
+
+
+class IdentityProtectionError(DicomCryptError):
+    """The identifying attributes could not be protected or restored (PS3.15 Annex E)."""
+
+
+class IdentityFormatError(IdentityProtectionError):
+    """An Encrypted Attributes Sequence, its CMS object or its decrypted content is malformed."""
+
+
+class IdentityKeyError(IdentityProtectionError):
+    """No identity key given opens the Encrypted Attributes Sequence (names its recipients)."""

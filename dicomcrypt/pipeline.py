@@ -29,8 +29,9 @@ from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom
 from dicomcrypt.codec import normalise, residual, standard
-from dicomcrypt.crypto import Key, KeyRing
-from dicomcrypt.envelope import Mode, instance_binding, open_envelope, read_header, seal
+from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
+from dicomcrypt.dicom import encrypted_attributes
+from dicomcrypt.envelope import MAX_STANZAS, VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
 from dicomcrypt.errors import (
     DecryptionError,
     IntegrityError,
@@ -38,14 +39,23 @@ from dicomcrypt.errors import (
     NoPixelDataError,
     PayloadFormatError,
 )
+from dicomcrypt.identity_protection import (
+    IDENTITY_RESTORED_NOTE,
+    NOT_RESTORED_NOTE,
+    IdentityKey,
+    describe_identity_protection,
+    IdentityProtection,
+    original_private_slots_reserved,
+    restore_identity,
+)
 from dicomcrypt.payload import Payload
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
 PAYLOAD_VERSION = 1
 LOSSY_METHOD = "DICOMCRYPT_AE"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
 _NO_MODEL_SHA256 = bytes(32)
 
-Action = Literal["encrypted", "decrypted", "passed through"]
+Action = Literal["encrypted", "decrypted", "rekeyed", "passed through"]
 
 
 @dataclass(frozen=True)
@@ -73,26 +83,41 @@ class Inspection:
     model_id: str | None = None
     envelope_bytes: int | None = None
     placeholder: str | None = None
+    identity: str | None = None  # who can restore a protected identity (PS3.15 Encrypted Attributes)
 
 
 def encrypt_instance(
     ds: Dataset,
     *,
-    key: Key,
+    key: Key | Iterable[Key] | KeyRing | None = None,
+    recipients: Iterable[Recipient | str] = (),
     mode: str | Mode = "lossless",
     model: str | None = None,
     latent_format: str = "u8",
+    protect_identity: IdentityProtection | None = None,
 ) -> Outcome:
-    """Encrypt the pixels of ``ds``; non-image instances pass through unchanged."""
+    """Encrypt the pixels of ``ds`` for site key(s) and/or public recipients (at least one).
+
+    ``key`` may be a :class:`KeyRing` from a keyring file: its current ``encrypt`` entries are
+    used. Non-image instances pass through unchanged, unless ``protect_identity`` is given:
+    then their identifying attributes are still protected (see :mod:`dicomcrypt.identity_protection`).
+    With ``protect_identity`` the identity is protected first and the pixel envelope is bound
+    to the replacement UIDs that stay in the clear, so the pixel key alone restores pixels.
+    """
+    keys, recipients = _encryption_targets(key, recipients)
     requested = _parse_mode(mode)
     if not dicom.has_pixel_data(ds):
         if _is_image_storage(ds):
             raise NoPixelDataError(
                 f"{_sop_class_name(ds)} instance {ds.get('SOPInstanceUID', '?')} has no Pixel Data"
             )
+        if protect_identity is not None:
+            return Outcome(_protected_copy(ds, protect_identity), "encrypted", "identity",
+                           note="no pixel data: identifying attributes encrypted only")
         return Outcome(copy.deepcopy(ds), "passed through", note="no pixel data: not an image")
     if dicom.read_private_block(ds) is not None:
         raise InvalidInputError("instance is already encrypted by dicomcrypt")
+    protected = _protected_copy(ds, protect_identity) if protect_identity is not None else None
 
     started = time.perf_counter()
     frames, fmt = dicom.read_frames(ds)
@@ -105,7 +130,9 @@ def encrypt_instance(
         "shape": list(frames.shape),
         "dtype": frames.dtype.str,
     }
-    sections = {"attributes": dicom.snapshot_attributes(ds)}
+    sections = {"attributes": dicom.snapshot_attributes(protected if protected is not None else ds)}
+    if protected is not None:  # the CMS is unauthenticated (PS3.15): seal its digest
+        meta["encrypted_attributes_sha256"] = encrypted_attributes.encrypted_attributes_digest(protected)
     model_id, model_sha256 = "", _NO_MODEL_SHA256
 
     started = time.perf_counter()
@@ -129,13 +156,14 @@ def encrypt_instance(
         meta["digest"] = pixel_digest(frames)
     metrics["encode_s"] = time.perf_counter() - started
 
-    out = copy.deepcopy(ds)
+    out = protected if protected is not None else copy.deepcopy(ds)
     dicom.apply_placeholder(out, fmt)
     started = time.perf_counter()
     plaintext = Payload(meta, sections).to_bytes()
     envelope = seal(
         plaintext,
-        key=key,
+        key=keys,
+        recipients=recipients,
         mode=chosen,
         model_id=model_id,
         model_sha256=model_sha256,
@@ -144,27 +172,103 @@ def encrypt_instance(
     metrics["encrypt_s"] = time.perf_counter() - started
     metrics["payload_bytes"] = float(len(plaintext))
     metrics["envelope_bytes"] = float(len(envelope))
-    dicom.write_private_block(
-        out,
-        dicom.PrivateInfo(
-            format_version=FORMAT_VERSION,
-            mode=chosen.name,
-            key_ids=(key.key_id,),
-            model_id=model_id,
-            envelope=envelope,
-        ),
-    )
+    with original_private_slots_reserved(out, ds, dicom.PRIVATE_GROUP):
+        dicom.write_private_block(
+            out,
+            dicom.PrivateInfo(
+                format_version=FORMAT_VERSION,
+                mode=chosen.name,
+                key_ids=read_header(envelope).key_ids,
+                model_id=model_id,
+                envelope=envelope,
+            ),
+        )
     return Outcome(out, "encrypted", chosen.name.lower(), note, metrics)
 
 
-def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | Iterable[Key]) -> Outcome:
-    """Restore an instance encrypted by :func:`encrypt_instance`.
+def _encryption_targets(
+    key: Key | Iterable[Key] | KeyRing | None, recipients: Iterable[Recipient | str]
+) -> tuple[list[Key], list[Recipient]]:
+    """Site keys and recipients to seal for; refuses an empty set before any work is done."""
+    keys: list[Key] = []
+    parsed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
+    if isinstance(key, KeyRing):
+        if not key.encrypt_to:
+            raise InvalidInputError(
+                "this key ring names no current encryption key (a keyring file's 'encrypt' list); pass key= or recipients="
+            )
+        keys = [t for t in key.encrypt_to if isinstance(t, Key)]
+        parsed += [t for t in key.encrypt_to if isinstance(t, Recipient)]
+    elif isinstance(key, Key):
+        keys = [key]
+    elif key is not None:
+        keys = list(key)
+    if not all(isinstance(k, Key) for k in keys) or not all(isinstance(r, Recipient) for r in parsed):
+        raise TypeError("key= takes Key objects or a KeyRing; recipients= takes Recipient objects or 'dcrecip1...' strings")
+    keys = list({k.key_id: k for k in keys}.values())  # the same key twice is one stanza
+    parsed = list({r.key_id: r for r in parsed}.values())
+    if not keys and not parsed:
+        raise InvalidInputError("nothing to encrypt for: give a site key, a recipient, or both")
+    if len(keys) + len(parsed) > MAX_STANZAS:
+        raise InvalidInputError(
+            f"{len(keys) + len(parsed)} keys and recipients: an envelope holds at most {MAX_STANZAS} key stanzas"
+        )
+    return keys, parsed
 
-    Instances without a dicomcrypt block pass through unchanged (reported as such), so a
-    folder mixing encrypted and plain objects can be restored in one run.
+
+def rekey_instance(
+    ds: Dataset,
+    *,
+    keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey],
+    to: Iterable[Key | Recipient | str],
+    keep: bool = False,
+) -> Outcome:
+    """Re-wrap the data key of an encrypted instance for ``to``; the pixel ciphertext is not touched.
+
+    ``keys`` must open the envelope (it is fully authenticated first). Without ``keep`` only
+    ``to`` can open the result: that is how an old key is retired. Version-1 envelopes are
+    re-sealed as version 2 (see :func:`dicomcrypt.envelope.rewrap`). Instances without a
+    dicomcrypt block pass through.
     """
     info = dicom.read_private_block(ds)
     if info is None:
+        return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
+    header = read_header(info.envelope)
+    _check_readable_elements(info, header)
+    started = time.perf_counter()
+    envelope = rewrap(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)), to=to, keep=keep)
+    new_header = read_header(envelope)
+    out = copy.deepcopy(ds)
+    dicom.write_private_block(
+        out,
+        dataclasses.replace(info, format_version=new_header.version, key_ids=new_header.key_ids, envelope=envelope),
+    )
+    note = "" if header.version == new_header.version else f"version {header.version} envelope re-sealed as version {new_header.version}"
+    return Outcome(out, "rekeyed", header.mode.name.lower(), note, {"rekey_s": time.perf_counter() - started})
+
+
+def decrypt_instance(
+    ds: Dataset,
+    *,
+    keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey],
+    identity_keys: Iterable[IdentityKey] = (),
+) -> Outcome:
+    """Restore an instance encrypted by :func:`encrypt_instance`.
+
+    Instances without a dicomcrypt block pass through unchanged (reported as such), so a
+    folder mixing encrypted and plain objects can be restored in one run. An Encrypted
+    Attributes Sequence (ours or another de-identifier's) is opened with ``identity_keys``;
+    without them the pixels are still restored and ``note`` says the identity was not.
+    """
+    identity_keys = list(identity_keys)
+    info = dicom.read_private_block(ds)
+    if info is None:
+        if identity_keys and encrypted_attributes.has_encrypted_attributes(ds):
+            out = copy.deepcopy(ds)
+            restore_identity(out, identity_keys)
+            return Outcome(out, "decrypted", "identity", note=f"{IDENTITY_RESTORED_NOTE}; no dicomcrypt pixel envelope")
+        if encrypted_attributes.has_encrypted_attributes(ds):
+            return Outcome(copy.deepcopy(ds), "passed through", note=NOT_RESTORED_NOTE)
         return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
 
     started = time.perf_counter()
@@ -194,13 +298,15 @@ def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | Iterable[Key]) -> Out
         raise PayloadFormatError(f"restored pixels have shape {frames.shape}, expected {shape}")
     if header.mode is not Mode.LOSSY and pixel_digest(frames) != meta.get("digest"):
         raise IntegrityError("restored pixels do not match the digest of the original pixels")
+    _check_encrypted_attributes(ds, meta)
 
     out = copy.deepcopy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
     dicom.write_frames(out, frames, fmt)
+    note = _restore_identity(out, identity_keys)
     if header.mode is Mode.LOSSY:
-        source_class, source_instance, _, _ = dicom.uids(ds)
+        source_class, source_instance, _, _ = dicom.uids(out)  # the original UIDs once re-identified
         dicom.mark_lossy_derived(
             out,
             source_sop_class_uid=source_class,
@@ -209,7 +315,33 @@ def decrypt_instance(ds: Dataset, *, keys: KeyRing | Key | Iterable[Key]) -> Out
             method=LOSSY_METHOD,
             description=f"Lossy reconstruction by dicomcrypt autoencoder {header.model_id}",
         )
-    return Outcome(out, "decrypted", header.mode.name.lower(), metrics=metrics)
+    return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
+
+
+def _protected_copy(ds: Dataset, protection: IdentityProtection) -> Dataset:
+    out = copy.deepcopy(ds)
+    protection.protect(out)
+    return out
+
+
+def _check_encrypted_attributes(ds: Dataset, meta: dict[str, Any]) -> None:
+    """The Encrypted Attributes Sequence must be the one sealed with the pixels, if one was."""
+    expected = meta.get("encrypted_attributes_sha256")
+    if expected is not None and expected != encrypted_attributes.encrypted_attributes_digest(ds):
+        raise IntegrityError(
+            "the Encrypted Attributes Sequence (0400,0500) is not the one sealed with the pixels: "
+            "it was altered, removed or replaced"
+        )
+
+
+def _restore_identity(out: Dataset, identity_keys: list[IdentityKey]) -> str:
+    """Re-identify ``out`` when keys are given; otherwise the note that says it was not."""
+    if not encrypted_attributes.has_encrypted_attributes(out):
+        return ""
+    if not identity_keys:
+        return NOT_RESTORED_NOTE
+    restore_identity(out, identity_keys)
+    return IDENTITY_RESTORED_NOTE
 
 
 def encrypt_dataset(ds: Dataset, **kwargs: Any) -> Dataset:
@@ -228,6 +360,7 @@ def inspect_dataset(ds: Dataset) -> Inspection:
         "sop_class_uid": str(ds.get("SOPClassUID", "")),
         "modality": str(ds.get("Modality", "")),
         "has_pixel_data": dicom.has_pixel_data(ds),
+        "identity": describe_identity_protection(ds),
     }
     info = dicom.read_private_block(ds)
     if info is None:

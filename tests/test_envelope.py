@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from dicomcrypt.crypto import Key, KeyRing
+from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.envelope import (
     DECRYPTION_FAILED,
     MAGIC,
     MAX_STANZAS,
+    VERSION,
     EnvelopeHeader,
     Mode,
     StanzaType,
@@ -49,6 +50,21 @@ def _keys(hexes: list[str]) -> list[Key]:
     return [Key.from_bytes(bytes.fromhex(h)) for h in hexes]
 
 
+def _ring(vector: dict[str, Any]) -> KeyRing:
+    """Site keys and recipient private keys of a vector."""
+    recipients = [RecipientKey.from_bytes(bytes.fromhex(h)) for h in vector.get("recipient_keys", [])]
+    return KeyRing([*_keys(vector["keys"]), *recipients])
+
+
+def _generator() -> Any:
+    """The independent implementation that wrote the vectors (tests/vectors/make_envelope_vectors.py)."""
+    spec = importlib.util.spec_from_file_location("make_envelope_vectors", VECTORS_DIR / "make_envelope_vectors.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _by_name(items: list[dict[str, Any]]) -> list[Any]:
     return [pytest.param(item, id=item["name"]) for item in items]
 
@@ -74,11 +90,7 @@ def sealed(key: Key) -> bytes:
 
 
 def test_committed_vectors_match_their_script() -> None:
-    spec = importlib.util.spec_from_file_location("make_envelope_vectors", VECTORS_DIR / "make_envelope_vectors.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.render() == (VECTORS_DIR / "envelope.json").read_text(encoding="utf-8")
+    assert _generator().render() == (VECTORS_DIR / "envelope.json").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("vector", _by_name(VECTORS["generate"]))
@@ -97,11 +109,16 @@ def test_generate_vectors_reproduce_byte_for_byte(vector: dict[str, Any]) -> Non
         binding=bytes.fromhex(vector["binding"]),
         data_key=bytes.fromhex(vector["data_key"]),
         nonce=bytes.fromhex(vector["nonce"]),
+        version=vector["version"],
     )
     assert blob.hex() == vector["envelope"]
 
     header = read_header(blob)
+    assert header.version == vector["version"]
     assert blob[: header.header_length].hex() == vector["header"]
+    if vector["version"] == 2:
+        assert blob[: header.bound_length].hex() == vector["bound_header"]
+        assert header.commitment.hex() == vector["commitment"]
     assert header.mode is Mode[vector["mode"]]
     assert header.model_id == vector["model_id"]
     assert header.key_ids == tuple(vector["key_ids"])
@@ -113,16 +130,40 @@ def test_generate_vectors_reproduce_byte_for_byte(vector: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("vector", _by_name(VECTORS["verify"]))
 def test_verify_vectors_open(vector: dict[str, Any]) -> None:
-    _, plaintext = open_envelope(
-        bytes.fromhex(vector["envelope"]), keys=_keys(vector["keys"]), binding=bytes.fromhex(vector["binding"])
-    )
+    _, plaintext = open_envelope(bytes.fromhex(vector["envelope"]), keys=_ring(vector), binding=bytes.fromhex(vector["binding"]))
     assert plaintext.hex() == vector["plaintext"]
+
+
+@pytest.mark.parametrize("vector", _by_name(VECTORS["recipients"]))
+def test_recipient_vectors(vector: dict[str, Any]) -> None:
+    secret = RecipientKey.from_bytes(bytes.fromhex(vector["secret"]))
+    assert secret.recipient.public_bytes.hex() == vector["public"]
+    assert secret.key_id == vector["key_id"]
+    assert str(secret.recipient) == vector["recipient"]
+    assert Recipient.parse(vector["recipient"]) == secret.recipient
+
+
+def test_the_independent_hpke_reproduces_rfc9180_a11() -> None:
+    _generator().check_rfc9180()  # raises AssertionError on any mismatch
+
+
+def test_recipient_stanzas_open_with_the_independent_hpke() -> None:
+    """dicomcrypt's HPKE stanzas (cryptography/OpenSSL) open with the RFC 9180 code of the generator."""
+    gen = _generator()
+    secret = RecipientKey.from_bytes(bytes.fromhex(VECTORS["recipients"][0]["secret"]))
+    key = Key.generate()
+    blob = seal(b"payload", key=key, recipients=[secret.recipient], mode=Mode.STANDARD, model_id="", model_sha256=bytes(32), binding=b"b")
+    header = read_header(blob)
+    hpke_stanza = next(s for s in header.stanzas if s.type == StanzaType.HPKE_X25519)
+    data_key = gen.hpke_open(bytes.fromhex(VECTORS["recipients"][0]["secret"]), gen.hpke_info(blob[: header.bound_length]), hpke_stanza.body)
+    assert gen.commitment(data_key) == header.commitment
+    assert key.unwrap(header.stanzas[0].body) == data_key
 
 
 @pytest.mark.parametrize("vector", _by_name(VECTORS["invalid"]))
 def test_invalid_vectors_raise_their_error(vector: dict[str, Any]) -> None:
     with pytest.raises(ERRORS[vector["error"]]) as info:
-        open_envelope(bytes.fromhex(vector["envelope"]), keys=_keys(vector["keys"]), binding=bytes.fromhex(vector["binding"]))
+        open_envelope(bytes.fromhex(vector["envelope"]), keys=_ring(vector), binding=bytes.fromhex(vector["binding"]))
     if vector["error"] == "DecryptionError":
         assert str(info.value) == DECRYPTION_FAILED
         assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -138,6 +179,9 @@ def test_invalid_vectors_cover_the_brief() -> None:
         "truncated ciphertext", "trailing bytes", "flipped ciphertext byte", "flipped tag byte",
         "flipped header byte in model id", "flipped wrapped-key byte", "wrong binding", "wrong key",
         "too many stanzas",
+        "v2 truncated recipient stanza", "v2 too many stanzas", "v2 recipient key matches no stanza",
+        "v2 flipped commitment byte", "v2 recipient stanza wraps a data key the header does not commit to",
+        "v2 recipient stanza made for another envelope's header", "v2 flipped enc byte of a recipient stanza",
     ):  # fmt: skip
         assert required in names
 
@@ -147,7 +191,7 @@ def test_invalid_vectors_cover_the_brief() -> None:
 
 def _key_id_span(blob: bytes) -> range:
     """Byte offsets of the first stanza's key id (flipping them names a key we do not hold)."""
-    start = 4 + 4 + blob[7] + 32 + 1 + 1
+    start = read_header(blob).bound_length + 1 + 1
     return range(start, start + 8)
 
 
@@ -205,7 +249,7 @@ def test_two_seals_differ_in_nonce_and_data_key(key: Key) -> None:
     args: dict[str, Any] = dict(key=key, mode=Mode.STANDARD, model_id="", model_sha256=bytes(32), binding=b"b")
     a, b = seal(b"same", **args), seal(b"same", **args)
     ha, hb = read_header(a), read_header(b)
-    assert ha.nonce != hb.nonce
+    assert ha.nonce != hb.nonce and ha.commitment != hb.commitment
     assert key.unwrap(ha.stanzas[0].body) != key.unwrap(hb.stanzas[0].body)
     assert a[ha.header_length :] != b[hb.header_length :]
     assert open_envelope(a, keys=key, binding=b"b")[1] == open_envelope(b, keys=key, binding=b"b")[1] == b"same"
@@ -215,7 +259,8 @@ def test_read_header_needs_no_key(key: Key, sealed: bytes) -> None:
     header = read_header(sealed)
     assert isinstance(header, EnvelopeHeader)
     assert sealed.startswith(MAGIC)
-    assert (header.version, header.suite, header.mode) == (1, Suite.AES256GCM_AESKW, Mode.LOSSLESS)
+    assert (header.version, header.suite, header.mode) == (VERSION, Suite.AES256GCM_AESKW, Mode.LOSSLESS)
+    assert len(header.commitment) == 32 and header.bound_length < header.header_length
     assert (header.model_id, header.model_sha256) == ("paper-grey@1", SHA)
     assert header.key_ids == (key.key_id,)
     assert len(header.nonce) == 12

@@ -39,9 +39,9 @@ from dicomcrypt.cli._common import (
     human_bytes,
     plural,
 )
-from dicomcrypt.errors import DicomCryptError, InvalidInputError, OutputExistsError
+from dicomcrypt.errors import DicomCryptError, InvalidInputError, KeyFileError, OutputExistsError
 
-Operation = Literal["encrypt", "decrypt"]
+Operation = Literal["encrypt", "decrypt", "rekey"]
 Status = Literal["done", "passed", "skipped", "failed"]
 
 PROGRESS_MIN_FILES = 4
@@ -61,6 +61,12 @@ class Job:
     model: str | None = None
     latent_format: str = "u8"
     force: bool = False
+    recipients: tuple[str, ...] = ()  # encrypt: public recipient strings
+    to: tuple[str, ...] = ()  # rekey: key files and recipient strings to re-wrap for
+    keep: bool = False  # rekey: keep the existing stanzas
+    identity_certs: tuple[str, ...] = ()  # encrypt --protect-identity: RSA certificate files
+    identity_keys: tuple[str, ...] = ()  # decrypt: RSA private key files for Encrypted Attributes
+    uid_secret: bytes = b""  # encrypt --protect-identity: one per run, so a study's UIDs stay consistent
 
 
 @dataclass(frozen=True)
@@ -93,12 +99,60 @@ class FileResult:
 
 
 def load_keys(job: Job) -> Any:
-    """The key (encrypt) or key ring (decrypt) for ``job``. Raises KeyFileError."""
-    from dicomcrypt.crypto import Key, KeyRing
+    """What ``job`` needs, loaded and checked. Raises KeyFileError, RecipientFormatError, ...
+
+    encrypt: ``(key or keyring or None, recipients)``; decrypt: a key ring; rekey: ``(key ring, targets)``.
+    """
+    from dicomcrypt.crypto import KeyRing, Recipient, RecipientKey, load_secret, parse_target
 
     if job.operation == "encrypt":
-        return Key.load(job.key_paths[0])
-    return KeyRing.load(job.key_paths)
+        recipients = [Recipient.parse(r) for r in job.recipients]
+        if not job.key_paths:
+            _check_stanza_count(0, recipients)
+            return None, recipients
+        path = Path(job.key_paths[0])
+        key = KeyRing.load(path) if path.suffix.lower() == ".toml" else load_secret(path)
+        if isinstance(key, KeyRing) and not key.encrypt_to:
+            raise KeyFileError(f"keyring {path}: its 'encrypt' list is empty, so it names nothing to encrypt for")
+        if isinstance(key, RecipientKey):
+            raise KeyFileError(
+                f"{path} is a recipient private key; encrypt with its public recipient string "
+                f"(dicomcrypt keygen --public {path})"
+            )
+        _check_stanza_count(len(key.encrypt_to) if isinstance(key, KeyRing) else 1, recipients)
+        return key, recipients
+    ring = KeyRing.load(job.key_paths)
+    if job.operation == "rekey":
+        targets = [parse_target(t)[0] for t in job.to] or list(ring.encrypt_to)
+        if not targets:
+            raise InvalidInputError("rekey needs --to (key files or recipient strings), or a keyring .toml with an 'encrypt' list")
+        return ring, targets
+    return ring
+
+
+def _check_stanza_count(keys: int, recipients: list[Any]) -> None:
+    """Refuse before any file is touched what every file would fail on (docs/format.md, Limits)."""
+    from dicomcrypt.envelope import MAX_STANZAS
+
+    if keys + len(recipients) > MAX_STANZAS:
+        raise InvalidInputError(
+            f"{keys + len(recipients)} keys and recipients: an envelope holds at most {MAX_STANZAS} key stanzas"
+        )
+    if len({r.key_id for r in recipients}) != len(recipients):
+        raise InvalidInputError("the same recipient was given twice")
+
+
+def load_identity(job: Job) -> Any:
+    """encrypt: the IdentityProtection (or None); decrypt: the identity keys. Raises KeyFileError."""
+    if job.operation == "encrypt" and job.identity_certs:
+        from dicomcrypt.identity_protection import IdentityProtection
+
+        return IdentityProtection.load(job.identity_certs, uid_secret=job.uid_secret or None)
+    if job.operation == "decrypt" and job.identity_keys:
+        from dicomcrypt.identity_protection import IdentityKey
+
+        return [IdentityKey.load(path) for path in job.identity_keys]
+    return None
 
 
 class Worker:
@@ -107,6 +161,7 @@ class Worker:
     def __init__(self, job: Job) -> None:
         self.job = job
         self.keys = load_keys(job)
+        self.identity = load_identity(job)
 
     def run(self, task: Task) -> FileResult:
         started = time.perf_counter()
@@ -133,15 +188,21 @@ class Worker:
 
         ds = read_dicom(src)
         if self.job.operation == "encrypt":
+            key, recipients = self.keys
             outcome = pipeline.encrypt_instance(
                 ds,
-                key=self.keys,
+                key=key,
+                recipients=recipients,
                 mode=self.job.mode,
                 model=self.job.model,
                 latent_format=self.job.latent_format,
+                protect_identity=self.identity,
             )
+        elif self.job.operation == "rekey":
+            ring, targets = self.keys
+            outcome = pipeline.rekey_instance(ds, keys=ring, to=targets, keep=self.job.keep)
         else:
-            outcome = pipeline.decrypt_instance(ds, keys=self.keys)
+            outcome = pipeline.decrypt_instance(ds, keys=self.keys, identity_keys=self.identity or ())
         del ds
         if outcome.action == "passed through":
             copy_file_atomic(src, dst, force=force)  # byte for byte: truly unchanged
@@ -289,7 +350,7 @@ class Report:
 
     def summary(self, wall: float, interrupted: bool = False) -> str:
         count = Counter(r.status for r in self.results)
-        verb = "encrypted" if self.operation == "encrypt" else "decrypted"
+        verb = {"encrypt": "encrypted", "decrypt": "decrypted", "rekey": "rekeyed"}[self.operation]
         lines = [
             f"{self.operation}: {plural(len(self.results), 'file')} in {wall:.1f} s: "
             f"{count['done']} {verb}, {count['passed']} passed through, "
@@ -342,6 +403,7 @@ def run_batch(
     started = time.perf_counter()
     try:
         load_keys(job)  # fail fast, in the parent, with one clear message
+        load_identity(job)
     except (DicomCryptError, OSError) as exc:
         return error(str(exc))
     try:

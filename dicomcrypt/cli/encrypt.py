@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG
+
+if TYPE_CHECKING:
+    from dicomcrypt.cli.batch import Job
 
 MODES = ("lossless", "lossy", "standard")
 LATENT_FORMATS = ("u8", "f16")
@@ -72,13 +77,20 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
             "  lossy     autoencoder latent only (the paper's scheme); restores a derived lossy image\n"
             "  standard  pixels coded losslessly with JPEG-LS, no autoencoder; identical on restore\n"
             "Images the autoencoder cannot serve (palette colour, 1-bit, 32-bit, float) use\n"
-            "standard; the summary says so.\n" + _BATCH_NOTES
+            "standard; the summary says so.\n\n"
+            "Who can decrypt: holders of the site key (--key), and holders of the private key of\n"
+            "each public recipient (--recipient, --recipients-file); at least one, 16 at most.\n"
+            + _BATCH_NOTES
         ),
         epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    enc.add_argument("--key", "-k", required=True, type=Path, metavar="FILE",
-                     help="site key file (from dicomcrypt keygen)")
+    _add_encryption_targets(enc)
+    enc.add_argument("--protect-identity", action="store_true",
+                     help="also replace the identifying attributes (PS3.15 Annex E basic profile) by dummies and "
+                          "encrypt their originals into the Encrypted Attributes Sequence, for --identity-cert")
+    enc.add_argument("--identity-cert", action="append", default=[], type=Path, metavar="CERT.pem",
+                     help="RSA certificate of who may restore the identity (with --protect-identity); repeat for several")
     mode = enc.add_mutually_exclusive_group()
     mode.add_argument("--mode", "-m", choices=MODES, default="lossless", help="default: lossless")
     mode.add_argument("--lossy", dest="mode", action="store_const", const="lossy", help="same as --mode lossy")
@@ -101,20 +113,92 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
         epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    dec.add_argument("--key", "-k", required=True, type=Path, action="append", metavar="PATH", dest="keys",
-                     help="key file, or folder of *.key files; repeat for several")
+    add_opening_keys(dec, "key that opens the files")
+    dec.add_argument("--identity-key", action="append", default=[], type=Path, metavar="KEY.pem",
+                     help="RSA private key that restores identities protected with --protect-identity (or by "
+                          "another PS3.15 de-identifier); without it pixels are restored and the identity stays "
+                          "de-identified, with a note")
     _add_batch_arguments(dec)
     dec.set_defaults(func=run, operation="decrypt")
 
 
+def add_opening_keys(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--key PATH`` (repeatable, into ``args.keys``): the secrets that open envelopes."""
+    parser.add_argument("--key", "-k", required=True, type=Path, action="append", metavar="PATH", dest="keys",
+                        help=f"{what}: site key or recipient private key file, folder of *.key files, "
+                             "or keyring .toml; repeat for several")
+
+
+def _add_encryption_targets(parser: argparse.ArgumentParser) -> None:
+    """Who can decrypt: a site key (or keyring file), public recipients, or both (at least one)."""
+    parser.add_argument("--key", "-k", type=Path, metavar="FILE",
+                        help="site key file (from dicomcrypt keygen), or a keyring .toml: its 'encrypt' list")
+    parser.add_argument("--recipient", "-r", action="append", default=[], metavar="STRING", dest="recipients",
+                        help="public recipient string dcrecip1... (from keygen --recipient); repeat for several")
+    parser.add_argument("--recipients-file", "-R", action="append", default=[], type=Path, metavar="FILE",
+                        help="file of recipient strings, one per line ('#' comments)")
+
+
+def read_recipients_file(path: Path) -> list[str]:
+    """Recipient strings of a recipients file: one per line, blank lines and '#' comments ignored."""
+    from dicomcrypt.errors import InvalidInputError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"recipients file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    found = [line for line in lines if line]
+    if not found:
+        raise InvalidInputError(f"recipients file {path}: lists no recipients (expected one dcrecip1... string per line)")
+    return found
+
+
+def _recipients(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """All recipient strings given, or None after reporting the error."""
+    from dicomcrypt.cli._common import error
+    from dicomcrypt.errors import DicomCryptError
+
+    found = list(args.recipients)
+    try:
+        for path in args.recipients_file:
+            found += read_recipients_file(path)
+    except DicomCryptError as exc:
+        error(str(exc))
+        return None
+    return tuple(found)
+
+
 def run(args: argparse.Namespace) -> int:
-    from dicomcrypt.cli.batch import Job, run_batch
+    from dicomcrypt.cli._common import EXIT_NOT_STARTED, EXIT_USAGE
+    from dicomcrypt.cli.batch import Job
 
     if args.operation == "encrypt":
-        job = Job("encrypt", (str(args.key),), mode=args.mode, model=args.model,
-                  latent_format=args.latent_format, force=args.force)
+        recipients = _recipients(args)
+        if recipients is None:
+            return EXIT_NOT_STARTED
+        if args.key is None and not recipients:
+            print("dicomcrypt encrypt: error: give --key, --recipient or --recipients-file (who can decrypt?)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        if args.protect_identity != bool(args.identity_cert):
+            print("dicomcrypt encrypt: error: --protect-identity and --identity-cert go together "
+                  "(whose certificate can restore the identity?)", file=sys.stderr)
+            return EXIT_USAGE
+        job = Job("encrypt", (str(args.key),) if args.key else (), mode=args.mode, model=args.model,
+                  latent_format=args.latent_format, force=args.force, recipients=recipients,
+                  identity_certs=tuple(str(p) for p in args.identity_cert),
+                  uid_secret=os.urandom(32) if args.protect_identity else b"")
     else:
-        job = Job("decrypt", tuple(str(k) for k in args.keys), force=args.force)
+        job = Job("decrypt", tuple(str(k) for k in args.keys), force=args.force,
+                  identity_keys=tuple(str(p) for p in args.identity_key))
+    return run_job(job, args)
+
+
+def run_job(job: "Job", args: argparse.Namespace) -> int:
+    """Run a batch job with the batch options of :func:`_add_batch_arguments` (also for ``rekey``)."""
+    from dicomcrypt.cli.batch import run_batch
+
     return run_batch(
         job,
         args.input,

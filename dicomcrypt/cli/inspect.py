@@ -83,7 +83,8 @@ def format_record(record: dict[str, Any]) -> str:
     size = human_bytes(record.get("file_bytes", 0))
     if status == "not encrypted":
         pixels = "image" if record.get("has_pixel_data") else "no pixel data"
-        return f"{path}: not encrypted, {what}, {pixels}, {size}"
+        identity = f"; identity {record['identity']}" if record.get("identity") else ""
+        return f"{path}: not encrypted, {what}, {pixels}, {size}{identity}"
     rows = [
         ("format version", record.get("format_version")),
         ("mode", record.get("mode")),

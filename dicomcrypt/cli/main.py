@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import encrypt, inspect, keygen, orthanc_script, roundtrip
+from dicomcrypt.cli import encrypt, inspect, keygen, orthanc_script, rekey, roundtrip
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
 
 
@@ -44,6 +44,7 @@ def _setup_argparser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
     keygen.add_parser(subparsers)
     encrypt.add_parsers(subparsers)
+    rekey.add_parser(subparsers)
     inspect.add_parser(subparsers)
     roundtrip.add_parser(subparsers)
     orthanc_script.add_parser(subparsers)

@@ -1,8 +1,10 @@
-"""Keys for dicomcrypt: site keys, key ids, key rings (standard library and ``cryptography`` only).
+"""Keys for dicomcrypt: site keys, public-key recipients, key ids, key rings.
 
-Public-key recipients (HPKE, X25519) will live here too; see docs/format.md for the labels.
+Standard library and ``cryptography`` only. Formats and labels: docs/format.md.
 """
 
-from dicomcrypt.crypto.keys import InsecureKeyFileWarning, Key, KeyRing
+from dicomcrypt.crypto.keyring import KeyRing, load_secret, parse_target
+from dicomcrypt.crypto.keys import InsecureKeyFileWarning, Key
+from dicomcrypt.crypto.recipients import Recipient, RecipientKey
 
-__all__ = ["InsecureKeyFileWarning", "Key", "KeyRing"]
+__all__ = ["InsecureKeyFileWarning", "Key", "KeyRing", "Recipient", "RecipientKey", "load_secret", "parse_target"]

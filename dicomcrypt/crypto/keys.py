@@ -1,4 +1,4 @@
-"""Site keys, their key ids, and key rings.
+"""Site keys and their key ids, and the key-file reader and writer every key kind shares.
 
 A :class:`Key` is the 256-bit secret that a site shares with its peers (the paper's "shared key").
 It is never used directly as a cipher key: HKDF-SHA256 derives from it, under distinct labels,
@@ -20,7 +20,6 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Union
 
@@ -38,7 +37,9 @@ __all__ = [
     "KEY_FILE_PREFIX",
     "InsecureKeyFileWarning",
     "Key",
-    "KeyRing",
+    "hkdf",
+    "read_key_file",
+    "write_key_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,18 +60,12 @@ _KEY_ID_SIZE = 8
 _UNWRAP_FAILED = "key unwrap failed: wrong key, or the wrapped key was altered"
 _MAX_KEY_FILE_BYTES = 64 * 1024  # a key file is ~200 bytes; refuse to slurp something else
 _B64URL_43 = re.compile(r"[A-Za-z0-9_-]{43}")
-_EXPECTED_LINE = f"one line '{KEY_FILE_PREFIX} <43 base64url characters, no padding>' plus optional '#' comment lines"
 
 PathLike = Union[str, os.PathLike[str]]
 
 
 class InsecureKeyFileWarning(UserWarning):
     """A key file can be read by users other than its owner."""
-
-
-def _hkdf(secret: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-SHA256 with no salt (RFC 5869: a string of zeros): one label per use."""
-    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
 class Key:
@@ -89,8 +84,8 @@ class Key:
         if len(secret) != KEY_SIZE:
             raise KeyFileError(f"a site key is exactly {KEY_SIZE} bytes, got {len(secret)}")
         self._secret = secret
-        self._kek = _hkdf(secret, KEK_LABEL, KEY_SIZE)
-        self._key_id = _hkdf(secret, KEY_ID_LABEL, _KEY_ID_SIZE).hex()
+        self._kek = hkdf(secret, KEK_LABEL, KEY_SIZE)
+        self._key_id = hkdf(secret, KEY_ID_LABEL, _KEY_ID_SIZE).hex()
 
     # -- construction -------------------------------------------------------------------
 
@@ -107,66 +102,20 @@ class Key:
     @classmethod
     def load(cls, path: PathLike) -> "Key":
         """Read a key file (format in docs/format.md); KeyFileError names the path, never the content."""
-        path = Path(path)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise KeyFileError(f"key file {path}: not found") from None
-        except OSError as exc:
-            raise KeyFileError(f"key file {path}: cannot read ({exc.strerror})") from None
-        if stat.S_ISDIR(st.st_mode):
-            raise KeyFileError(f"key file {path}: is a folder (KeyRing.load reads folders of *.key files)")
-        if st.st_size > _MAX_KEY_FILE_BYTES:
-            raise KeyFileError(f"key file {path}: {st.st_size} bytes is too large for a key file; expected {_EXPECTED_LINE}")
-        _check_permissions(path, st.st_mode)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise KeyFileError(f"key file {path}: cannot read ({exc.strerror})") from None
-        return cls(_parse_key_file(raw, path))
+        return cls(read_key_file(path, KEY_FILE_PREFIX, "key file"))
 
     # -- persistence --------------------------------------------------------------------
 
     def save(self, path: PathLike, *, force: bool = False) -> None:
-        """Write the key file atomically, mode 0600 from creation; never clobber without ``force``.
-
-        Losing a key loses every instance encrypted with it, so without ``force`` the final step
-        is a hard link, which fails atomically if the name was taken meanwhile.
-        """
-        path = Path(path)
-        if not force and os.path.lexists(path):
-            raise OutputExistsError(f"key file {path} exists; pass force=True to overwrite it")
-        directory = path.parent
-        tmp = directory / f".{path.name}.{os.urandom(6).hex()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        except OSError as exc:
-            raise KeyFileError(f"key file {path}: cannot create in {directory} ({exc.strerror})") from None
-        try:
-            try:
-                if hasattr(os, "fchmod"):
-                    os.fchmod(fd, 0o600)  # exact, whatever the umask
-                os.write(fd, self._file_text().encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            publish(tmp, path, force=force, exists_message=f"key file {path} exists; pass force=True to overwrite it")
-        except OutputExistsError:
-            raise
-        except OSError as exc:
-            raise KeyFileError(f"key file {path}: cannot write ({exc.strerror})") from None
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+        """Write the key file atomically, mode 0600 from creation; never clobber without ``force``."""
+        write_key_file(path, self._file_text(), force=force, what="key file")
 
     def _file_text(self) -> str:
-        created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        encoded = base64.urlsafe_b64encode(self._secret).rstrip(b"=").decode("ascii")
         return (
             "# dicomcrypt site key: keep secret, share only with peers that must decrypt\n"
             f"# key id: {self.key_id}\n"
-            f"# created: {created}\n"
-            f"{KEY_FILE_PREFIX} {encoded}\n"
+            f"# created: {utc_now()}\n"
+            f"{KEY_FILE_PREFIX} {b64url(self._secret)}\n"
         )
 
     # -- what envelopes need ------------------------------------------------------------
@@ -217,100 +166,163 @@ class Key:
         return (Key.from_bytes, (self._secret,))
 
 
-class KeyRing:
-    """Keys by key id: what a receiver holds, so an envelope can pick the key it names."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: Iterable[Key] = ()) -> None:
-        self._keys: dict[str, Key] = {}
-        for key in keys:
-            if not isinstance(key, Key):
-                raise TypeError(f"KeyRing holds Key objects, got {type(key).__name__}")
-            self._keys.setdefault(key.key_id, key)
-
-    @classmethod
-    def load(cls, paths: PathLike | Iterable[PathLike]) -> "KeyRing":
-        """Key files and folders of ``*.key`` files (not recursive), in the order given."""
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        keys: list[Key] = []
-        for entry in paths:
-            path = Path(entry)
-            if path.is_dir():
-                files = sorted(p for p in path.glob("*.key") if p.is_file())
-                if not files:
-                    raise KeyFileError(f"key folder {path}: holds no *.key files")
-                keys.extend(Key.load(p) for p in files)
-            else:
-                keys.append(Key.load(path))
-        return cls(keys)
-
-    def get(self, key_id: str) -> Key | None:
-        """The key with this id, or None."""
-        return self._keys.get(key_id)
-
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        """Ids of the keys held, in the order they were added."""
-        return tuple(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __contains__(self, item: object) -> bool:
-        if isinstance(item, Key):
-            return self._keys.get(item.key_id) == item
-        return item in self._keys
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self._keys.values())
-
-    def __repr__(self) -> str:
-        return f"KeyRing(key_ids={list(self._keys)!r})"
+# -- key file helpers (shared with crypto.recipients) ----------------------------------------
 
 
-# -- key file helpers ----------------------------------------------------------------------
+def hkdf(secret: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 with no salt (RFC 5869: a string of zeros): one label per use."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
-def _parse_key_file(raw: bytes, path: Path) -> bytes:
+
+def b64url(secret: bytes) -> str:
+    """Base64url without padding: how key files spell 32 secret bytes (43 characters)."""
+    return base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii")
+
+
+def utc_now() -> str:
+    """The ``# created:`` timestamp of a new key file."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def expected_line(prefix: str) -> str:
+    return f"one line '{prefix} <43 base64url characters, no padding>' plus optional '#' comment lines"
+
+
+def key_file_prefix(path: PathLike) -> str | None:
+    """The first word of a key file's key line (which kind of key it holds), or None.
+
+    Used to tell site keys from recipient keys before parsing; never returns key material.
+    """
+    try:
+        raw = Path(path).read_bytes()[:_MAX_KEY_FILE_BYTES]
+        text = raw.decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped.split()[0]
+    return None
+
+
+def read_key_file(path: PathLike, prefix: str, what: str) -> bytes:
+    """The 32 secret bytes of a ``<prefix> <base64url>`` key file; KeyFileError names the path.
+
+    Warns (and logs) when group or others may read the file. Messages say what was expected,
+    never what was found.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{what} {path}: not found") from None
+    except OSError as exc:
+        raise KeyFileError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise KeyFileError(f"{what} {path}: is a folder (KeyRing.load reads folders of *.key files)")
+    if st.st_size > _MAX_KEY_FILE_BYTES:
+        raise KeyFileError(f"{what} {path}: {st.st_size} bytes is too large for a key file; expected {expected_line(prefix)}")
+    check_permissions(path, st.st_mode, what)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    return _parse_key_file(raw, path, prefix, what)
+
+
+def write_key_file(path: PathLike, text: str, *, force: bool, what: str) -> None:
+    """Write a secret file atomically, mode 0600 from creation; never clobber without ``force``.
+
+    Losing a key loses every instance encrypted with it, so without ``force`` the final step
+    is a hard link, which fails atomically if the name was taken meanwhile.
+    """
+    path = Path(path)
+    exists = f"{what} {path} exists; pass force=True to overwrite it"
+    if not force and os.path.lexists(path):
+        raise OutputExistsError(exists)
+    directory = path.parent
+    tmp = directory / f".{path.name}.{os.urandom(6).hex()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"{what} {path}: cannot create in {directory} ({exc.strerror})") from None
+    try:
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)  # exact, whatever the umask
+            os.write(fd, text.encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        publish(tmp, path, force=force, exists_message=exists)
+    except OutputExistsError:
+        raise
+    except OSError as exc:
+        raise KeyFileError(f"{what} {path}: cannot write ({exc.strerror})") from None
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _parse_key_file(raw: bytes, path: Path, prefix: str = KEY_FILE_PREFIX, what: str = "key file") -> bytes:
     """The 32 key bytes of a key file; messages say what was expected, never what was found."""
+    expected = expected_line(prefix)
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
-        raise KeyFileError(f"key file {path}: not ASCII text; expected {_EXPECTED_LINE}") from None
+        raise KeyFileError(f"{what} {path}: not ASCII text; expected {expected}") from None
     key_lines = []
     for line in text.splitlines():
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             key_lines.append(stripped)
     if len(key_lines) != 1:
-        raise KeyFileError(f"key file {path}: found {len(key_lines)} non-comment lines; expected {_EXPECTED_LINE}")
+        raise KeyFileError(f"{what} {path}: found {len(key_lines)} non-comment lines; expected {expected}")
     words = key_lines[0].split()
-    if len(words) != 2 or words[0] != KEY_FILE_PREFIX:
-        raise KeyFileError(f"key file {path}: the key line does not start with '{KEY_FILE_PREFIX} '; expected {_EXPECTED_LINE}")
+    if len(words) != 2 or words[0] != prefix:
+        hint = _other_kind_hint(words[0] if words else "", prefix)
+        raise KeyFileError(f"{what} {path}: the key line does not start with '{prefix} '{hint}; expected {expected}")
     encoded = words[1]
     if not _B64URL_43.fullmatch(encoded):
-        raise KeyFileError(f"key file {path}: the key is not 43 base64url characters; expected {_EXPECTED_LINE}")
+        raise KeyFileError(f"{what} {path}: the key is not 43 base64url characters; expected {expected}")
     try:
         secret = base64.urlsafe_b64decode(encoded + "=")
     except (binascii.Error, ValueError):
-        raise KeyFileError(f"key file {path}: the key is not valid base64url; expected {_EXPECTED_LINE}") from None
-    if base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii") != encoded:
+        raise KeyFileError(f"{what} {path}: the key is not valid base64url; expected {expected}") from None
+    if b64url(secret) != encoded:
         # 43 characters carry 258 bits; the last 2 must be zero, so each key has one spelling.
-        raise KeyFileError(f"key file {path}: the key is not canonical base64url; expected {_EXPECTED_LINE}")
+        raise KeyFileError(f"{what} {path}: the key is not canonical base64url; expected {expected}")
     return secret
 
 
-def _check_permissions(path: Path, mode: int) -> None:
+_KIND_HINTS = {
+    KEY_FILE_PREFIX: " (it is a site key file)",
+    "DICOMCRYPT-RECIPIENT-KEY-1": " (it is a recipient private key: use it to decrypt; encrypt with its public recipient string)",
+}
+
+
+def _other_kind_hint(found: str, wanted: str) -> str:
+    """Say so when the file is a valid key file of the other kind (its prefix is not secret)."""
+    return _KIND_HINTS.get(found, "") if found != wanted else ""
+
+
+def check_permissions(path: Path, mode: int, what: str = "key file") -> None:
     """Warn (and log) when group or others may read a key file; POSIX only."""
     if os.name != "posix" or not (mode & 0o077):
         return
     message = (
-        f"key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
+        f"{what} {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
         f"restrict it with: chmod 600 {path}"
     )
     logger.warning(message)
-    warnings.warn(message, InsecureKeyFileWarning, stacklevel=3)
+    warnings.warn(message, InsecureKeyFileWarning, stacklevel=4)
 
 
+def __getattr__(name: str) -> object:
+    # KeyRing moved to crypto.keyring (it holds recipient keys too); old imports keep working.
+    if name == "KeyRing":
+        from dicomcrypt.crypto.keyring import KeyRing
+
+        return KeyRing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,8 +78,18 @@ class PrivateInfo:
 
 
 def write_private_block(ds: Dataset, info: PrivateInfo) -> None:
-    """Write ``info`` into our block (replacing an existing one), found or created by creator."""
+    """Write ``info`` into our block (replacing an existing one), found or created by creator.
+
+    A replaced block keeps its slot: it may have been placed off a slot that an encrypted
+    (identity-protected) original private block will take back on re-identification.
+    """
+    try:
+        slot: int | None = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR).block_start >> 8
+    except KeyError:
+        slot = None
     remove_private_block(ds)
+    if slot is not None:
+        ds.add_new((PRIVATE_GROUP << 16) | slot, "LO", PRIVATE_CREATOR)
     block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
     block.add_new(_VERSION, "US", int(info.format_version))
     block.add_new(_MODE, "CS", info.mode)
