@@ -108,11 +108,15 @@ def loader_script(site_dir: Path, extra_paths: Sequence[Path] = ()) -> str:
         'Settings: the "DicomCrypt" section of Orthanc\'s configuration (docs/integrations.md).',
         '"""',
         "import site",
-        *(["import sys"] if extra_paths else []),
+        "import sys",
         "",
         f"# The venv dicomcrypt is installed in (Python {sys.version_info.major}.{sys.version_info.minor});"
         " addsitedir also runs its .pth files.",
+        "# Its entries go first: Debian's dist-packages may hold older copies of our dependencies",
+        "# (python3-cryptography 38 has no HPKE), and addsitedir alone would append after them.",
+        "_system_path = list(sys.path)",
         f"site.addsitedir({str(site_dir)!r})",
+        "sys.path[:] = [p for p in sys.path if p not in _system_path] + _system_path",
     ]
     for path in reversed(list(extra_paths)):
         lines.append(f"sys.path.insert(0, {str(path)!r})  # a source checkout, ahead of the venv")

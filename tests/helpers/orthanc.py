@@ -239,7 +239,7 @@ def start_orthanc(
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited with code {process.returncode} at startup\n{server.log_tail()}")
+            raise RuntimeError(f"Orthanc exited with code {process.returncode} at startup\n{server.log_tail(200)}")
         try:
             status, _ = server.request("GET", "/system")
             if status == 200:
