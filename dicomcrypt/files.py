@@ -31,6 +31,7 @@ __all__ = [
     "read_dicom",
     "write_dicom_atomic",
     "copy_file_atomic",
+    "write_bytes_atomic",
     "iter_dicom_inputs",
     "is_hidden",
 ]
@@ -96,6 +97,19 @@ def copy_file_atomic(
             shutil.copyfileobj(source, fh, length=1 << 20)
 
     _write_atomic(Path(dst), write, force=force)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write ``data`` at ``path``, all or nothing (same rules as :func:`write_dicom_atomic`).
+
+    For bytes that must land exactly as they are: an instance kept as received by ``serve``,
+    a quarantined payload, its JSON sidecar.
+    """
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(data)
+
+    _write_atomic(Path(path), write, force=force)
 
 
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, force: bool) -> None:
