@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import echo, encrypt, inspect, keygen, roundtrip, send
+from dicomcrypt.cli import echo, encrypt, inspect, keygen, roundtrip, send, serve
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
 
 
@@ -48,6 +48,7 @@ def _setup_argparser() -> argparse.ArgumentParser:
     roundtrip.add_parser(subparsers)
     send.add_parser(subparsers)
     echo.add_parser(subparsers)
+    serve.add_parser(subparsers)
     return parser
 
 
