@@ -8,15 +8,14 @@
   stops it in teardown: ``rx = start_receiver(out=tmp_path / "in", keys=KeyRing([key]))``.
 - ``encrypted_files``: a few small instances (CT, MR; ``standard`` mode, so no codec cost)
   encrypted with ``site_key`` and written as files, with the plain originals beside them.
-- :func:`dcmtk_env`: the environment DCMTK tools need here (``TCP_NODELAY=1``: DCMTK 3.6.7
-  stalls on Nagle + delayed ACK otherwise).
+- ``helpers.store_clients``: ``dcmtk_env()`` (``TCP_NODELAY=1``: DCMTK 3.6.7 stalls on Nagle +
+  delayed ACK otherwise), ``storescu(...)``, and a bare pynetdicom ``store(...)``.
 - :func:`wait_for_port` / :class:`BackgroundProcess`: start a third-party server (storescp,
   Orthanc) with a timeout and kill it by PID in teardown.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from helpers.corpus import read_quietly, sample
+from helpers.store_clients import dcmtk_env  # noqa: F401  (re-exported: tests import it from here)
 from helpers.tls import TLSFiles, make_pki
 
 
@@ -47,11 +47,6 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 20.0) 
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"nothing listens on {host}:{port} after {timeout} s")
-
-
-def dcmtk_env() -> dict[str, str]:
-    """The current environment plus ``TCP_NODELAY=1`` for DCMTK 3.6.7 tools."""
-    return {**os.environ, "TCP_NODELAY": "1"}
 
 
 class BackgroundProcess:
