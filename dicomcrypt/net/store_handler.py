@@ -180,7 +180,20 @@ def _decode(decode: Any) -> Dataset:
         raise NotDicomError(f"data set cannot be decoded ({type(exc).__name__})") from None
     if len(ds) == 0:
         raise NotDicomError("data set is empty")
+    _check_identity(ds)
     return ds
+
+
+def _check_identity(ds: Dataset) -> None:
+    """The data set must name the SOP class and instance the C-STORE request announced (PS3.4
+    B.2.3): bytes that merely parse, or an instance sent under another's UID, are not filed."""
+    meta = ds.file_meta
+    for keyword, announced in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+        value = ds.get(keyword)
+        if not value:
+            raise NotDicomError(f"data set has no {keyword}: not a DICOM instance")
+        if str(value) != str(meta.get(announced, value)):
+            raise NotDicomError(f"data set {keyword} differs from the C-STORE request")
 
 
 def _uid_fields(ds: Dataset) -> dict[str, str]:
