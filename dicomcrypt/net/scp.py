@@ -196,6 +196,9 @@ class Receiver:
             assoc.join(timeout=5)
         if self._forwarder is not None:
             self._forwarder.close()
+        for study_uid, counts in sorted(self.studies().items()):
+            LOG.info(_fields(event="study", study=study_uid or "-", received=counts.received, stored=counts.stored,
+                             refused=counts.refused, series=counts.series, instances=counts.instances))
         LOG.info("stopped ae=%s", self.config.ae_title)
 
     def __enter__(self) -> "Receiver":
