@@ -3,6 +3,8 @@ answering upstream only after the downstream's status."""
 
 from __future__ import annotations
 
+import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +93,55 @@ def test_downstream_failure_status_is_passed_on(start_receiver, encrypted_files,
     response = store(rx.port, pydicom.dcmread(encrypted_files.encrypted[0]))
     assert response.Status == st.FORWARD_REFUSED.code
     assert "0xC005" in response.ErrorComment
+
+
+def start_orthanc(background, folder: Path) -> tuple[int, int]:
+    """Orthanc with a throw-away config on free ports; returns (DICOM port, HTTP port)."""
+    import json
+    import urllib.request
+
+    exe = require_tool("Orthanc")
+    dicom_port, http_port = free_port(), free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "orthanc.json"
+    config.write_text(json.dumps({
+        "Name": "dicomcrypt-test", "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port,
+        "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
+        "DicomCheckCalledAet": True, "DicomAlwaysAllowStore": True,
+    }))
+    background([exe, str(config)], cwd=folder)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/system", timeout=1) as reply:
+                if reply.status == 200:
+                    wait_for_port(dicom_port)
+                    return dicom_port, http_port
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("Orthanc did not start within 30 s")
+
+
+def test_gateway_forwards_to_orthanc(start_receiver, background, encrypted_files, tmp_path):
+    import json
+    import urllib.request
+
+    dicom_port, http_port = start_orthanc(background, tmp_path / "orthanc")
+    rx = start_receiver(out=None, forward=Peer("ORTHANC", "127.0.0.1", dicom_port), quarantine=tmp_path / "q")
+    done = storescu(rx.port, encrypted_files.encrypted)
+    assert done.returncode == 0, done.stderr
+
+    api = f"http://127.0.0.1:{http_port}"
+    with urllib.request.urlopen(f"{api}/instances") as reply:
+        ids = json.load(reply)
+    assert len(ids) == len(encrypted_files.plain)
+    arrived = {}
+    for orthanc_id in ids:
+        with urllib.request.urlopen(f"{api}/instances/{orthanc_id}/file") as reply:
+            ds = pydicom.dcmread(io.BytesIO(reply.read()))
+        arrived[str(ds.SOPInstanceUID)] = ds
+    for path in encrypted_files.plain:
+        original = read_quietly(path)
+        np.testing.assert_array_equal(arrived[str(original.SOPInstanceUID)].pixel_array, original.pixel_array)
+        assert read_private_block(arrived[str(original.SOPInstanceUID)]) is None
