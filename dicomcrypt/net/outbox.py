@@ -74,6 +74,7 @@ class Sealed:
     mode: str | None = None
     note: str = ""
     seconds: float = 0.0
+    envelope_bytes: int = 0
     error: str | None = None
 
     def dataset(self) -> Dataset:
@@ -212,7 +213,8 @@ def seal_file(path: str, job: SealJob) -> Sealed:
         return Sealed(error=_strip(str(exc), Path(path)), seconds=time.perf_counter() - started)
     except Exception as exc:  # a bug or an unforeseen input: report it, keep sending
         return Sealed(error=f"internal error: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
-    return Sealed(buffer.getvalue(), outcome.mode, outcome.note or "", time.perf_counter() - started)
+    return Sealed(buffer.getvalue(), outcome.mode, outcome.note or "", time.perf_counter() - started,
+                  int(outcome.metrics.get("envelope_bytes", 0)))
 
 
 def _seal_in_worker(path: str) -> Sealed:

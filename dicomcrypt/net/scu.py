@@ -353,7 +353,7 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
              stop: threading.Event) -> InstanceResult:
     """Prepare ``item`` (wait for its encryption, or read it) and C-STORE it, retrying on a
     lost connection. Returns its record; never raises for a per-instance problem."""
-    seal_seconds, mode = 0.0, None
+    prepared: dict[str, object] = {}
     if future is not None:
         try:
             sealed = future.result()
@@ -363,19 +363,20 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
             return _result(item, error=f"not sent: encryption worker failed: {type(exc).__name__}: {exc}")
         if sealed.error is not None:
             return _result(item, error=f"not sent: encryption failed: {sealed.error}", seal_seconds=sealed.seconds)
-        dataset, size = sealed.dataset(), len(sealed.data)
-        seal_seconds, mode = sealed.seconds, sealed.mode
+        dataset = sealed.dataset()
+        prepared = {"bytes_sent": len(sealed.data), "seal_seconds": sealed.seconds, "mode": sealed.mode,
+                    "note": sealed.note, "envelope_bytes": sealed.envelope_bytes}
     else:
         try:
-            dataset, size = pydicom.dcmread(item.path), os.path.getsize(item.path)
+            dataset = pydicom.dcmread(item.path)
+            prepared = {"bytes_sent": os.path.getsize(item.path)}
         except Exception as exc:
             return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}")
-    done = {"bytes_sent": size, "seal_seconds": seal_seconds, "mode": mode}
 
     last_error = "not sent"
     for attempt in range(retries + 1):
         if stop.is_set():
-            return _result(item, error="not sent: interrupted", **done)
+            return _result(item, error="not sent: interrupted", **prepared)
         if attempt:
             time.sleep(_RETRY_PAUSE)
         try:
@@ -386,12 +387,12 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
         try:
             to_send = _fit_to_accepted(assoc, dataset, item)
         except _NoContext as exc:
-            return _result(item, error=f"not sent: {exc}", **done)
+            return _result(item, error=f"not sent: {exc}", **prepared)
         started = time.perf_counter()
         try:
             status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())  # type: ignore[attr-defined]
         except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
-            return _result(item, error=f"not sent: {exc}", **done)
+            return _result(item, error=f"not sent: {exc}", **prepared)
         seconds = time.perf_counter() - started
         if not status or "Status" not in status:
             channel.drop()
@@ -401,9 +402,9 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
         if _OUT_OF_RESOURCES.start <= code < _OUT_OF_RESOURCES.stop and attempt < retries:
             last_error = f"peer answered 0x{code:04X} (refused: out of resources): {comment}"
             continue  # transient by definition (PS3.4 B.2.3): try again after a pause
-        return _result(item, status=code, comment=comment, send_seconds=seconds, **done)
+        return _result(item, status=code, comment=comment, send_seconds=seconds, **prepared)
     suffix = f" (after {retries + 1} attempts)" if retries else ""
-    return _result(item, error=last_error + suffix, **done)
+    return _result(item, error=last_error + suffix, **prepared)
 
 
 class _NoContext(Exception):

@@ -33,12 +33,16 @@ class InstanceResult:
     modality: str = ""
     treatment: str = ""
     mode: str | None = None
+    note: str = ""
+    """Why encryption fell back to another mode (e.g. palette colour -> standard)."""
     status: int | None = None
     comment: str = ""
     error: str | None = None
     bytes_sent: int = 0
+    envelope_bytes: int = 0
     seal_seconds: float = 0.0
     send_seconds: float = 0.0
+    """C-STORE request to answer; the receiving node answers once the instance is filed."""
 
     @property
     def arrived(self) -> bool:
