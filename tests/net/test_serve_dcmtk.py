@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from dicomcrypt.dicom import PRIVATE_CREATOR, PRIVATE_GROUP, read_private_block
 from dicomcrypt.net.tls import server_context
@@ -24,6 +29,7 @@ SYNTAXES = {
     "-xe": ExplicitVRLittleEndian,
     "-xi": ImplicitVRLittleEndian,
     "-xd": DeflatedExplicitVRLittleEndian,
+    "-xb": ExplicitVRBigEndian,
 }
 
 
@@ -33,7 +39,8 @@ def good_files(out: Path) -> list[Path]:
 
 
 def in_syntax(paths: tuple[Path, ...], syntax: str, folder: Path) -> list[Path]:
-    """Copies of ``paths`` re-encoded in ``syntax`` (DCMTK sends a deflated file deflated)."""
+    """Copies of ``paths`` re-encoded as deflated when asked (DCMTK sends a deflated file
+    deflated; the other syntaxes it converts on the fly)."""
     if syntax != DeflatedExplicitVRLittleEndian:
         return list(paths)
     copies = []
@@ -74,6 +81,7 @@ def test_storescu_to_restoring_receiver(option, start_receiver, encrypted_files,
         assert path.relative_to(rx.config.out).parts == (
             restored.StudyInstanceUID, restored.SeriesInstanceUID, f"{restored.SOPInstanceUID}.dcm"
         )
+        assert restored.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
         np.testing.assert_array_equal(restored.pixel_array, original.pixel_array)
         assert restored.PatientName == original.PatientName
         assert read_private_block(restored) is None
