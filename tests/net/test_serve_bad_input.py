@@ -280,3 +280,21 @@ def test_contradictory_settings_are_refused(bad, tmp_path, site_key):
     settings.update(bad)
     with pytest.raises(ReceiverConfigError):
         Receiver(ReceiverConfig(**settings))
+
+
+@pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm"])
+def test_compressed_transfer_syntaxes(name, start_receiver, site_key, tmp_path):
+    """Encrypted copies of compressed originals restore exactly; with --accept-plain the plain
+    compressed instance is filed as received, still in its compressed syntax."""
+    original = read_quietly(sample(name))
+    rx = start_receiver()
+    assert store(rx.port, encrypt_dataset(original, key=site_key, mode="standard")).Status == 0x0000
+    (filed,) = good_files(rx.config.out)
+    np.testing.assert_array_equal(pydicom.dcmread(filed).pixel_array, original.pixel_array)
+
+    plain_rx = start_receiver(out=tmp_path / "plain", accept_plain=True)
+    assert store(plain_rx.port, original).Status == 0x0000
+    (kept,) = good_files(plain_rx.config.out)
+    kept_ds = pydicom.dcmread(kept)
+    assert kept_ds.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    assert kept_ds.PixelData == original.PixelData
