@@ -70,3 +70,8 @@ def store(port: int, ds: Dataset | Path, **kwargs) -> Dataset:
         return assoc.send_c_store(ds)
     finally:
         assoc.release()
+
+
+def good_files(out: Path) -> list[Path]:
+    """Instances a receiver filed among good data under ``out`` (everything outside quarantine)."""
+    return sorted(p for p in out.rglob("*.dcm") if "quarantine" not in p.relative_to(out).parts)

@@ -25,11 +25,8 @@ from dicomcrypt import Key, KeyRing, encrypt_dataset
 from dicomcrypt.dicom import PRIVATE_GROUP
 from dicomcrypt.net import status as st
 from helpers.corpus import read_quietly, sample
-from helpers.store_clients import associate, store
+from helpers.store_clients import associate, good_files, store
 
-
-def good_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.rglob("*.dcm") if "quarantine" not in p.relative_to(out).parts)
 
 
 def leftovers(out: Path) -> list[Path]:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -19,7 +18,7 @@ from dicomcrypt.cli.main import main
 from dicomcrypt.files import write_dicom_atomic
 from helpers.corpus import read_quietly, sample
 from helpers.dciodvfy import require_tool
-from helpers.store_clients import dcmtk_env, storescu
+from helpers.store_clients import dcmtk_env, good_files, storescu
 from net.conftest import free_port, wait_for_port
 
 
@@ -27,9 +26,6 @@ def serve(background, *options: str):
     argv = [sys.executable, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", *options]
     return background(argv)
 
-
-def good_files(out: Path) -> list[Path]:
-    return sorted(p for p in out.rglob("*.dcm") if "quarantine" not in p.relative_to(out).parts)
 
 
 @pytest.mark.peer

@@ -21,7 +21,7 @@ from pydicom.uid import (
 from dicomcrypt.dicom import PRIVATE_CREATOR, PRIVATE_GROUP, read_private_block
 from dicomcrypt.net.tls import server_context
 from helpers.corpus import read_quietly
-from helpers.store_clients import storescu
+from helpers.store_clients import good_files, storescu
 
 pytestmark = pytest.mark.peer
 
@@ -32,10 +32,6 @@ SYNTAXES = {
     "-xb": ExplicitVRBigEndian,
 }
 
-
-def good_files(out: Path) -> list[Path]:
-    """Instances filed among good data (everything outside the quarantine)."""
-    return sorted(p for p in out.rglob("*.dcm") if "quarantine" not in p.relative_to(out).parts)
 
 
 def in_syntax(paths: tuple[Path, ...], syntax: str, folder: Path) -> list[Path]:
