@@ -145,3 +145,49 @@ def test_gateway_forwards_to_orthanc(start_receiver, background, encrypted_files
         original = read_quietly(path)
         np.testing.assert_array_equal(arrived[str(original.SOPInstanceUID)].pixel_array, original.pixel_array)
         assert read_private_block(arrived[str(original.SOPInstanceUID)]) is None
+
+
+def test_gateway_forwards_over_mutual_tls_and_serves_concurrent_senders(start_receiver, encrypted_files, site_key,
+                                                                        pki, tmp_path):
+    """Several upstream associations share the one downstream association; TLS both ways."""
+    import copy
+    import threading
+
+    from pydicom.uid import generate_uid
+
+    from dicomcrypt import encrypt_dataset
+    from dicomcrypt.net.tls import client_context, server_context
+    from helpers.store_clients import associate, good_files
+
+    pacs = start_receiver(ae_title="PACS", out=tmp_path / "pacs", accept_plain=True,
+                          ssl_context=server_context(pki.server_cert, pki.server_key, pki.ca))
+    rx = start_receiver(
+        out=None, quarantine=tmp_path / "q", forward=Peer("PACS", "127.0.0.1", pacs.port),
+        forward_ssl_context=client_context(pki.ca, pki.client_cert, pki.client_key, check_hostname=False),
+    )
+    base = read_quietly(encrypted_files.plain[0])
+    batches = []
+    for _ in range(3):
+        batch = []
+        for _ in range(4):
+            ds = copy.deepcopy(base)
+            ds.SOPInstanceUID = generate_uid()
+            batch.append(encrypt_dataset(ds, key=site_key, mode="standard"))
+        batches.append(batch)
+    statuses: list[int] = []
+
+    def send(batch):
+        assoc = associate(rx.port, [(batch[0].SOPClassUID, [batch[0].file_meta.TransferSyntaxUID])])
+        statuses.extend(assoc.send_c_store(ds).Status for ds in batch)
+        assoc.release()
+
+    threads = [threading.Thread(target=send, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert statuses == [0] * 12
+    filed = good_files(tmp_path / "pacs")
+    assert len(filed) == 12
+    for path in filed:
+        np.testing.assert_array_equal(pydicom.dcmread(path).pixel_array, base.pixel_array)
