@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from dicomcrypt.cli._common import EXIT_OK, error
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         receiver = Receiver(config)
     except DicomCryptError as exc:
         return error(str(exc))
-    _setup_logging(args.log_level)
+    restore_logging = _setup_logging(args.log_level)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        restore_logging()
     return EXIT_OK
 
 
@@ -196,14 +198,22 @@ def _receiver_config(args: argparse.Namespace) -> Any:
     ).checked()
 
 
-def _setup_logging(level: str) -> None:
-    """``time level message`` lines on stderr; pynetdicom's own chatter only from warnings up."""
+def _setup_logging(level: str) -> Callable[[], None]:
+    """``time level message`` lines (UTC) on stderr; pynetdicom's own chatter only from warnings
+    up. Returns a function that puts the previous settings back (``main`` may run in-process)."""
     handler = logging.StreamHandler(sys.stderr)
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
-    root = logging.getLogger("dicomcrypt")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    ours, theirs = logging.getLogger("dicomcrypt"), logging.getLogger("pynetdicom")
+    saved = (ours.handlers[:], ours.level, ours.propagate, theirs.level)
+    ours.handlers[:] = [handler]
+    ours.setLevel(level.upper())
+    ours.propagate = False
+    theirs.setLevel(logging.WARNING)
+
+    def restore() -> None:
+        ours.handlers[:], ours.level, ours.propagate = saved[0], saved[1], saved[2]
+        theirs.setLevel(saved[3])
+
+    return restore
