@@ -295,3 +295,22 @@ def test_compressed_transfer_syntaxes(name, start_receiver, site_key, tmp_path):
     kept_ds = pydicom.dcmread(kept)
     assert kept_ds.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
     assert kept_ds.PixelData == original.PixelData
+
+
+def test_associations_beyond_the_limit_are_rejected(start_receiver, site_key):
+    rx = start_receiver(max_associations=1)
+    ds = encrypted_ct(site_key)
+    contexts = [(ds.SOPClassUID, [ds.file_meta.TransferSyntaxUID])]
+    first = associate(rx.port, contexts)
+    assert first.is_established
+    try:
+        second = associate(rx.port, contexts, calling="SECOND")
+        assert second.is_rejected
+    finally:
+        first.release()
+    deadline = time.monotonic() + 10  # the released association's thread ends shortly after
+    while (again := associate(rx.port, contexts)).is_rejected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert again.is_established  # a slot is free again
+    assert again.send_c_store(ds).Status == 0x0000
+    again.release()
