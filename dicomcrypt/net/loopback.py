@@ -19,12 +19,16 @@ from dicomcrypt.crypto import Key, KeyRing
 from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.files import read_dicom
 from dicomcrypt.net.address import Peer
+from dicomcrypt.net.outbox import expand
 from dicomcrypt.net.send_report import InstanceResult, describe_failure
 from dicomcrypt.roundtrip import RoundTripRow, ct_rescale
 
 __all__ = ["run"]
 
 AE_TITLE = "LOOPBACK"
+ASSOCIATIONS = 2
+"""The receiver restores each association's instances in that association's thread: two let
+it decode two instances at once while the sender's workers encode the next ones."""
 
 
 def run(
@@ -39,6 +43,9 @@ def run(
     from dicomcrypt.net.scp import Receiver, ReceiverConfig
     from dicomcrypt.net.scu import send
 
+    # Largest first: the long encodes start at once and the small files fill the gaps, so the
+    # sender's workers and the receiver's decoders stay busy together until the end.
+    files = sorted(expand([root]), key=lambda p: p.stat().st_size, reverse=True)
     for mode in modes:
         with tempfile.TemporaryDirectory(prefix=f"dicomcrypt-loopback-{mode}-") as tmp:
             out = Path(tmp) / "received"
@@ -47,7 +54,8 @@ def run(
             ).start()
             try:
                 peer = Peer(AE_TITLE, "127.0.0.1", receiver.port)
-                report = send([root], peer, calling_aet="DEMO", key=key, mode=mode, workers=workers)
+                report = send(files, peer, calling_aet="DEMO", key=key, mode=mode, workers=workers,
+                              associations=ASSOCIATIONS)
             finally:
                 receiver.stop()
             filed = _filed_by_source(out)
