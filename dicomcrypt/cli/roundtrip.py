@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, EXIT_SOME_FAILED, error
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, EXIT_SOME_FAILED, error, whole_number
 
 MODES = ("lossless", "lossy", "standard")
 
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--network", action="store_true",
                         help="send to a receiving node on loopback (DICOM C-STORE) instead of in-process")
-    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+    parser.add_argument("--jobs", "-j", type=whole_number(1), default=None, metavar="N",
                         help="with --network: processes encrypting ahead of the sender (default: all CPUs)")
     parser.set_defaults(func=run)
 

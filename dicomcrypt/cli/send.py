@@ -24,6 +24,7 @@ from dicomcrypt.cli._common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     error,
+    whole_number,
 )
 
 MODES = ("lossless", "lossy", "standard")
@@ -52,26 +53,6 @@ _EPILOG = (
 )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "send",
@@ -87,11 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=None, metavar="ID", help="autoencoder model id (default: by colour)")
     parser.add_argument("--plain", action="store_true", default=None,
                         help="allow plain images to be sent unencrypted when no --key is given")
-    parser.add_argument("--associations", type=_positive, default=None, metavar="N",
+    parser.add_argument("--associations", type=whole_number(1), default=None, metavar="N",
                         help="parallel associations to the peer (default: 1)")
-    parser.add_argument("--retries", type=_count, default=None, metavar="N",
+    parser.add_argument("--retries", type=whole_number(0), default=None, metavar="N",
                         help="re-sends after a lost connection or an out-of-resources answer (default: 2)")
-    parser.add_argument("--jobs", "-j", type=_positive, default=None, metavar="N",
+    parser.add_argument("--jobs", "-j", type=whole_number(1), default=None, metavar="N",
                         help="processes encrypting ahead of the sender (default: all CPUs)")
     parser.add_argument("--failed-list", default=None, metavar="FILE",
                         help="write the paths that did not arrive to FILE (one per line)")
@@ -123,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.mode not in MODES:
             return error(f"mode {args.mode!r} (from --config) is not one of {', '.join(MODES)}")
+        for name, minimum in (("associations", 1), ("jobs", 1), ("retries", 0)):
+            if getattr(args, name) < minimum:
+                return error(f"{name} must be {minimum} or more, not {getattr(args, name)} (from --config)")
         peer = parse_peer(args.peer)
         paths = [str(p) for p in args.paths]
         if args.retry_failed:
