@@ -133,15 +133,15 @@ def run(args: argparse.Namespace) -> int:
             bar.reset(total=total)
 
     def progress(result) -> None:
-        from dicomcrypt.net.send_report import describe_failure
+        from dicomcrypt.net.send_report import describe_failure, describe_treatment
 
         if bar is not None:
             bar.update(1)
         if args.verbosity >= 1:
-            line = f"{'sent' if result.arrived else 'FAILED'}  {result.path}" + (
-                f" ({result.treatment}{', ' + result.mode if result.mode else ''})" if result.arrived
-                else f": {describe_failure(result)}"
-            )
+            if result.arrived:
+                line = f"sent    {result.path} ({describe_treatment(result)})"
+            else:
+                line = f"FAILED  {result.path}: {describe_failure(result)}"
             (bar.write if bar is not None else print)(line)
 
     try:

@@ -106,7 +106,7 @@ def _modalities(results: Iterable[InstanceResult]) -> str:
 
 def _study_counts(results: list[InstanceResult]) -> str:
     arrived = [r for r in results if r.arrived]
-    how = Counter(_how(r) for r in arrived if r.treatment != "not an image")
+    how = Counter(describe_treatment(r) for r in arrived if r.treatment != "not an image")
     parts = [f"{len(results)} instances", f"{len(arrived)} arrived"]
     if how:
         parts[-1] += " (" + ", ".join(f"{n} {what}" for what, n in sorted(how.items())) + ")"
@@ -120,7 +120,8 @@ def _study_counts(results: list[InstanceResult]) -> str:
     return ", ".join(parts)
 
 
-def _how(result: InstanceResult) -> str:
+def describe_treatment(result: InstanceResult) -> str:
+    """How an instance travelled: ``encrypted lossless``, ``already encrypted``, ``plain``, ..."""
     if result.treatment == "encrypt":
         return f"encrypted {result.mode}" if result.mode else "encrypted"
     return result.treatment

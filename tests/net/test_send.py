@@ -338,3 +338,21 @@ def test_contexts_are_split_at_128_without_splitting_a_sop_class():
     for group in groups:
         classes = {c.abstract_syntax for c in group}
         assert all(sum(c.abstract_syntax == k for c in group) == 3 for k in classes)
+
+
+# --------------------------------------------------------------------------- our receiver
+
+
+def test_our_receiver_rejects_an_unknown_calling_ae(tmp_path: Path, start_receiver, site_key_file, capsys):
+    receiver = start_receiver(allowed_aets=frozenset({"TRUSTED"}))
+    peer = f"RECEIVER@127.0.0.1:{receiver.port}"
+    study = _study(tmp_path / "study", "CT_small.dcm")
+    args = ["send", "--key", str(site_key_file), "--mode", "standard", "--jobs", "1"]
+    assert main([*args, "--aet", "STRANGER", peer, str(study)]) == 3
+    assert "rejected by the peer (rejected permanent, Service User): Calling AE title not recognised" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--aet", "TRUSTED", "-v", peer, str(study)]) == 0
+    out = capsys.readouterr().out
+    assert f"sent    {study / 'CT_small.dcm'} (encrypted standard)" in out
+    assert receiver.studies()[str(read_dicom(study / "CT_small.dcm").StudyInstanceUID)].stored == 1
