@@ -356,3 +356,40 @@ def test_our_receiver_rejects_an_unknown_calling_ae(tmp_path: Path, start_receiv
     out = capsys.readouterr().out
     assert f"sent    {study / 'CT_small.dcm'} (encrypted standard)" in out
     assert receiver.studies()[str(read_dicom(study / "CT_small.dcm").StudyInstanceUID)].stored == 1
+
+
+@pytest.mark.peer
+def test_ctrl_c_finishes_the_instance_in_flight_and_lists_the_rest(tmp_path: Path, storescp, site_key_file):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    peer, out = storescp("--sleep-after", "1")  # one answer per second
+    study = tmp_path / "study"
+    source = read_dicom(get_testdata_file("CT_small.dcm"))
+    for i in range(8):
+        ds = source.copy()
+        ds.SOPInstanceUID = f"{source.SOPInstanceUID}.{i + 1}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        write_dicom_atomic(ds, study / f"{i}.dcm")
+    failed_list = tmp_path / "failed.txt"
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "dicomcrypt", "send", "--key", str(site_key_file), "--mode", "standard",
+         "--jobs", "1", "--failed-list", str(failed_list), peer, str(study)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        time.sleep(4)
+        sender.send_signal(signal.SIGINT)
+        output, _ = sender.communicate(timeout=30)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    assert sender.returncode == 130, output
+    assert "interrupted" in output
+    arrived = len(list(out.iterdir()))
+    not_arrived = failed_list.read_text().splitlines()
+    assert 0 < arrived < 8
+    assert arrived + len(not_arrived) == 8  # every instance is either on the peer or in the list
