@@ -12,9 +12,11 @@ Runs, all to a receiver on 127.0.0.1 writing to a fresh folder:
 3. dicomcrypt send --plain -> DCMTK storescp: our SCU's own network cost, no encryption
 4. dicomcrypt send (already-encrypted files) -> dicomcrypt serve --store encrypted: our pair,
    no codec (the receiver still authenticates each envelope)
-5. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job
+5. dicomcrypt send (standard mode: JPEG-LS + AES-GCM, no autoencoder) -> serve (restores)
+6. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job
+7. the same with --associations 2, so the receiver restores two instances at once
 
-Then, in this process, where the time of run 5 goes per instance: read, codec encode (latent
+Then, in this process, where the time of run 6 goes per instance: read, codec encode (latent
 + residual), AES-GCM seal, DICOM encode; on the receiver AES-GCM open, codec decode, DICOM
 write to disk.
 
@@ -197,15 +199,17 @@ def main() -> None:
              "--store", "encrypted", "--out", str(tmp / "r4"), "--log-level", "warning"],
             [PY, "-m", "dicomcrypt", "send", "-q", f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
             port, tmp / "r4", files))
-        port = free_port()
-        runs.append(timed_run(
-            "dicomcrypt send (lossless on the fly) -> serve (restores)",
-            [PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key", str(key_file),
-             "--out", str(tmp / "r5"), "--log-level", "warning"],
-            [PY, "-m", "dicomcrypt", "send", "--key", str(key_file), "--mode", "lossless", "-q",
-             f"RECEIVER@127.0.0.1:{port}", str(tmp / "plain")],
-            port, tmp / "r5", files))
+        for n, (mode, associations) in enumerate([("standard", 1), ("lossless", 1), ("lossless", 2)], start=5):
+            port = free_port()
+            runs.append(timed_run(
+                f"dicomcrypt send ({mode} on the fly, {associations} assoc.) -> serve (restores)",
+                [PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key", str(key_file),
+                 "--out", str(tmp / f"r{n}"), "--log-level", "warning"],
+                [PY, "-m", "dicomcrypt", "send", "--key", str(key_file), "--mode", mode, "-q",
+                 "--associations", str(associations), f"RECEIVER@127.0.0.1:{port}", str(tmp / "plain")],
+                port, tmp / f"r{n}", files))
 
+        sys.stdout.flush()
         print(f"\n{'run':<62} {'time':>9} {'rate':>15} {'plain MB/s':>12}  vs DCMTK")
         for run in runs:
             print(run.line(runs[0] if run is not runs[0] else None))
