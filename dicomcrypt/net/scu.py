@@ -110,6 +110,13 @@ def _why_not_established(assoc: object, peer: Peer, ssl_context: ssl.SSLContext 
     return "no answer to the association request (timeout)"
 
 
+def _abort_leftovers(ae: object) -> None:
+    """Abort associations still alive on the way out, e.g. one whose negotiation Ctrl-C cut
+    short: pynetdicom's DUL thread is not a daemon and would keep the process alive."""
+    for assoc in list(getattr(ae, "active_associations", [])):
+        assoc.abort()
+
+
 class _Channel:
     """One association to the peer, reopened when it is lost; message IDs count per channel."""
 
@@ -152,12 +159,17 @@ def echo(
     from pynetdicom.sop_class import Verification
 
     ae = _application_entity(calling_aet, timeout)
-    assoc = open_association(ae, peer, [ContextRequest(UID(Verification), NATIVE)], ssl_context)
+    try:
+        assoc = open_association(ae, peer, [ContextRequest(UID(Verification), NATIVE)], ssl_context)
+    except BaseException:
+        _abort_leftovers(ae)
+        raise
     try:
         status = assoc.send_c_echo()  # type: ignore[attr-defined]
-    finally:
         if assoc.is_established:  # type: ignore[attr-defined]
             assoc.release()  # type: ignore[attr-defined]
+    finally:
+        _abort_leftovers(ae)
     if not status or "Status" not in status:
         raise AssociationError(f"association with {peer}: no answer to C-ECHO (aborted or timed out)")
     return int(status.Status)
@@ -215,18 +227,23 @@ def send(
     stop = threading.Event()
     try:
         for index, (contexts, group) in enumerate(_groups(items)):
+            if stop.is_set():
+                break
             _send_group(ae, peer, contexts, group, ssl_context, associations, retries, sealer, stop, recorder,
                         first=index == 0)
     except KeyboardInterrupt:
         stop.set()
-        report.interrupted = True
     finally:
         if sealer is not None:
             sealer.close(cancel=stop.is_set())
+        _abort_leftovers(ae)
     done = {r.path for r in report.results}
-    for item in items:  # interrupted: what was never tried is not delivered either
-        if item.path not in done:
-            recorder(_result(item, error="not sent: interrupted"))
+    never_tried = [item for item in items if item.path not in done]
+    # Ctrl-C, wherever it landed (_join catches it too); it matters only if something was left
+    report.interrupted = stop.is_set() and (bool(never_tried) or any(
+        r.error == "not sent: interrupted" for r in report.results))
+    for item in never_tried:
+        recorder(_result(item, error="not sent: interrupted"))
     report.seconds = time.perf_counter() - started
     return report
 

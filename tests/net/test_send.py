@@ -380,7 +380,9 @@ def test_ctrl_c_finishes_the_instance_in_flight_and_lists_the_rest(tmp_path: Pat
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 60
+        while not any(out.iterdir()) and time.monotonic() < deadline:  # mid-send, whatever the load
+            time.sleep(0.1)
         sender.send_signal(signal.SIGINT)
         output, _ = sender.communicate(timeout=30)
     finally:
