@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 
 from dicomcrypt.cli import echo, encrypt, inspect, keygen, roundtrip, send, serve
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE
 
 
 def _version() -> str:
@@ -60,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) and usage errors (2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handling (imports, planning)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
