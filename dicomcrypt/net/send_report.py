@@ -18,6 +18,11 @@ from pathlib import Path
 from dicomcrypt.atomic import publish
 
 
+_GENERAL_WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
+"""PS3.7 Annex C warnings any DIMSE service may answer (optional attributes not supported,
+attribute list error, attribute value out of range)."""
+
+
 @dataclass(frozen=True)
 class InstanceResult:
     """What happened to one instance.
@@ -46,9 +51,10 @@ class InstanceResult:
 
     @property
     def arrived(self) -> bool:
-        """The peer answered Success or Warning (PS3.4 B.2.3: a warning is stored)."""
+        """The peer answered Success or a Warning (PS3.4 B.2.3 ``Bxxx``; PS3.7 C ``0001``,
+        ``0107``, ``0116``): a warning means the instance was stored."""
         return self.error is None and self.status is not None and (
-            self.status == 0x0000 or 0xB000 <= self.status <= 0xBFFF
+            self.status == 0x0000 or 0xB000 <= self.status <= 0xBFFF or self.status in _GENERAL_WARNINGS
         )
 
     @property

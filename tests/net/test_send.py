@@ -395,3 +395,13 @@ def test_ctrl_c_finishes_the_instance_in_flight_and_lists_the_rest(tmp_path: Pat
     not_arrived = failed_list.read_text().splitlines()
     assert 0 < arrived < 8
     assert arrived + len(not_arrived) == 8  # every instance is either on the peer or in the list
+
+
+def test_warning_statuses_count_as_arrived(tmp_path: Path, recording_scp, site_key):
+    study = _study(tmp_path / "study", "CT_small.dcm", "MR_small.dcm")
+    ct_uid = str(read_dicom(study / "CT_small.dcm").SOPInstanceUID)
+    mr_uid = str(read_dicom(study / "MR_small.dcm").SOPInstanceUID)
+    scp = recording_scp({ct_uid: [0xB000], mr_uid: [0x0107]})  # stored with coercion / attribute list warning
+    report = send([study], parse_peer(scp.peer), calling_aet="S", key=site_key, mode="standard")
+    assert report.all_arrived and all(r.warning for r in report.results)
+    assert report.summary().count("1 with a warning status") == 2  # CT and MR are two studies
