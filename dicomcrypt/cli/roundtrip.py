@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         from dicomcrypt.net import loopback
 
         rows_iter = loopback.run(args.input, key=key, modes=modes, workers=args.jobs or default_jobs())
-        how = "over DICOM on loopback (send -> serve)"
+        how = "over DICOM on loopback (send -> serve; rows appear once each mode's files are all sent)"
     else:
         rows_iter = roundtrip.run(args.input, key=key, modes=modes)
         how = "in-process"
