@@ -33,8 +33,8 @@ __all__ = [
     "read_dicom_bytes",
     "dicom_to_bytes",
     "write_dicom_atomic",
-    "write_bytes_atomic",
     "copy_file_atomic",
+    "write_bytes_atomic",
     "iter_dicom_inputs",
     "is_hidden",
 ]
@@ -105,15 +105,6 @@ def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool
     _write_atomic(Path(path), write, force=force)
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
-    """Write ``data`` (e.g. Part 10 bytes from a storage hook) at ``path``, all or nothing."""
-
-    def write(fh: IO[bytes]) -> None:
-        fh.write(data)
-
-    _write_atomic(Path(path), write, force=force)
-
-
 def copy_file_atomic(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False
 ) -> None:
@@ -130,6 +121,19 @@ def copy_file_atomic(
             shutil.copyfileobj(source, fh, length=1 << 20)
 
     _write_atomic(Path(dst), write, force=force)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write ``data`` at ``path``, all or nothing (same rules as :func:`write_dicom_atomic`).
+
+    For bytes that must land exactly as they are: an instance kept as received by ``serve``,
+    a quarantined payload, its JSON sidecar, Part 10 bytes from a storage hook.
+    """
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(data)
+
+    _write_atomic(Path(path), write, force=force)
 
 
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, force: bool) -> None:

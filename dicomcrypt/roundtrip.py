@@ -83,9 +83,7 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
         restore_s = time.perf_counter() - started
         before, fmt = dicom.read_frames(original)
         after, _ = dicom.read_frames(restored_ds)
-        rescale = None
-        if base["modality"] == "CT":
-            rescale = (float(original.get("RescaleSlope", 1)), float(original.get("RescaleIntercept", 0)))
+        rescale = ct_rescale(original)
         return RoundTripRow(
             geometry=f"{fmt.columns}x{fmt.rows}x{fmt.frames}x{fmt.samples_per_pixel}",
             mode=sealed.mode,
@@ -100,6 +98,13 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
         )
     except DicomCryptError as exc:
         return RoundTripRow(error=f"{type(exc).__name__}: {exc}", **base)
+
+
+def ct_rescale(ds: Dataset) -> tuple[float, float] | None:
+    """(slope, intercept) for a CT, which turns on the brain-window figure of quality.compare."""
+    if ds.get("Modality") != "CT":
+        return None
+    return float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
 
 
 def _to_bytes(ds: Dataset) -> bytes:

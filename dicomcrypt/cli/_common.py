@@ -5,7 +5,9 @@ Kept free of heavy imports: building the parser must not load numpy, pydicom or 
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 
 EXIT_OK = 0
 """Everything asked for was done (files skipped because their output exists count as done)."""
@@ -45,3 +47,18 @@ def human_bytes(n: float) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` accepting whole numbers >= ``minimum`` (``--jobs``, ``--retries``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more")
+        return value
+
+    return parse

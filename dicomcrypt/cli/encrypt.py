@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, whole_number
 
 if TYPE_CHECKING:
     from dicomcrypt.cli.batch import Job
@@ -26,16 +26,6 @@ Files that are not DICOM are reported as failed and not copied.
 """
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
 def default_jobs() -> int:
     """CPUs this process may use (respects affinity and container CPU sets where visible)."""
     try:
@@ -49,7 +39,7 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     # a string, not a Path: a trailing "/" (file IN into folder OUT) must survive
     parser.add_argument("output", metavar="OUT", help="output file or folder (not inside IN)")
     parser.add_argument(
-        "--jobs", "-j", type=_jobs, default=None, metavar="N",
+        "--jobs", "-j", type=whole_number(1), default=None, metavar="N",
         help=f"worker processes (default: all CPUs, here {default_jobs()}); 1 runs in this process",
     )
     parser.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")

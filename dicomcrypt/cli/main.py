@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import encrypt, inspect, keygen, orthanc_script, rekey, roundtrip
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
+from dicomcrypt.cli import echo, encrypt, inspect, keygen, orthanc_script, rekey, roundtrip, send, serve
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE
 
 
 def _version() -> str:
@@ -47,6 +47,9 @@ def _setup_argparser() -> argparse.ArgumentParser:
     rekey.add_parser(subparsers)
     inspect.add_parser(subparsers)
     roundtrip.add_parser(subparsers)
+    send.add_parser(subparsers)
+    echo.add_parser(subparsers)
+    serve.add_parser(subparsers)
     orthanc_script.add_parser(subparsers)
     return parser
 
@@ -59,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) and usage errors (2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handling (imports, planning)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

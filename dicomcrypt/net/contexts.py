@@ -1,0 +1,63 @@
+"""Presentation contexts for a C-STORE association, proposed from the instances to send.
+
+Each SOP class gets one context per transfer syntax its files are in (so a JPEG 2000 file can
+travel as it is when the peer accepts that), plus one context offering Explicit and Implicit
+VR Little Endian, which every Storage SCP must accept (PS3.5 10.1) and which the encrypted
+output uses. A peer may accept only that fallback: pynetdicom then converts between the
+uncompressed syntaxes itself, and the SCU decompresses a compressed file (see
+:mod:`dicomcrypt.net.scu`).
+
+An association can carry at most 128 presentation contexts (PS3.8 9.3.2.2: the context ID is an
+odd number 1-255), so a send that needs more is split into groups of SOP classes, each sent
+over its own association.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+MAX_CONTEXTS = 128
+"""PS3.8 9.3.2.2: presentation context IDs are odd integers 1-255."""
+
+NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+"""The fallback offered for every SOP class; Explicit first, so private VRs travel as written."""
+
+
+@dataclass(frozen=True)
+class ContextRequest:
+    """One presentation context to propose: an abstract syntax and its transfer syntaxes."""
+
+    abstract_syntax: UID
+    transfer_syntaxes: tuple[UID, ...]
+
+
+def contexts_for(sop_class: str, transfer_syntaxes: Iterable[str]) -> list[ContextRequest]:
+    """The contexts proposed for one SOP class whose files are in ``transfer_syntaxes``."""
+    own = sorted({UID(ts) for ts in transfer_syntaxes} - set(NATIVE))
+    requests = [ContextRequest(UID(sop_class), (ts,)) for ts in own]
+    requests.append(ContextRequest(UID(sop_class), NATIVE))
+    return requests
+
+
+def plan_groups(needs: Mapping[str, Iterable[str]]) -> list[list[ContextRequest]]:
+    """Contexts for ``{sop_class: transfer syntaxes}``, packed into groups of at most 128.
+
+    A SOP class never spans two groups, so every instance is sent over an association that
+    proposed all of its contexts. Order is stable (sorted by SOP class UID).
+    """
+    groups: list[list[ContextRequest]] = []
+    current: list[ContextRequest] = []
+    for sop_class in sorted(needs):
+        requests = contexts_for(sop_class, needs[sop_class])
+        if len(requests) > MAX_CONTEXTS:  # ~30 transfer syntaxes exist; cannot happen
+            raise ValueError(f"{sop_class}: more than {MAX_CONTEXTS} transfer syntaxes")
+        if len(current) + len(requests) > MAX_CONTEXTS:
+            groups.append(current)
+            current = []
+        current.extend(requests)
+    if current:
+        groups.append(current)
+    return groups

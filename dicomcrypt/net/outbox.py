@@ -1,0 +1,255 @@
+"""What ``send`` will send: each file's identity and treatment, decided before any connection.
+
+Every input file gets one treatment:
+
+- ``encrypt``: a plain image and a key was given; encrypted on the fly, sent as Explicit VR
+  Little Endian;
+- ``already encrypted``: carries a dicomcrypt block; sent as it is;
+- ``not an image``: no Pixel Data (SR, RT Plan, ...); sent as it is, reported as passed through;
+- ``plain``: a plain image sent unencrypted, only when the caller asked for it (``--plain``).
+
+A plain image with no key and no explicit permission stops the whole send before it connects
+(:class:`PlaintextRefusedError`): a hospital must not leak pixels by mistake.
+
+Encryption on the fly runs in worker processes (the codec is CPU-bound and torch keeps the GIL
+for part of the work), each worker with one thread; results come back as encoded DICOM bytes,
+which are small (placeholder + compressed payload).
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from dicomcrypt.crypto import Key
+from dicomcrypt.errors import DicomCryptError, InvalidInputError
+
+Treatment = Literal["encrypt", "already encrypted", "not an image", "plain"]
+
+
+class PlaintextRefusedError(InvalidInputError):
+    """Plain images were given without a key and without explicit permission to send them."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One instance to send: where it is, what it is, and how it will travel."""
+
+    path: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    modality: str
+    transfer_syntax: str  # as it will be proposed (Explicit VR LE for ``encrypt``)
+    treatment: Treatment
+
+
+@dataclass(frozen=True)
+class Unsendable:
+    """An input that cannot be sent at all (not DICOM, no SOP Instance UID, damaged envelope)."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What a worker returns: the encrypted instance as DICOM bytes, or why it failed."""
+
+    data: bytes = b""
+    mode: str | None = None
+    note: str = ""
+    seconds: float = 0.0
+    envelope_bytes: int = 0
+    error: str | None = None
+
+    def dataset(self) -> Dataset:
+        return pydicom.dcmread(io.BytesIO(self.data))
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Every file below ``paths`` (files or folders, walked like ``encrypt`` walks IN).
+
+    DICOMDIR files are left out: their records describe a file set, not instances to store.
+    """
+    from dicomcrypt.files import iter_dicom_inputs
+
+    for root in paths:
+        for path, _ in iter_dicom_inputs(root):
+            if path.name.upper() != "DICOMDIR":
+                yield path
+
+
+def describe(path: Path, *, have_key: bool) -> Outgoing | Unsendable:
+    """Read ``path``'s header (large values deferred) and decide its treatment."""
+    from dicomcrypt.dicom import has_pixel_data
+    from dicomcrypt.files import read_dicom
+    from dicomcrypt.pipeline import inspect_dataset
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds: Dataset | None = pydicom.dcmread(path, defer_size=4096)
+    except Exception:  # pydicom raises many types on damaged files
+        ds = None
+    if ds is None or len(ds) == 0:
+        try:
+            read_dicom(path)  # raises with the project's message for this file
+        except DicomCryptError as exc:
+            return Unsendable(str(path), _strip(str(exc), path))
+        return Unsendable(str(path), "damaged DICOM file, cannot parse it")
+    meta = getattr(ds, "file_meta", None)
+    missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID") if not ds.get(kw)]
+    if missing or meta is None or not meta.get("TransferSyntaxUID"):
+        what = ", ".join(missing) or "(0002,0010) Transfer Syntax UID"
+        return Unsendable(str(path), f"cannot be stored: no {what}")
+    try:
+        encrypted = inspect_dataset(ds).encrypted
+    except DicomCryptError as exc:
+        return Unsendable(str(path), f"damaged dicomcrypt block: {exc}")
+    if encrypted:
+        treatment: Treatment = "already encrypted"
+    elif not has_pixel_data(ds):
+        treatment = "not an image"
+    else:
+        treatment = "encrypt" if have_key else "plain"
+    tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
+    return Outgoing(
+        path=str(path),
+        sop_class_uid=str(ds.SOPClassUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        modality=str(ds.get("Modality", "")),
+        transfer_syntax=str(tsyntax),
+        treatment=treatment,
+    )
+
+
+def plan(
+    paths: Iterable[str | os.PathLike[str]], *, have_key: bool, allow_plain: bool
+) -> tuple[list[Outgoing], list[Unsendable]]:
+    """Describe every input file; refuse plain images unless a key or ``allow_plain``.
+
+    Raises :class:`InvalidInputError` for a path that does not exist and
+    :class:`PlaintextRefusedError` (naming the first such file) for unprotected images.
+    """
+    items: list[Outgoing] = []
+    unsendable: list[Unsendable] = []
+    for path in expand(paths):
+        described = describe(path, have_key=have_key)
+        (items if isinstance(described, Outgoing) else unsendable).append(described)
+    plain = [item for item in items if item.treatment == "plain"]
+    if plain and not allow_plain:
+        raise PlaintextRefusedError(
+            f"{len(plain)} plain (unencrypted) image(s), first {plain[0].path}: refusing to send "
+            "pixels in clear; give a key to encrypt them on the fly, or allow plain sending explicitly"
+        )
+    return items, unsendable
+
+
+def _strip(message: str, path: Path) -> str:
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+# --------------------------------------------------------------------------- sealing
+
+
+@dataclass(frozen=True)
+class SealJob:
+    """What every worker needs; sent once per worker (the key pickles as its bytes)."""
+
+    key: Key
+    mode: str = "lossless"
+    model: str | None = None
+
+
+_JOB: SealJob | None = None
+
+
+def _init_worker(job: SealJob) -> None:
+    """One thread per worker process (the pool is the parallelism); Ctrl-C is the parent's.
+
+    The thread variables must be set before torch is imported, on the first image.
+    """
+    global _JOB
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warnings.simplefilter("ignore")
+    _JOB = job
+
+
+def seal_file(path: str, job: SealJob) -> Sealed:
+    """Read, encrypt and encode one file. Never raises: errors come back in ``Sealed.error``."""
+    from dicomcrypt.files import read_dicom
+    from dicomcrypt.pipeline import encrypt_instance
+
+    started = time.perf_counter()
+    try:
+        outcome = encrypt_instance(read_dicom(path), key=job.key, mode=job.mode, model=job.model)
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
+    except DicomCryptError as exc:
+        return Sealed(error=_strip(str(exc), Path(path)), seconds=time.perf_counter() - started)
+    except Exception as exc:  # a bug or an unforeseen input: report it, keep sending
+        return Sealed(error=f"internal error: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
+    return Sealed(buffer.getvalue(), outcome.mode, outcome.note or "", time.perf_counter() - started,
+                  int(outcome.metrics.get("envelope_bytes", 0)))
+
+
+def _seal_in_worker(path: str) -> Sealed:
+    assert _JOB is not None, "worker not initialised"
+    return seal_file(path, _JOB)
+
+
+class Sealer:
+    """Encrypts files ahead of the sender: ``submit(path) -> Future[Sealed]``.
+
+    ``workers > 1``: a spawned process pool (no fork: torch and threads do not survive it).
+    ``workers == 1``: one thread in this process, which still overlaps encryption with sending.
+    """
+
+    def __init__(self, job: SealJob, workers: int) -> None:
+        self.job = job
+        self.workers = max(1, workers)
+        self._pool: Executor | None = None
+
+    def submit(self, path: str) -> Future[Sealed]:
+        if self._pool is None:
+            if self.workers == 1:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="dicomcrypt-seal")
+            else:
+                self._pool = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.job,),
+                )
+        if isinstance(self._pool, ThreadPoolExecutor):
+            return self._pool.submit(seal_file, path, self.job)
+        return self._pool.submit(_seal_in_worker, path)
+
+    def close(self, *, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None

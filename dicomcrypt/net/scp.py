@@ -1,0 +1,297 @@
+"""The receiving node (``dicomcrypt serve``): a Storage SCP that verifies and restores what it files.
+
+Usable in-process (tests, the demo) and behind the CLI::
+
+    rx = Receiver(ReceiverConfig(ae_title="RECEIVER", port=0, keys=KeyRing.load(["site.key"]),
+                                 out=Path("/data/incoming")))
+    rx.start()          # returns at once; rx.port is the bound port
+    rx.studies()        # {study UID: StudyCounts(received, stored, refused, series, instances)}
+    rx.stop()           # stops accepting, lets instances in flight finish, then closes
+
+This module owns the association life cycle (presentation contexts, allow-list, TLS, limits,
+graceful stop) and the per-instance log line; what happens to an instance is
+:mod:`dicomcrypt.net.store_handler`'s job, where it is filed :mod:`dicomcrypt.net.storage`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydicom.dataset import Dataset
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from dicomcrypt.crypto import KeyRing
+from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.net import status as st
+from dicomcrypt.net.address import Peer, validate_ae_title
+from dicomcrypt.net.forward import Forwarder
+from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
+from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
+from dicomcrypt.net.studies import StudyCounts, StudyLedger
+
+__all__ = ["Receiver", "ReceiverConfig", "ReceiverConfigError", "StudyCounts"]
+
+LOG = logging.getLogger("dicomcrypt.serve")
+
+_P_DATA_TF = 0x04
+_RESPONSE_FLUSH_S = 0.3
+"""After the last response is handed to pynetdicom, time for its socket thread to send it."""
+
+
+class ReceiverConfigError(InvalidInputError):
+    """The receiver's settings contradict each other or are incomplete."""
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Everything a receiver needs; ``serve``'s options map one to one onto these fields."""
+
+    ae_title: str = "RECEIVER"
+    host: str = "0.0.0.0"
+    port: int = 11112
+    """0 lets the OS pick a free port (see :attr:`Receiver.port`)."""
+    keys: KeyRing | None = None
+    """Needed to restore; optional for ``store="encrypted"`` (then also used to authenticate)."""
+    out: Path | None = None
+    """Root of the study/series/instance tree; ``None`` for a forward-only gateway."""
+    store: Literal["restored", "encrypted"] = "restored"
+    forward: Peer | None = None
+    allowed_aets: frozenset[str] = frozenset()
+    """Calling AE titles allowed to associate; empty allows any."""
+    ssl_context: ssl.SSLContext | None = None
+    quarantine: Path | None = None
+    """Default: ``out/quarantine``, or ``./quarantine`` for a forward-only gateway."""
+    duplicates: DuplicatePolicy = "keep-first"
+    forward_ssl_context: ssl.SSLContext | None = None
+    accept_plain: bool = False
+    """File plain (unencrypted) images as received instead of refusing them (0xC005)."""
+    max_associations: int = 10
+    stop_timeout: float = 60.0
+    """How long :meth:`Receiver.stop` waits for instances in flight before closing anyway."""
+    forward_timeout: float = 30.0
+
+    def checked(self) -> "ReceiverConfig":
+        """Raise :class:`ReceiverConfigError` naming the first contradiction; return self."""
+        validate_ae_title(self.ae_title, what="receiver AE title")
+        for title in self.allowed_aets:
+            validate_ae_title(title, what="allowed calling AE title")
+        if self.store not in ("restored", "encrypted"):
+            raise ReceiverConfigError(f"store must be 'restored' or 'encrypted', not {self.store!r}")
+        if self.duplicates not in DUPLICATE_POLICIES:
+            raise ReceiverConfigError(
+                f"duplicates policy {self.duplicates!r} is unknown (choose {', '.join(DUPLICATE_POLICIES)})"
+            )
+        if self.store == "restored" and (self.keys is None or not self.keys.key_ids):
+            raise ReceiverConfigError("restoring needs at least one key (--key), or --store encrypted")
+        if self.out is None and self.forward is None:
+            raise ReceiverConfigError("nothing to do with received instances: give --out, --forward or both")
+        if self.store == "encrypted" and self.forward is not None:
+            raise ReceiverConfigError("--forward sends restored instances: it needs --store restored")
+        if self.store == "encrypted" and self.out is None:
+            raise ReceiverConfigError("--store encrypted needs --out")
+        if not 0 <= self.port < 65536:
+            raise ReceiverConfigError(f"port {self.port} is not between 0 and 65535")
+        if self.max_associations < 1:
+            raise ReceiverConfigError("max associations must be 1 or more")
+        return self
+
+    @property
+    def quarantine_dir(self) -> Path:
+        if self.quarantine is not None:
+            return self.quarantine
+        return self.out / "quarantine" if self.out is not None else Path("quarantine").resolve()
+
+
+@dataclass
+class _Activity:
+    """Which associations are in the middle of an instance (data received, response not yet sent)."""
+
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    busy: dict[Any, bool] = field(default_factory=dict)
+    closing: bool = False
+
+
+class Receiver:
+    """A running (or ready to run) receiving node; see the module docstring."""
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config.checked()
+        self._ledger = StudyLedger()
+        self._forwarder = (
+            Forwarder(config.forward, calling_ae_title=config.ae_title, ssl_context=config.forward_ssl_context,
+                      timeout=config.forward_timeout)
+            if config.forward is not None else None
+        )
+        self._handler = StoreHandler(config, Quarantine(config.quarantine_dir), self._forwarder)
+        self._activity = _Activity()
+        self._server: Any = None
+
+    @property
+    def port(self) -> int:
+        """The port the receiver listens on (the OS's choice when configured with 0)."""
+        if self._server is None:
+            raise RuntimeError("receiver is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.config.quarantine_dir
+
+    def start(self) -> "Receiver":
+        """Listen and serve in background threads; returns at once."""
+        if self._server is not None:
+            raise RuntimeError("receiver is already started")
+        self._server = self._make_ae().start_server(
+            (self.config.host, self.config.port),
+            block=False,
+            evt_handlers=[
+                (evt.EVT_C_STORE, self._on_c_store),
+                (evt.EVT_DATA_RECV, self._on_data_received),
+                (evt.EVT_DIMSE_SENT, self._on_response_sent),
+                (evt.EVT_ACCEPTED, self._on_association, ["accepted"]),
+                (evt.EVT_REJECTED, self._on_association, ["rejected"]),
+                (evt.EVT_ABORTED, self._on_association, ["aborted"]),
+                (evt.EVT_RELEASED, self._on_association, ["released"]),
+                (evt.EVT_CONN_CLOSE, self._on_connection_closed),
+            ],
+            ssl_context=self.config.ssl_context,
+        )
+        LOG.info(
+            "listening ae=%s host=%s port=%d store=%s tls=%s forward=%s out=%s quarantine=%s",
+            self.config.ae_title, self.config.host, self.port, self.config.store,
+            "mutual" if _is_mutual(self.config.ssl_context) else ("on" if self.config.ssl_context else "off"),
+            self.config.forward or "-", self.config.out or "-", self.quarantine_dir,
+        )
+        return self
+
+    def studies(self) -> dict[str, StudyCounts]:
+        """Per-study counts since start: study UID -> received/stored/refused, series, instances."""
+        return self._ledger.snapshot()
+
+    def stop(self) -> None:
+        """Stop accepting associations, let instances in flight finish and be answered (up to
+        ``stop_timeout``), then close the remaining associations and the downstream link."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()  # no new associations; open ones keep running
+        activity = self._activity
+        deadline = time.monotonic() + self.config.stop_timeout
+        with activity.cond:
+            while any(activity.busy.values()) and (left := deadline - time.monotonic()) > 0:
+                activity.cond.wait(left)
+            activity.closing = True
+        time.sleep(_RESPONSE_FLUSH_S)
+        associations = server.active_associations
+        for assoc in associations:
+            assoc.abort()
+        for assoc in associations:
+            assoc.join(timeout=5)
+        if self._forwarder is not None:
+            self._forwarder.close()
+        for study_uid, counts in sorted(self.studies().items()):
+            LOG.info(_fields(event="study", study=study_uid or "-", received=counts.received, stored=counts.stored,
+                             refused=counts.refused, series=counts.series, instances=counts.instances))
+        LOG.info("stopped ae=%s", self.config.ae_title)
+
+    def __enter__(self) -> "Receiver":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _make_ae(self) -> AE:
+        ae = AE(ae_title=self.config.ae_title)
+        ae.maximum_associations = self.config.max_associations
+        ae.require_calling_aet = sorted(self.config.allowed_aets)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        return ae
+
+    # -- events (each runs in the association's own thread) --------------------------------------
+
+    def _on_c_store(self, event: evt.Event) -> Dataset:
+        with self._activity.cond:
+            closing = self._activity.closing
+        requestor = event.assoc.requestor
+        context = {"calling_ae": requestor.ae_title, "peer": requestor.address}
+        if closing:
+            result = InstanceResult(st.SHUTTING_DOWN, "refused", "receiver is shutting down",
+                                    sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
+        else:
+            result = self._handler.handle(
+                event.encoded_dataset(include_meta=True), lambda: _dataset_with_meta(event), context
+            )
+        self._ledger.record(result.study_uid, result.series_uid, result.sop_instance_uid,
+                            success=result.status.is_success)
+        _log_instance(context, result)
+        response = Dataset()
+        response.Status = result.status.code
+        if result.comment and not result.status.is_success:
+            response.ErrorComment = st.comment(result.comment)
+        return response
+
+    def _on_data_received(self, event: evt.Event) -> None:
+        if event.data[:1] == bytes([_P_DATA_TF]):
+            with self._activity.cond:
+                self._activity.busy[event.assoc] = True
+
+    def _on_response_sent(self, event: evt.Event) -> None:
+        with self._activity.cond:
+            self._activity.busy[event.assoc] = False
+            self._activity.cond.notify_all()
+
+    def _on_connection_closed(self, event: evt.Event) -> None:
+        with self._activity.cond:
+            self._activity.busy.pop(event.assoc, None)
+            self._activity.cond.notify_all()
+
+    def _on_association(self, event: evt.Event, what: str) -> None:
+        requestor = event.assoc.requestor
+        LOG.info(_fields(event="association", outcome=what, calling_ae=requestor.ae_title,
+                         peer=f"{requestor.address}:{requestor.port}"))
+
+
+def _dataset_with_meta(event: evt.Event) -> Dataset:
+    ds = event.dataset
+    ds.file_meta = event.file_meta
+    return ds
+
+
+def _is_mutual(ctx: ssl.SSLContext | None) -> bool:
+    return ctx is not None and ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+def _log_instance(context: dict[str, Any], result: InstanceResult) -> None:
+    """One line per instance: who sent it, which study/instance, what happened. Never patient
+    data or key material (key ids are public, and the decryption comment is constant)."""
+    level = logging.INFO if result.status.is_success else logging.WARNING
+    LOG.log(level, _fields(
+        event="store", calling_ae=context["calling_ae"], peer=context["peer"],
+        study=result.study_uid or "-", series=result.series_uid or "-", sop=result.sop_instance_uid or "-",
+        outcome=result.outcome, status=f"0x{result.status.code:04X}", mode=result.mode or "-",
+        forwarded="yes" if result.forwarded else "no", seconds=f"{result.seconds:.3f}",
+        comment=result.comment or None,
+        quarantined=str(result.quarantined) if result.quarantined else None,
+    ))
+
+
+def _fields(**fields: Any) -> str:
+    """``key=value`` pairs, values quoted when they hold spaces; ``None`` values left out."""
+    parts = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        text = str(value)
+        if not text or any(ch in text for ch in ' "='):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{key}={text}")
+    return " ".join(parts)

@@ -1,0 +1,478 @@
+"""The sending node: ``send`` (C-STORE of whole studies, encrypted on the fly) and ``echo``.
+
+How a send runs::
+
+    paths ──outbox.plan──> Outgoing items (treatment decided, plaintext refused)
+                             │
+           encrypt items ──Sealer (worker processes)──> Future[Sealed]
+                             │
+           bounded queue of (item, future)  ──>  N sender threads, one association each
+                                                    │ C-STORE, status recorded per instance
+                                                    └─> SendReport (per study, failures)
+
+The first association is opened before anything is encrypted, so a wrong AE title, address or
+certificate fails at once. A connection lost mid-send is reopened and the instance re-sent,
+up to ``retries`` times, and so is one the peer refused as "Out of Resources" (0xA7xx, a
+transient refusal by definition); any other failure status is final and recorded with its code
+and comment (the failed paths can be re-sent later). The queue holds only a few instances
+per association, so memory stays flat whatever the study size.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import CancelledError, Future
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from dicomcrypt.crypto import Key
+from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.net.address import Peer
+from dicomcrypt.net.contexts import NATIVE, ContextRequest, plan_groups
+from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, SealJob, Unsendable, plan
+from dicomcrypt.net.send_report import InstanceResult, SendReport
+
+__all__ = ["AssociationError", "DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds to wait for a C-STORE answer: the receiving node restores (decodes) before it
+answers, which for a large lossless image takes a while on a small CPU."""
+CONNECT_TIMEOUT = 30.0
+"""Seconds for TCP connect and association negotiation (ACSE)."""
+_RETRY_PAUSE = 1.0
+_OUT_OF_RESOURCES = range(0xA700, 0xA800)
+
+
+class AssociationError(DicomCryptError):
+    """The peer could not be reached, refused the association, or the TLS handshake failed."""
+
+
+# --------------------------------------------------------------------------- associations
+
+
+def _application_entity(calling_aet: str, timeout: float) -> object:
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = CONNECT_TIMEOUT
+    ae.connection_timeout = CONNECT_TIMEOUT
+    ae.dimse_timeout = timeout
+    ae.network_timeout = timeout
+    return ae
+
+
+def open_association(
+    ae: object,
+    peer: Peer,
+    contexts: Sequence[ContextRequest],
+    ssl_context: ssl.SSLContext | None = None,
+) -> object:
+    """An established association with ``peer`` proposing ``contexts``; else AssociationError
+    saying why (unreachable, rejected with the peer's reason, aborted, TLS failure)."""
+    from pynetdicom.presentation import build_context
+
+    requested = [build_context(c.abstract_syntax, list(c.transfer_syntaxes)) for c in contexts]
+    tls_args = (ssl_context, peer.host) if ssl_context is not None else None
+    assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args)  # type: ignore[attr-defined]
+    if assoc.is_established:
+        return assoc
+    raise AssociationError(f"association with {peer}: {_why_not_established(assoc, peer, ssl_context)}")
+
+
+def _why_not_established(assoc: object, peer: Peer, ssl_context: ssl.SSLContext | None) -> str:
+    if getattr(assoc, "is_rejected", False):
+        primitive = assoc.acceptor.primitive  # type: ignore[attr-defined]
+        try:
+            return (
+                f"rejected by the peer ({primitive.result_str.lower()}, {primitive.source_str}): "
+                f"{primitive.reason_str}"
+            )
+        except Exception:  # an unusual reject PDU
+            return "rejected by the peer"
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as exc:
+        return f"cannot connect to {peer.host}:{peer.port}: {exc.strerror or exc}"
+    if ssl_context is not None:
+        return "aborted during negotiation; the TLS handshake failed (is the peer using TLS, and are the certificates trusted?)"
+    if getattr(assoc, "is_aborted", False):
+        return "aborted by the peer during negotiation (does it expect TLS?)"
+    return "no answer to the association request (timeout)"
+
+
+def _abort_leftovers(ae: object) -> None:
+    """Abort associations still alive on the way out, e.g. one whose negotiation Ctrl-C cut
+    short: pynetdicom's DUL thread is not a daemon and would keep the process alive."""
+    for assoc in list(getattr(ae, "active_associations", [])):
+        assoc.abort()
+
+
+class _Channel:
+    """One association to the peer, reopened when it is lost; message IDs count per channel."""
+
+    def __init__(self, ae: object, peer: Peer, contexts: Sequence[ContextRequest], ssl_context: ssl.SSLContext | None):
+        self.ae, self.peer, self.contexts, self.ssl_context = ae, peer, contexts, ssl_context
+        self.assoc: object | None = None
+        self._message_id = 0
+
+    def ensure(self) -> object:
+        if self.assoc is None or not self.assoc.is_established:  # type: ignore[attr-defined]
+            self.assoc = None
+            self.assoc = open_association(self.ae, self.peer, self.contexts, self.ssl_context)
+        return self.assoc
+
+    def next_message_id(self) -> int:
+        self._message_id = self._message_id % 0xFFFF + 1
+        return self._message_id
+
+    def drop(self) -> None:
+        if self.assoc is not None and self.assoc.is_established:  # type: ignore[attr-defined]
+            self.assoc.abort()  # type: ignore[attr-defined]
+        self.assoc = None
+
+    def close(self) -> None:
+        if self.assoc is not None and self.assoc.is_established:  # type: ignore[attr-defined]
+            self.assoc.release()  # type: ignore[attr-defined]
+        self.assoc = None
+
+
+# --------------------------------------------------------------------------- echo
+
+
+def echo(
+    peer: Peer, *, calling_aet: str, ssl_context: ssl.SSLContext | None = None, timeout: float = CONNECT_TIMEOUT
+) -> int:
+    """C-ECHO ``peer``; returns the status it answered (0x0000 is success).
+
+    Raises :class:`AssociationError` when no association could be made or no answer came.
+    """
+    from pynetdicom.sop_class import Verification
+
+    ae = _application_entity(calling_aet, timeout)
+    try:
+        assoc = open_association(ae, peer, [ContextRequest(UID(Verification), NATIVE)], ssl_context)
+    except BaseException:
+        _abort_leftovers(ae)
+        raise
+    try:
+        status = assoc.send_c_echo()  # type: ignore[attr-defined]
+        if assoc.is_established:  # type: ignore[attr-defined]
+            assoc.release()  # type: ignore[attr-defined]
+    finally:
+        _abort_leftovers(ae)
+    if not status or "Status" not in status:
+        raise AssociationError(f"association with {peer}: no answer to C-ECHO (aborted or timed out)")
+    return int(status.Status)
+
+
+# --------------------------------------------------------------------------- send
+
+
+Progress = Callable[[InstanceResult], None]
+
+
+def send(
+    paths: Iterable[str | os.PathLike[str]],
+    peer: Peer,
+    *,
+    calling_aet: str,
+    key: Key | None = None,
+    mode: str = "lossless",
+    model: str | None = None,
+    allow_plain: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    associations: int = 1,
+    retries: int = 2,
+    workers: int = 1,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> SendReport:
+    """Send every DICOM file under ``paths`` to ``peer``; returns the per-instance report.
+
+    Plain images are encrypted with ``key`` in ``mode`` (in ``workers`` processes); files that
+    are already encrypted, and non-images, are sent as they are. Without a key, plain images
+    raise :class:`~dicomcrypt.net.outbox.PlaintextRefusedError` unless ``allow_plain``.
+
+    Raises :class:`AssociationError` when the first association cannot be made (nothing was
+    sent). Every later problem is recorded per instance. Ctrl-C stops sending after the
+    instances in flight; the report then has ``interrupted`` set and lists the rest as failed.
+    ``on_start(n)`` is called once the inputs are read, with the number of instances (for a
+    progress bar); ``progress(result)`` after each instance.
+    """
+    started = time.perf_counter()
+    items, unsendable = plan(paths, have_key=key is not None, allow_plain=allow_plain)
+    report = SendReport(str(peer))
+    recorder = _Recorder(report, progress)
+    if on_start is not None:
+        on_start(len(items) + len(unsendable))
+    for bad in unsendable:
+        recorder(_unsendable_result(bad))
+    if not items:
+        report.seconds = time.perf_counter() - started
+        return report
+
+    ae = _application_entity(calling_aet, timeout)
+    sealer = Sealer(SealJob(key, mode, model), workers) if key is not None else None
+    stop = threading.Event()
+    try:
+        for index, (contexts, group) in enumerate(_groups(items)):
+            if stop.is_set():
+                break
+            _send_group(ae, peer, contexts, group, ssl_context, associations, retries, sealer, stop, recorder,
+                        first=index == 0)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        if sealer is not None:
+            sealer.close(cancel=stop.is_set())
+        _abort_leftovers(ae)
+    done = {r.path for r in report.results}
+    never_tried = [item for item in items if item.path not in done]
+    # Ctrl-C, wherever it landed (_join catches it too); it matters only if something was left
+    report.interrupted = stop.is_set() and (bool(never_tried) or any(
+        r.error == "not sent: interrupted" for r in report.results))
+    for item in never_tried:
+        recorder(_result(item, error="not sent: interrupted"))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _groups(items: list[Outgoing]) -> list[tuple[list[ContextRequest], list[Outgoing]]]:
+    """Items split by the association (context group) that will carry them."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        needs[item.sop_class_uid].add(item.transfer_syntax)
+    groups = []
+    for contexts in plan_groups(needs):
+        classes = {c.abstract_syntax for c in contexts}
+        groups.append((contexts, [item for item in items if item.sop_class_uid in classes]))
+    return groups
+
+
+class _Recorder:
+    """Collects results from several sender threads and reports each to ``progress``."""
+
+    def __init__(self, report: SendReport, progress: Progress | None) -> None:
+        self.report, self.progress = report, progress
+        self._lock = threading.Lock()
+
+    def __call__(self, result: InstanceResult) -> None:
+        with self._lock:
+            self.report.results.append(result)
+            if self.progress is not None:
+                self.progress(result)
+
+
+_Job = tuple[Outgoing, "Future[Sealed] | None"]
+
+
+def _send_group(
+    ae: object,
+    peer: Peer,
+    contexts: list[ContextRequest],
+    items: list[Outgoing],
+    ssl_context: ssl.SSLContext | None,
+    associations: int,
+    retries: int,
+    sealer: Sealer | None,
+    stop: threading.Event,
+    record: _Recorder,
+    *,
+    first: bool,
+) -> None:
+    """Send ``items`` over up to ``associations`` parallel associations proposing ``contexts``."""
+    channels = [_Channel(ae, peer, contexts, ssl_context) for _ in range(max(1, min(associations, len(items))))]
+    try:
+        channels[0].ensure()
+    except AssociationError as exc:
+        if first:
+            raise
+        for item in items:
+            record(_result(item, error=f"not sent: {exc}"))
+        return
+    workers = sealer.workers if sealer is not None else 0
+    jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2 * len(channels) + workers)
+    threads = [
+        threading.Thread(target=_sender_loop, args=(channel, jobs, retries, stop, record),
+                         name=f"dicomcrypt-send-{i}", daemon=True)
+        for i, channel in enumerate(channels)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for item in items:
+            if stop.is_set():
+                break
+            future = sealer.submit(item.path) if sealer is not None and item.treatment == "encrypt" else None
+            jobs.put((item, future))
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        if stop.is_set():
+            _drain(jobs)
+        for _ in threads:
+            jobs.put(None)
+        for thread in threads:
+            _join(thread, stop)
+
+
+def _drain(jobs: queue.Queue[_Job | None]) -> None:
+    """Interrupted: cancel queued encryptions; queued items are reported as not sent."""
+    while True:
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            return
+        if job is not None and job[1] is not None:
+            job[1].cancel()
+
+
+def _join(thread: threading.Thread, stop: threading.Event) -> None:
+    """Wait for a sender to finish its instance in flight; a second Ctrl-C is ignored here."""
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+def _sender_loop(
+    channel: _Channel, jobs: queue.Queue[_Job | None], retries: int, stop: threading.Event, record: _Recorder
+) -> None:
+    try:
+        while (job := jobs.get()) is not None:
+            item, future = job
+            if stop.is_set():
+                if future is not None:
+                    future.cancel()
+                continue  # recorded as "not sent: interrupted" by send()
+            try:
+                record(_deliver(channel, item, future, retries, stop))
+            except Exception as exc:  # a bug must not silently lose the instance
+                record(_result(item, error=f"internal error: {type(exc).__name__}: {exc}"))
+    finally:
+        channel.close()
+
+
+def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, retries: int,
+             stop: threading.Event) -> InstanceResult:
+    """Prepare ``item`` (wait for its encryption, or read it) and C-STORE it, retrying on a
+    lost connection. Returns its record; never raises for a per-instance problem."""
+    prepared: dict[str, object] = {}
+    if future is not None:
+        try:
+            sealed = future.result()
+        except CancelledError:
+            return _result(item, error="not sent: interrupted")
+        except Exception as exc:  # the worker process died (out of memory, crash)
+            return _result(item, error=f"not sent: encryption worker failed: {type(exc).__name__}: {exc}")
+        if sealed.error is not None:
+            return _result(item, error=f"not sent: encryption failed: {sealed.error}", seal_seconds=sealed.seconds)
+        dataset = sealed.dataset()
+        prepared = {"bytes_sent": len(sealed.data), "seal_seconds": sealed.seconds, "mode": sealed.mode,
+                    "note": sealed.note, "envelope_bytes": sealed.envelope_bytes}
+    else:
+        try:
+            dataset = pydicom.dcmread(item.path)
+            prepared = {"bytes_sent": os.path.getsize(item.path)}
+        except Exception as exc:
+            return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}")
+
+    last_error = "not sent"
+    for attempt in range(retries + 1):
+        if stop.is_set():
+            return _result(item, error="not sent: interrupted", **prepared)
+        if attempt:
+            time.sleep(_RETRY_PAUSE)
+        try:
+            assoc = channel.ensure()
+        except AssociationError as exc:
+            last_error = f"not sent: {exc}"
+            continue
+        try:
+            to_send = _fit_to_accepted(assoc, dataset, item)
+        except _NoContext as exc:
+            return _result(item, error=f"not sent: {exc}", **prepared)
+        started = time.perf_counter()
+        try:
+            status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())  # type: ignore[attr-defined]
+        except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
+            return _result(item, error=f"not sent: {exc}", **prepared)
+        seconds = time.perf_counter() - started
+        if not status or "Status" not in status:
+            channel.drop()
+            last_error = "connection lost or timed out before the peer answered"
+            continue
+        code, comment = int(status.Status), str(status.get("ErrorComment", "") or "")
+        if _OUT_OF_RESOURCES.start <= code < _OUT_OF_RESOURCES.stop and attempt < retries:
+            last_error = f"peer answered 0x{code:04X} (refused: out of resources): {comment}"
+            continue  # transient by definition (PS3.4 B.2.3): try again after a pause
+        return _result(item, status=code, comment=comment, send_seconds=seconds, **prepared)
+    suffix = f" (after {retries + 1} attempts)" if retries else ""
+    return _result(item, error=last_error + suffix, **prepared)
+
+
+class _NoContext(Exception):
+    """The peer accepted no presentation context this instance can be sent over."""
+
+
+def _fit_to_accepted(assoc: object, dataset: Dataset, item: Outgoing) -> Dataset:
+    """``dataset`` ready for a context the peer accepted.
+
+    Uncompressed syntaxes convert into one another (pynetdicom does it while encoding). A
+    compressed file whose syntax the peer refused is decompressed to Explicit VR Little Endian
+    when the peer accepted that: its pixel values are what the codec decodes, nothing is lost
+    beyond what the original compression already lost.
+    """
+    tsyntax = UID(str(dataset.file_meta.TransferSyntaxUID))
+    accepted = [
+        cx.transfer_syntax[0] for cx in assoc.accepted_contexts  # type: ignore[attr-defined]
+        if cx.abstract_syntax == item.sop_class_uid
+    ]
+    name = UID(item.sop_class_uid).name
+    if not accepted:
+        raise _NoContext(f"the peer accepted no presentation context for {name}")
+    if tsyntax in accepted or not tsyntax.is_compressed:
+        return dataset
+    if not any(not ts.is_compressed and ts.is_little_endian for ts in accepted):
+        offered = ", ".join(ts.name for ts in accepted)
+        raise _NoContext(f"the peer accepts {name} only as {offered}, not {tsyntax.name}")
+    try:
+        dataset.decompress()
+    except Exception as exc:
+        raise _NoContext(f"the peer refused {tsyntax.name} and the pixels cannot be decompressed: {exc}") from None
+    return dataset
+
+
+def _result(item: Outgoing, **fields: object) -> InstanceResult:
+    return InstanceResult(
+        path=item.path,
+        sop_instance_uid=item.sop_instance_uid,
+        sop_class_uid=item.sop_class_uid,
+        study_uid=item.study_uid,
+        modality=item.modality,
+        treatment=item.treatment,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _unsendable_result(bad: Unsendable) -> InstanceResult:
+    return InstanceResult(path=bad.path, error=f"not sent: {bad.error}")
+
+
+def retry_paths(report: SendReport) -> list[str]:
+    """The files to give a new ``send`` to re-send what did not arrive."""
+    return sorted({r.path for r in report.failed})
+
