@@ -35,15 +35,8 @@ from typing import Any, Literal
 
 from dicomcrypt.config import ConfigError
 from dicomcrypt.crypto import Key, KeyRing
-from dicomcrypt.errors import (
-    DecryptionError,
-    DicomCryptError,
-    EnvelopeFormatError,
-    IntegrityError,
-    KeyNotFoundError,
-    ModelError,
-    PayloadFormatError,
-)
+from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
+from dicomcrypt.net import status as dimse_status
 
 __all__ = [
     "HookCounts",
@@ -64,34 +57,22 @@ HookAction = Literal["decrypted", "encrypted", "passed through"]
 HOOK_MODES = ("restore", "encrypt")
 ENCRYPT_MODES = ("lossless", "lossy", "standard")
 
-# C-STORE failure statuses (PS3.4 B.2.3: 0xCxxx is "Error: Cannot understand"; the low bits are
-# ours to choose). Peers show the class ("CannotUnderstand"); our logs and docs say which.
-STATUS_SUCCESS = 0x0000
-STATUS_CANNOT_UNDERSTAND = 0xC000
-"""Not DICOM, damaged, or an object the mode cannot handle."""
-STATUS_VERIFICATION_FAILED = 0xC001
-"""The envelope does not authenticate, is malformed, or restored pixels miss their digest."""
-STATUS_KEY_NOT_FOUND = 0xC002
-"""No key loaded for the key id the envelope names."""
-STATUS_MODEL_UNAVAILABLE = 0xC003
-"""The model the envelope names is unknown here or its weights differ."""
-
-_STATUS_BY_ERROR: tuple[tuple[type[DicomCryptError], int], ...] = (
-    (DecryptionError, STATUS_VERIFICATION_FAILED),
-    (IntegrityError, STATUS_VERIFICATION_FAILED),
-    (EnvelopeFormatError, STATUS_VERIFICATION_FAILED),
-    (PayloadFormatError, STATUS_VERIFICATION_FAILED),
-    (KeyNotFoundError, STATUS_KEY_NOT_FOUND),
-    (ModelError, STATUS_MODEL_UNAVAILABLE),
-)
+# C-STORE statuses: the receiving node's table (dicomcrypt.net.status, docs/conformance.md), so an
+# instance refused by a PACS hook gets the same code as one refused by `dicomcrypt serve`.
+STATUS_SUCCESS = dimse_status.SUCCESS.code
+STATUS_CANNOT_UNDERSTAND = dimse_status.CANNOT_UNDERSTAND.code
+"""Not DICOM, damaged, or an object the mode cannot handle (0xC004)."""
+STATUS_VERIFICATION_FAILED = dimse_status.DECRYPTION_FAILED.code
+"""The envelope does not authenticate: wrong key or altered data (0xC001)."""
+STATUS_KEY_NOT_FOUND = dimse_status.UNKNOWN_KEY.code
+"""No key loaded for the key id the envelope names (0xC002)."""
+STATUS_MODEL_UNAVAILABLE = dimse_status.ENVELOPE_DAMAGED.code
+"""Damaged envelope or payload, digest mismatch, or a model unknown here (0xC003)."""
 
 
 def failure_status(error: BaseException) -> int:
     """The C-STORE failure status that answers a refusal by :meth:`StorageHook.process`."""
-    for error_type, status in _STATUS_BY_ERROR:
-        if isinstance(error, error_type):
-            return status
-    return STATUS_CANNOT_UNDERSTAND
+    return dimse_status.status_for_error(error)[0].code
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,25 @@ the Error Comment (0000,0902) repeats it in at most 64 characters. pynetdicom's 
 (``0xC210``-``0xC215``, raised when a handler fails) are avoided.
 
 ``docs/conformance.md`` quotes this table; :data:`STORE_STATUSES` is its source of truth.
+:func:`status_for_error` is the one mapping from library errors to statuses, shared by the
+receiving node and the PACS storage hooks (``dicomcrypt.integrations``), so a refused instance
+gets the same code whichever way it arrived.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from dicomcrypt.errors import (
+    DecryptionError,
+    EnvelopeFormatError,
+    IntegrityError,
+    InvalidInputError,
+    KeyNotFoundError,
+    ModelError,
+    NotEncryptedError,
+    PayloadFormatError,
+)
 
 __all__ = [
     "StoreStatus",
@@ -30,6 +44,8 @@ __all__ = [
     "STORE_STATUSES",
     "COMMENT_MAX",
     "comment",
+    "status_for_error",
+    "DECRYPTION_COMMENT",
 ]
 
 COMMENT_MAX = 64
@@ -136,3 +152,25 @@ def comment(text: str) -> str:
     clean = "".join(ch if " " <= ch <= "~" and ch != "\\" else " " for ch in text)
     clean = " ".join(clean.split())
     return clean if len(clean) <= COMMENT_MAX else clean[: COMMENT_MAX - 3].rstrip() + "..."
+
+
+DECRYPTION_COMMENT = "decryption failed: wrong key or altered data"
+"""One constant comment for every authentication failure (see DecryptionError)."""
+
+
+def status_for_error(exc: BaseException) -> tuple[StoreStatus, str]:
+    """The status and Error Comment for a failure of the library (the comment never carries key
+    material). Failures of the receiver itself (duplicates, forwarding) are classified by it."""
+    if isinstance(exc, DecryptionError):
+        return DECRYPTION_FAILED, DECRYPTION_COMMENT
+    if isinstance(exc, KeyNotFoundError):
+        return UNKNOWN_KEY, comment(f"no key for key id {' or '.join(exc.needed)}")
+    if isinstance(exc, (EnvelopeFormatError, PayloadFormatError, IntegrityError, ModelError)):
+        return ENVELOPE_DAMAGED, comment(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, NotEncryptedError):
+        return NOT_ENCRYPTED, comment(str(exc))
+    if isinstance(exc, InvalidInputError):
+        return CANNOT_UNDERSTAND, comment(str(exc))
+    if isinstance(exc, OSError):
+        return OUT_OF_RESOURCES, comment(f"cannot store: {exc.strerror or type(exc).__name__}")
+    return PROCESSING_FAILURE, comment(f"internal error: {type(exc).__name__}")

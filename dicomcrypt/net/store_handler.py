@@ -27,17 +27,7 @@ from pydicom.uid import ExplicitVRLittleEndian, UID
 from dicomcrypt import dicom
 from dicomcrypt.dicom.encoding import is_big_endian, set_transfer_syntax
 from dicomcrypt.envelope import instance_binding, open_envelope, read_header
-from dicomcrypt.errors import (
-    DecryptionError,
-    EnvelopeFormatError,
-    IntegrityError,
-    InvalidInputError,
-    KeyNotFoundError,
-    ModelError,
-    NotDicomError,
-    NotEncryptedError,
-    PayloadFormatError,
-)
+from dicomcrypt.errors import NotDicomError, NotEncryptedError
 from dicomcrypt.net import status as st
 from dicomcrypt.net.forward import ForwardRefusedError, ForwardUnreachableError
 from dicomcrypt.net.storage import DuplicateConflictError, Quarantine, encode_part10, file_instance, instance_path
@@ -47,10 +37,6 @@ if TYPE_CHECKING:
     from dicomcrypt.net.scp import ReceiverConfig
 
 __all__ = ["InstanceResult", "StoreHandler", "classify"]
-
-_DECRYPTION_COMMENT = "decryption failed: wrong key or altered data"
-"""One constant comment for every authentication failure (see DecryptionError)."""
-
 
 @dataclass(frozen=True)
 class InstanceResult:
@@ -71,26 +57,14 @@ class InstanceResult:
 
 
 def classify(exc: BaseException) -> tuple[st.StoreStatus, str]:
-    """The status and Error Comment for a failure (the comment never carries key material)."""
-    if isinstance(exc, DecryptionError):
-        return st.DECRYPTION_FAILED, _DECRYPTION_COMMENT
-    if isinstance(exc, KeyNotFoundError):
-        return st.UNKNOWN_KEY, st.comment(f"no key for key id {' or '.join(exc.needed)}")
-    if isinstance(exc, (EnvelopeFormatError, PayloadFormatError, IntegrityError, ModelError)):
-        return st.ENVELOPE_DAMAGED, st.comment(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, NotEncryptedError):
-        return st.NOT_ENCRYPTED, st.comment(str(exc))
+    """The status and Error Comment for a failure: the receiver's own first, then the library's."""
     if isinstance(exc, DuplicateConflictError):
         return st.DUPLICATE_CONFLICT, "SOP Instance UID already stored with other content"
     if isinstance(exc, ForwardUnreachableError):
         return st.FORWARD_UNREACHABLE, st.comment(str(exc))
     if isinstance(exc, ForwardRefusedError):
         return st.FORWARD_REFUSED, st.comment(f"downstream {exc}")
-    if isinstance(exc, (NotDicomError, InvalidInputError)):
-        return st.CANNOT_UNDERSTAND, st.comment(str(exc))
-    if isinstance(exc, OSError):
-        return st.OUT_OF_RESOURCES, st.comment(f"cannot store: {exc.strerror or type(exc).__name__}")
-    return st.PROCESSING_FAILURE, st.comment(f"internal error: {type(exc).__name__}")
+    return st.status_for_error(exc)
 
 
 class StoreHandler:

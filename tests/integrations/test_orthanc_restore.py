@@ -12,6 +12,7 @@ import pydicom
 import pytest
 
 from dicomcrypt import Key, encrypt_dataset
+from dicomcrypt.cli.main import main
 from dicomcrypt.dicom import read_private_block
 from dicomcrypt.dicom.private_block import PRIVATE_CREATOR, PRIVATE_GROUP
 from helpers.corpus import fresh_copy, to_bytes
@@ -78,6 +79,23 @@ def test_storescu_of_encrypted_instances_stores_them_restored(
     assert done.returncode == 0, done.stdout + done.stderr
     assert (done.stdout + done.stderr).count("Received Store Response (Success)") == len(paths)
     for original, _ in pairs:
+        assert_stored_equals(orthanc, original)
+
+
+def test_our_send_encrypts_on_the_fly_and_orthanc_stores_the_restored_instances(
+    orthanc: OrthancServer, site_key: tuple[Key, Path], tmp_path: Path
+) -> None:
+    """`dicomcrypt send` (our SCU) encrypts plain files as it sends; Orthanc restores them."""
+    originals = [fresh_copy(name) for name in IMAGES]
+    study = tmp_path / "study"
+    study.mkdir()
+    for index, original in enumerate(originals):
+        original.save_as(study / f"{index}.dcm", enforce_file_format=True)
+    peer = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    code = main(["send", "--key", str(site_key[1]), "--aet", "DICOMCRYPT", "--jobs", "1", "--no-progress",
+                 "--mode", "lossless", peer, str(study)])
+    assert code == 0, orthanc.log_tail()
+    for original in originals:
         assert_stored_equals(orthanc, original)
 
 
