@@ -39,7 +39,7 @@ from dicomcrypt.cli._common import (
     human_bytes,
     plural,
 )
-from dicomcrypt.errors import DicomCryptError, InvalidInputError, KeyFileError, OutputExistsError
+from dicomcrypt.errors import DicomCryptError, InvalidInputError, OutputExistsError
 
 Operation = Literal["encrypt", "decrypt", "rekey"]
 Status = Literal["done", "passed", "skipped", "failed"]
@@ -103,24 +103,11 @@ def load_keys(job: Job) -> Any:
 
     encrypt: ``(key or keyring or None, recipients)``; decrypt: a key ring; rekey: ``(key ring, targets)``.
     """
-    from dicomcrypt.crypto import KeyRing, Recipient, RecipientKey, load_secret, parse_target
+    from dicomcrypt.cli._targets import load_encryption_targets
+    from dicomcrypt.crypto import KeyRing, parse_target
 
     if job.operation == "encrypt":
-        recipients = [Recipient.parse(r) for r in job.recipients]
-        if not job.key_paths:
-            _check_stanza_count(0, recipients)
-            return None, recipients
-        path = Path(job.key_paths[0])
-        key = KeyRing.load(path) if path.suffix.lower() == ".toml" else load_secret(path)
-        if isinstance(key, KeyRing) and not key.encrypt_to:
-            raise KeyFileError(f"keyring {path}: its 'encrypt' list is empty, so it names nothing to encrypt for")
-        if isinstance(key, RecipientKey):
-            raise KeyFileError(
-                f"{path} is a recipient private key; encrypt with its public recipient string "
-                f"(dicomcrypt keygen --public {path})"
-            )
-        _check_stanza_count(len(key.encrypt_to) if isinstance(key, KeyRing) else 1, recipients)
-        return key, recipients
+        return load_encryption_targets(job.key_paths[0] if job.key_paths else None, job.recipients)
     ring = KeyRing.load(job.key_paths)
     if job.operation == "rekey":
         targets = [parse_target(t)[0] for t in job.to] or list(ring.encrypt_to)
@@ -128,18 +115,6 @@ def load_keys(job: Job) -> Any:
             raise InvalidInputError("rekey needs --to (key files or recipient strings), or a keyring .toml with an 'encrypt' list")
         return ring, targets
     return ring
-
-
-def _check_stanza_count(keys: int, recipients: list[Any]) -> None:
-    """Refuse before any file is touched what every file would fail on (docs/format.md, Limits)."""
-    from dicomcrypt.envelope import MAX_STANZAS
-
-    if keys + len(recipients) > MAX_STANZAS:
-        raise InvalidInputError(
-            f"{keys + len(recipients)} keys and recipients: an envelope holds at most {MAX_STANZAS} key stanzas"
-        )
-    if len({r.key_id for r in recipients}) != len(recipients):
-        raise InvalidInputError("the same recipient was given twice")
 
 
 def load_identity(job: Job) -> Any:

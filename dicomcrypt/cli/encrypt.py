@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, whole_number
+from dicomcrypt.cli._targets import NO_TARGET_HINT, recipient_strings
 
 if TYPE_CHECKING:
     from dicomcrypt.cli.batch import Job
@@ -129,34 +130,16 @@ def _add_encryption_targets(parser: argparse.ArgumentParser) -> None:
                         help="file of recipient strings, one per line ('#' comments)")
 
 
-def read_recipients_file(path: Path) -> list[str]:
-    """Recipient strings of a recipients file: one per line, blank lines and '#' comments ignored."""
-    from dicomcrypt.errors import InvalidInputError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"recipients file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    found = [line for line in lines if line]
-    if not found:
-        raise InvalidInputError(f"recipients file {path}: lists no recipients (expected one dcrecip1... string per line)")
-    return found
-
-
 def _recipients(args: argparse.Namespace) -> tuple[str, ...] | None:
     """All recipient strings given, or None after reporting the error."""
     from dicomcrypt.cli._common import error
     from dicomcrypt.errors import DicomCryptError
 
-    found = list(args.recipients)
     try:
-        for path in args.recipients_file:
-            found += read_recipients_file(path)
+        return recipient_strings(args.recipients, args.recipients_file)
     except DicomCryptError as exc:
         error(str(exc))
         return None
-    return tuple(found)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
         if recipients is None:
             return EXIT_NOT_STARTED
         if args.key is None and not recipients:
-            print("dicomcrypt encrypt: error: give --key, --recipient or --recipients-file (who can decrypt?)",
-                  file=sys.stderr)
+            print(f"dicomcrypt encrypt: error: {NO_TARGET_HINT}", file=sys.stderr)
             return EXIT_USAGE
         if args.protect_identity != bool(args.identity_cert):
             print("dicomcrypt encrypt: error: --protect-identity and --identity-cert go together "

@@ -1,9 +1,10 @@
 """``dicomcrypt send``: C-STORE files or whole study folders to a receiver, encrypting on the fly.
 
-Plain images are encrypted with --key (in worker processes, while earlier instances are on the
-wire); files already encrypted by dicomcrypt and non-images (SR, RT Plan, ...) are sent as they
-are. Without --key, plain images are refused unless --plain: pixels never leave in clear by
-mistake. One association by default (--associations N for more, in parallel); presentation
+Plain images are encrypted (in worker processes, while earlier instances are on the wire) for
+the site key --key and/or the public recipients --recipient / --recipients-file, as `encrypt`
+does: with recipients only, nodes exchange nothing but public keys. Files already encrypted by
+dicomcrypt and non-images (SR, RT Plan, ...) are sent as they are. With neither a key nor a
+recipient, plain images are refused unless --plain: pixels never leave in clear by mistake. One association by default (--associations N for more, in parallel); presentation
 contexts are proposed from the files' SOP classes and transfer syntaxes.
 
 The run ends with a per-study summary: instances sent and how, non-images passed through, and
@@ -32,6 +33,8 @@ PROGRESS_MIN_INSTANCES = 4
 
 SETTINGS: dict[str, type] = {
     "key": str,
+    "recipient": list,
+    "recipients_file": list,
     "mode": str,
     "model": str,
     "plain": bool,
@@ -47,7 +50,8 @@ _EPILOG = (
     f"  {EXIT_OK}    every instance arrived (the peer answered success or warning)\n"
     f"  {EXIT_SOME_FAILED}    some instances did not arrive (each is listed with the reason)\n"
     "  2    usage error (bad command line)\n"
-    "  3    nothing was sent: bad key, TLS or config file, plain images without --key or --plain,\n"
+    "  3    nothing was sent: bad key, recipient, TLS or config file; plain images with no key,\n"
+    "       recipient or --plain;\n"
     "       peer unreachable or association rejected\n"
     f"  {EXIT_INTERRUPTED}  interrupted (Ctrl-C) after the instances in flight\n"
 )
@@ -63,11 +67,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _scu_options.add_client_arguments(parser, table="send")
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="DICOM files or folders (recursive)")
-    parser.add_argument("--key", "-k", default=None, metavar="FILE", help="site key file: encrypt plain images with it")
+    parser.add_argument("--key", "-k", default=None, metavar="FILE",
+                        help="site key file, or a keyring .toml (its 'encrypt' list): encrypt plain images for it")
+    parser.add_argument("--recipient", "-r", action="append", default=None, metavar="STRING",
+                        help="public recipient string dcrecip1... (from keygen --recipient): encrypt plain images "
+                             "for it too; repeat for several")
+    parser.add_argument("--recipients-file", "-R", action="append", default=None, metavar="FILE",
+                        help="file of recipient strings, one per line ('#' comments)")
     parser.add_argument("--mode", "-m", choices=MODES, default=None, help="encryption mode (default: lossless)")
     parser.add_argument("--model", default=None, metavar="ID", help="autoencoder model id (default: by colour)")
     parser.add_argument("--plain", action="store_true", default=None,
-                        help="allow plain images to be sent unencrypted when no --key is given")
+                        help="allow plain images to be sent unencrypted when no --key or --recipient is given")
     parser.add_argument("--associations", type=whole_number(1), default=None, metavar="N",
                         help="parallel associations to the peer (default: 1)")
     parser.add_argument("--retries", type=whole_number(0), default=None, metavar="N",
@@ -90,7 +100,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dicomcrypt.cli.encrypt import default_jobs
-    from dicomcrypt.crypto import Key
+    from dicomcrypt.cli._targets import load_encryption_targets
     from dicomcrypt.errors import DicomCryptError
     from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scu import send
@@ -99,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         _scu_options.apply_defaults(
             args, "send", SETTINGS,
-            {"mode": "lossless", "plain": False, "associations": 1, "retries": 2, "jobs": default_jobs(),
-             "timeout": 600.0},
+            {"recipient": [], "recipients_file": [], "mode": "lossless", "plain": False, "associations": 1,
+             "retries": 2, "jobs": default_jobs(), "timeout": 600.0},
         )
         if args.mode not in MODES:
             return error(f"mode {args.mode!r} (from --config) is not one of {', '.join(MODES)}")
@@ -116,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         for path in paths:
             if not Path(path).exists():
                 return error(f"input {path}: no such file or folder")
-        key = Key.load(args.key) if args.key else None
+        key, recipients = load_encryption_targets(args.key, args.recipient, args.recipients_file)
         ssl_context = _scu_options.ssl_context(args)
     except DicomCryptError as exc:
         return error(str(exc))
@@ -146,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = send(
-            paths, peer, calling_aet=args.aet, key=key, mode=args.mode, model=args.model,
+            paths, peer, calling_aet=args.aet, key=key, recipients=recipients, mode=args.mode, model=args.model,
             allow_plain=args.plain, ssl_context=ssl_context, associations=args.associations,
             retries=args.retries, workers=args.jobs, timeout=args.timeout, progress=progress,
             on_start=on_start,

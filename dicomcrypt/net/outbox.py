@@ -2,13 +2,13 @@
 
 Every input file gets one treatment:
 
-- ``encrypt``: a plain image and a key was given; encrypted on the fly, sent as Explicit VR
+- ``encrypt``: a plain image and a key or recipient was given; encrypted on the fly, sent as Explicit VR
   Little Endian;
 - ``already encrypted``: carries a dicomcrypt block; sent as it is;
 - ``not an image``: no Pixel Data (SR, RT Plan, ...); sent as it is, reported as passed through;
 - ``plain``: a plain image sent unencrypted, only when the caller asked for it (``--plain``).
 
-A plain image with no key and no explicit permission stops the whole send before it connects
+A plain image with no key, no recipient and no explicit permission stops the whole send before it connects
 (:class:`PlaintextRefusedError`): a hospital must not leak pixels by mistake.
 
 Encryption on the fly runs in worker processes (the codec is CPU-bound and torch keeps the GIL
@@ -35,14 +35,14 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomcrypt.crypto import Key
+from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.errors import DicomCryptError, InvalidInputError
 
 Treatment = Literal["encrypt", "already encrypted", "not an image", "plain"]
 
 
 class PlaintextRefusedError(InvalidInputError):
-    """Plain images were given without a key and without explicit permission to send them."""
+    """Plain images were given with nobody to encrypt for and without permission to send them plain."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                 yield path
 
 
-def describe(path: Path, *, have_key: bool) -> Outgoing | Unsendable:
+def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
     """Read ``path``'s header (large values deferred) and decide its treatment."""
     from dicomcrypt.dicom import has_pixel_data
     from dicomcrypt.files import read_dicom
@@ -129,7 +129,7 @@ def describe(path: Path, *, have_key: bool) -> Outgoing | Unsendable:
     elif not has_pixel_data(ds):
         treatment = "not an image"
     else:
-        treatment = "encrypt" if have_key else "plain"
+        treatment = "encrypt" if can_encrypt else "plain"
     tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
     return Outgoing(
         path=str(path),
@@ -143,9 +143,10 @@ def describe(path: Path, *, have_key: bool) -> Outgoing | Unsendable:
 
 
 def plan(
-    paths: Iterable[str | os.PathLike[str]], *, have_key: bool, allow_plain: bool
+    paths: Iterable[str | os.PathLike[str]], *, can_encrypt: bool, allow_plain: bool
 ) -> tuple[list[Outgoing], list[Unsendable]]:
-    """Describe every input file; refuse plain images unless a key or ``allow_plain``.
+    """Describe every input file; refuse plain images unless ``can_encrypt`` (a key or a
+    recipient) or ``allow_plain``.
 
     Raises :class:`InvalidInputError` for a path that does not exist and
     :class:`PlaintextRefusedError` (naming the first such file) for unprotected images.
@@ -153,13 +154,13 @@ def plan(
     items: list[Outgoing] = []
     unsendable: list[Unsendable] = []
     for path in expand(paths):
-        described = describe(path, have_key=have_key)
+        described = describe(path, can_encrypt=can_encrypt)
         (items if isinstance(described, Outgoing) else unsendable).append(described)
     plain = [item for item in items if item.treatment == "plain"]
     if plain and not allow_plain:
         raise PlaintextRefusedError(
             f"{len(plain)} plain (unencrypted) image(s), first {plain[0].path}: refusing to send "
-            "pixels in clear; give a key to encrypt them on the fly, or allow plain sending explicitly"
+            "pixels in clear; give a key or recipient to encrypt them on the fly, or allow plain sending explicitly"
         )
     return items, unsendable
 
@@ -174,11 +175,21 @@ def _strip(message: str, path: Path) -> str:
 
 @dataclass(frozen=True)
 class SealJob:
-    """What every worker needs; sent once per worker (the key pickles as its bytes)."""
+    """What every worker needs; sent once per worker.
 
-    key: Key
+    Keys, key rings and recipients pickle as their raw bytes (their ``__reduce__``), so each
+    worker rebuilds the X25519 public keys once, when it receives the job, not per file.
+    """
+
+    key: Key | KeyRing | None = None
+    recipients: tuple[Recipient, ...] = ()
     mode: str = "lossless"
     model: str | None = None
+
+    @property
+    def has_target(self) -> bool:
+        """Whether there is anyone to encrypt for (a site key, a keyring, or a recipient)."""
+        return self.key is not None or bool(self.recipients)
 
 
 _JOB: SealJob | None = None
@@ -206,7 +217,9 @@ def seal_file(path: str, job: SealJob) -> Sealed:
 
     started = time.perf_counter()
     try:
-        outcome = encrypt_instance(read_dicom(path), key=job.key, mode=job.mode, model=job.model)
+        outcome = encrypt_instance(
+            read_dicom(path), key=job.key, recipients=job.recipients, mode=job.mode, model=job.model
+        )
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
     except DicomCryptError as exc:

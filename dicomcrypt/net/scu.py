@@ -34,7 +34,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomcrypt.crypto import Key
+from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.net.address import Peer
 from dicomcrypt.net.contexts import NATIVE, ContextRequest, plan_groups
@@ -186,7 +186,8 @@ def send(
     peer: Peer,
     *,
     calling_aet: str,
-    key: Key | None = None,
+    key: Key | KeyRing | None = None,
+    recipients: Iterable[Recipient | str] = (),
     mode: str = "lossless",
     model: str | None = None,
     allow_plain: bool = False,
@@ -200,9 +201,12 @@ def send(
 ) -> SendReport:
     """Send every DICOM file under ``paths`` to ``peer``; returns the per-instance report.
 
-    Plain images are encrypted with ``key`` in ``mode`` (in ``workers`` processes); files that
-    are already encrypted, and non-images, are sent as they are. Without a key, plain images
-    raise :class:`~dicomcrypt.net.outbox.PlaintextRefusedError` unless ``allow_plain``.
+    Plain images are encrypted in ``mode`` (in ``workers`` processes) for ``key`` (a site key,
+    or a keyring: its 'encrypt' list) and/or each public ``recipients`` entry (``Recipient`` or
+    ``dcrecip1...`` string); files that are already encrypted, and non-images, are sent as they
+    are. With neither key nor recipient, plain images raise
+    :class:`~dicomcrypt.net.outbox.PlaintextRefusedError` unless ``allow_plain``. A malformed
+    recipient string raises RecipientFormatError before anything is read or sent.
 
     Raises :class:`AssociationError` when the first association cannot be made (nothing was
     sent). Every later problem is recorded per instance. Ctrl-C stops sending after the
@@ -211,7 +215,8 @@ def send(
     progress bar); ``progress(result)`` after each instance.
     """
     started = time.perf_counter()
-    items, unsendable = plan(paths, have_key=key is not None, allow_plain=allow_plain)
+    job = SealJob(key, tuple(Recipient.parse(r) if isinstance(r, str) else r for r in recipients), mode, model)
+    items, unsendable = plan(paths, can_encrypt=job.has_target, allow_plain=allow_plain)
     report = SendReport(str(peer))
     recorder = _Recorder(report, progress)
     if on_start is not None:
@@ -223,7 +228,7 @@ def send(
         return report
 
     ae = _application_entity(calling_aet, timeout)
-    sealer = Sealer(SealJob(key, mode, model), workers) if key is not None else None
+    sealer = Sealer(job, workers) if job.has_target else None
     stop = threading.Event()
     try:
         for index, (contexts, group) in enumerate(_groups(items)):
