@@ -41,7 +41,6 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from dicomcrypt import dicom
 from dicomcrypt.crypto import Key, KeyRing
 from dicomcrypt.files import write_dicom_atomic
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
