@@ -20,7 +20,6 @@ from pathlib import Path
 
 from dicomcrypt.cli import _scu_options
 from dicomcrypt.cli._common import (
-    EXIT_CODES_EPILOG,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
