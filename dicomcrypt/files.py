@@ -31,6 +31,7 @@ __all__ = [
     "read_dicom",
     "write_dicom_atomic",
     "copy_file_atomic",
+    "write_bytes_atomic",
     "iter_dicom_inputs",
     "is_hidden",
 ]
@@ -78,6 +79,12 @@ def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool
         pydicom.dcmwrite(fh, ds, enforce_file_format=True)
 
     _write_atomic(Path(path), write, force=force)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Write ``data`` to ``path``, all or nothing (same rules as :func:`write_dicom_atomic`):
+    reports and figures next to DICOM outputs."""
+    _write_atomic(Path(path), lambda fh: fh.write(data), force=force)
 
 
 def copy_file_atomic(
