@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import encrypt, inspect, keygen, roundtrip
+from dicomcrypt.cli import bench, encrypt, evaluate, inspect, keygen, models, roundtrip
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
 
 
@@ -46,6 +46,9 @@ def _setup_argparser() -> argparse.ArgumentParser:
     encrypt.add_parsers(subparsers)
     inspect.add_parser(subparsers)
     roundtrip.add_parser(subparsers)
+    models.add_parser(subparsers)
+    evaluate.add_parser(subparsers)
+    bench.add_parser(subparsers)
     return parser
 
 

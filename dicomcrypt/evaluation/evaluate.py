@@ -110,6 +110,50 @@ def select_frames(count: int, frames: str) -> list[int]:
     return list(range(count)) if frames == "all" else [count // 2]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An image read and checked for the codec: the chosen frames and the model to use."""
+
+    ds: Any  # pydicom Dataset
+    fmt: dicom.PixelFormat
+    chosen: list[int]
+    original: np.ndarray  # (len(chosen), H, W, C) stored integers
+    codec: Any  # LoadedModel
+
+
+def prepare(path: Path, name: str, *, model_id: str | None, frames: str = "middle") -> Prepared:
+    """Read ``path`` and pick its frames and model; :class:`InvalidInputError` subclasses say why
+    an image cannot go through the autoencoder (not DICOM, no pixels, palette/float/1-bit, or a
+    channel count the model does not take)."""
+    from dicomcrypt.codec.registry import load_model
+
+    ds = read_dicom(path)
+    if not dicom.has_pixel_data(ds):
+        raise InvalidInputError(f"{name}: no Pixel Data (not an image)")
+    all_frames, fmt = dicom.read_frames(ds)
+    if not fmt.model_ready:
+        raise UnsupportedImageError(
+            f"{name}: the autoencoder does not take these pixels (palette, float, 1-bit or >16-bit); "
+            "dicomcrypt sends them in standard mode"
+        )
+    chosen = select_frames(fmt.frames, frames)
+    codec = load_model(model_id, channels=fmt.samples_per_pixel)
+    if codec.info.channels != fmt.samples_per_pixel:
+        raise UnsupportedImageError(
+            f"{name}: {fmt.samples_per_pixel}-sample image, model {codec.info.model_id} takes {codec.info.channels}"
+        )
+    return Prepared(ds, fmt, chosen, all_frames[chosen], codec)
+
+
+def reconstruct(codec: Any, latent: bytes, norm: normalise.Normalisation, original: np.ndarray) -> np.ndarray:
+    """What the lossy mode's receiver restores: decoder output as stored integers, padding put back."""
+    restored = normalise.from_unit(codec.decode(latent), norm, original.dtype)
+    mask = normalise.padding_mask(original, norm)
+    if mask is not None:
+        restored[mask] = norm.padding
+    return restored
+
+
 def evaluate_file(
     path: Path,
     name: str,
@@ -120,24 +164,8 @@ def evaluate_file(
     frames: str = "middle",
 ) -> tuple[ImageResult, Panels]:
     """Evaluate one DICOM image; raises a :class:`DicomCryptError` naming the file otherwise."""
-    from dicomcrypt.codec.registry import load_model
-
-    ds = read_dicom(path)
-    if not dicom.has_pixel_data(ds):
-        raise InvalidInputError(f"{name}: no Pixel Data, nothing to evaluate")
-    all_frames, fmt = dicom.read_frames(ds)
-    if not fmt.model_ready:
-        raise UnsupportedImageError(
-            f"{name}: the autoencoder does not take these pixels (palette, float, 1-bit or >16-bit); "
-            "dicomcrypt sends them in standard mode"
-        )
-    chosen = select_frames(fmt.frames, frames)
-    original = all_frames[chosen]
-    codec = load_model(model_id, channels=fmt.samples_per_pixel)
-    if codec.info.channels != fmt.samples_per_pixel:
-        raise UnsupportedImageError(
-            f"{name}: {fmt.samples_per_pixel}-sample image, model {codec.info.model_id} takes {codec.info.channels}"
-        )
+    image = prepare(path, name, model_id=model_id, frames=frames)
+    ds, fmt, chosen, original, codec = image.ds, image.fmt, image.chosen, image.original, image.codec
 
     norm = normalise.fit(original, fmt.padding_value)
     unit = normalise.to_unit(original, norm)
@@ -151,12 +179,8 @@ def evaluate_file(
     _, opened = open_envelope(envelope, keys=key, binding=binding)
 
     started = time.perf_counter()
-    decoded = codec.decode(opened)
+    restored = reconstruct(codec, opened, norm, original)
     decode_s = time.perf_counter() - started
-    restored = normalise.from_unit(decoded, norm, original.dtype)
-    mask = normalise.padding_mask(original, norm)
-    if mask is not None:
-        restored[mask] = norm.padding
 
     rescale = None
     if str(ds.get("Modality", "")) == "CT":
