@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, EXIT_SOME_FAILED, error, human_bytes
 
@@ -42,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
                               if k not in ("calibration", "calibration_peaks")}, indent=2))
         else:
             print(entry.card_path.read_text(encoding="utf-8"), end="")
-        return EXIT_OK if entry.sha256_ok else EXIT_SOME_FAILED
+        if not entry.sha256_ok:
+            print(f"dicomcrypt: warning: model {entry.model_id}: the SHA-256 of the weights does not match its "
+                  "metadata; load_model will refuse it", file=sys.stderr)
+            return EXIT_SOME_FAILED
+        return EXIT_OK
 
     entries = catalogue.installed_models()
     if args.json:

@@ -1,0 +1,75 @@
+"""``dicomcrypt evaluate`` on small real files: the report files, their fields, their values."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from dicomcrypt.cli.main import main
+from dicomcrypt.noise import NOISE_KINDS
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    src = tmp_path_factory.mktemp("in")
+    for name in ("CT_small.dcm", "MR_small.dcm", "SC_rgb.dcm", "rtplan.dcm"):
+        shutil.copyfile(get_testdata_file(name), src / name)
+    (src / "notes.txt").write_text("not DICOM\n")
+    out = tmp_path_factory.mktemp("out") / "report"
+    code = main(["evaluate", str(src), "--report", str(out), "--no-progress", "--seed", "1"])
+    return out, code
+
+
+def test_evaluate_writes_json_markdown_and_figures(evaluated: tuple[Path, int]) -> None:
+    out, code = evaluated
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["report"] == "dicomcrypt evaluate" and report["seed"] == 1 and report["frames"] == "middle"
+    assert report["models"] == ["paper-colour@1", "paper-grey@1"]
+    assert {"psnr_bits_db", "psnr_range_db", "noise"} <= set(report["conventions"])
+    images = {image["file"]: image for image in report["images"]}
+    assert set(images) == {"CT_small.dcm", "MR_small.dcm", "SC_rgb.dcm"}
+    assert {s["file"] for s in report["skipped"]} == {"rtplan.dcm", "notes.txt"} and report["failed"] == []
+    for image in images.values():
+        q = image["reconstruction"]
+        assert math.isfinite(q["psnr_bits_db"]) and math.isfinite(q["psnr_range_db"]) and 0 < q["ssim"] <= 1
+        assert set(image["noise"]) == set(NOISE_KINDS)
+        png = out / image["figure"]
+        assert png.read_bytes().startswith(b"\x89PNG")
+    ct = images["CT_small.dcm"]["reconstruction"]
+    assert ct["psnr_bits_db"] > 20 and ct["ssim"] > 0.9 and ct["window_mae_hu"] is not None
+    assert images["SC_rgb.dcm"]["model_id"] == "paper-colour@1"
+    assert report["summary"]["images"] == 3
+    markdown = (out / "report.md").read_text()
+    assert "| CT_small.dcm | CT |" in markdown and "Poisson | peak_counts 256" in markdown
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_existing_report_needs_force(evaluated: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = evaluated
+    single = out.parent / "one"
+    single.mkdir()
+    shutil.copyfile(get_testdata_file("MR_small.dcm"), single / "MR_small.dcm")
+    assert main(["evaluate", str(single), "--report", str(out), "--no-progress"]) == 3
+    assert "already holds a report" in capsys.readouterr().err
+    assert main(["evaluate", str(single), "--report", str(out), "--no-progress", "--force"]) == 0
+    assert [i["file"] for i in json.loads((out / "report.json").read_text())["images"]] == ["MR_small.dcm"]
+
+
+def test_bad_model_and_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tmp_path / "absent"), "--report", str(tmp_path / "r")]) == 3
+    shutil.copyfile(get_testdata_file("MR_small.dcm"), tmp_path / "MR_small.dcm")
+    assert main(["evaluate", str(tmp_path), "--report", str(tmp_path / "r"), "--model", "nope@1"]) == 3
+    assert "unknown model nope@1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_nothing_evaluable_is_a_failure(tmp_path: Path) -> None:
+    shutil.copyfile(get_testdata_file("rtplan.dcm"), tmp_path / "rtplan.dcm")
+    assert main(["evaluate", str(tmp_path), "--report", str(tmp_path / "r"), "--no-progress"]) == 1
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["summary"] == {"images": 0}
