@@ -42,20 +42,24 @@ import pydicom  # noqa: E402
 import torch  # noqa: E402
 
 from dicomcrypt.codec import fixed_point, normalise  # noqa: E402
-from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes  # noqa: E402
-from dicomcrypt.codec.model import PaperAutoencoder  # noqa: E402
 from dicomcrypt.codec import registry  # noqa: E402
+from dicomcrypt.codec import train as training  # noqa: E402
+from dicomcrypt.codec.model import BaseAutoencoder  # noqa: E402
 from dicomcrypt.codec.tiling import TILE, HALO  # noqa: E402
+from dicomcrypt.codec.train_data import TrainingImage, split_by_group  # noqa: E402
 
 SEED = 20221130
 HELD_OUT_PREFIXES = ("693_", "MR2_", "RG1_", "US1_")
 EVAL_FILES = {"grey": ["693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"], "colour": ["US1_UNCR.dcm"]}
+# paper-grey@1 / paper-colour@1 (the paper's architecture, 1200 / 1000 steps of an earlier version of
+# this script) stay shipped unchanged so old envelopes decode; new models get new ids.
 MODELS = {
-    "grey": {"model_id": "paper-grey@1", "stem": "paper-grey-v1", "channels": 1, "steps": 1200},
-    "colour": {"model_id": "paper-colour@1", "stem": "paper-colour-v1", "channels": 3, "steps": 1000},
+    "grey": {"model_id": "ps-grey@1", "stem": "ps-grey-v1", "channels": 1, "arch": "ps-ae", "steps": 5000},
+    "colour": {"model_id": "ps-colour@1", "stem": "ps-colour-v1", "channels": 3, "arch": "ps-ae", "steps": 4000},
 }
+VALIDATION_SHARE = 0.15
 CROP_SIZES = (64, 80, 96, 112, 128)
-PIXELS_PER_BATCH = 8 * 96 * 96
+PIXELS_PER_BATCH = 16 * 96 * 96
 MAX_FRAMES_PER_FILE = 8
 MIN_SIDE = 32
 
@@ -64,13 +68,6 @@ def data_dirs() -> list[Path]:
     import data_store  # pydicom-data
 
     return [Path(pydicom.__file__).parent / "data" / "test_files", Path(data_store.__file__).parent / "data"]
-
-
-@dataclass
-class Image:
-    name: str
-    group: str  # the study: lossy/lossless copies of one image share a sampling weight
-    frames: np.ndarray  # (F, H, W, C) float32 in [0, 1]
 
 
 def read_pixels(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
@@ -119,11 +116,11 @@ def held_out_identity() -> tuple[set[str], set[str]]:
     return studies, hashes
 
 
-def collect(channels: int, log: list[str]) -> list[Image]:
+def collect(channels: int, log: list[str]) -> list[TrainingImage]:
     """Training images with ``channels`` samples, deduplicated, held-out families excluded."""
     studies, held_hashes = held_out_identity()
     seen: set[str] = set()
-    images: list[Image] = []
+    images: list[TrainingImage] = []
     for folder in data_dirs():
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             if path.name.startswith(HELD_OUT_PREFIXES):
@@ -147,97 +144,37 @@ def collect(channels: int, log: list[str]) -> list[Image]:
                     seen.add(digest)
                     keep.append(index)
             if keep:
-                images.append(Image(path.name, study, to_unit(ds, pixels[keep])))
+                images.append(TrainingImage(path.name, study, to_unit(ds, pixels[keep])))
     return images
 
 
-def sampling_weights(images: list[Image]) -> np.ndarray:
-    """Per study sqrt(area) (capped at 512x512), shared among the study's images."""
-    groups: dict[str, list[int]] = {}
-    for index, image in enumerate(images):
-        groups.setdefault(image.group, []).append(index)
-    weights = np.zeros(len(images))
-    for members in groups.values():
-        share = max(math.sqrt(min(images[i].frames.shape[1] * images[i].frames.shape[2], 512 * 512)) for i in members)
-        weights[members] = share / len(members)
-    return weights / weights.sum()
-
-
-def sample_batch(images: list[Image], weights: np.ndarray, rng: np.random.Generator, channels: int) -> torch.Tensor:
-    size = int(rng.choice(CROP_SIZES))
-    count = max(4, PIXELS_PER_BATCH // (size * size))
-    batch = np.empty((count, channels, size, size), dtype=np.float32)
-    for index in range(count):
-        image = images[rng.choice(len(images), p=weights)]
-        frame = image.frames[rng.integers(image.frames.shape[0])]
-        height, width = frame.shape[:2]
-        if height < size or width < size:
-            frame = np.pad(frame, ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0)), mode="edge")
-            height, width = frame.shape[:2]
-        y, x = rng.integers(height - size + 1), rng.integers(width - size + 1)
-        crop = frame[y : y + size, x : x + size]
-        crop = np.rot90(crop, k=int(rng.integers(4)))
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        batch[index] = crop.transpose(2, 0, 1)
-    return torch.from_numpy(batch)
-
-
-def train(kind: str, steps: int, log: list[str]) -> tuple[PaperAutoencoder, list[Image], dict]:
+def train(kind: str, steps: int, workdir: Path, log: list[str]) -> tuple[BaseAutoencoder, list[TrainingImage], dict]:
+    """Train with :mod:`dicomcrypt.codec.train` (resumable from ``workdir``); validation split by study."""
     spec = MODELS[kind]
-    channels = spec["channels"]
-    images = collect(channels, log)
-    weights = sampling_weights(images)
-    log.append(f"{kind}: {len(images)} training images: " + ", ".join(f"{im.name} {im.frames.shape[1:3]}x{im.frames.shape[0]}" for im in images))
-    rng = np.random.default_rng(SEED)
-    torch.manual_seed(SEED)
-    model = PaperAutoencoder(channels)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=max(0.05, 3 / steps))
-    start = time.perf_counter()
-    running = None
-    for step in range(steps):
-        batch = sample_batch(images, weights, rng, channels).contiguous(memory_format=torch.channels_last)
-        loss = torch.nn.functional.mse_loss(model(batch), batch)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
-        if step % 50 == 0 or step == steps - 1:
-            print(f"{kind} step {step}/{steps} loss {running:.6f} psnr~{-10 * math.log10(running):.2f} dB "
-                  f"{time.perf_counter() - start:.0f}s", flush=True)
-    seconds = time.perf_counter() - start
-    summary = {"steps": steps, "seconds": round(seconds, 1), "final_mse_ema": running,
-               "images": len(images), "files": sorted({im.name for im in images})}
-    return model.eval(), images, summary
+    images = collect(spec["channels"], log)
+    train_images, validation_images = split_by_group(images, VALIDATION_SHARE, SEED)
+    log.append(f"{kind}: {len(train_images)} training / {len(validation_images)} validation images: "
+               + ", ".join(f"{im.name} {im.frames.shape[1:3]}x{im.frames.shape[0]}" for im in images))
+    config = training.TrainConfig(arch=spec["arch"], channels=spec["channels"], steps=steps, seed=SEED,
+                                  pixels_per_batch=PIXELS_PER_BATCH)
+
+    def report(p: training.Progress) -> None:
+        if p.step % 50 == 0 or p.step == p.steps:
+            extra = f" validation {p.validation:.3e}" if p.validation is not None else ""
+            print(f"{kind} step {p.step}/{p.steps} loss {p.loss:.3e} ({-10 * math.log10(p.loss):.2f} dB){extra} "
+                  f"{p.seconds:.0f}s", flush=True)
+
+    network, history, summary = training.train(config, train_images, validation_images, workdir, on_step=report)
+    summary["images"] = len(images)
+    summary["files"] = sorted({im.name for im in images})
+    summary["history"] = {"train": history.train, "validation": history.validation}
+    return network, images, summary
 
 
-def calibration_latents(model: PaperAutoencoder, images: list[Image], channels: int) -> list[torch.Tensor]:
-    """Latents as the receiver sees them (u8-quantised) for training frames (up to 512 px) and crops."""
-    rng = np.random.default_rng(SEED + 1)
-    inputs = []
-    for image in images:
-        for frame in image.frames[:2]:
-            height, width = min(512, frame.shape[0] // 2 * 2), min(512, frame.shape[1] // 2 * 2)
-            inputs.append(torch.from_numpy(np.ascontiguousarray(frame[:height, :width])).permute(2, 0, 1)[None])
-    uniform = np.full(len(images), 1 / len(images))
-    inputs += [sample_batch(images, uniform, rng, channels) for _ in range(8)]
-    out = []
-    with torch.inference_mode():
-        for x in inputs:
-            y = model.g_a(x).permute(0, 2, 3, 1).numpy()
-            blob = latent_to_bytes(y, factor=2, original_size=(2 * y.shape[1], 2 * y.shape[2]), tile=TILE)
-            out.append(torch.from_numpy(latent_from_bytes(blob).values).permute(0, 3, 1, 2))
-    return out
-
-
-def export(kind: str, model: PaperAutoencoder, images: list[Image], summary: dict, out: Path) -> Path:
+def export(kind: str, model: BaseAutoencoder, images: list[TrainingImage], summary: dict, out: Path) -> Path:
     spec = MODELS[kind]
-    peaks = fixed_point.calibrate(model.g_s, calibration_latents(model, images, spec["channels"]))
-    state = fixed_point.export_state(model.g_s, peaks)
-    meta = {"training": summary, "calibration_peaks": peaks, "card": f"{spec['stem']}.md"}
-    return registry.write_model(model, state, out, spec["stem"], spec["model_id"], meta, card="(evaluation pending)\n")
+    meta = {"training": summary, "card": f"{spec['stem']}.md"}
+    return training.export(model, images, out, stem=spec["stem"], model_id=spec["model_id"], metadata=meta, seed=SEED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,18 +469,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "dicomcrypt" / "models")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; re-evaluate the models in --out")
     parser.add_argument("--no-memory", action="store_true", help="skip the 4000x4000 peak-memory run")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomcrypt-train"),
+                        help="checkpoints (a rerun resumes from here)")
     parser.add_argument("--memory-only", action="store_true",
                         help="keep the stored evaluation; re-measure memory (with --no-memory: only rewrite the cards)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")  # pydicom complains about many of its own test files
     for kind in args.models:
         spec = MODELS[kind]
         log: list[str] = []
         meta_path = args.out / f"{spec['stem']}.json"
         if not (args.evaluate_only or args.memory_only):
-            model, images, summary = train(kind, args.steps or spec["steps"], log)
+            model, images, summary = train(kind, args.steps or spec["steps"], args.workdir / spec["stem"], log)
             meta_path = export(kind, model, images, summary, args.out)
+            history = training.History(summary["history"]["train"], summary["history"]["validation"])
+            training.plot_loss_curve(history, args.out / f"{spec['stem']}-loss.png", f"{spec['model_id']} training")
         print("\n".join(log), flush=True)
         if args.memory_only:
             rows = json.loads(meta_path.read_text())["evaluation"]

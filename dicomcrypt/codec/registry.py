@@ -34,13 +34,28 @@ from dicomcrypt.errors import ModelError, ModelMismatchError
 
 if TYPE_CHECKING:
     from dicomcrypt.codec.fixed_point import FixedPointDecoder
-    from dicomcrypt.codec.model import PaperAutoencoder
+    from dicomcrypt.codec.model import BaseAutoencoder
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = {1: "paper-grey@1", 3: "paper-colour@1"}
 WEIGHTS_FORMAT = 1
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*@[0-9]+$")
-_ARCHES = {"paper-ae": (2, 3)}  # architecture -> (downsampling factor, latent channels)
+# architecture -> (module, class, downsampling factor, latent channels); modules imported only on load.
+_ARCHES = {
+    "paper-ae": ("dicomcrypt.codec.model", "PaperAutoencoder", 2, 3),
+    "ps-ae": ("dicomcrypt.codec.arch_ps", "ShuffleAutoencoder", 2, 3),
+}
+ARCHES = tuple(_ARCHES)
+
+
+def network_class(arch: str) -> type["BaseAutoencoder"]:
+    """The ``nn.Module`` class of architecture ``arch`` (imports torch)."""
+    import importlib
+
+    if arch not in _ARCHES:
+        raise ModelError(f"unknown architecture {arch!r} (known: {', '.join(_ARCHES)})")
+    module, name, _factor, _channels = _ARCHES[arch]
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,7 @@ class ModelInfo:
 class LoadedModel:
     """A verified model: float encoder for senders, exact fixed-point decoder for both sides."""
 
-    def __init__(self, info: ModelInfo, network: "PaperAutoencoder", fixed: "FixedPointDecoder") -> None:
+    def __init__(self, info: ModelInfo, network: "BaseAutoencoder", fixed: "FixedPointDecoder") -> None:
         self.info = info
         self.network = network.eval()
         self.fixed = fixed
@@ -249,11 +264,11 @@ def _load(meta_path: str) -> LoadedModel:
     import torch
 
     from dicomcrypt.codec.fixed_point import FixedPointDecoder, summarise_state
-    from dicomcrypt.codec.model import PaperAutoencoder
 
+    cls = network_class(meta["arch"])
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        network = PaperAutoencoder.from_state_dict(state["float"])
+        network = cls.from_state_dict(state["float"])
     except Exception as exc:  # unpickling and shape errors: torch raises many types
         raise ModelError(f"model {model_id}: weights do not load ({type(exc).__name__}: {exc})") from exc
     if state.get("format") != WEIGHTS_FORMAT or state.get("arch") != meta["arch"]:
@@ -261,14 +276,14 @@ def _load(meta_path: str) -> LoadedModel:
             f"model {model_id}: weights format {state.get('format')!r} / arch {state.get('arch')!r} not supported"
         )
     try:
-        fixed = FixedPointDecoder.from_state(state["fixed"])
+        fixed = FixedPointDecoder.from_state(state["fixed"], plan=network.g_s.PLAN)
     except (ModelError, KeyError) as exc:
         raise ModelError(f"model {model_id}: {exc}") from exc
     if network.in_channels != meta["channels"] or fixed.out_channels != meta["channels"]:
         raise ModelError(f"model {model_id}: metadata says {meta['channels']} channels, weights disagree")
     if "calibration" in meta and meta["calibration"] != summarise_state(state["fixed"]):
         raise ModelError(f"model {model_id}: calibration in metadata differs from the weights file")
-    factor, latent_channels = _ARCHES[meta["arch"]]
+    _module, _class, factor, latent_channels = _ARCHES[meta["arch"]]
     info = ModelInfo(model_id, bytes.fromhex(found), meta["channels"], meta["arch"], factor, latent_channels,
                      weights_path, meta)
     return LoadedModel(info, network, fixed)
@@ -299,7 +314,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 
 def write_model(
-    network: "PaperAutoencoder",
+    network: "BaseAutoencoder",
     fixed_state: dict,
     folder: Path,
     stem: str,
@@ -309,29 +324,31 @@ def write_model(
 ) -> Path:
     """Save weights, metadata (with their SHA-256) and an optional card; returns the metadata path.
 
-    Used by ``scripts/train_default_models.py`` and, later, ``dicomcrypt train`` for a site's model.
+    Used by ``scripts/train_default_models.py`` and ``dicomcrypt train``. The architecture is the
+    network's own (``network.arch``). Files are written atomically (weights before metadata).
     """
     import torch
 
     from dicomcrypt.codec.fixed_point import summarise_state
-    from dicomcrypt.codec.model import ARCH
+
+    arch = network.arch
 
     if not _ID_PATTERN.match(model_id):
         raise ModelError(f"model id {model_id!r} is not of the form name@version")
     folder.mkdir(parents=True, exist_ok=True)
     state = {
         "format": WEIGHTS_FORMAT,
-        "arch": ARCH,
+        "arch": arch,
         "float": {k: v.detach().cpu().float().contiguous() for k, v in network.state_dict().items()},
         "fixed": fixed_state,
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
     weights = folder / f"{stem}.pt"
-    weights.write_bytes(buffer.getvalue())
+    write_atomic(weights, buffer.getvalue())
     meta: dict[str, Any] = {
         "model_id": model_id,
-        "arch": ARCH,
+        "arch": arch,
         "channels": network.in_channels,
         "weights": weights.name,
         "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
@@ -340,7 +357,23 @@ def write_model(
     }
     meta.update(metadata or {})
     meta_path = folder / f"{stem}.json"
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if card is not None:
-        (folder / f"{stem}.md").write_text(card, encoding="utf-8")
+        write_atomic(folder / f"{stem}.md", card.encode("utf-8"))
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     return meta_path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and move it into place (replacing it)."""
+    import tempfile
+
+    from dicomcrypt.atomic import publish
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        publish(Path(tmp), path, force=True, exists_message=str(path))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
