@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import bench, encrypt, evaluate, inspect, keygen, models, roundtrip
+from dicomcrypt.cli import bench, encrypt, evaluate, inspect, keygen, models, roundtrip, train
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_USAGE
 
 
@@ -49,6 +49,7 @@ def _setup_argparser() -> argparse.ArgumentParser:
     models.add_parser(subparsers)
     evaluate.add_parser(subparsers)
     bench.add_parser(subparsers)
+    train.add_parser(subparsers)
     return parser
 
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = {1: "paper-grey@1", 3: "paper-colour@1"}
 WEIGHTS_FORMAT = 1
+MODELS_ENV = "DICOMCRYPT_MODELS"
+# Site models loaded by folder in this process, by id: a receiver that loaded ct-model/ to encrypt
+# (or was pointed at it) finds it again when an envelope names its id.
+_LOADED_BY_PATH: dict[str, Path] = {}
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*@[0-9]+$")
 # architecture -> (module, class, downsampling factor, latent channels); modules imported only on load.
 _ARCHES = {
@@ -193,6 +197,10 @@ def available_models() -> list[str]:
 def load_model(model_id: str | None = None, channels: int = 1) -> LoadedModel:
     """Load (once per process) a shipped model by id, or a site's model folder by path.
 
+    A site model's id also resolves once its folder was loaded in this process, or when its folder
+    (or a folder holding it) is listed in ``$DICOMCRYPT_MODELS`` (``os.pathsep``-separated): that
+    is how a receiver decodes envelopes made with ``dicomcrypt train`` models.
+
     ``model_id=None`` picks the default for ``channels`` (1: ``paper-grey@1``, 3:
     ``paper-colour@1``); with an explicit id ``channels`` is not used (``encode`` checks the image
     against the model). Raises :class:`ModelError` for unknown ids, malformed metadata and
@@ -202,13 +210,18 @@ def load_model(model_id: str | None = None, channels: int = 1) -> LoadedModel:
         if channels not in DEFAULT_MODELS:
             raise ModelError(f"no default model for {channels}-channel images")
         model_id = DEFAULT_MODELS[channels]
-    return _load(str(_resolve(model_id)))
+    path = _resolve(model_id)
+    model = _load(str(path))
+    if model.info.model_id not in _shipped():
+        _LOADED_BY_PATH.setdefault(model.info.model_id, path)
+    return model
 
 
 def clear_cache() -> None:
     """Forget loaded models (tests; a site replacing its model folder in a running process)."""
     _load.cache_clear()
     _shipped.cache_clear()
+    _LOADED_BY_PATH.clear()
 
 
 @functools.lru_cache(maxsize=1)
@@ -240,10 +253,32 @@ def _resolve(model_id: str) -> Path:
     if not _ID_PATTERN.match(model_id):
         raise ModelError(f"model id {model_id!r} is not of the form name@version")
     shipped = _shipped()
-    if model_id not in shipped:
-        known = ", ".join(sorted(shipped)) or "none"
-        raise ModelError(f"unknown model {model_id} (available: {known})")
-    return shipped[model_id]
+    if model_id in shipped:
+        return shipped[model_id]
+    if model_id in _LOADED_BY_PATH:
+        return _LOADED_BY_PATH[model_id]
+    site = _site_models()
+    if model_id in site:
+        return site[model_id]
+    known = ", ".join(sorted(shipped) + sorted(site)) or "none"
+    raise ModelError(f"unknown model {model_id} (available: {known}; a site model is found by its folder, "
+                     f"or by id in the folders listed in ${MODELS_ENV})")
+
+
+def _site_models() -> dict[str, Path]:
+    """Site models by id: each folder in ``$DICOMCRYPT_MODELS`` is a model folder or holds some."""
+    models: dict[str, Path] = {}
+    for entry in filter(None, os.environ.get(MODELS_ENV, "").split(os.pathsep)):
+        root = Path(entry).expanduser()
+        for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())]:
+            for path in sorted(folder.glob("*.json")):
+                try:
+                    model_id = json.loads(path.read_text(encoding="utf-8")).get("model_id")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if isinstance(model_id, str):
+                    models.setdefault(model_id, path)
+    return models
 
 
 @functools.lru_cache(maxsize=8)
