@@ -190,7 +190,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         "## Reconstruction (lossy mode)",
         "",
-        "| file | modality | size | bits | PSNR bit depth | PSNR range | SSIM | MSE | SSIM [0,1] | MSE [0,1] "
+        "| file | modality | W x H x C | bits | PSNR bit depth | PSNR range | SSIM | MSE | SSIM [0,1] | MSE [0,1] "
         "| brain-window MAE | latent / raw bytes | figure |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
