@@ -95,17 +95,28 @@ class LoadedModel:
                 f"{self.info.model_id} sha256 {self.info.sha256.hex()}"
             )
 
-    def encode(self, image: np.ndarray, latent_format: str = "u8", *, tile: int = TILE) -> bytes:
+    def encode(self, image: np.ndarray, latent_format: str = "u8", *, tile: int = TILE, levels: int = 256) -> bytes:
         """``(F, H, W, C)`` floats in [0, 1] -> serialised quantised latent.
 
         Frames are encoded one at a time, in tiles, padded by edge replication to a multiple of
         the model's downsampling factor; the original size travels in the latent header.
+        ``levels``: codes used by the u8 latent (256; :attr:`lossless_levels` for the lossless mode).
         """
         latents = self.encode_latent(image, tile=tile)
         return latent_to_bytes(
             latents, latent_format=latent_format, factor=self.info.factor,
-            original_size=(image.shape[1], image.shape[2]), tile=tile,
+            original_size=(image.shape[1], image.shape[2]), tile=tile, levels=levels,
         )
+
+    @property
+    def lossless_levels(self) -> int:
+        """Latent levels for the lossless mode, from the model's metadata (256 for older models).
+
+        In lossless mode the residual carries the detail and costs about as much as JPEG-LS of the
+        pixels whatever the prediction, so a coarse latent makes the smaller payload.
+        """
+        value = self.info.metadata.get("lossless_latent_levels", 256)
+        return value if isinstance(value, int) and 2 <= value <= 256 else 256
 
     def encode_latent(self, image: np.ndarray, *, tile: int = TILE) -> np.ndarray:
         """The unquantised float32 latent ``(F, ceil(H/2), ceil(W/2), 3)``."""
