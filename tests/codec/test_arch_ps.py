@@ -88,3 +88,36 @@ def test_written_model_loads_and_tiles_to_the_same_bits(tmp_path) -> None:
     finally:
         registry.clear_cache()
     assert meta_path.name == "model.json"
+
+
+def test_lossless_mode_uses_the_models_coarse_latent_and_stays_exact(tmp_path) -> None:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from dicomcrypt.codec.latent import latent_from_bytes
+    from dicomcrypt.crypto import Key
+    from dicomcrypt.payload import Payload
+    from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
+
+    net, state = _network(1)
+    registry.write_model(net, state, tmp_path, "model", "ps-levels@1", {"lossless_latent_levels": 4})
+    registry.clear_cache()
+    try:
+        model = registry.load_model(str(tmp_path))
+        assert model.lossless_levels == 4
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        key = Key.generate()
+        lossless = encrypt_instance(ds, key=key, mode="lossless", model=str(tmp_path))
+        lossy = encrypt_instance(ds, key=key, mode="lossy", model=str(tmp_path))
+        assert lossless.metrics["latent_bytes"] < lossy.metrics["latent_bytes"]
+        restored = decrypt_instance(lossless.dataset, keys=key).dataset
+        assert np.array_equal(restored.pixel_array, ds.pixel_array)
+    finally:
+        registry.clear_cache()
+    image = np.random.default_rng(0).random((1, 3, 5, 2))
+    from dicomcrypt.codec.latent import latent_to_bytes
+
+    coarse = latent_from_bytes(latent_to_bytes(image, factor=2, original_size=(6, 10), tile=256, levels=4))
+    assert len(np.unique(coarse.values[..., 0])) <= 4
+    with pytest.raises(ValueError, match="levels"):
+        latent_to_bytes(image, factor=2, original_size=(6, 10), tile=256, levels=1)
