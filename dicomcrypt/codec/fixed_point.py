@@ -267,14 +267,14 @@ def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_
             cols[:, index] = flat[offset : offset + count]
         torch.addmm(layer.bias, cols.view(count, 9 * cin), layer.taps.reshape(9 * cin, cout), out=body)
     elif cout <= _STACK_MAX:
-        partial = scratch._buffer("stack", flat.shape[0], 9 * cout)
-        torch.mm(flat, layer.stacked, out=partial)
-        body.copy_(layer.bias.expand(count, cout))
-        step = 9 * cout
-        for dy in range(3):  # the three taps of a kernel row as one strided (count, 3, Cout) view
-            taps_row = partial.as_strided((count, 3, cout), (step, step + cout, 1),
-                                          partial.storage_offset() + dy * row * step + 3 * dy * cout)
-            body.add_(taps_row.sum(dim=1))
+        # Transposed, so each (tap, output channel) row of partial sums is contiguous over positions.
+        partial = scratch._buffer("stack", 9 * cout, flat.shape[0])
+        torch.mm(layer.stacked.T, flat.T, out=partial)
+        summed = scratch._buffer("stack-sum", cout, count)
+        summed.copy_(layer.bias[:, None].expand(cout, count))
+        for index, offset in enumerate(offsets):
+            summed.add_(partial[index * cout : (index + 1) * cout, offset : offset + count])
+        body.copy_(summed.T)
     else:
         torch.addmm(layer.bias, flat[:count], layer.taps[0], out=body)
         for index in range(1, 9):
