@@ -15,10 +15,11 @@ def test_bench_file_on_mr_small() -> None:
     row = bench_file(Path(get_testdata_file("MR_small.dcm")), "MR_small.dcm", model_id=None, key=Key.generate(),
                      repeat=2)
     assert row.model_id == "paper-grey@1" and row.geometry == "64x64x1x1" and row.repeat == 2
-    assert row.raw_bytes == 64 * 64 * 2
+    assert row.raw_bytes == row.timed_raw_bytes == 64 * 64 * 2
     assert 0 < row.lossy_bytes < row.raw_bytes
     assert row.lossy_bytes < row.lossless_bytes  # lossless adds the residual
     assert 0 < row.jpegls_bytes < row.raw_bytes
+    assert row.jpegls_bytes < row.standard_bytes < row.jpegls_bytes + 4000  # + metadata and attributes
     for name in ("aes_raw_encrypt_s", "aes_raw_decrypt_s", "encoder_s", "aes_latent_encrypt_s",
                  "aes_latent_decrypt_s", "decoder_s", "jpegls_encode_s"):
         assert getattr(row, name) > 0, name
@@ -29,6 +30,13 @@ def test_bench_file_on_mr_small() -> None:
     line = format_row(row)
     assert line.startswith("MR_small.dcm") and len(line.split()) >= 12
     assert "JPEG-LS" in HEADER
+
+
+def test_multi_frame_times_the_middle_frame_and_sizes_the_object() -> None:
+    row = bench_file(Path(get_testdata_file("emri_small.dcm")), "emri", model_id=None, key=Key.generate(), repeat=1)
+    assert row.geometry == "64x64x1x1"
+    assert row.raw_bytes == 10 * row.timed_raw_bytes
+    assert row.lossy_bytes < row.raw_bytes
 
 
 def test_median_time_warms_up_then_takes_the_median() -> None:

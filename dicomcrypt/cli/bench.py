@@ -2,7 +2,8 @@
 
 Per image: AES-256-GCM on the raw pixels against encoder + AES-256-GCM on the latent (sender),
 AES + decoder against AES alone (receiver), and payload sizes against the raw pixels and lossless
-JPEG-LS. Medians of --repeat runs after a warm-up run. Multi-frame objects: the middle frame.
+JPEG-LS (the pipeline's real payloads). Medians of --repeat runs after a warm-up run.
+Multi-frame objects: timings on the middle frame, sizes of the whole object.
 The paper's figures (224x224x3, its machine): AES 0.05 / 0.05 s, AE + AES 0.016 / 0.017 s.
 """
 
