@@ -117,19 +117,19 @@ def test_psnr_on_bit_depth_beside_range() -> None:
 def test_report_json_and_markdown(ct_small: tuple, tmp_path: Path) -> None:
     result, _ = ct_small
     doc = build_report([result], [Skipped("plan.dcm", "no Pixel Data"), Skipped("bad.dcm", "boom", failed=True)],
-                       source="in", model=None, seed=3, frames="middle")
+                       source="in", seed=3, frames="middle")
     json_path, md_path = write_report(tmp_path, doc)
     loaded = json.loads(json_path.read_text())
     assert loaded == json.loads(json.dumps(doc))
     image = loaded["images"][0]
-    assert image["figure"] == "figures/CT_small.dcm.png"
+    assert image["figure"] == "figures/CT_small.dcm.paper-grey@1.png"
     assert set(image["noise"]) == set(NOISE_KINDS) and "decoded_closer" in image["noise"]["poisson"]
     assert loaded["skipped"] == [{"file": "plan.dcm", "reason": "no Pixel Data"}]
     assert loaded["failed"] == [{"file": "bad.dcm", "error": "boom"}]
     assert loaded["summary"]["images"] == 1 and loaded["noise_parameters"][2]["parameters"] == {"peak_counts": 256.0}
     text = md_path.read_text()
     assert text == to_markdown(doc)
-    assert "## Denoising (the paper's Table 6)" in text and "| CT_small.dcm | CT | 128x128x1 | 16 |" in text
+    assert "## Denoising (the paper's Table 6)" in text and "| CT_small.dcm | paper-grey@1 | CT | 128x128x1 | 16 |" in text
     assert not list(tmp_path.glob(".*.tmp"))
 
 

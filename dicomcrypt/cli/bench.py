@@ -26,7 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", type=Path, metavar="DICOM_DIR", help="DICOM file or folder (recursive)")
-    parser.add_argument("--model", help="model id (name@version) or model folder (default: per channel count)")
+    parser.add_argument("--model", action="append", metavar="ID",
+                        help="model id (name@version) or model folder (default: per channel count); "
+                             "repeat to compare models in one run")
     parser.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs per step after a warm-up (default 5)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON (atomically)")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
@@ -35,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import datetime
+    import itertools
     import platform
 
     from dicomcrypt.crypto import Key
@@ -49,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json and args.json.exists() and not args.force:
         return error(f"{args.json} exists (use --force to replace it)")
     try:
-        if args.model:
-            from dicomcrypt.codec.registry import load_model
+        from dicomcrypt.codec.registry import load_model
 
-            load_model(args.model)
+        for model in args.model or []:
+            load_model(model)
         inputs = list(iter_dicom_inputs(args.input))
     except DicomCryptError as exc:
         return error(str(exc))
@@ -65,15 +68,17 @@ def run(args: argparse.Namespace) -> int:
           "ratio = autoencoder path / plain AES on the raw pixels")
     print(bench.SUBHEADER)
     print(bench.HEADER, flush=True)
-    for path, relative in inputs:
+    for (path, relative), model in itertools.product(inputs, args.model or [None]):
         name = relative.as_posix()
         try:
-            row = bench.bench_file(path, name, model_id=args.model, key=key, repeat=args.repeat)
+            row = bench.bench_file(path, name, model_id=model, key=key, repeat=args.repeat)
         except PixelDecodeError as exc:
             failed.append({"file": name, "error": str(exc)})
             print(f"{name}: FAILED: {exc}", file=sys.stderr)
             continue
         except InvalidInputError as exc:
+            if {"file": name, "reason": str(exc)} in skipped:
+                continue
             skipped.append({"file": name, "reason": str(exc)})
             print(f"{name}: skipped: {exc}", file=sys.stderr)
             continue

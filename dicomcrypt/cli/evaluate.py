@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", type=Path, metavar="DICOM_DIR", help="DICOM file or folder (recursive)")
     parser.add_argument("--report", type=Path, required=True, metavar="OUT", help="folder for the report")
-    parser.add_argument("--model", help="model id (name@version) or model folder (default: per channel count)")
+    parser.add_argument("--model", action="append", metavar="ID",
+                        help="model id (name@version) or model folder (default: per channel count); "
+                             "repeat to compare models side by side")
     parser.add_argument("--frames", choices=("middle", "all"), default="middle",
                         help="frames of a multi-frame object to evaluate (default: middle)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
@@ -47,19 +49,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.force and any(path.exists() for path in existing):
         return error(f"{args.report} already holds a report (use --force to replace it)")
     try:
-        if args.model:
-            from dicomcrypt.codec.registry import load_model
+        from dicomcrypt.codec.registry import load_model
 
-            load_model(args.model)  # an unknown model or bad weights stop the run before any work
+        for model in args.model or []:
+            load_model(model)  # an unknown model or bad weights stop the run before any work
         inputs = list(iter_dicom_inputs(args.input))
     except DicomCryptError as exc:
         return error(str(exc))
 
     results, skipped = [], []
-    outcomes = report.evaluate_inputs(inputs, args.report, model_id=args.model, seed=args.seed, frames=args.frames)
+    models = args.model or [None]
+    outcomes = report.evaluate_inputs(inputs, args.report, models=models, seed=args.seed, frames=args.frames)
     from tqdm import tqdm
 
-    with tqdm(total=len(inputs), unit="image", file=sys.stderr, disable=args.no_progress) as bar:
+    with tqdm(total=len(inputs) * len(models), unit="image", file=sys.stderr, disable=args.no_progress) as bar:
         for outcome in outcomes:
             bar.update(1)
             if isinstance(outcome, report.Skipped):
@@ -69,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
                 results.append(outcome)
                 q = outcome.reconstruction
                 closer = sum(n.decoded_closer for n in outcome.noise)
-                bar.write(f"{outcome.file}: PSNR {q.psnr_bits_db:.2f} dB (bit depth) / {q.psnr_range_db:.2f} dB "
+                bar.write(f"{outcome.file} [{outcome.model_id}]: PSNR {q.psnr_bits_db:.2f} dB (bit depth) / {q.psnr_range_db:.2f} dB "
                           f"(range), SSIM {q.ssim:.4f}; decoder closer on {closer} of {len(outcome.noise)} noise types")
-    doc = report.build_report(results, skipped, source=str(args.input), model=args.model, seed=args.seed,
+    doc = report.build_report(results, skipped, source=str(args.input), models=models, seed=args.seed,
                               frames=args.frames)
     json_path, md_path = report.write_report(args.report, doc)
     failed = [s for s in skipped if s.failed]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import statistics
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,16 +69,18 @@ def evaluate_inputs(
     inputs: Iterable[tuple[Path, Path]],
     out: Path,
     *,
-    model_id: str | None,
+    models: Sequence[str | None] = (None,),
     seed: int = 0,
     frames: str = "middle",
 ) -> Iterator[ImageResult | Skipped]:
-    """Evaluate each ``(path, relative name)`` and write its figure; yield as each finishes.
+    """Evaluate each ``(path, relative name)`` with each model and write its figure; yield as
+    each finishes. ``None`` in ``models`` is the default model for the image's channel count;
+    several models put their architectures side by side in one report (same noise per file).
 
     A throwaway key seals the latents: the key does not change any figure.
     """
     key = Key.generate()
-    for path, relative in inputs:
+    for (path, relative), model_id in itertools.product(inputs, models):
         name = relative.as_posix()
         try:
             result, panels = evaluate_file(path, name, model_id=model_id, key=key, seed=seed, frames=frames)
@@ -93,19 +96,26 @@ def evaluate_inputs(
         from dicomcrypt.evaluation.figure import figure6_png
 
         title = f"{name} ({result.modality}, {result.columns}x{result.rows}) - {result.model_id}"
-        write_bytes_atomic(figure6_png(panels, title), out / figure_name(name), force=True)
+        write_bytes_atomic(figure6_png(panels, title), out / figure_name(name, result.model_id), force=True)
         yield result
 
 
-def figure_name(name: str) -> str:
-    """``a/b.dcm`` -> ``figures/a__b.dcm.png``."""
-    return f"{FIGURES}/{name.replace('/', '__')}.png"
+def figure_name(name: str, model_id: str) -> str:
+    """``a/b.dcm``, ``paper-grey@1`` -> ``figures/a__b.dcm.paper-grey@1.png``."""
+    return f"{FIGURES}/{name.replace('/', '__')}.{model_id}.png"
 
 
 def build_report(
-    results: list[ImageResult], skipped: list[Skipped], *, source: str, model: str | None, seed: int, frames: str
+    results: list[ImageResult],
+    skipped: list[Skipped],
+    *,
+    source: str,
+    models: Sequence[str | None] = (None,),
+    seed: int,
+    frames: str,
 ) -> dict[str, Any]:
     """The JSON document (plain data, no infinities)."""
+    skipped = list(dict.fromkeys(skipped))  # a file skipped for the same reason by several models
     from dicomcrypt import __version__
 
     images = []
@@ -116,7 +126,7 @@ def build_report(
         for entry in row["noise"].values():
             del entry["kind"]
         row["latent_vs_raw"] = r.latent_bytes / r.raw_bytes
-        row["figure"] = figure_name(r.file)
+        row["figure"] = figure_name(r.file, r.model_id)
         images.append(row)
     return _finite(
         {
@@ -125,7 +135,7 @@ def build_report(
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "dicomcrypt_version": __version__,
             "source": source,
-            "model_requested": model or "default for each image's channel count",
+            "models_requested": [m or "default for each image's channel count" for m in models],
             "models": sorted({r.model_id for r in results}),
             "frames": frames,
             "seed": seed,
@@ -136,6 +146,7 @@ def build_report(
             "skipped": [{"file": s.file, "reason": s.reason} for s in skipped if not s.failed],
             "failed": [{"file": s.file, "error": s.reason} for s in skipped if s.failed],
             "summary": _summary(results),
+            "by_model": {m: _summary([r for r in results if r.model_id == m]) for m in sorted({r.model_id for r in results})},
         }
     )
 
@@ -163,6 +174,8 @@ def _summary(results: list[ImageResult]) -> dict[str, Any]:
         "ssim_unit_mean": statistics.fmean(q.ssim_unit for q in recon),
         "mse_unit_mean": statistics.fmean(q.mse_unit for q in recon),
         "latent_vs_raw_max": max(r.latent_bytes / r.raw_bytes for r in results),
+        "encode_s_total": sum(r.encode_s for r in results),
+        "decode_s_total": sum(r.decode_s for r in results),
         "noise": {},
     }
     for kind in NOISE_KINDS:
@@ -185,32 +198,34 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# dicomcrypt evaluate",
         "",
         f"Source `{report['source']}`; model {', '.join(f'`{m}`' for m in report['models']) or '-'} "
-        f"({report['model_requested']}); frames: {report['frames']}; noise seed {report['seed']}; "
+        f"(asked for: {', '.join(report['models_requested'])}); frames: {report['frames']}; noise seed {report['seed']}; "
         f"{report['created_utc']}, dicomcrypt {report['dicomcrypt_version']}.",
         "",
         "## Reconstruction (lossy mode)",
         "",
-        "| file | modality | W x H x C | bits | PSNR bit depth | PSNR range | SSIM | MSE | SSIM [0,1] | MSE [0,1] "
-        "| brain-window MAE | latent / raw bytes | figure |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| file | model | modality | W x H x C | bits | PSNR bit depth | PSNR range | SSIM | MSE | SSIM [0,1] "
+        "| MSE [0,1] | brain-window MAE | latent / raw bytes | encode / decode s | figure |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in images:
         q = r["reconstruction"]
         window = "-" if q["window_mae_hu"] is None else f"{q['window_mae_hu']:.1f} HU"
         lines.append(
-            f"| {r['file']} | {r['modality']} | {r['columns']}x{r['rows']}x{r['samples']} | {r['bits_stored']} "
+            f"| {r['file']} | {r['model_id']} | {r['modality']} | {r['columns']}x{r['rows']}x{r['samples']} "
+            f"| {r['bits_stored']} "
             f"| {_db(q['psnr_bits_db'])} | {_db(q['psnr_range_db'])} | {q['ssim']:.4f} | {q['mse']:.4g} "
             f"| {q['ssim_unit']:.4f} | {q['mse_unit']:.2e} | {window} "
-            f"| {r['latent_bytes']:,} / {r['raw_bytes']:,} ({r['latent_vs_raw']:.1%}) | [png]({r['figure']}) |"
+            f"| {r['latent_bytes']:,} / {r['raw_bytes']:,} ({r['latent_vs_raw']:.1%}) "
+            f"| {r['encode_s']:.2f} / {r['decode_s']:.2f} | [png]({r['figure']}) |"
         )
-    summary = report["summary"]
-    if images:
+    for model, summary in report["by_model"].items():
         lines += [
             "",
-            f"{summary['images']} images: SSIM min {summary['ssim_min']:.4f}, median {summary['ssim_median']:.4f} "
-            f"(paper 0.9528); PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, median "
-            f"{_db(summary['psnr_bits_db_median'])}; over range min {_db(summary['psnr_range_db_min'])}; "
-            f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019).",
+            f"`{model}`, {summary['images']} image{'' if summary['images'] == 1 else 's'}: SSIM min {summary['ssim_min']:.4f}, median "
+            f"{summary['ssim_median']:.4f} (paper 0.9528); PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, "
+            f"median {_db(summary['psnr_bits_db_median'])}; over range min {_db(summary['psnr_range_db_min'])}; "
+            f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019); decode {summary['decode_s_total']:.1f} s "
+            "in all.",
         ]
     lines += [
         "",
@@ -218,13 +233,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         "Noise added to the clean image (on [0, 1]) before encoding; SSIM and MSE against the clean image.",
         "",
-        "| file | noise | SSIM noisy | SSIM decoded | MSE noisy | MSE decoded | decoder closer |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| file | model | noise | SSIM noisy | SSIM decoded | MSE noisy | MSE decoded | decoder closer |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in images:
         for kind, n in r["noise"].items():
             lines.append(
-                f"| {r['file']} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy']:.4f} | {n['ssim_decoded']:.4f} "
+                f"| {r['file']} | {r['model_id']} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy']:.4f} | {n['ssim_decoded']:.4f} "
                 f"| {n['mse_noisy']:.2e} | {n['mse_decoded']:.2e} | {'yes' if n['decoded_closer'] else 'no'} |"
             )
     if images:
@@ -232,16 +247,17 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
             "Means over the images, with the paper's fundus figures:",
             "",
-            "| noise | SSIM noisy | SSIM decoded | paper SSIM noisy / decoded | MSE noisy | MSE decoded "
+            "| model | noise | SSIM noisy | SSIM decoded | paper SSIM noisy / decoded | MSE noisy | MSE decoded "
             "| decoder closer |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for kind, s in summary["noise"].items():
+    for model, summary in report["by_model"].items():
+        for kind, n in summary["noise"].items():
             paper = PAPER["table6"][kind]
             lines.append(
-                f"| {NOISE_PARAMETERS[kind].label} | {s['ssim_noisy_mean']:.4f} | {s['ssim_decoded_mean']:.4f} "
-                f"| {paper['ssim_noisy']:.2f} / {paper['ssim_decoded']:.2f} | {s['mse_noisy_mean']:.2e} "
-                f"| {s['mse_decoded_mean']:.2e} | {s['decoded_closer']} of {s['images']} |"
+                f"| {model} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy_mean']:.4f} | {n['ssim_decoded_mean']:.4f} "
+                f"| {paper['ssim_noisy']:.2f} / {paper['ssim_decoded']:.2f} | {n['mse_noisy_mean']:.2e} "
+                f"| {n['mse_decoded_mean']:.2e} | {n['decoded_closer']} of {n['images']} |"
             )
     lines += ["", "## Noise parameters (on the [0, 1] scale)", "", "| noise | parameters | model |", "| --- | --- | --- |"]
     for p in report["noise_parameters"]:

@@ -46,7 +46,7 @@ def test_evaluate_writes_json_markdown_and_figures(evaluated: tuple[Path, int]) 
     assert images["SC_rgb.dcm"]["model_id"] == "paper-colour@1"
     assert report["summary"]["images"] == 3
     markdown = (out / "report.md").read_text()
-    assert "| CT_small.dcm | CT |" in markdown and "Poisson | peak_counts 256" in markdown
+    assert "| CT_small.dcm | paper-grey@1 | CT |" in markdown and "Poisson | peak_counts 256" in markdown
     assert not list(out.rglob(".*.tmp"))
 
 
@@ -73,3 +73,33 @@ def test_nothing_evaluable_is_a_failure(tmp_path: Path) -> None:
     shutil.copyfile(get_testdata_file("rtplan.dcm"), tmp_path / "rtplan.dcm")
     assert main(["evaluate", str(tmp_path), "--report", str(tmp_path / "r"), "--no-progress"]) == 1
     assert json.loads((tmp_path / "r" / "report.json").read_text())["summary"] == {"images": 0}
+
+
+def _site_copy_of_grey(folder: Path) -> Path:
+    """The shipped grey weights under another id: a second model whose figures must be identical."""
+    from dicomcrypt.codec.registry import MODELS_DIR
+
+    folder.mkdir()
+    shutil.copyfile(MODELS_DIR / "paper-grey-v1.pt", folder / "paper-grey-v1.pt")
+    meta = json.loads((MODELS_DIR / "paper-grey-v1.json").read_text())
+    meta.update(model_id="site-grey@1", card=None)
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_two_models_side_by_side(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(get_testdata_file("MR_small.dcm"), src / "MR_small.dcm")
+    site = _site_copy_of_grey(tmp_path / "site-model")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(src), "--report", str(out), "--no-progress",
+                 "--model", "paper-grey@1", "--model", str(site)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["models"] == ["paper-grey@1", "site-grey@1"]
+    first, second = report["images"]
+    assert first["reconstruction"] == second["reconstruction"] and first["noise"] == second["noise"]
+    assert set(report["by_model"]) == {"paper-grey@1", "site-grey@1"}
+    assert (out / first["figure"]).is_file() and (out / second["figure"]).is_file()
+    assert first["figure"] != second["figure"]
+    assert "`site-grey@1`, 1 image:" in (out / "report.md").read_text()
