@@ -174,6 +174,7 @@ def _summary(results: list[ImageResult]) -> dict[str, Any]:
         "ssim_unit_mean": statistics.fmean(q.ssim_unit for q in recon),
         "mse_unit_mean": statistics.fmean(q.mse_unit for q in recon),
         "latent_vs_raw_max": max(r.latent_bytes / r.raw_bytes for r in results),
+        "targets": _targets(results),
         "encode_s_total": sum(r.encode_s for r in results),
         "decode_s_total": sum(r.decode_s for r in results),
         "noise": {},
@@ -189,6 +190,18 @@ def _summary(results: list[ImageResult]) -> dict[str, Any]:
             "images": len(rows),
         }
     return summary
+
+
+def _targets(results: list[ImageResult]) -> dict[str, bool]:
+    """The issue's lossy-mode and denoising targets, met or not, on these images."""
+    ssims = [r.reconstruction.ssim for r in results]
+    return {
+        "ssim_above_paper_on_every_image": min(ssims) > PAPER["reconstruction"]["ssim"],
+        "ssim_median_at_least_0.98": statistics.median(ssims) >= 0.98,
+        "psnr_bits_at_least_45_db_on_every_image": min(r.reconstruction.psnr_bits_db for r in results) >= 45.0,
+        "latent_smaller_than_raw_on_every_image": all(r.latent_bytes < r.raw_bytes for r in results),
+        "decoder_closer_for_every_noise_on_every_image": all(n.decoded_closer for r in results for n in r.noise),
+    }
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -225,7 +238,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"{summary['ssim_median']:.4f} (paper 0.9528); PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, "
             f"median {_db(summary['psnr_bits_db_median'])}; over range min {_db(summary['psnr_range_db_min'])}; "
             f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019); decode {summary['decode_s_total']:.1f} s "
-            "in all.",
+            "in all. Targets: " + "; ".join(
+                f"{name.replace('_', ' ')}: {'met' if met else 'NOT met'}" for name, met in summary["targets"].items()
+            ) + ".",
         ]
     lines += [
         "",

@@ -45,6 +45,9 @@ def test_evaluate_writes_json_markdown_and_figures(evaluated: tuple[Path, int]) 
     assert ct["psnr_bits_db"] > 20 and ct["ssim"] > 0.9 and ct["window_mae_hu"] is not None
     assert images["SC_rgb.dcm"]["model_id"] == "paper-colour@1"
     assert report["summary"]["images"] == 3
+    targets = report["by_model"]["paper-grey@1"]["targets"]
+    assert targets["psnr_bits_at_least_45_db_on_every_image"] is True  # CT_small and MR_small: 60+ dB
+    assert targets["latent_smaller_than_raw_on_every_image"] is True
     markdown = (out / "report.md").read_text()
     assert "| CT_small.dcm | paper-grey@1 | CT |" in markdown and "Poisson | peak_counts 256" in markdown
     assert not list(out.rglob(".*.tmp"))
