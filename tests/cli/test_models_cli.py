@@ -55,3 +55,14 @@ def test_show_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "show", "nope@1"]) == 3
     err = capsys.readouterr().err
     assert "unknown model nope@1" in err and "paper-grey@1" in err
+
+
+def test_listing_does_not_load_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from dicomcrypt.cli.main import main; code = main(['models']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; raise SystemExit(code)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "paper-grey@1" in done.stdout
