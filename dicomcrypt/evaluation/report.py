@@ -115,7 +115,10 @@ def build_report(
     frames: str,
 ) -> dict[str, Any]:
     """The JSON document (plain data, no infinities)."""
-    skipped = list(dict.fromkeys(skipped))  # a file skipped for the same reason by several models
+    # A file skipped for the same reason by several models is listed once; one that another model
+    # evaluated (a grey image with the colour model beside the grey one) is not listed at all.
+    evaluated = {r.file for r in results}
+    skipped = [s for s in dict.fromkeys(skipped) if s.failed or s.file not in evaluated]
     from dicomcrypt import __version__
 
     images = []

@@ -106,3 +106,15 @@ def test_two_models_side_by_side(tmp_path: Path) -> None:
     assert (out / first["figure"]).is_file() and (out / second["figure"]).is_file()
     assert first["figure"] != second["figure"]
     assert "`site-grey@1`, 1 image:" in (out / "report.md").read_text()
+    assert report["skipped"] == []
+
+
+def test_a_file_no_model_takes_is_listed_once(tmp_path: Path) -> None:
+    shutil.copyfile(get_testdata_file("SC_rgb.dcm"), tmp_path / "SC_rgb.dcm")
+    shutil.copyfile(get_testdata_file("MR_small.dcm"), tmp_path / "MR_small.dcm")
+    (tmp_path / "notes.txt").write_text("not DICOM\n")
+    out = tmp_path / "report"
+    assert main(["evaluate", str(tmp_path), "--report", str(out), "--no-progress",
+                 "--model", "paper-grey@1", "--model", "paper-grey@1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [s["file"] for s in report["skipped"]] == ["SC_rgb.dcm", "notes.txt"]
