@@ -608,12 +608,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.evaluate_only or args.memory_only):
             model, images, summary = train(kind, args.steps or spec["steps"], args.workdir / spec["stem"], log)
             meta_path = export(kind, model, images, summary, args.out)
-            levels = choose_lossless_levels(meta_path, summary["train_files"], log)
-            meta = json.loads(meta_path.read_text())
-            meta["lossless_latent_levels"] = levels
-            meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             history = training.History(summary["history"]["train"], summary["history"]["validation"])
             training.plot_loss_curve(history, args.out / f"{spec['stem']}-loss.png", f"{spec['model_id']} training")
+        meta = json.loads(meta_path.read_text())
+        if "lossless_latent_levels" not in meta:  # chosen once, on training files, right after training
+            meta["lossless_latent_levels"] = choose_lossless_levels(meta_path, meta["training"]["train_files"], log)
+            meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         print("\n".join(log), flush=True)
         if args.memory_only:
             rows = json.loads(meta_path.read_text())["evaluation"]

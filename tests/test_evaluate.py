@@ -11,7 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicomcrypt import quality
-from dicomcrypt.codec.registry import load_model
+from dicomcrypt.codec.registry import DEFAULT_MODELS, load_model
 from dicomcrypt.crypto import Key
 from dicomcrypt.errors import InvalidInputError, UnsupportedImageError
 from dicomcrypt.evaluation.evaluate import evaluate_file, select_frames
@@ -34,7 +34,7 @@ def ct_small() -> tuple:
 def test_ct_reconstruction_figures_are_sensible(ct_small: tuple) -> None:
     result, _ = ct_small
     q = result.reconstruction
-    assert result.model_id == "paper-grey@1" and result.modality == "CT"
+    assert result.model_id == DEFAULT_MODELS[1] and result.modality == "CT"
     assert (result.rows, result.columns, result.samples, result.bits_stored) == (128, 128, 1, 16)
     assert result.frames_total == 1 and result.frames_evaluated == (0,)
     assert math.isfinite(q.psnr_bits_db) and q.psnr_bits_db > 20
@@ -79,7 +79,7 @@ def test_panels_latent_survives_encryption_and_ciphertext_looks_random(ct_small:
 
 def test_colour_image_uses_the_colour_model() -> None:
     result, panels = evaluate_file(_file("SC_rgb.dcm"), "SC_rgb.dcm", model_id=None, key=KEY)
-    assert result.model_id == "paper-colour@1" and result.samples == 3
+    assert result.model_id == DEFAULT_MODELS[3] and result.samples == 3
     assert math.isfinite(result.reconstruction.psnr_bits_db) and result.reconstruction.ssim > 0.5
     assert panels.original.shape == (100, 100, 3)
 
@@ -122,16 +122,16 @@ def test_report_json_and_markdown(ct_small: tuple, tmp_path: Path) -> None:
     loaded = json.loads(json_path.read_text())
     assert loaded == json.loads(json.dumps(doc))
     image = loaded["images"][0]
-    assert image["figure"] == "figures/CT_small.dcm.paper-grey@1.png"
+    assert image["figure"] == f"figures/CT_small.dcm.{DEFAULT_MODELS[1]}.png"
     assert set(image["noise"]) == set(NOISE_KINDS) and "decoded_closer" in image["noise"]["poisson"]
     assert loaded["skipped"] == [{"file": "plan.dcm", "reason": "no Pixel Data"}]
     assert loaded["failed"] == [{"file": "bad.dcm", "error": "boom"}]
     assert loaded["summary"]["images"] == 1 and loaded["noise_parameters"][2]["parameters"] == {"peak_counts": 256.0}
     text = md_path.read_text()
     assert text == to_markdown(doc)
-    assert "## Denoising (the paper's Table 6)" in text and "| CT_small.dcm | paper-grey@1 | CT | 128x128x1 | 16 |" in text
+    assert "## Denoising (the paper's Table 6)" in text and f"| CT_small.dcm | {DEFAULT_MODELS[1]} | CT | 128x128x1 | 16 |" in text
     assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_model_is_loaded_once_per_process() -> None:
-    assert load_model("paper-grey@1") is load_model(None, channels=1)
+    assert load_model(DEFAULT_MODELS[1]) is load_model(None, channels=1)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
+from dicomcrypt.codec.registry import DEFAULT_MODELS
 from dicomcrypt.crypto import Key
 from dicomcrypt.evaluation.bench import HEADER, bench_file, format_row, median_time
 
@@ -14,7 +15,7 @@ from dicomcrypt.evaluation.bench import HEADER, bench_file, format_row, median_t
 def test_bench_file_on_mr_small() -> None:
     row = bench_file(Path(get_testdata_file("MR_small.dcm")), "MR_small.dcm", model_id=None, key=Key.generate(),
                      repeat=2)
-    assert row.model_id == "paper-grey@1" and row.geometry == "64x64x1x1" and row.repeat == 2
+    assert row.model_id == DEFAULT_MODELS[1] and row.geometry == "64x64x1x1" and row.repeat == 2
     assert row.raw_bytes == row.timed_raw_bytes == 64 * 64 * 2
     assert 0 < row.lossy_bytes < row.raw_bytes
     assert row.lossy_bytes < row.lossless_bytes  # lossless adds the residual
