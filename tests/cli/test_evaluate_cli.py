@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pydicom.data import get_testdata_file
 
+from dicomcrypt.codec.registry import DEFAULT_MODELS
+
 from dicomcrypt.cli.main import main
 from dicomcrypt.noise import NOISE_KINDS
 
@@ -30,7 +32,7 @@ def test_evaluate_writes_json_markdown_and_figures(evaluated: tuple[Path, int]) 
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["report"] == "dicomcrypt evaluate" and report["seed"] == 1 and report["frames"] == "middle"
-    assert report["models"] == ["paper-colour@1", "paper-grey@1"]
+    assert report["models"] == sorted([DEFAULT_MODELS[1], DEFAULT_MODELS[3]])
     assert {"psnr_bits_db", "psnr_range_db", "noise"} <= set(report["conventions"])
     images = {image["file"]: image for image in report["images"]}
     assert set(images) == {"CT_small.dcm", "MR_small.dcm", "SC_rgb.dcm"}
@@ -43,13 +45,13 @@ def test_evaluate_writes_json_markdown_and_figures(evaluated: tuple[Path, int]) 
         assert png.read_bytes().startswith(b"\x89PNG")
     ct = images["CT_small.dcm"]["reconstruction"]
     assert ct["psnr_bits_db"] > 20 and ct["ssim"] > 0.9 and ct["window_mae_hu"] is not None
-    assert images["SC_rgb.dcm"]["model_id"] == "paper-colour@1"
+    assert images["SC_rgb.dcm"]["model_id"] == DEFAULT_MODELS[3]
     assert report["summary"]["images"] == 3
-    targets = report["by_model"]["paper-grey@1"]["targets"]
+    targets = report["by_model"][DEFAULT_MODELS[1]]["targets"]
     assert targets["psnr_bits_at_least_45_db_on_every_image"] is True  # CT_small and MR_small: 60+ dB
     assert targets["latent_smaller_than_raw_on_every_image"] is True
     markdown = (out / "report.md").read_text()
-    assert "| CT_small.dcm | paper-grey@1 | CT |" in markdown and "Poisson | peak_counts 256" in markdown
+    assert f"| CT_small.dcm | {DEFAULT_MODELS[1]} | CT |" in markdown and "Poisson | peak_counts 256" in markdown
     assert not list(out.rglob(".*.tmp"))
 
 
