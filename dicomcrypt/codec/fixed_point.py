@@ -183,6 +183,20 @@ class _Session:
                     target[:, width + 1] = 0.0
                     x, padded = target, True
                     continue
+                elif last and layer.taps.shape[2] <= _STACK_MAX:
+                    # Output layer with few channels: stay channels-first and rearrange once.
+                    planes = _stacked_sums(x, layer, self)
+                    planes.mul_(math.ldexp(1.0, -layer.shift)).clamp_(0.0, 1.0)
+                    planes = planes.view(-1, height, width + 2)[:, :, :width]
+                    if layer.post == "shuffle":  # channel c*4 + 2i + j -> pixel (2y + i, 2x + j) of channel c
+                        view = planes.unflatten(0, (-1, 2, 2)).permute(3, 1, 4, 2, 0)
+                        shape = (2 * height, 2 * width, view.shape[4])
+                    else:
+                        view = planes.permute(1, 2, 0)
+                        shape = (height, width, view.shape[2])
+                    out = torch.empty(view.shape, dtype=torch.float64)
+                    out.copy_(view)
+                    return out.view(shape).numpy()
                 else:
                     acc = self._buffer(layer.name, height * (width + 2), layer.taps.shape[2])
                     _conv3x3(x, acc, layer, self)
@@ -252,7 +266,8 @@ def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_
     exact (integers below 2**53 in any order), picked for speed by the layer's shape:
 
     * few inputs (``9 * Cin <= 64``): gather the nine shifted copies side by side, one DGEMM;
-    * few outputs (``Cout <= 8``): one DGEMM against all nine taps at once, then nine shifted adds;
+    * few outputs (``Cout <= 16``): one DGEMM against all nine taps at once, then nine shifted adds
+      (:func:`_stacked_sums`);
     * otherwise nine contiguous shifted DGEMMs.
     """
     row = padded.shape[1]
@@ -267,19 +282,37 @@ def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_
             cols[:, index] = flat[offset : offset + count]
         torch.addmm(layer.bias, cols.view(count, 9 * cin), layer.taps.reshape(9 * cin, cout), out=body)
     elif cout <= _STACK_MAX:
-        # Transposed, so each (tap, output channel) row of partial sums is contiguous over positions.
-        partial = scratch._buffer("stack", 9 * cout, flat.shape[0])
-        torch.mm(layer.stacked.T, flat.T, out=partial)
-        summed = scratch._buffer("stack-sum", cout, count)
-        summed.copy_(layer.bias[:, None].expand(cout, count))
-        for index, offset in enumerate(offsets):
-            summed.add_(partial[index * cout : (index + 1) * cout, offset : offset + count])
-        body.copy_(summed.T)
+        body.copy_(_stacked_sums(padded, layer, scratch)[:, :count].T)
     else:
         torch.addmm(layer.bias, flat[:count], layer.taps[0], out=body)
         for index in range(1, 9):
             body.addmm_(flat[offsets[index] : offsets[index] + count], layer.taps[index])
     out[count:] = 0.0
+
+
+def _stacked_sums(padded: torch.Tensor, layer: _Layer, scratch: "_Session") -> torch.Tensor:
+    """A 3x3 layer with few outputs, channels first: ``(Cout, H * (W + 2))`` on the wrap-around grid.
+
+    One DGEMM against all nine taps, transposed so each (tap, output channel) row of partial sums
+    is contiguous over positions, then nine shifted contiguous adds. The last two grid points
+    (which would read past the buffer) are zero.
+    """
+    row = padded.shape[1]
+    flat = padded.view(-1, padded.shape[2])
+    cout = layer.taps.shape[2]
+    total = (padded.shape[0] - 2) * row
+    count = total - 2
+    partial = scratch._buffer("stack", 9 * cout, flat.shape[0])
+    torch.mm(layer.stacked.T, flat.T, out=partial)
+    summed = scratch._buffer("stack-sum", cout, total)
+    summed[:, count:] = 0.0
+    body = summed[:, :count]
+    body.copy_(layer.bias[:, None].expand(cout, count))
+    for index in range(9):
+        dy, dx = divmod(index, 3)
+        offset = dy * row + dx
+        body.add_(partial[index * cout : (index + 1) * cout, offset : offset + count])
+    return summed
 
 
 def _rescale_(acc: torch.Tensor, shift: int, *, relu: bool) -> None:
