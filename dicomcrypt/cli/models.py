@@ -49,17 +49,23 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_SOME_FAILED
         return EXIT_OK
 
+    from dicomcrypt.codec.registry import DEFAULT_MODELS
+
     entries = catalogue.installed_models()
+    defaults = set(DEFAULT_MODELS.values())
     if args.json:
         print(json.dumps([
-            {"model_id": e.model_id, "arch": e.arch, "channels": e.channels, "weights_bytes": e.weights_bytes,
-             "sha256": e.sha256, "sha256_ok": e.sha256_ok, "held_out": list(e.held_out)}
+            {"model_id": e.model_id, "default": e.model_id in defaults, "arch": e.arch, "channels": e.channels,
+             "weights_bytes": e.weights_bytes, "sha256": e.sha256, "sha256_ok": e.sha256_ok,
+             "held_out": list(e.held_out)}
             for e in entries
         ], indent=2))
     else:
         print(f"{'model':<22} {'arch':<12} {'ch':>2} {'weights':>9}  {'sha256':<17} quality (card, lossy mode)")
         for e in entries:
             sha = e.sha256[:16] + ("" if e.sha256_ok else " MISMATCH")
-            print(f"{e.model_id:<22} {e.arch:<12} {e.channels:>2} {human_bytes(e.weights_bytes):>9}  {sha:<17} "
+            name = e.model_id + (" *" if e.model_id in defaults else "")
+            print(f"{name:<22} {e.arch:<12} {e.channels:>2} {human_bytes(e.weights_bytes):>9}  {sha:<17} "
                   f"{e.quality_summary()}")
+        print("* default for its channel count")
     return EXIT_OK if all(e.sha256_ok for e in entries) else EXIT_SOME_FAILED
