@@ -220,7 +220,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "## Reconstruction (lossy mode)",
         "",
         "| file | model | modality | W x H x C | bits | PSNR bit depth | PSNR range | SSIM | MSE | SSIM [0,1] "
-        "| MSE [0,1] | brain-window MAE | latent / raw bytes | encode / decode s | figure |",
+        "| MSE [0,1] | brain-window MAE | latent / raw bytes | encode / decode | figure |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in images:
@@ -232,7 +232,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"| {_db(q['psnr_bits_db'])} | {_db(q['psnr_range_db'])} | {q['ssim']:.4f} | {q['mse']:.4g} "
             f"| {q['ssim_unit']:.4f} | {q['mse_unit']:.2e} | {window} "
             f"| {r['latent_bytes']:,} / {r['raw_bytes']:,} ({r['latent_vs_raw']:.1%}) "
-            f"| {r['encode_s']:.2f} / {r['decode_s']:.2f} | [png]({r['figure']}) |"
+            f"| {_seconds(r['encode_s'])} / {_seconds(r['decode_s'])} | [png]({r['figure']}) |"
         )
     for model, summary in report["by_model"].items():
         lines += [
@@ -288,6 +288,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [f"- {s['file']}: skipped: {s['reason']}" for s in report["skipped"]]
         lines += [f"- {s['file']}: FAILED: {s['error']}" for s in report["failed"]]
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def _db(value: float | None) -> str:
