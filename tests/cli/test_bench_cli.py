@@ -10,12 +10,13 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicomcrypt.cli.main import main
+from dicomcrypt.codec.registry import DEFAULT_MODELS
 
 
 def test_bench_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
     src.mkdir()
-    for name in ("MR_small.dcm", "rtplan.dcm"):
+    for name in ("MR_small.dcm", "SC_rgb.dcm", "rtplan.dcm"):
         shutil.copyfile(get_testdata_file(name), src / name)
     out = tmp_path / "bench.json"
     assert main(["bench", str(src), "--repeat", "1", "--json", str(out)]) == 0
@@ -24,8 +25,10 @@ def test_bench_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.Captu
     assert "rtplan.dcm: skipped" in printed.err
     doc = json.loads(out.read_text())
     assert doc["repeat"] == 1 and doc["paper_table3"]["ae_aes_encrypt_s"] == 0.016
-    (row,) = doc["images"]
+    row, colour = doc["images"]
     assert row["file"] == "MR_small.dcm" and row["raw_bytes"] == 8192
+    assert colour["file"] == "SC_rgb.dcm" and colour["geometry"] == "100x100x1x3" and colour["raw_bytes"] == 30000
+    assert colour["model_id"] == DEFAULT_MODELS[3] and 0 < colour["lossy_vs_raw"] < 1
     assert 0 < row["lossy_vs_raw"] < 1 and row["lossless_vs_jpegls"] > 0
     assert row["ae_aes_encrypt_s"] > 0 and row["encrypt_ratio_ae_over_aes"] > 0
     assert [s["file"] for s in doc["skipped"]] == ["rtplan.dcm"]
