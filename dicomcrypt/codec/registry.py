@@ -237,8 +237,13 @@ def clear_cache() -> None:
 
 @functools.lru_cache(maxsize=1)
 def _shipped() -> dict[str, Path]:
+    return _models_in(MODELS_DIR)
+
+
+def _models_in(folder: Path) -> dict[str, Path]:
+    """Model id -> metadata file, for the ``*.json`` files of ``folder`` that name one."""
     models: dict[str, Path] = {}
-    for path in sorted(MODELS_DIR.glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         try:
             model_id = json.loads(path.read_text(encoding="utf-8")).get("model_id")
         except (OSError, ValueError, AttributeError):
@@ -282,13 +287,8 @@ def _site_models() -> dict[str, Path]:
     for entry in filter(None, os.environ.get(MODELS_ENV, "").split(os.pathsep)):
         root = Path(entry).expanduser()
         for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())]:
-            for path in sorted(folder.glob("*.json")):
-                try:
-                    model_id = json.loads(path.read_text(encoding="utf-8")).get("model_id")
-                except (OSError, ValueError, AttributeError):
-                    continue
-                if isinstance(model_id, str):
-                    models.setdefault(model_id, path)
+            for model_id, path in _models_in(folder).items():
+                models.setdefault(model_id, path)
     return models
 
 
