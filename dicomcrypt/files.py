@@ -127,7 +127,7 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool
     """Write ``data`` at ``path``, all or nothing (same rules as :func:`write_dicom_atomic`).
 
     For bytes that must land exactly as they are: an instance kept as received by ``serve``,
-    a quarantined payload, its JSON sidecar, Part 10 bytes from a storage hook.
+    a quarantined payload, its JSON sidecar, Part 10 bytes from a storage hook, reports and figures.
     """
 
     def write(fh: IO[bytes]) -> None:

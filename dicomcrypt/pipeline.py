@@ -143,7 +143,9 @@ def encrypt_instance(
         model_id, model_sha256 = codec.info.model_id, codec.info.sha256
         norm = normalise.fit(frames, fmt.padding_value)
         meta["normalisation"] = norm.to_json()
-        sections["latent"] = codec.encode(normalise.to_unit(frames, norm), latent_format=latent_format)
+        # Lossless: the residual carries the detail, so the model may ask for a coarser, smaller latent.
+        levels = codec.lossless_levels if chosen is Mode.LOSSLESS and latent_format == "u8" else 256
+        sections["latent"] = codec.encode(normalise.to_unit(frames, norm), latent_format=latent_format, levels=levels)
         metrics["latent_bytes"] = float(len(sections["latent"]))
         mask = normalise.padding_mask(frames, norm)
         if mask is not None:

@@ -42,20 +42,24 @@ import pydicom  # noqa: E402
 import torch  # noqa: E402
 
 from dicomcrypt.codec import fixed_point, normalise  # noqa: E402
-from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes  # noqa: E402
-from dicomcrypt.codec.model import PaperAutoencoder  # noqa: E402
 from dicomcrypt.codec import registry  # noqa: E402
+from dicomcrypt.codec import train as training  # noqa: E402
+from dicomcrypt.codec.model import BaseAutoencoder  # noqa: E402
 from dicomcrypt.codec.tiling import TILE, HALO  # noqa: E402
+from dicomcrypt.codec.train_data import TrainingImage, split_by_group  # noqa: E402
 
 SEED = 20221130
 HELD_OUT_PREFIXES = ("693_", "MR2_", "RG1_", "US1_")
 EVAL_FILES = {"grey": ["693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"], "colour": ["US1_UNCR.dcm"]}
+# paper-grey@1 / paper-colour@1 (the paper's architecture, 1200 / 1000 steps of an earlier version of
+# this script) stay shipped unchanged so old envelopes decode; new models get new ids.
 MODELS = {
-    "grey": {"model_id": "paper-grey@1", "stem": "paper-grey-v1", "channels": 1, "steps": 1200},
-    "colour": {"model_id": "paper-colour@1", "stem": "paper-colour-v1", "channels": 3, "steps": 1000},
+    "grey": {"model_id": "ps-grey@1", "stem": "ps-grey-v1", "channels": 1, "arch": "ps-ae", "steps": 5000},
+    "colour": {"model_id": "ps-colour@1", "stem": "ps-colour-v1", "channels": 3, "arch": "ps-ae", "steps": 4000},
 }
+VALIDATION_SHARE = 0.15
 CROP_SIZES = (64, 80, 96, 112, 128)
-PIXELS_PER_BATCH = 8 * 96 * 96
+PIXELS_PER_BATCH = 16 * 96 * 96
 MAX_FRAMES_PER_FILE = 8
 MIN_SIDE = 32
 
@@ -64,13 +68,6 @@ def data_dirs() -> list[Path]:
     import data_store  # pydicom-data
 
     return [Path(pydicom.__file__).parent / "data" / "test_files", Path(data_store.__file__).parent / "data"]
-
-
-@dataclass
-class Image:
-    name: str
-    group: str  # the study: lossy/lossless copies of one image share a sampling weight
-    frames: np.ndarray  # (F, H, W, C) float32 in [0, 1]
 
 
 def read_pixels(path: Path) -> tuple[pydicom.Dataset, np.ndarray] | None:
@@ -119,11 +116,11 @@ def held_out_identity() -> tuple[set[str], set[str]]:
     return studies, hashes
 
 
-def collect(channels: int, log: list[str]) -> list[Image]:
+def collect(channels: int, log: list[str]) -> list[TrainingImage]:
     """Training images with ``channels`` samples, deduplicated, held-out families excluded."""
     studies, held_hashes = held_out_identity()
     seen: set[str] = set()
-    images: list[Image] = []
+    images: list[TrainingImage] = []
     for folder in data_dirs():
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             if path.name.startswith(HELD_OUT_PREFIXES):
@@ -147,97 +144,37 @@ def collect(channels: int, log: list[str]) -> list[Image]:
                     seen.add(digest)
                     keep.append(index)
             if keep:
-                images.append(Image(path.name, study, to_unit(ds, pixels[keep])))
+                images.append(TrainingImage(path.name, study, to_unit(ds, pixels[keep])))
     return images
 
 
-def sampling_weights(images: list[Image]) -> np.ndarray:
-    """Per study sqrt(area) (capped at 512x512), shared among the study's images."""
-    groups: dict[str, list[int]] = {}
-    for index, image in enumerate(images):
-        groups.setdefault(image.group, []).append(index)
-    weights = np.zeros(len(images))
-    for members in groups.values():
-        share = max(math.sqrt(min(images[i].frames.shape[1] * images[i].frames.shape[2], 512 * 512)) for i in members)
-        weights[members] = share / len(members)
-    return weights / weights.sum()
-
-
-def sample_batch(images: list[Image], weights: np.ndarray, rng: np.random.Generator, channels: int) -> torch.Tensor:
-    size = int(rng.choice(CROP_SIZES))
-    count = max(4, PIXELS_PER_BATCH // (size * size))
-    batch = np.empty((count, channels, size, size), dtype=np.float32)
-    for index in range(count):
-        image = images[rng.choice(len(images), p=weights)]
-        frame = image.frames[rng.integers(image.frames.shape[0])]
-        height, width = frame.shape[:2]
-        if height < size or width < size:
-            frame = np.pad(frame, ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0)), mode="edge")
-            height, width = frame.shape[:2]
-        y, x = rng.integers(height - size + 1), rng.integers(width - size + 1)
-        crop = frame[y : y + size, x : x + size]
-        crop = np.rot90(crop, k=int(rng.integers(4)))
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        batch[index] = crop.transpose(2, 0, 1)
-    return torch.from_numpy(batch)
-
-
-def train(kind: str, steps: int, log: list[str]) -> tuple[PaperAutoencoder, list[Image], dict]:
+def train(kind: str, steps: int, workdir: Path, log: list[str]) -> tuple[BaseAutoencoder, list[TrainingImage], dict]:
+    """Train with :mod:`dicomcrypt.codec.train` (resumable from ``workdir``); validation split by study."""
     spec = MODELS[kind]
-    channels = spec["channels"]
-    images = collect(channels, log)
-    weights = sampling_weights(images)
-    log.append(f"{kind}: {len(images)} training images: " + ", ".join(f"{im.name} {im.frames.shape[1:3]}x{im.frames.shape[0]}" for im in images))
-    rng = np.random.default_rng(SEED)
-    torch.manual_seed(SEED)
-    model = PaperAutoencoder(channels)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps, pct_start=max(0.05, 3 / steps))
-    start = time.perf_counter()
-    running = None
-    for step in range(steps):
-        batch = sample_batch(images, weights, rng, channels).contiguous(memory_format=torch.channels_last)
-        loss = torch.nn.functional.mse_loss(model(batch), batch)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
-        if step % 50 == 0 or step == steps - 1:
-            print(f"{kind} step {step}/{steps} loss {running:.6f} psnr~{-10 * math.log10(running):.2f} dB "
-                  f"{time.perf_counter() - start:.0f}s", flush=True)
-    seconds = time.perf_counter() - start
-    summary = {"steps": steps, "seconds": round(seconds, 1), "final_mse_ema": running,
-               "images": len(images), "files": sorted({im.name for im in images})}
-    return model.eval(), images, summary
+    images = collect(spec["channels"], log)
+    train_images, validation_images = split_by_group(images, VALIDATION_SHARE, SEED)
+    log.append(f"{kind}: {len(train_images)} training / {len(validation_images)} validation images: "
+               + ", ".join(f"{im.name} {im.frames.shape[1:3]}x{im.frames.shape[0]}" for im in images))
+    config = training.TrainConfig(arch=spec["arch"], channels=spec["channels"], steps=steps, seed=SEED,
+                                  pixels_per_batch=PIXELS_PER_BATCH)
+
+    def report(p: training.Progress) -> None:
+        if p.step % 50 == 0 or p.step == p.steps:
+            extra = f" validation {p.validation:.3e}" if p.validation is not None else ""
+            print(f"{kind} step {p.step}/{p.steps} loss {p.loss:.3e} ({-10 * math.log10(p.loss):.2f} dB){extra} "
+                  f"{p.seconds:.0f}s", flush=True)
+
+    network, history, summary = training.train(config, train_images, validation_images, workdir, on_step=report)
+    summary["images"] = len(images)
+    summary["files"] = sorted({im.name for im in images})
+    summary["history"] = {"train": history.train, "validation": history.validation}
+    return network, images, summary
 
 
-def calibration_latents(model: PaperAutoencoder, images: list[Image], channels: int) -> list[torch.Tensor]:
-    """Latents as the receiver sees them (u8-quantised) for training frames (up to 512 px) and crops."""
-    rng = np.random.default_rng(SEED + 1)
-    inputs = []
-    for image in images:
-        for frame in image.frames[:2]:
-            height, width = min(512, frame.shape[0] // 2 * 2), min(512, frame.shape[1] // 2 * 2)
-            inputs.append(torch.from_numpy(np.ascontiguousarray(frame[:height, :width])).permute(2, 0, 1)[None])
-    uniform = np.full(len(images), 1 / len(images))
-    inputs += [sample_batch(images, uniform, rng, channels) for _ in range(8)]
-    out = []
-    with torch.inference_mode():
-        for x in inputs:
-            y = model.g_a(x).permute(0, 2, 3, 1).numpy()
-            blob = latent_to_bytes(y, factor=2, original_size=(2 * y.shape[1], 2 * y.shape[2]), tile=TILE)
-            out.append(torch.from_numpy(latent_from_bytes(blob).values).permute(0, 3, 1, 2))
-    return out
-
-
-def export(kind: str, model: PaperAutoencoder, images: list[Image], summary: dict, out: Path) -> Path:
+def export(kind: str, model: BaseAutoencoder, images: list[TrainingImage], summary: dict, out: Path) -> Path:
     spec = MODELS[kind]
-    peaks = fixed_point.calibrate(model.g_s, calibration_latents(model, images, spec["channels"]))
-    state = fixed_point.export_state(model.g_s, peaks)
-    meta = {"training": summary, "calibration_peaks": peaks, "card": f"{spec['stem']}.md"}
-    return registry.write_model(model, state, out, spec["stem"], spec["model_id"], meta, card="(evaluation pending)\n")
+    meta = {"training": summary, "card": f"{spec['stem']}.md"}
+    return training.export(model, images, out, stem=spec["stem"], model_id=spec["model_id"], metadata=meta, seed=SEED)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,6 +301,113 @@ print(base, peak_kb(), took, out.shape)
             "decode_peak_rss_mb": int(d_peak) / 1024, "decode_s": float(d_time)}
 
 
+LEVEL_CHOICES = (256, 64, 16, 4, 2)
+
+
+def lossless_bytes(model: registry.LoadedModel, pixels: np.ndarray, padding: int | None, levels: int) -> tuple[int, int]:
+    """(latent, residual) bytes of the lossless mode for ``pixels`` at ``levels`` (as the pipeline does it)."""
+    from dicomcrypt.codec import residual
+
+    norm = normalise.fit(pixels, padding)
+    blob = model.encode(normalise.to_unit(pixels, norm), levels=levels)
+    prediction = normalise.from_unit(model.decode(blob), norm, pixels.dtype)
+    mask = normalise.padding_mask(pixels, norm)
+    if mask is not None:
+        prediction[mask] = norm.padding
+    return len(blob), len(residual.encode_residual(pixels, prediction))
+
+
+def choose_lossless_levels(meta_path: Path, files: list[str], log: list[str]) -> int:
+    """The latent levels that make the smallest lossless payload over (up to six of) the *training* files."""
+    registry.clear_cache()
+    model = registry.load_model(str(meta_path))
+    by_name = {p.name: p for folder in data_dirs() for p in folder.rglob("*.dcm")}
+    totals = dict.fromkeys(LEVEL_CHOICES, 0)
+    used = 0
+    for name in files:
+        read = read_pixels(by_name[name]) if name in by_name else None
+        if read is None or read[1].dtype.kind not in "iu" or read[1].shape[-1] != model.info.channels:
+            continue
+        ds, pixels = read
+        padding = ds.get("PixelPaddingValue")
+        for levels in LEVEL_CHOICES:
+            totals[levels] += sum(lossless_bytes(model, pixels[:1], int(padding) if padding is not None else None, levels))
+        used += 1
+        if used == 6:
+            break
+    best = min(totals, key=totals.get)
+    log.append(f"lossless latent levels on {used} training files: " + ", ".join(f"{k}: {v:,} B" for k, v in totals.items())
+               + f" -> {best}")
+    return best
+
+
+def lossless_rows(kind: str, meta_path: Path) -> list[dict]:
+    """Lossless payload through the real pipeline (exact round trip checked) against the standard JPEG-LS mode."""
+    from dicomcrypt.crypto import Key
+    from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
+
+    key = Key.generate()
+    folder = data_dirs()[1]
+    rows = []
+    for name in EVAL_FILES[kind]:
+        ds = pydicom.dcmread(folder / name)
+        lossless = encrypt_instance(ds, key=key, mode="lossless", model=str(meta_path))
+        standard = encrypt_instance(ds, key=key, mode="standard")
+        restored = decrypt_instance(lossless.dataset, keys=key).dataset
+        exact = bool(np.array_equal(restored.pixel_array, ds.pixel_array))
+        m = lossless.metrics
+        rows.append({"file": name, "raw_bytes": int(m["pixel_bytes"]), "latent_bytes": int(m["latent_bytes"]),
+                     "residual_bytes": int(m["residual_bytes"]), "payload_bytes": int(m["payload_bytes"]),
+                     "standard_payload_bytes": int(standard.metrics["payload_bytes"]), "exact": exact})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: allocator, oneDNN kernel selection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def speed_table(models: dict[str, list[str]], repeats: int = 7) -> list[dict]:
+    """Paper vs ps models in one run, batch 1 after warm-up, medians: a 512x512 CT (693) encode, exact decode and
+    float decode; a 224x224 colour crop (US1) encode + AES-256-GCM of the latent (the paper's Table 3 setting)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    folder = data_dirs()[1]
+    aes = AESGCM(AESGCM.generate_key(bit_length=256))
+    rows = []
+    for kind, ids in models.items():
+        name = "693_UNCR.dcm" if kind == "grey" else "US1_UNCR.dcm"
+        ds, pixels = read_pixels(folder / name)
+        if kind == "colour":
+            top, left = (pixels.shape[1] - 224) // 2, (pixels.shape[2] - 224) // 2
+            pixels = np.ascontiguousarray(pixels[:, top : top + 224, left : left + 224])
+        padding = ds.get("PixelPaddingValue")
+        norm = normalise.fit(pixels, int(padding) if padding is not None else None)
+        unit = normalise.to_unit(pixels, norm)
+        for model_id in ids:
+            registry.clear_cache()
+            model = registry.load_model(model_id)
+            blob = model.encode(unit)
+            nonce = bytes(12)
+            row = {"model": model_id, "image": f"{name} {pixels.shape[1]}x{pixels.shape[2]}",
+                   "threads": torch.get_num_threads(),
+                   "encode_s": _median_time(lambda: model.encode(unit), repeats),
+                   "encode_aes_s": _median_time(lambda: aes.encrypt(nonce, model.encode(unit), None), repeats),
+                   "aes_raw_s": _median_time(lambda: aes.encrypt(nonce, pixels.tobytes(), None), repeats),
+                   "decode_exact_s": _median_time(lambda: model.decode(blob), repeats),
+                   "decode_float_s": _median_time(lambda: model.decode_float(blob), repeats),
+                   "latent_bytes": len(blob)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Model card
 
@@ -375,26 +419,25 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
     lines = [
         f"# Model card: `{spec['model_id']}`",
         "",
-        f"The autoencoder of Alslman et al. 2022 (Electronics 11, 3967, Table 2), for "
+        f"The pixel-shuffle autoencoder `ps-ae` (`dicomcrypt/codec/arch_ps.py`): the latent shape of Alslman et al. "
+        "2022 (Electronics 11, 3967, Table 2) with every convolution at half resolution, for "
         f"{'greyscale (1-sample)' if spec['channels'] == 1 else 'colour (3-sample RGB/YBR)'} images. "
-        "Shipped with dicomcrypt as the default for its channel count. Weights file "
-        f"`{meta['weights']}`, SHA-256 `{meta['sha256']}` (checked at every load).",
+        "Weights file "
+        f"`{meta['weights']}`, SHA-256 `{meta['sha256']}` (checked at every load). The paper's own architecture stays "
+        f"available as `paper-{kind}@1` and is measured beside this model in `docs/models.md`.",
         "",
         "## Architecture",
         "",
         "| part | layer | output (H x W input) |",
         "| --- | --- | --- |",
-        f"| encoder `g_a` | Conv 3x3, 64, ReLU | 64 x H x W |",
-        "| | MaxPool 2 | 64 x H/2 x W/2 |",
-        "| | Conv 3x3, 64, ReLU | 64 x H/2 x W/2 |",
-        "| | Conv 3x3, 32, ReLU | 32 x H/2 x W/2 |",
-        "| | Conv 1x1, 3, linear (\"Dense\") -> **latent** | 3 x H/2 x W/2 |",
-        "| decoder `g_s` | Conv 1x1, 3, linear | 3 x H/2 x W/2 |",
-        "| | ConvTranspose 3x3, 32, ReLU | 32 x H/2 x W/2 |",
-        "| | Upsample 2 (nearest) | 32 x H x W |",
-        "| | ConvTranspose 3x3, 64, ReLU | 64 x H x W |",
-        "| | ConvTranspose 3x3, 64, ReLU | 64 x H x W |",
-        f"| | ConvTranspose 3x3, {spec['channels']}, linear, clamped to [0, 1] | {spec['channels']} x H x W |",
+        f"| encoder `g_a` | PixelUnshuffle 2 | {4 * spec['channels']} x H/2 x W/2 |",
+        f"| | Conv 3x3, {training['config']['width']}, ReLU | {training['config']['width']} x H/2 x W/2 |",
+        f"| | Conv 3x3, {training['config']['width']}, ReLU | {training['config']['width']} x H/2 x W/2 |",
+        "| | Conv 1x1, 3, linear -> **latent** | 3 x H/2 x W/2 |",
+        f"| decoder `g_s` | Conv 3x3, {training['config']['width']}, ReLU | {training['config']['width']} x H/2 x W/2 |",
+        f"| | Conv 3x3, {training['config']['width']}, ReLU | {training['config']['width']} x H/2 x W/2 |",
+        f"| | Conv 3x3, {4 * spec['channels']}, linear | {4 * spec['channels']} x H/2 x W/2 |",
+        f"| | PixelShuffle 2, clamped to [0, 1] | {spec['channels']} x H x W |",
         "",
         "Fully convolutional; odd sizes are edge-padded to even and cropped back. Latent: 3 channels at half "
         "resolution, quantised to 8 bits per frame and channel (affine, float32 low/step) or float16, zstd-compressed. "
@@ -432,13 +475,21 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
         "",
         "## Training procedure",
         "",
-        "`scripts/train_default_models.py` (seed " f"{SEED}" "): each frame normalised to [0, 1] over its own value range "
+        "`scripts/train_default_models.py` (seed " f"{SEED}" ") through `dicomcrypt.codec.train`, the library behind "
+        "`dicomcrypt train`: each frame normalised to [0, 1] over its own value range "
         "with padding excluded (PixelPaddingValue, or a minimum value filling a large share of the frame), as "
-        "`dicomcrypt.codec.normalise` does at inference; random square crops of 64-128 px (about 74k pixels per batch), "
-        "random 90-degree rotations and flips; each study sampled in proportion to the square root of its image area "
-        f"(capped at 512x512), shared among its files (lossy and lossless copies of one image count once); MSE loss; Adam with a one-cycle schedule peaking at 2e-3; {training['steps']} steps, "
-        f"{training['seconds'] / 60:.1f} minutes on two CPU threads (shared machine); final training MSE (EMA) "
-        f"{training['final_mse_ema']:.2e}. Then calibration and fixed-point export as above.",
+        "`dicomcrypt.codec.normalise` does at inference; a validation split by study "
+        f"({training['validation_groups']} studies: {', '.join(training['validation_files']) or 'none'}); "
+        f"random square crops of 64-128 px (about {PIXELS_PER_BATCH // 1000}k pixels per batch), "
+        "random 90-degree rotations and flips; "
+        f"{training['config']['noise_share'] * 100:.0f} % of crops given one of the four noise types of "
+        "`dicomcrypt.noise` with the clean crop as target (the denoising effect); each study sampled in proportion to "
+        "the square root of its image area (capped at 512x512), shared among its files; MSE loss; Adam with a "
+        f"one-cycle schedule peaking at {training['config']['learning_rate']}; {training['steps']} steps, "
+        f"{training['seconds'] / 60:.1f} minutes on one CPU thread (shared machine); final training MSE (EMA) "
+        f"{training['final_train_mse_ema']:.2e}, validation MSE {training['final_validation_mse'] or float('nan'):.2e} "
+        f"(curve: `{spec['stem']}-loss.png`). Then calibration and fixed-point export as above. Lossless-mode latent: "
+        f"{meta.get('lossless_latent_levels', 256)} levels, the smallest lossless payload over training files.",
         "",
         "## Measured quality on held-out files",
         "",
@@ -495,9 +546,18 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
                   f"decode {memory['decode_s']:.1f} s; peak RSS of the decoding process "
                   f"{memory['decode_peak_rss_mb']:.0f} MB ({memory['rss_after_load_mb']:.0f} MB of it after loading torch and "
                   f"the model), of the encoding process {memory['encode_peak_rss_mb']:.0f} MB."]
+    lossless = meta.get("lossless") or []
+    if lossless:
+        lines += ["", "## Lossless mode (held-out files, through the pipeline, exact round trip checked)", "",
+                  "| file | raw | latent | residual | payload | standard (JPEG-LS) payload | payload / JPEG-LS | exact |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in lossless:
+            lines.append(f"| {r['file']} | {r['raw_bytes']:,} | {r['latent_bytes']:,} | {r['residual_bytes']:,} "
+                         f"| {r['payload_bytes']:,} | {r['standard_payload_bytes']:,} "
+                         f"| {r['payload_bytes'] / r['standard_payload_bytes']:.2f} | {r['exact']} |")
     lines += [
         "",
-        "The fixed-point decoder computes in float64 (exactness), about 3 us per output pixel here; it is the cost "
+        "The fixed-point decoder computes in float64 (exactness); it is the cost "
         "of decryption. The paper's claim that AE + AES is faster than AES does not hold with AES-NI (design.md).",
         "",
         "## Limitations",
@@ -505,22 +565,11 @@ def card(kind: str, meta: dict, rows: list[dict], memory: dict | None, log: list
         "- Trained for minutes on a few dozen small public images: a baseline that works on any image, not a model "
         "for diagnosis. The lossy mode's output is a derived image; the lossless mode is exact whatever the model.",
         "- One model per channel count, all modalities together (the paper trains one per image type).",
-        "- Not trained for denoising; noisy inputs come back smoothed but not cleaned.",
+        "- Trained with a small share of noisy inputs only; it smooths noise, it is not a dedicated denoiser.",
     ]
     if kind == "colour":
-        lines += [
-            "- Weak: on US1 it does worse than the model-free 2x2-mean reference, which keeps the same number of values "
-            "per block (three). Its training set is mostly small synthetic test patterns and palette ultrasound; power "
-            "Doppler reds come back orange-yellow, thin lines and burnt-in text blur. It needs more colour training "
-            "data (and held-out colour files beyond one study) before its lossy output is worth looking at. The "
-            "lossless mode stays exact; only the residual grows.",
-        ]
-    else:
-        lines += [
-            "- Barely better than the model-free 2x2-mean reference on MR2 and RG1 (+0.4 to +0.5 dB), although the "
-            "latent keeps three values per 2x2 block against the reference's one: the model is undertrained (minutes "
-            "of CPU, 18 images). More data and training, or the pixel-shuffle variant of design.md, would pay.",
-        ]
+        lines += ["- Colour training data is scarce (small synthetic patterns, palette ultrasound) and the held-out "
+                  "colour set is one image (US1): treat the colour figures as indicative."]
     lines.append("")
     return "\n".join(lines)
 
@@ -532,18 +581,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "dicomcrypt" / "models")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training; re-evaluate the models in --out")
     parser.add_argument("--no-memory", action="store_true", help="skip the 4000x4000 peak-memory run")
+    parser.add_argument("--speed", action="store_true",
+                        help="only time paper vs ps models side by side (512x512 CT, 224x224 colour + AES)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dicomcrypt-train"),
+                        help="checkpoints (a rerun resumes from here)")
     parser.add_argument("--memory-only", action="store_true",
                         help="keep the stored evaluation; re-measure memory (with --no-memory: only rewrite the cards)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    if args.speed:
+        rows = speed_table({"grey": ["paper-grey@1", MODELS["grey"]["model_id"]],
+                            "colour": ["paper-colour@1", MODELS["colour"]["model_id"]]})
+        print("| model | image | threads | encode | encode + AES | AES of raw | exact decode | float decode | latent |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in rows:
+            print(f"| `{r['model']}` | {r['image']} | {r['threads']} | {1e3 * r['encode_s']:.1f} ms "
+                  f"| {1e3 * r['encode_aes_s']:.1f} ms | {1e3 * r['aes_raw_s']:.3f} ms | {1e3 * r['decode_exact_s']:.1f} ms "
+                  f"| {1e3 * r['decode_float_s']:.1f} ms | {r['latent_bytes']:,} B |")
+        return 0
     warnings.filterwarnings("ignore")  # pydicom complains about many of its own test files
     for kind in args.models:
         spec = MODELS[kind]
         log: list[str] = []
         meta_path = args.out / f"{spec['stem']}.json"
         if not (args.evaluate_only or args.memory_only):
-            model, images, summary = train(kind, args.steps or spec["steps"], log)
+            model, images, summary = train(kind, args.steps or spec["steps"], args.workdir / spec["stem"], log)
             meta_path = export(kind, model, images, summary, args.out)
+            history = training.History(summary["history"]["train"], summary["history"]["validation"])
+            training.plot_loss_curve(history, args.out / f"{spec['stem']}-loss.png", f"{spec['model_id']} training")
+        meta = json.loads(meta_path.read_text())
+        if "lossless_latent_levels" not in meta:  # chosen once, on training files, right after training
+            meta["lossless_latent_levels"] = choose_lossless_levels(meta_path, meta["training"]["train_files"], log)
+            meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         print("\n".join(log), flush=True)
         if args.memory_only:
             rows = json.loads(meta_path.read_text())["evaluation"]
@@ -553,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"memory": memory}), flush=True)
         meta = json.loads(meta_path.read_text())
         meta["evaluation"] = rows
+        if not args.memory_only:
+            meta["lossless"] = lossless_rows(kind, meta_path)
         if memory:
             meta["memory"] = memory
         meta["environment"] = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}

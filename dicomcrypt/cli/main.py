@@ -11,7 +11,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from dicomcrypt.cli import echo, encrypt, inspect, keygen, orthanc_script, rekey, roundtrip, send, serve
+from dicomcrypt.cli import (
+    bench,
+    echo,
+    encrypt,
+    evaluate,
+    inspect,
+    keygen,
+    models,
+    orthanc_script,
+    rekey,
+    roundtrip,
+    send,
+    serve,
+    train,
+)
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -51,6 +65,10 @@ def _setup_argparser() -> argparse.ArgumentParser:
     echo.add_parser(subparsers)
     serve.add_parser(subparsers)
     orthanc_script.add_parser(subparsers)
+    models.add_parser(subparsers)
+    evaluate.add_parser(subparsers)
+    bench.add_parser(subparsers)
+    train.add_parser(subparsers)
     return parser
 
 

@@ -54,7 +54,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dicomcrypt.codec.model import Decoder, conv_transpose_as_conv
+from dicomcrypt.codec.model import PLAN as PAPER_PLAN
+from dicomcrypt.codec.model import conv_transpose_as_conv
 from dicomcrypt.errors import ModelError
 
 WEIGHT_LIMIT = 2**10
@@ -64,15 +65,14 @@ MAX_FAN_IN = 576
 _EXP_RANGE = range(-60, 61)
 # Headroom over the largest activation seen in calibration; a power-of-two grid adds up to 2x more.
 CALIBRATION_MARGIN = 1.25
+_POST_OPS = (None, "upsample", "shuffle")
+_GATHER_MAX = 64  # 3x3 layers with 9 * inputs up to this gather their taps into one DGEMM
+_STACK_MAX = 16  # 3x3 layers with up to this many outputs run one DGEMM over all taps
 
-# (name, kernel size, ReLU after it, upsample after it). The last layer is the linear output.
-LAYERS: tuple[tuple[str, int, bool, bool], ...] = (
-    ("dense", 1, False, False),
-    ("deconv1", 3, True, True),
-    ("deconv2", 3, True, False),
-    ("deconv3", 3, True, False),
-    ("out", 3, False, False),
-)
+Plan = tuple[tuple[str, int, bool, "str | None"], ...]
+# (name, kernel size, ReLU after it, "upsample" / "shuffle" / None after it); the last layer is the
+# linear output. Each architecture's decoder class carries its own as ``PLAN``.
+LAYERS: Plan = PAPER_PLAN
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,9 @@ class _Layer:
     name: str
     kernel: int
     relu: bool
+    post: str | None
     taps: torch.Tensor  # (k*k, in, out) float64, integer-valued
+    stacked: torch.Tensor  # (in, k*k*out): the taps side by side, for layers with few outputs
     bias: torch.Tensor  # (out,) float64, integer-valued, at the accumulator scale, rounding offset folded in
     shift: int  # d = ae_in + we - ae_out; for the output layer ae_in + we
 
@@ -90,35 +92,46 @@ class FixedPointDecoder:
 
     def __init__(self, input_exp: int, layers: list[_Layer]) -> None:
         self.input_exp = input_exp
-        self.layers = {layer.name: layer for layer in layers}
-        self.out_channels = int(layers[-1].taps.shape[2])
+        self.layers = layers
+        last = layers[-1]
+        self.out_channels = int(last.taps.shape[2]) // (4 if last.post == "shuffle" else 1)
 
     @classmethod
-    def from_state(cls, state: dict) -> "FixedPointDecoder":
-        """Build from the exported integer state, refusing anything that breaks the bounds."""
+    def from_state(cls, state: dict, plan: Plan = PAPER_PLAN) -> "FixedPointDecoder":
+        """Build from the exported integer state, refusing anything that breaks the bounds.
+
+        ``plan`` is the architecture's layer recipe (``Decoder.PLAN``); the state holds numbers only.
+        """
         try:
             input_exp = _check_exp(state["input_exp"], "input_exp")
             act_exp = input_exp
             layers = []
-            for name, kernel, relu, _upsample in LAYERS:
+            for index, (name, kernel, relu, post) in enumerate(plan):
+                last = index == len(plan) - 1
+                if post not in _POST_OPS or (post == "shuffle" and not last) or kernel not in (1, 3):
+                    raise ModelError(f"fixed-point plan: layer {name} ({kernel}x{kernel}, then {post}) not supported")
                 entry = state["layers"][name]
                 weight = entry["weight"].to(torch.float64)
                 bias = entry["bias"].to(torch.float64)
                 weight_exp = _check_exp(entry["weight_exp"], f"{name}.weight_exp")
-                out_exp = _check_exp(entry["act_exp"], f"{name}.act_exp") if name != "out" else 0
+                out_exp = _check_exp(entry["act_exp"], f"{name}.act_exp") if not last else 0
                 _check_integers(weight, WEIGHT_LIMIT, f"{name}.weight")
                 _check_integers(bias, BIAS_LIMIT, f"{name}.bias")
                 if weight.ndim != 4 or weight.shape[2:] != (kernel, kernel) or bias.shape != weight.shape[:1]:
                     raise ModelError(f"fixed-point layer {name}: unexpected shape {tuple(weight.shape)}")
                 if weight.shape[1] * kernel * kernel > MAX_FAN_IN:
                     raise ModelError(f"fixed-point layer {name}: fan-in above {MAX_FAN_IN}")
+                if layers and weight.shape[1] != layers[-1].taps.shape[2]:
+                    raise ModelError(f"fixed-point layer {name}: {weight.shape[1]} inputs after "
+                                     f"{layers[-1].taps.shape[2]} outputs")
                 shift = act_exp + weight_exp - out_exp
-                if name != "out" and shift > 0:
+                if not last and shift > 0:
                     if shift > 41:
                         raise ModelError(f"fixed-point layer {name}: rescaling shift {shift} above 41")
                     bias = bias + math.ldexp(1.0, shift - 1)  # round half up, folded into the bias
                 taps = weight.permute(2, 3, 1, 0).reshape(kernel * kernel, weight.shape[1], weight.shape[0])
-                layers.append(_Layer(name, kernel, relu, taps.contiguous(), bias, shift))
+                stacked = taps.permute(1, 0, 2).reshape(weight.shape[1], -1).contiguous()
+                layers.append(_Layer(name, kernel, relu, post, taps.contiguous(), stacked, bias, shift))
                 act_exp = out_exp
         except (KeyError, TypeError, AttributeError) as exc:
             raise ModelError(f"fixed-point decoder state is incomplete or malformed ({exc!r})") from exc
@@ -145,41 +158,76 @@ class _Session:
         if latent.ndim != 3 or latent.dtype != np.float64:
             raise ValueError("fixed-point decoder takes one (h, w, C) float64 latent tile")
         layers = self.decoder.layers
-        h, w = latent.shape[:2]
+        height, width = latent.shape[:2]
         with torch.inference_mode():
             # Decoder input: floor(x * 2**e + 0.5), two correctly rounded IEEE operations, exact floor.
-            x = torch.from_numpy(np.ascontiguousarray(latent)).reshape(h * w, -1)
+            x = torch.from_numpy(np.ascontiguousarray(latent))
             x = torch.floor(x * math.ldexp(1.0, self.decoder.input_exp) + 0.5).clamp_(-ACT_LIMIT, ACT_LIMIT)
-            dense = layers["dense"]
-            x = torch.addmm(dense.bias, x, dense.taps[0])
-            _rescale_(x, dense.shift, relu=dense.relu)
-            padded = self._padded("latent", h, w, x.shape[1])
-            padded[1 : h + 1, 1 : w + 1] = x.view(h, w, -1)
-            # deconv1 at latent resolution, then nearest upsampling into the next padded buffer.
-            deconv1 = layers["deconv1"]
-            acc = self._buffer("deconv1", h * (w + 2), deconv1.taps.shape[2])
-            _conv3x3(padded, acc, deconv1)
-            _rescale_(acc, deconv1.shift, relu=True)
-            height, width = 2 * h, 2 * w
-            up = self._padded("up", height, width, acc.shape[1])
-            interior = up[1 : height + 1, 1 : width + 1].unflatten(0, (h, 2)).unflatten(2, (w, 2))
-            interior.copy_(acc.view(h, w + 2, -1)[:, None, :w, None, :])
-            # Full resolution: each layer writes its accumulator straight into the next padded buffer.
-            source = up
-            for name in ("deconv2", "deconv3"):
-                layer = layers[name]
-                target = self._padded(name, height, width, layer.taps.shape[2])
-                body = _body(target, height, width)
-                _conv3x3(source, body, layer)
-                _rescale_(body, layer.shift, relu=True)
-                target[:, 0] = 0.0  # the two wrapped-around columns land on the padding: clear them
-                target[:, width + 1] = 0.0
-                source = target
-            out = layers["out"]
-            acc = self._buffer("out", height * (width + 2), out.taps.shape[2])
-            _conv3x3(source, acc, out)
-            acc.mul_(math.ldexp(1.0, -out.shift)).clamp_(0.0, 1.0)
-            return acc.view(height, width + 2, -1)[:, :width].numpy().copy()
+            padded = False  # whether x is a zero-bordered (H + 2, W + 2, C) buffer or a dense (H, W, C) grid
+            for index, layer in enumerate(layers):
+                last = index == len(layers) - 1
+                nxt = layers[index + 1] if not last else None
+                if layer.kernel == 3 and not padded:
+                    x = self._pad(f"{layer.name}.in", x)
+                if layer.kernel == 1:
+                    # A 1x1 layer reads a dense grid: the step before it only pads for a 3x3 layer.
+                    acc = torch.addmm(layer.bias, x.reshape(height * width, x.shape[2]), layer.taps[0])
+                    grid = acc.view(height, width, -1)
+                elif nxt is not None and nxt.kernel == 3 and layer.post is None:
+                    # Write the accumulator straight into the next layer's padded input.
+                    target = self._padded(layer.name, height, width, layer.taps.shape[2])
+                    body = _body(target, height, width)
+                    _conv3x3(x, body, layer, self)
+                    _rescale_(body, layer.shift, relu=layer.relu)
+                    target[:, 0] = 0.0  # the two wrapped-around columns land on the padding: clear them
+                    target[:, width + 1] = 0.0
+                    x, padded = target, True
+                    continue
+                elif last and layer.taps.shape[2] <= _STACK_MAX:
+                    # Output layer with few channels: stay channels-first and rearrange once.
+                    planes = _stacked_sums(x, layer, self)
+                    planes.mul_(math.ldexp(1.0, -layer.shift)).clamp_(0.0, 1.0)
+                    planes = planes.view(-1, height, width + 2)[:, :, :width]
+                    if layer.post == "shuffle":  # channel c*4 + 2i + j -> pixel (2y + i, 2x + j) of channel c
+                        view = planes.unflatten(0, (-1, 2, 2)).permute(3, 1, 4, 2, 0)
+                        shape = (2 * height, 2 * width, view.shape[4])
+                    else:
+                        view = planes.permute(1, 2, 0)
+                        shape = (height, width, view.shape[2])
+                    out = torch.empty(view.shape, dtype=torch.float64)
+                    out.copy_(view)
+                    return out.view(shape).numpy()
+                else:
+                    acc = self._buffer(layer.name, height * (width + 2), layer.taps.shape[2])
+                    _conv3x3(x, acc, layer, self)
+                    grid = acc.view(height, width + 2, -1)[:, :width]
+                if last:
+                    acc.mul_(math.ldexp(1.0, -layer.shift)).clamp_(0.0, 1.0)
+                    if layer.post == "shuffle":  # channel c*4 + 2i + j -> pixel (2y + i, 2x + j) of channel c
+                        out = grid.unflatten(2, (-1, 2, 2)).permute(0, 3, 1, 4, 2)
+                        return out.reshape(2 * height, 2 * width, -1).numpy().copy()
+                    return grid.numpy().copy()
+                _rescale_(acc, layer.shift, relu=layer.relu)
+                if layer.post == "upsample":
+                    grid = grid[:, None, :, None, :].expand(height, 2, width, 2, grid.shape[2])
+                    height, width = 2 * height, 2 * width
+                    grid = grid.reshape(height, width, -1) if nxt is None or nxt.kernel != 3 else grid
+                if nxt is not None and nxt.kernel == 3:
+                    x, padded = self._pad(f"{nxt.name}.in", grid, height, width), True
+                else:
+                    x, padded = grid.contiguous(), False
+        raise AssertionError("unreachable: the plan ends with its output layer")
+
+    def _pad(self, role: str, grid: torch.Tensor, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """Copy a grid (``(H, W, C)``, or ``(H/2, 2, W/2, 2, C)`` for upsampling) into a padded buffer."""
+        height = grid.shape[0] if height is None else height
+        width = grid.shape[1] if width is None else width
+        target = self._padded(role, height, width, grid.shape[-1])
+        interior = target[1 : height + 1, 1 : width + 1]
+        if grid.ndim == 5:
+            interior = interior.unflatten(0, (height // 2, 2)).unflatten(2, (width // 2, 2))
+        interior.copy_(grid)
+        return target
 
     def _buffer(self, role: str, rows: int, channels: int) -> torch.Tensor:
         need = rows * channels
@@ -209,22 +257,62 @@ def _body(padded: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return flat[row + 1 : row + 1 + height * row]
 
 
-def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer) -> None:
+def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_Session") -> None:
     """Exact 'same' 3x3 convolution of a zero-bordered ``(H + 2, W + 2, Cin)`` tensor into ``out``.
 
     ``out`` is ``(H * (W + 2), Cout)``: the output on an ``H x (W + 2)`` grid whose last two
-    columns wrap around and are not part of the image. Nine contiguous shifted DGEMMs.
+    columns wrap around and are not part of the image. Output grid point ``p`` is
+    ``sum_t flat[p + offset_t] @ taps[t]`` over the nine taps; three ways to group that sum, all
+    exact (integers below 2**53 in any order), picked for speed by the layer's shape:
+
+    * few inputs (``9 * Cin <= 64``): gather the nine shifted copies side by side, one DGEMM;
+    * few outputs (``Cout <= 16``): one DGEMM against all nine taps at once, then nine shifted adds
+      (:func:`_stacked_sums`);
+    * otherwise nine contiguous shifted DGEMMs.
     """
     row = padded.shape[1]
     flat = padded.view(-1, padded.shape[2])
     count = out.shape[0] - 2  # the last grid row's two extra columns would read past the buffer
     body = out[:count]
-    torch.addmm(layer.bias, flat[:count], layer.taps[0], out=body)
-    for index in range(1, 9):
+    offsets = [dy * row + dx for dy, dx in (divmod(index, 3) for index in range(9))]
+    cin, cout = layer.taps.shape[1], layer.taps.shape[2]
+    if 9 * cin <= _GATHER_MAX:
+        cols = scratch._buffer("gather", count, 9 * cin).view(count, 9, cin)
+        for index, offset in enumerate(offsets):
+            cols[:, index] = flat[offset : offset + count]
+        torch.addmm(layer.bias, cols.view(count, 9 * cin), layer.taps.reshape(9 * cin, cout), out=body)
+    elif cout <= _STACK_MAX:
+        body.copy_(_stacked_sums(padded, layer, scratch)[:, :count].T)
+    else:
+        torch.addmm(layer.bias, flat[:count], layer.taps[0], out=body)
+        for index in range(1, 9):
+            body.addmm_(flat[offsets[index] : offsets[index] + count], layer.taps[index])
+    out[count:] = 0.0
+
+
+def _stacked_sums(padded: torch.Tensor, layer: _Layer, scratch: "_Session") -> torch.Tensor:
+    """A 3x3 layer with few outputs, channels first: ``(Cout, H * (W + 2))`` on the wrap-around grid.
+
+    One DGEMM against all nine taps, transposed so each (tap, output channel) row of partial sums
+    is contiguous over positions, then nine shifted contiguous adds. The last two grid points
+    (which would read past the buffer) are zero.
+    """
+    row = padded.shape[1]
+    flat = padded.view(-1, padded.shape[2])
+    cout = layer.taps.shape[2]
+    total = (padded.shape[0] - 2) * row
+    count = total - 2
+    partial = scratch._buffer("stack", 9 * cout, flat.shape[0])
+    torch.mm(layer.stacked.T, flat.T, out=partial)
+    summed = scratch._buffer("stack-sum", cout, total)
+    summed[:, count:] = 0.0
+    body = summed[:, :count]
+    body.copy_(layer.bias[:, None].expand(cout, count))
+    for index in range(9):
         dy, dx = divmod(index, 3)
         offset = dy * row + dx
-        body.addmm_(flat[offset : offset + count], layer.taps[index])
-    out[count:] = 0.0
+        body.add_(partial[index * cout : (index + 1) * cout, offset : offset + count])
+    return summed
 
 
 def _rescale_(acc: torch.Tensor, shift: int, *, relu: bool) -> None:
@@ -245,30 +333,29 @@ def _rescale_(acc: torch.Tensor, shift: int, *, relu: bool) -> None:
 
 
 @torch.inference_mode()
-def calibrate(decoder: Decoder, latents: Iterable[torch.Tensor]) -> dict[str, float]:
+def calibrate(decoder: torch.nn.Module, latents: Iterable[torch.Tensor]) -> dict[str, float]:
     """Largest magnitude at each activation point of the float decoder over ``latents``.
 
     ``latents`` are ``(N, 3, h, w)`` tensors as the receiver sees them (dequantised). Keys:
-    ``input`` and the name of each layer whose output feeds another layer.
+    ``input`` and the name of each layer of ``decoder.PLAN`` whose output feeds another layer.
     """
     dec = copy.deepcopy(decoder).double()
-    peaks = {"input": 0.0, "dense": 0.0, "deconv1": 0.0, "deconv2": 0.0, "deconv3": 0.0}
+    plan = dec.PLAN
+    peaks = {"input": 0.0, **{name: 0.0 for name, *_ in plan[:-1]}}
     for y in latents:
-        y = y.to(torch.float64)
-        peaks["input"] = max(peaks["input"], float(y.abs().max()))
-        x = dec.dense(y)
-        peaks["dense"] = max(peaks["dense"], float(x.abs().max()))
-        x = torch.relu(dec.deconv1(x))
-        peaks["deconv1"] = max(peaks["deconv1"], float(x.max()))
-        x = torch.relu(dec.deconv2(dec.up(x)))
-        peaks["deconv2"] = max(peaks["deconv2"], float(x.max()))
-        x = torch.relu(dec.deconv3(x))
-        peaks["deconv3"] = max(peaks["deconv3"], float(x.max()))
+        x = y.to(torch.float64)
+        peaks["input"] = max(peaks["input"], float(x.abs().max()))
+        for name, _kernel, relu, post in plan[:-1]:
+            x = getattr(dec, name)(x)
+            x = torch.relu(x) if relu else x
+            peaks[name] = max(peaks[name], float(x.abs().max()))
+            if post == "upsample":
+                x = x.repeat_interleave(2, 2).repeat_interleave(2, 3)
     return peaks
 
 
-def export_state(decoder: Decoder, peaks: dict[str, float]) -> dict:
-    """Integer weights, biases and exponents of ``decoder`` for activation ``peaks``.
+def export_state(decoder: torch.nn.Module, peaks: dict[str, float]) -> dict:
+    """Integer weights, biases and exponents of ``decoder`` (following its ``PLAN``) for ``peaks``.
 
     The result (ints and integer tensors only) is saved inside the weights file, so the exact
     decoder is covered by the weights' SHA-256 and never re-derived from floats at load time.
@@ -276,10 +363,10 @@ def export_state(decoder: Decoder, peaks: dict[str, float]) -> dict:
     input_exp = _act_exp(peaks["input"])
     act_exp = input_exp
     layers: dict[str, dict] = {}
-    modules = {"dense": decoder.dense, "deconv1": decoder.deconv1, "deconv2": decoder.deconv2,
-               "deconv3": decoder.deconv3, "out": decoder.out}
-    for name, _kernel, _relu, _upsample in LAYERS:
-        module = modules[name]
+    plan = decoder.PLAN
+    for index, (name, _kernel, _relu, _post) in enumerate(plan):
+        last = index == len(plan) - 1
+        module = getattr(decoder, name)
         weight = module.weight.detach().to(torch.float64)
         if isinstance(module, torch.nn.ConvTranspose2d):
             weight = conv_transpose_as_conv(weight)
@@ -290,7 +377,7 @@ def export_state(decoder: Decoder, peaks: dict[str, float]) -> dict:
         b_int = torch.round(bias * math.ldexp(1.0, act_exp + weight_exp))
         if float(b_int.abs().max()) > BIAS_LIMIT:
             raise ModelError(f"fixed-point export: bias of {name} exceeds 2**40 at its scale")
-        out_exp = _act_exp(peaks[name]) if name != "out" else 0
+        out_exp = _act_exp(peaks[name]) if not last else 0
         layers[name] = {
             "weight": w_int.to(torch.int16),
             "bias": b_int.to(torch.int64),

@@ -60,8 +60,16 @@ def latent_to_bytes(
     factor: int,
     original_size: tuple[int, int],
     tile: int,
+    levels: int = 256,
 ) -> bytes:
-    """Quantise and serialise ``(F, h, w, C)`` float latents."""
+    """Quantise and serialise ``(F, h, w, C)`` float latents.
+
+    ``levels`` (u8 only, 2..256): how many of the 256 codes are used. Fewer levels make a coarser,
+    much smaller latent in the same format (the receiver reads ``low + q * step`` either way): the
+    lossless mode uses this, because there the residual carries the detail (docs/models.md).
+    """
+    if not 2 <= levels <= 256:
+        raise ValueError(f"latent levels must be in 2..256, not {levels}")
     if latent_format not in FORMATS:
         raise ValueError(f"latent format must be one of {sorted(FORMATS)}, not {latent_format!r}")
     if latent.ndim != 4 or 0 in latent.shape:
@@ -76,7 +84,7 @@ def latent_to_bytes(
     if latent_format == "f16":
         samples, params = planar.astype("<f2"), b""
     else:
-        samples, params = _quantise_u8(planar)
+        samples, params = _quantise_u8(planar, levels)
     import zstandard
 
     data = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(samples.tobytes())
@@ -139,14 +147,14 @@ def latent_from_bytes(blob: bytes) -> Latent:
     return Latent(values, latent_format, factor, (orig_h, orig_w), tile)
 
 
-def _quantise_u8(planar: np.ndarray) -> tuple[np.ndarray, bytes]:
-    """Per frame and channel: ``q = round((x - low) / step)``, ``step = (high - low) / 255``."""
+def _quantise_u8(planar: np.ndarray, levels: int = 256) -> tuple[np.ndarray, bytes]:
+    """Per frame and channel: ``q = round((x - low) / step)``, ``step = (high - low) / (levels - 1)``."""
     low = planar.min(axis=(2, 3)).astype(np.float32)
     high = planar.max(axis=(2, 3)).astype(np.float32)
-    step = ((high.astype(np.float64) - low) / 255.0).astype(np.float32)
+    step = ((high.astype(np.float64) - low) / (levels - 1)).astype(np.float32)
     safe = np.where(step > 0, step, np.float32(1.0)).astype(np.float64)
     q = np.rint((planar - low[..., None, None].astype(np.float64)) / safe[..., None, None])
-    q = np.clip(q, 0, 255).astype(np.uint8)
+    q = np.clip(q, 0, levels - 1).astype(np.uint8)
     params = np.stack([low, step], axis=-1).astype(">f4").tobytes()
     return q, params
 

@@ -39,6 +39,16 @@ ARCH = "paper-ae"
 DOWNSAMPLE = 2
 LATENT_CHANNELS = 3
 
+# The exact decoder's recipe (dicomcrypt.codec.fixed_point): (layer, kernel, ReLU after it, then
+# "upsample" (nearest 2x) / "shuffle" (PixelShuffle 2) / None). The last layer is the linear output.
+PLAN: tuple[tuple[str, int, bool, str | None], ...] = (
+    ("dense", 1, False, None),
+    ("deconv1", 3, True, "upsample"),
+    ("deconv2", 3, True, None),
+    ("deconv3", 3, True, None),
+    ("out", 3, False, None),
+)
+
 
 class Encoder(nn.Module):
     """``g_a``: image ``(N, C, H, W)`` -> latent ``(N, 3, H/2, W/2)`` (H, W even)."""
@@ -61,6 +71,8 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``g_s``: latent ``(N, 3, h, w)`` -> image ``(N, C, 2h, 2w)``, unclamped (for training)."""
 
+    PLAN = PLAN
+
     def __init__(self, out_channels: int = 1) -> None:
         super().__init__()
         self.dense = nn.Conv2d(LATENT_CHANNELS, LATENT_CHANNELS, 1)
@@ -78,28 +90,27 @@ class Decoder(nn.Module):
         return self.out(x)
 
 
-class PaperAutoencoder(nn.Module):
-    """Encoder and decoder together, for training and for the float reference path."""
+class BaseAutoencoder(nn.Module):
+    """What every architecture offers: ``g_a``, ``g_s`` (whose ``PLAN`` the exact decoder follows),
+    ``in_channels``, ``arch``, and ``from_state_dict`` to rebuild from saved weights."""
+
+    arch = ""
+    g_a: nn.Module
+    g_s: nn.Module
 
     def __init__(self, in_channels: int = 1) -> None:
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grey) or 3 (colour), not {in_channels}")
         self.in_channels = in_channels
-        self.g_a = Encoder(in_channels)
-        self.g_s = Decoder(in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Training forward pass: unclamped reconstruction of an even-sized batch."""
         return self.g_s(self.g_a(x))
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "PaperAutoencoder":
-        """Rebuild from saved weights; the channel count is read off the first conv."""
-        in_channels = int(state["g_a.conv1.weight"].shape[1])
-        model = cls(in_channels)
-        model.load_state_dict(state)
-        return model
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "BaseAutoencoder":
+        raise NotImplementedError
 
     @torch.inference_mode()
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
@@ -108,6 +119,25 @@ class PaperAutoencoder(nn.Module):
         x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)).permute(2, 0, 1)[None]
         y = self(x).clamp_(0.0, 1.0)
         return y[0].permute(1, 2, 0).numpy()[:height, :width]
+
+
+class PaperAutoencoder(BaseAutoencoder):
+    """Encoder and decoder together, for training and for the float reference path."""
+
+    arch = ARCH
+
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__(in_channels)
+        self.g_a = Encoder(in_channels)
+        self.g_s = Decoder(in_channels)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "PaperAutoencoder":
+        """Rebuild from saved weights; the channel count is read off the first conv."""
+        in_channels = int(state["g_a.conv1.weight"].shape[1])
+        model = cls(in_channels)
+        model.load_state_dict(state)
+        return model
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int = DOWNSAMPLE) -> np.ndarray:

@@ -36,15 +36,34 @@ from dicomcrypt.errors import ModelError, ModelMismatchError
 
 if TYPE_CHECKING:
     from dicomcrypt.codec.fixed_point import FixedPointDecoder
-    from dicomcrypt.codec.model import PaperAutoencoder
+    from dicomcrypt.codec.model import BaseAutoencoder
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODELS = {1: "paper-grey@1", 3: "paper-colour@1"}
+DEFAULT_MODELS = {1: "ps-grey@1", 3: "ps-colour@1"}  # docs/models.md: faster and better on 3 of 4 held-out images
 WEIGHTS_FORMAT = 1
+MODELS_ENV = "DICOMCRYPT_MODELS"
+# Site models loaded by folder in this process, by id: a receiver that loaded ct-model/ to encrypt
+# (or was pointed at it) finds it again when an envelope names its id.
+_LOADED_BY_PATH: dict[str, Path] = {}
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*@[0-9]+$")
-_ARCHES = {"paper-ae": (2, 3)}  # architecture -> (downsampling factor, latent channels)
+# architecture -> (module, class, downsampling factor, latent channels); modules imported only on load.
+_ARCHES = {
+    "paper-ae": ("dicomcrypt.codec.model", "PaperAutoencoder", 2, 3),
+    "ps-ae": ("dicomcrypt.codec.arch_ps", "ShuffleAutoencoder", 2, 3),
+}
+ARCHES = tuple(_ARCHES)
+
+
+def network_class(arch: str) -> type["BaseAutoencoder"]:
+    """The ``nn.Module`` class of architecture ``arch`` (imports torch)."""
+    import importlib
+
+    if arch not in _ARCHES:
+        raise ModelError(f"unknown architecture {arch!r} (known: {', '.join(_ARCHES)})")
+    module, name, _factor, _channels = _ARCHES[arch]
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -64,7 +83,7 @@ class ModelInfo:
 class LoadedModel:
     """A verified model: float encoder for senders, exact fixed-point decoder for both sides."""
 
-    def __init__(self, info: ModelInfo, network: "PaperAutoencoder", fixed: "FixedPointDecoder") -> None:
+    def __init__(self, info: ModelInfo, network: "BaseAutoencoder", fixed: "FixedPointDecoder") -> None:
         self.info = info
         self.network = network.eval()
         self.fixed = fixed
@@ -80,17 +99,28 @@ class LoadedModel:
                 f"{self.info.model_id} sha256 {self.info.sha256.hex()}"
             )
 
-    def encode(self, image: np.ndarray, latent_format: str = "u8", *, tile: int = TILE) -> bytes:
+    def encode(self, image: np.ndarray, latent_format: str = "u8", *, tile: int = TILE, levels: int = 256) -> bytes:
         """``(F, H, W, C)`` floats in [0, 1] -> serialised quantised latent.
 
         Frames are encoded one at a time, in tiles, padded by edge replication to a multiple of
         the model's downsampling factor; the original size travels in the latent header.
+        ``levels``: codes used by the u8 latent (256; :attr:`lossless_levels` for the lossless mode).
         """
         latents = self.encode_latent(image, tile=tile)
         return latent_to_bytes(
             latents, latent_format=latent_format, factor=self.info.factor,
-            original_size=(image.shape[1], image.shape[2]), tile=tile,
+            original_size=(image.shape[1], image.shape[2]), tile=tile, levels=levels,
         )
+
+    @property
+    def lossless_levels(self) -> int:
+        """Latent levels for the lossless mode, from the model's metadata (256 for older models).
+
+        In lossless mode the residual carries the detail and costs about as much as JPEG-LS of the
+        pixels whatever the prediction, so a coarse latent makes the smaller payload.
+        """
+        value = self.info.metadata.get("lossless_latent_levels", 256)
+        return value if isinstance(value, int) and 2 <= value <= 256 else 256
 
     def encode_latent(self, image: np.ndarray, *, tile: int = TILE) -> np.ndarray:
         """The unquantised float32 latent ``(F, ceil(H/2), ceil(W/2), 3)``."""
@@ -182,8 +212,12 @@ def available_models() -> list[str]:
 def load_model(model_id: str | None = None, channels: int = 1) -> LoadedModel:
     """Load (once per process) a shipped model by id, or a site's model folder by path.
 
-    ``model_id=None`` picks the default for ``channels`` (1: ``paper-grey@1``, 3:
-    ``paper-colour@1``); with an explicit id ``channels`` is not used (``encode`` checks the image
+    A site model's id also resolves once its folder was loaded in this process, or when its folder
+    (or a folder holding it) is listed in ``$DICOMCRYPT_MODELS`` (``os.pathsep``-separated): that
+    is how a receiver decodes envelopes made with ``dicomcrypt train`` models.
+
+    ``model_id=None`` picks the default for ``channels`` (:data:`DEFAULT_MODELS`: 1 ``ps-grey@1``, 3
+    ``ps-colour@1``); with an explicit id ``channels`` is not used (``encode`` checks the image
     against the model). Raises :class:`ModelError` for unknown ids, malformed metadata and
     weights whose SHA-256 differs from the metadata's.
     """
@@ -191,19 +225,29 @@ def load_model(model_id: str | None = None, channels: int = 1) -> LoadedModel:
         if channels not in DEFAULT_MODELS:
             raise ModelError(f"no default model for {channels}-channel images")
         model_id = DEFAULT_MODELS[channels]
-    return _load(str(_resolve(model_id)))
+    path = _resolve(model_id)
+    model = _load(str(path))
+    if model.info.model_id not in _shipped():
+        _LOADED_BY_PATH.setdefault(model.info.model_id, path)
+    return model
 
 
 def clear_cache() -> None:
     """Forget loaded models (tests; a site replacing its model folder in a running process)."""
     _load.cache_clear()
     _shipped.cache_clear()
+    _LOADED_BY_PATH.clear()
 
 
 @functools.lru_cache(maxsize=1)
 def _shipped() -> dict[str, Path]:
+    return _models_in(MODELS_DIR)
+
+
+def _models_in(folder: Path) -> dict[str, Path]:
+    """Model id -> metadata file, for the ``*.json`` files of ``folder`` that name one."""
     models: dict[str, Path] = {}
-    for path in sorted(MODELS_DIR.glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         try:
             model_id = json.loads(path.read_text(encoding="utf-8")).get("model_id")
         except (OSError, ValueError, AttributeError):
@@ -229,10 +273,27 @@ def _resolve(model_id: str) -> Path:
     if not _ID_PATTERN.match(model_id):
         raise ModelError(f"model id {model_id!r} is not of the form name@version")
     shipped = _shipped()
-    if model_id not in shipped:
-        known = ", ".join(sorted(shipped)) or "none"
-        raise ModelError(f"unknown model {model_id} (available: {known})")
-    return shipped[model_id]
+    if model_id in shipped:
+        return shipped[model_id]
+    if model_id in _LOADED_BY_PATH:
+        return _LOADED_BY_PATH[model_id]
+    site = _site_models()
+    if model_id in site:
+        return site[model_id]
+    known = ", ".join(sorted(shipped) + sorted(site)) or "none"
+    raise ModelError(f"unknown model {model_id} (available: {known}; a site model is found by its folder, "
+                     f"or by id in the folders listed in ${MODELS_ENV})")
+
+
+def _site_models() -> dict[str, Path]:
+    """Site models by id: each folder in ``$DICOMCRYPT_MODELS`` is a model folder or holds some."""
+    models: dict[str, Path] = {}
+    for entry in filter(None, os.environ.get(MODELS_ENV, "").split(os.pathsep)):
+        root = Path(entry).expanduser()
+        for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())]:
+            for model_id, path in _models_in(folder).items():
+                models.setdefault(model_id, path)
+    return models
 
 
 @functools.lru_cache(maxsize=8)
@@ -254,11 +315,11 @@ def _load(meta_path: str) -> LoadedModel:
     import torch
 
     from dicomcrypt.codec.fixed_point import FixedPointDecoder, summarise_state
-    from dicomcrypt.codec.model import PaperAutoencoder
 
+    cls = network_class(meta["arch"])
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        network = PaperAutoencoder.from_state_dict(state["float"])
+        network = cls.from_state_dict(state["float"])
     except Exception as exc:  # unpickling and shape errors: torch raises many types
         raise ModelError(f"model {model_id}: weights do not load ({type(exc).__name__}: {exc})") from exc
     if state.get("format") != WEIGHTS_FORMAT or state.get("arch") != meta["arch"]:
@@ -266,14 +327,14 @@ def _load(meta_path: str) -> LoadedModel:
             f"model {model_id}: weights format {state.get('format')!r} / arch {state.get('arch')!r} not supported"
         )
     try:
-        fixed = FixedPointDecoder.from_state(state["fixed"])
+        fixed = FixedPointDecoder.from_state(state["fixed"], plan=network.g_s.PLAN)
     except (ModelError, KeyError) as exc:
         raise ModelError(f"model {model_id}: {exc}") from exc
     if network.in_channels != meta["channels"] or fixed.out_channels != meta["channels"]:
         raise ModelError(f"model {model_id}: metadata says {meta['channels']} channels, weights disagree")
     if "calibration" in meta and meta["calibration"] != summarise_state(state["fixed"]):
         raise ModelError(f"model {model_id}: calibration in metadata differs from the weights file")
-    factor, latent_channels = _ARCHES[meta["arch"]]
+    _module, _class, factor, latent_channels = _ARCHES[meta["arch"]]
     info = ModelInfo(model_id, bytes.fromhex(found), meta["channels"], meta["arch"], factor, latent_channels,
                      weights_path, meta)
     # One line per model per process: how a PACS log shows the model is not reloaded per instance.
@@ -306,7 +367,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 
 def write_model(
-    network: "PaperAutoencoder",
+    network: "BaseAutoencoder",
     fixed_state: dict,
     folder: Path,
     stem: str,
@@ -316,29 +377,31 @@ def write_model(
 ) -> Path:
     """Save weights, metadata (with their SHA-256) and an optional card; returns the metadata path.
 
-    Used by ``scripts/train_default_models.py`` and, later, ``dicomcrypt train`` for a site's model.
+    Used by ``scripts/train_default_models.py`` and ``dicomcrypt train``. The architecture is the
+    network's own (``network.arch``). Files are written atomically (weights before metadata).
     """
     import torch
 
     from dicomcrypt.codec.fixed_point import summarise_state
-    from dicomcrypt.codec.model import ARCH
+
+    arch = network.arch
 
     if not _ID_PATTERN.match(model_id):
         raise ModelError(f"model id {model_id!r} is not of the form name@version")
     folder.mkdir(parents=True, exist_ok=True)
     state = {
         "format": WEIGHTS_FORMAT,
-        "arch": ARCH,
+        "arch": arch,
         "float": {k: v.detach().cpu().float().contiguous() for k, v in network.state_dict().items()},
         "fixed": fixed_state,
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
     weights = folder / f"{stem}.pt"
-    weights.write_bytes(buffer.getvalue())
+    write_atomic(weights, buffer.getvalue())
     meta: dict[str, Any] = {
         "model_id": model_id,
-        "arch": ARCH,
+        "arch": arch,
         "channels": network.in_channels,
         "weights": weights.name,
         "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
@@ -347,7 +410,24 @@ def write_model(
     }
     meta.update(metadata or {})
     meta_path = folder / f"{stem}.json"
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if card is not None:
-        (folder / f"{stem}.md").write_text(card, encoding="utf-8")
+        write_atomic(folder / f"{stem}.md", card.encode("utf-8"))
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     return meta_path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and move it into place (replacing it)."""
+    import tempfile
+
+    from dicomcrypt.atomic import publish
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # model files are shared read-only data, not secrets (mkstemp makes 0600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        publish(Path(tmp), path, force=True, exists_message=str(path))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

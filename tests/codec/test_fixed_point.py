@@ -20,7 +20,7 @@ from dicomcrypt.errors import ModelError
 @pytest.fixture(scope="module")
 def state() -> dict:
     """The integer state shipped inside paper-grey@1's weights."""
-    model = load_model()
+    model = load_model("paper-grey@1")
     return torch.load(io.BytesIO(model.info.weights_path.read_bytes()), weights_only=True)["fixed"]
 
 

@@ -23,11 +23,13 @@ def test_importing_the_registry_does_not_import_torch() -> None:
 
 
 def test_shipped_defaults_and_their_files() -> None:
-    assert {"paper-grey@1", "paper-colour@1"} <= set(available_models())
-    for model_id, channels in (("paper-grey@1", 1), ("paper-colour@1", 3)):
+    shipped = (("paper-grey@1", 1, "paper-ae"), ("paper-colour@1", 3, "paper-ae"),
+               ("ps-grey@1", 1, "ps-ae"), ("ps-colour@1", 3, "ps-ae"))
+    assert {model_id for model_id, _, _ in shipped} <= set(available_models())
+    for model_id, channels, arch in shipped:
         meta_path = next(p for p in MODELS_DIR.glob("*.json") if json.loads(p.read_text())["model_id"] == model_id)
         meta = json.loads(meta_path.read_text())
-        assert meta["channels"] == channels and meta["arch"] == "paper-ae"
+        assert meta["channels"] == channels and meta["arch"] == arch
         assert (MODELS_DIR / meta["card"]).is_file()
         weights = (MODELS_DIR / meta["weights"]).read_bytes()
         assert hashlib.sha256(weights).hexdigest() == meta["sha256"]
@@ -35,11 +37,13 @@ def test_shipped_defaults_and_their_files() -> None:
 
 def test_defaults_by_channel_count_are_cached() -> None:
     grey = load_model()
-    assert grey is load_model("paper-grey@1") is load_model(None, channels=1)
-    assert grey.info.model_id == "paper-grey@1" and grey.info.channels == 1 and grey.info.arch == "paper-ae"
+    assert grey is load_model("ps-grey@1") is load_model(None, channels=1)
+    assert grey.info.model_id == "ps-grey@1" and grey.info.channels == 1 and grey.info.arch == "ps-ae"
     assert isinstance(grey.info.sha256, bytes) and len(grey.info.sha256) == 32
     colour = load_model(channels=3)
-    assert colour.info.model_id == "paper-colour@1" and colour.info.channels == 3
+    assert colour.info.model_id == "ps-colour@1" and colour.info.channels == 3
+    # The paper's models stay shipped and loadable (old envelopes name them).
+    assert load_model("paper-grey@1").info.arch == load_model("paper-colour@1").info.arch == "paper-ae"
 
 
 def test_unknown_and_malformed_ids() -> None:

@@ -1,0 +1,409 @@
+"""Training a codec model: seeded, resumable, with a validation curve and an exact-decoder export.
+
+Behind ``dicomcrypt train`` and ``scripts/train_default_models.py``. One run::
+
+    images --split by study--> train / validation
+    loop: random crops (rotations, flips), a share made noisy (dicomcrypt.noise) with the clean
+          crop as target -- the paper's decoder "also denoises" -- MSE, Adam, one-cycle schedule;
+          checkpoint every N steps (model, optimiser, schedule, RNG states, loss history)
+    export: calibrate the fixed-point decoder on quantised latents, write weights + JSON + card
+    measure: PSNR / SSIM of the exact decoder on the validation images; loss curve PNG
+
+Repeatable: every random draw comes from generators seeded by ``TrainConfig.seed`` whose state
+is in the checkpoint, so a resumed run continues the same sequence of batches. (Bit-identical
+weights across CPUs are not promised: float training is not; the exported weights' SHA-256 is
+what identifies a model.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dicomcrypt.codec import fixed_point, registry
+from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes
+from dicomcrypt.codec.model import BaseAutoencoder
+from dicomcrypt.codec.tiling import TILE
+from dicomcrypt.codec.train_data import TrainingImage, sampling_weights
+from dicomcrypt.errors import DicomCryptError
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingError(DicomCryptError):
+    """Training cannot start or resume (no images, a checkpoint of another run)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the weights, apart from the data (recorded in the model JSON)."""
+
+    arch: str = "ps-ae"
+    channels: int = 1
+    width: int = 32  # ps-ae only
+    steps: int = 2000
+    seed: int = 20221130
+    learning_rate: float = 3e-3
+    crop_sizes: tuple[int, ...] = (64, 80, 96, 112, 128)
+    pixels_per_batch: int = 8 * 96 * 96
+    noise_share: float = 0.1  # share of crops given one of the four noise types (input only)
+    validate_every: int = 100
+    checkpoint_every: int = 100
+
+    def fingerprint(self, images: list[TrainingImage]) -> str:
+        """Identifies config + data: a checkpoint resumes only the run that wrote it."""
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
+        for image in images:
+            digest.update(f"{image.name}|{image.group}|{image.frames.shape}".encode())
+        return digest.hexdigest()
+
+
+@dataclass
+class History:
+    """Loss curve: (step, training loss EMA) and (step, validation MSE)."""
+
+    train: list[tuple[int, float]] = field(default_factory=list)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the caller's progress display gets after each step."""
+
+    step: int
+    steps: int
+    loss: float
+    validation: float | None
+    seconds: float
+
+
+def build_network(config: TrainConfig) -> BaseAutoencoder:
+    cls = registry.network_class(config.arch)
+    if config.arch == "ps-ae":
+        return cls(config.channels, width=config.width)  # type: ignore[call-arg]
+    return cls(config.channels)
+
+
+def pick_device() -> torch.device:
+    """A GPU when there is one (CUDA, then Apple MPS), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def train(
+    config: TrainConfig,
+    train_images: list[TrainingImage],
+    validation_images: list[TrainingImage],
+    workdir: Path,
+    *,
+    on_step: Callable[[Progress], None] | None = None,
+    device: torch.device | None = None,
+) -> tuple[BaseAutoencoder, History, dict[str, Any]]:
+    """Train (or resume from ``workdir/checkpoint.pt``) and return the CPU network, history, summary."""
+    if not train_images:
+        raise TrainingError("no training images (check the folder, --modality and the channel count)")
+    device = device or pick_device()
+    workdir.mkdir(parents=True, exist_ok=True)
+    fingerprint = config.fingerprint(train_images + validation_images)
+    torch.manual_seed(config.seed)
+    network = build_network(config).to(device)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    if config.steps >= 20:
+        schedule: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=config.learning_rate, total_steps=config.steps, pct_start=max(0.05, 3 / config.steps)
+        )
+    else:  # smoke runs: one-cycle needs room for its warm-up
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _step: 1.0)
+    rng = np.random.default_rng(config.seed)
+    history = History()
+    start_step, seconds_before, running = 0, 0.0, None
+    checkpoint_path = workdir / CHECKPOINT
+    if checkpoint_path.is_file():
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if saved.get("format") != CHECKPOINT_FORMAT or saved.get("fingerprint") != fingerprint:
+            raise TrainingError(
+                f"{checkpoint_path} belongs to another run (different data or settings); "
+                "remove it or use another --out folder"
+            )
+        network.load_state_dict(saved["network"])
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        history = History([tuple(x) for x in saved["history"]["train"]],
+                          [tuple(x) for x in saved["history"]["validation"]])
+        start_step, seconds_before, running = saved["step"], saved["seconds"], saved["running"]
+    weights = sampling_weights(train_images)
+    validation_batches = _validation_batches(validation_images, config)
+    started = time.perf_counter()
+    network.train()
+    for step in range(start_step, config.steps):
+        inputs, targets = sample_batch(train_images, weights, rng, config)
+        inputs = inputs.to(device).contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device).contiguous(memory_format=torch.channels_last)
+        loss = torch.nn.functional.mse_loss(network(inputs), targets)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        value = float(loss.detach())
+        running = value if running is None else 0.95 * running + 0.05 * value
+        done = step + 1
+        validation = None
+        if done % config.validate_every == 0 or done == config.steps:
+            history.train.append((done, running))
+            if validation_batches:
+                validation = validation_mse(network, validation_batches, device)
+                history.validation.append((done, validation))
+        seconds = seconds_before + time.perf_counter() - started
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            _save_checkpoint(checkpoint_path, fingerprint, network, optimiser, schedule, rng, history,
+                             done, seconds, running)
+        if on_step is not None:
+            on_step(Progress(done, config.steps, running, validation, seconds))
+    network = network.cpu().eval()
+    seconds = seconds_before + time.perf_counter() - started
+    summary = {
+        "config": dataclasses.asdict(config),
+        "steps": config.steps,
+        "seconds": round(seconds, 1),
+        "device": str(device),
+        "final_train_mse_ema": running,
+        "final_validation_mse": history.validation[-1][1] if history.validation else None,
+        "train_files": sorted({im.name for im in train_images}),
+        "validation_files": sorted({im.name for im in validation_images}),
+        "train_groups": len({im.group for im in train_images}),
+        "validation_groups": len({im.group for im in validation_images}),
+    }
+    return network, history, summary
+
+
+def sample_batch(
+    images: list[TrainingImage], weights: np.ndarray, rng: np.random.Generator, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random square crops (one size per batch), rotated and flipped; a share of inputs made noisy."""
+    from dicomcrypt.noise import NOISE_KINDS, add_noise
+
+    size = int(rng.choice(config.crop_sizes))
+    count = max(4, config.pixels_per_batch // (size * size))
+    targets = np.empty((count, config.channels, size, size), dtype=np.float32)
+    inputs = np.empty_like(targets)
+    for index in range(count):
+        image = images[rng.choice(len(images), p=weights)]
+        frame = image.frames[rng.integers(image.frames.shape[0])]
+        height, width = frame.shape[:2]
+        if height < size or width < size:
+            frame = np.pad(frame, ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0)), mode="edge")
+            height, width = frame.shape[:2]
+        y, x = rng.integers(height - size + 1), rng.integers(width - size + 1)
+        crop = np.rot90(frame[y : y + size, x : x + size], k=int(rng.integers(4)))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = np.ascontiguousarray(crop.transpose(2, 0, 1))
+        targets[index] = crop
+        if rng.random() < config.noise_share:
+            crop = add_noise(crop, NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))], rng)
+        inputs[index] = crop
+    return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+@torch.inference_mode()
+def validation_mse(network: BaseAutoencoder, batches: list[torch.Tensor], device: torch.device) -> float:
+    """Mean MSE of the float network over the fixed validation crops (clean inputs)."""
+    was_training = network.training
+    network.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        x = batch.to(device)
+        total += float(torch.nn.functional.mse_loss(network(x).clamp(0, 1), x, reduction="sum"))
+        count += x.numel()
+    network.train(was_training)
+    return total / max(1, count)
+
+
+def _validation_batches(images: list[TrainingImage], config: TrainConfig) -> list[torch.Tensor]:
+    """Up to 256x256 centre crops of each validation frame (even sizes): the same every time."""
+    batches = []
+    for image in images:
+        for frame in image.frames[:2]:
+            height, width = min(256, frame.shape[0]) // 2 * 2, min(256, frame.shape[1]) // 2 * 2
+            top, left = (frame.shape[0] - height) // 2, (frame.shape[1] - width) // 2
+            crop = frame[top : top + height, left : left + width]
+            batches.append(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None])
+    return batches
+
+
+def _save_checkpoint(path: Path, fingerprint: str, network: torch.nn.Module, optimiser: Any, schedule: Any,
+                     rng: np.random.Generator, history: History, step: int, seconds: float,
+                     running: float | None) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fingerprint,
+        "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "optimiser": optimiser.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "history": {"train": history.train, "validation": history.validation},
+        "step": step,
+        "seconds": seconds,
+        "running": running,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    registry.write_atomic(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# Export and measurement
+
+
+def export(
+    network: BaseAutoencoder,
+    images: list[TrainingImage],
+    folder: Path,
+    *,
+    stem: str,
+    model_id: str,
+    metadata: dict[str, Any],
+    seed: int = 20221130,
+) -> Path:
+    """Calibrate the exact decoder on quantised latents of ``images`` and write the model files."""
+    peaks = fixed_point.calibrate(network.g_s, calibration_latents(network, images, seed))
+    state = fixed_point.export_state(network.g_s, peaks)
+    meta = {**metadata, "calibration_peaks": peaks}
+    return registry.write_model(network, state, folder, stem, model_id, meta, card="(evaluation pending)\n")
+
+
+@torch.inference_mode()
+def calibration_latents(network: BaseAutoencoder, images: list[TrainingImage], seed: int) -> list[torch.Tensor]:
+    """Latents as the receiver sees them (u8-quantised): whole frames up to 512 px and random crops."""
+    inputs = []
+    for image in images:
+        for frame in image.frames[:2]:
+            height, width = min(512, frame.shape[0]) // 2 * 2, min(512, frame.shape[1]) // 2 * 2
+            inputs.append(torch.from_numpy(np.ascontiguousarray(frame[:height, :width].transpose(2, 0, 1)))[None])
+    config = TrainConfig(channels=network.in_channels, noise_share=0.0)
+    rng = np.random.default_rng(seed + 1)
+    uniform = np.full(len(images), 1 / len(images))
+    inputs += [sample_batch(images, uniform, rng, config)[0] for _ in range(8)]
+    out = []
+    for x in inputs:
+        y = network.g_a(x).permute(0, 2, 3, 1).numpy()
+        blob = latent_to_bytes(y, factor=2, original_size=(2 * y.shape[1], 2 * y.shape[2]), tile=TILE)
+        out.append(torch.from_numpy(latent_from_bytes(blob).values).permute(0, 3, 1, 2))
+    return out
+
+
+def measure(model: "registry.LoadedModel", images: list[TrainingImage]) -> list[dict[str, Any]]:
+    """PSNR (over the normalised range, i.e. the image's range without padding) and SSIM of the
+    exact decoder's lossy output, per image, plus latent size and timings."""
+    from skimage.metrics import structural_similarity
+
+    rows = []
+    for image in images:
+        frames = image.frames[:2]
+        started = time.perf_counter()
+        blob = model.encode(frames)
+        encoded = time.perf_counter()
+        decoded = model.decode(blob)
+        finished = time.perf_counter()
+        mse = float(np.mean((decoded - frames) ** 2))
+        ssim = float(np.mean([
+            structural_similarity(a.astype(np.float64), b, data_range=1.0, channel_axis=-1) for a, b in zip(frames, decoded)
+        ])) if min(frames.shape[1:3]) >= 7 else float("nan")
+        rows.append({
+            "file": image.name, "size": f"{frames.shape[1]}x{frames.shape[2]}", "frames": int(frames.shape[0]),
+            "psnr_db": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf"), "ssim": ssim,
+            "latent_bytes": len(blob), "encode_s": encoded - started, "decode_s": finished - encoded,
+        })
+    return rows
+
+
+def plot_loss_curve(history: History, path: Path, title: str) -> None:
+    """The paper's Figure 5: training and validation loss against steps (PNG, log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    if history.train:
+        axis.plot(*zip(*history.train), label="training MSE (EMA)")
+    if history.validation:
+        axis.plot(*zip(*history.validation), label="validation MSE", marker="o", markersize=3)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("MSE on [0, 1]")
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    registry.write_atomic(path, buffer.getvalue())
+
+
+def finish_model(meta_path: Path, rows: list[dict[str, Any]]) -> None:
+    """Record the validation measurements in the model's JSON and write its card."""
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["validation"] = rows
+    registry.write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
+    registry.write_atomic(card_path, model_card(meta, rows).encode("utf-8"))
+
+
+def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A site model's card: what it is, what it was trained on, how good it is on validation."""
+    training = meta.get("training", {})
+    config = training.get("config", {})
+    lines = [
+        f"# Model card: `{meta['model_id']}`",
+        "",
+        f"Architecture `{meta['arch']}`, {meta['channels']} channel(s); weights `{meta['weights']}`, "
+        f"SHA-256 `{meta['sha256']}` (checked at every load). Trained by `dicomcrypt train`.",
+        "",
+        "## Training",
+        "",
+        f"- {config.get('steps')} steps, seed {config.get('seed')}, {training.get('seconds')} s on {training.get('device')}; "
+        f"Adam, one-cycle schedule peaking at {config.get('learning_rate')}; random crops of "
+        f"{', '.join(str(c) for c in config.get('crop_sizes', []))} px; {config.get('noise_share', 0) * 100:.0f} % of "
+        "crops given one of the four noise types of `dicomcrypt.noise` (clean target).",
+        f"- Split by study: {training.get('train_groups')} studies for training "
+        f"({len(training.get('train_files', []))} files), {training.get('validation_groups')} for validation "
+        f"({len(training.get('validation_files', []))} files); {training.get('skipped', 0)} files skipped.",
+        f"- Final training MSE (EMA) {training.get('final_train_mse_ema') or float('nan'):.3e}, validation MSE "
+        f"{training.get('final_validation_mse') or float('nan'):.3e} (float network, [0, 1] scale). Curve: `loss.png`.",
+        "",
+        "## Validation quality (lossy mode, exact decoder, 8-bit latent)",
+        "",
+        "PSNR over each image's own value range with padding left out (the [0, 1] range the codec works on); "
+        "SSIM with the same range.",
+        "",
+        "| file | size | PSNR | SSIM | latent bytes | encode | decode |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['file']} | {r['size']} x{r['frames']} | {r['psnr_db']:.2f} dB | {r['ssim']:.4f} "
+                     f"| {r['latent_bytes']:,} | {r['encode_s']:.3f} s | {r['decode_s']:.3f} s |")
+    if not rows:
+        lines.append("| (no validation images: one study only, or --validation-share 0) | | | | | | |")
+    lines += ["", "The lossless mode is exact with any model; this model's quality decides the lossy output and "
+              "the size of the lossless residual.", ""]
+    return "\n".join(lines)

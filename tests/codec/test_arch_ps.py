@@ -1,0 +1,123 @@
+"""The pixel-shuffle architecture: same latent as the paper, exact decoder bit for bit, registry round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dicomcrypt.codec import fixed_point, registry
+from dicomcrypt.codec.arch_ps import PLAN, ShuffleAutoencoder
+from dicomcrypt.codec.fixed_point import FixedPointDecoder
+from dicomcrypt.codec.model import PaperAutoencoder
+
+
+def _network(channels: int) -> tuple[ShuffleAutoencoder, dict]:
+    torch.manual_seed(channels)
+    net = ShuffleAutoencoder(channels, width=16).eval()
+    with torch.no_grad():
+        net.g_s.out.bias.fill_(0.5)
+    latent = net.g_a(torch.rand(2, channels, 24, 20)).detach()
+    state = fixed_point.export_state(net.g_s, fixed_point.calibrate(net.g_s, [latent]))
+    return net, state
+
+
+def _reference(state: dict, latent: np.ndarray) -> np.ndarray:
+    """The same integer arithmetic the obvious way: torch conv2d in float64 (NCHW), pixel_shuffle."""
+    x = torch.from_numpy(latent).permute(2, 0, 1)[None]
+    x = torch.floor(x * 2.0 ** state["input_exp"] + 0.5).clamp(-(2**16 - 1), 2**16 - 1)
+    act_exp = state["input_exp"]
+    for name, kernel, relu, post in PLAN:
+        layer = state["layers"][name]
+        acc = F.conv2d(x, layer["weight"].double(), layer["bias"].double(), padding=kernel // 2)
+        if name == "out":
+            out = (acc * 2.0 ** -(act_exp + layer["weight_exp"])).clamp(0, 1)
+            return F.pixel_shuffle(out, 2)[0].permute(1, 2, 0).numpy()
+        shift = act_exp + layer["weight_exp"] - layer["act_exp"]
+        x = torch.floor((acc + 2.0 ** (shift - 1)) * 2.0**-shift) if shift > 0 else acc * 2.0**-shift
+        x = x.clamp(0 if relu else -(2**16 - 1), 2**16 - 1)
+        act_exp = layer["act_exp"]
+    raise AssertionError("no output layer")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_latent_has_the_papers_shape(channels: int) -> None:
+    x = torch.rand(1, channels, 32, 18)
+    with torch.no_grad():
+        ours, paper = ShuffleAutoencoder(channels).g_a(x), PaperAutoencoder(channels).g_a(x)
+        assert ours.shape == paper.shape == (1, 3, 16, 9)
+        assert ShuffleAutoencoder(channels)(x).shape == x.shape
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_exact_decoder_matches_the_conv2d_reference_bit_for_bit(channels: int) -> None:
+    _net, state = _network(channels)
+    decoder = FixedPointDecoder.from_state(state, plan=PLAN)
+    latent = np.random.default_rng(channels).normal(0, 2, size=(13, 11, 3))
+    out = decoder(latent)
+    assert out.shape == (26, 22, channels)
+    assert np.array_equal(out, _reference(state, latent))
+    hostile = np.random.default_rng(5).normal(0, 1e12, size=(5, 6, 3))
+    assert np.array_equal(decoder(hostile), _reference(state, hostile))
+
+
+def test_exact_decoder_stays_close_to_the_float_decoder() -> None:
+    net, state = _network(1)
+    latent = net.g_a(torch.rand(1, 1, 24, 24)).detach()
+    exact = FixedPointDecoder.from_state(state, plan=PLAN)(latent[0].permute(1, 2, 0).double().numpy())
+    with torch.no_grad():
+        floating = net.g_s.double()(latent.double()).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    assert np.abs(exact - floating).max() < 1e-3
+
+
+def test_written_model_loads_and_tiles_to_the_same_bits(tmp_path) -> None:
+    net, state = _network(1)
+    meta_path = registry.write_model(net, state, tmp_path, "model", "ps-test@1", card="card\n")
+    registry.clear_cache()
+    try:
+        model = registry.load_model(str(tmp_path))
+        assert model.info.arch == "ps-ae" and model.info.factor == 2 and model.info.latent_channels == 3
+        yy, xx = np.mgrid[0:70, 0:90].astype(np.float32)
+        image = (0.5 + 0.4 * np.sin(yy / 7) * np.cos(xx / 5))[None, :, :, None]
+        blob = model.encode(image)
+        untiled = model.decode(blob, tile=256)
+        assert np.array_equal(model.decode(blob, tile=16), untiled)
+        assert untiled.shape == image.shape
+        assert registry.load_model("ps-test@1") is model  # found by id once its folder was loaded
+    finally:
+        registry.clear_cache()
+    assert meta_path.name == "model.json"
+
+
+def test_lossless_mode_uses_the_models_coarse_latent_and_stays_exact(tmp_path) -> None:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from dicomcrypt.codec.latent import latent_from_bytes
+    from dicomcrypt.crypto import Key
+    from dicomcrypt.payload import Payload
+    from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
+
+    net, state = _network(1)
+    registry.write_model(net, state, tmp_path, "model", "ps-levels@1", {"lossless_latent_levels": 4})
+    registry.clear_cache()
+    try:
+        model = registry.load_model(str(tmp_path))
+        assert model.lossless_levels == 4
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        key = Key.generate()
+        lossless = encrypt_instance(ds, key=key, mode="lossless", model=str(tmp_path))
+        lossy = encrypt_instance(ds, key=key, mode="lossy", model=str(tmp_path))
+        assert lossless.metrics["latent_bytes"] < lossy.metrics["latent_bytes"]
+        restored = decrypt_instance(lossless.dataset, keys=key).dataset
+        assert np.array_equal(restored.pixel_array, ds.pixel_array)
+    finally:
+        registry.clear_cache()
+    image = np.random.default_rng(0).random((1, 3, 5, 2))
+    from dicomcrypt.codec.latent import latent_to_bytes
+
+    coarse = latent_from_bytes(latent_to_bytes(image, factor=2, original_size=(6, 10), tile=256, levels=4))
+    assert len(np.unique(coarse.values[..., 0])) <= 4
+    with pytest.raises(ValueError, match="levels"):
+        latent_to_bytes(image, factor=2, original_size=(6, 10), tile=256, levels=1)
