@@ -13,6 +13,7 @@ import pydicom
 import pytest
 
 from dicomcrypt import Key, KeyRing, decrypt_dataset, encrypt_dataset
+from dicomcrypt.codec.registry import DEFAULT_MODELS
 from dicomcrypt.config import ConfigError
 from dicomcrypt.dicom import read_private_block
 from dicomcrypt.dicom.private_block import PRIVATE_CREATOR, PRIVATE_GROUP
@@ -241,4 +242,4 @@ def test_models_load_in_the_constructor_and_never_per_instance(key: Key) -> None
     for name in ("CT_small.dcm", "SC_rgb.dcm"):
         restore_hook.process(encrypt_hook.process(to_bytes(fresh_copy(name))).data)
     assert registry._load.cache_info().misses == loads_before  # noqa: SLF001
-    assert restore_hook.status()["models_loaded"] == ["paper-grey@1", "paper-colour@1"]
+    assert restore_hook.status()["models_loaded"] == [DEFAULT_MODELS[1], DEFAULT_MODELS[3]]

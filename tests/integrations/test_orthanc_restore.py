@@ -13,6 +13,7 @@ import pytest
 
 from dicomcrypt import Key, encrypt_dataset
 from dicomcrypt.cli.main import main
+from dicomcrypt.codec.registry import DEFAULT_MODELS
 from dicomcrypt.dicom import read_private_block
 from dicomcrypt.dicom.private_block import PRIVATE_CREATOR, PRIVATE_GROUP
 from helpers.corpus import fresh_copy, to_bytes
@@ -201,7 +202,7 @@ def test_status_route_reports_version_mode_keys_and_counts(
     assert status["version"] == __version__
     assert status["mode"] == "restore"
     assert status["key_ids"] == [site_key[0].key_id]
-    assert set(status["models_loaded"]) == {"paper-grey@1", "paper-colour@1"}
+    assert set(status["models_loaded"]) == set(DEFAULT_MODELS.values())
     assert {"handled", "decrypted", "refused", "passed_through"} <= set(status["counts"])
     code, _ = orthanc.request("POST", "/dicomcrypt/status", b"{}", content_type="application/json")
     assert code == 405
@@ -212,8 +213,8 @@ def test_models_are_loaded_once_per_orthanc_process(orthanc: OrthancServer, site
     original, sealed = encrypted("CT_small.dcm", site_key[0], "lossless")
     assert orthanc.post_instance(to_bytes(sealed))[1]["Status"] == "Success"
     log = orthanc.log_text()
-    assert log.count("loaded model paper-grey@1") == 1, log
-    assert log.count("loaded model paper-colour@1") == 1
+    assert log.count(f"loaded model {DEFAULT_MODELS[1]}") == 1, log
+    assert log.count(f"loaded model {DEFAULT_MODELS[3]}") == 1
     assert orthanc.get_json("/dicomcrypt/status")["counts"]["decrypted"] >= 1
 
 
