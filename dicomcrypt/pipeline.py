@@ -4,8 +4,9 @@ This is the only module that knows every part. Encrypting an image instance::
 
     pixels ──read_frames──> frames (F, H, W, C) ──┬─ standard: JPEG-LS ───────────────┐
                                                   └─ model: normalise ─> encoder ─> latent
-                                                       lossless: + residual vs the  │
-                                                       exact decoder's prediction   │
+                                                       lossless: + each frame coded │
+                                                       against the exact decoder's  │
+                                                       prediction or as itself      │
     payload = meta (mode, pixel format, normalisation, digest) + sections <─────────┘
     envelope = AES-256-GCM(payload), bound to the instance UIDs
     output = original with a placeholder image + private block holding the envelope
@@ -51,7 +52,11 @@ from dicomcrypt.identity_protection import (
 from dicomcrypt.payload import Payload
 
 FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
+# Version 2 adds meta["residual_predictor"]. Only lossless payloads need it, so standard and
+# lossy payloads are still written as version 1, which older readers open.
 PAYLOAD_VERSION = 1
+LOSSLESS_PAYLOAD_VERSION = 2
+READABLE_PAYLOAD_VERSIONS = (1, 2)
 LOSSY_METHOD = "DICOMCRYPT_AE"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
 _NO_MODEL_SHA256 = bytes(32)
 
@@ -152,8 +157,11 @@ def encrypt_instance(
             sections["padding"] = normalise.encode_mask(mask)
         if chosen is Mode.LOSSLESS:
             prediction = _reconstruct(codec, sections, norm, frames.shape, frames.dtype)
-            sections["residual"] = residual.encode_residual(frames, prediction)
+            sections["residual"], predictors = residual.encode(frames, prediction)
+            meta["payload_version"] = LOSSLESS_PAYLOAD_VERSION
+            meta["residual_predictor"] = predictors
             metrics["residual_bytes"] = float(len(sections["residual"]))
+            metrics["predictor_none_frames"] = float(predictors.count(residual.NONE))
     if chosen is not Mode.LOSSY:
         meta["digest"] = pixel_digest(frames)
     metrics["encode_s"] = time.perf_counter() - started
@@ -279,7 +287,7 @@ def decrypt_instance(
     metrics: dict[str, float] = {"decrypt_s": time.perf_counter() - started}
     payload = Payload.from_bytes(plaintext)
     meta = payload.meta
-    if meta.get("payload_version") != PAYLOAD_VERSION:
+    if meta.get("payload_version") not in READABLE_PAYLOAD_VERSIONS:
         raise PayloadFormatError(f"payload version {meta.get('payload_version')!r} is not supported")
     shape = tuple(int(n) for n in meta["shape"])
     dtype = np.dtype(meta["dtype"])
@@ -292,9 +300,10 @@ def decrypt_instance(
         codec = _load_model(header.model_id, fmt.samples_per_pixel)
         codec.check_identity(header.model_id, header.model_sha256)
         norm = normalise.Normalisation.from_json(meta["normalisation"])
-        frames = _reconstruct(codec, payload.sections, norm, shape, dtype)
         if header.mode is Mode.LOSSLESS:
-            frames = residual.decode_residual(payload.section("residual"), frames, dtype)
+            frames = _restore_lossless(codec, payload, norm, shape, dtype)
+        else:
+            frames = _reconstruct(codec, payload.sections, norm, shape, dtype)
     metrics["decode_s"] = time.perf_counter() - started
     if frames.shape != shape:
         raise PayloadFormatError(f"restored pixels have shape {frames.shape}, expected {shape}")
@@ -436,6 +445,35 @@ def _check_readable_elements(info: "dicom.PrivateInfo", header: Any) -> None:
         or tuple(info.key_ids) != tuple(header.key_ids)
     ):
         raise DecryptionError(DecryptionError.MESSAGE)
+
+
+def _residual_predictors(meta: dict[str, Any], frames: int) -> list[str]:
+    """Version 1 coded every frame against the decoder; version 2 names the predictor per frame."""
+    if meta["payload_version"] == 1:
+        if "residual_predictor" in meta:
+            raise PayloadFormatError("payload: residual_predictor in a version 1 payload")
+        return [residual.DECODER] * frames
+    if "residual_predictor" not in meta:
+        raise PayloadFormatError("payload: lossless payload without residual_predictor")
+    return residual.parse_predictors(meta["residual_predictor"], frames)
+
+
+def _restore_lossless(
+    codec: Any, payload: Payload, norm: normalise.Normalisation, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """Exact pixels; the decoder runs only if some frame was coded against its prediction.
+
+    When every frame is stored as itself the prediction is not needed, so the (slow) decoder is
+    skipped. The caller has already checked the model named in the envelope, and the digest
+    check that follows is the same either way.
+    """
+    predictors = _residual_predictors(payload.meta, shape[0])
+    if residual.DECODER in predictors:
+        prediction = _reconstruct(codec, payload.sections, norm, shape, dtype)
+    else:
+        payload.section("latent")  # still part of a well-formed lossless payload
+        prediction = None
+    return residual.decode(payload.section("residual"), predictors, prediction, shape, dtype)
 
 
 def _reconstruct(

@@ -242,3 +242,120 @@ def test_lossy_restores_ct_padding_exactly_and_keeps_tissue_close(key):
     quality = compare(before, after, rescale=(float(original.RescaleSlope), float(original.RescaleIntercept)))
     assert quality.psnr_db > 40 and quality.ssim > 0.97
     assert quality.window_mae_hu is not None and quality.window_mae_hu < 8
+
+
+def _force_predictor(monkeypatch: pytest.MonkeyPatch, predictor: str) -> None:
+    from dicomcrypt.codec import residual
+
+    choose = residual.encode
+    monkeypatch.setattr(residual, "encode", lambda frames, prediction: choose(frames, prediction, predictor=predictor))
+
+
+def _open_payload(encrypted: pydicom.Dataset, key: Key):
+    from dicomcrypt.payload import Payload
+
+    info = dicom.read_private_block(encrypted)
+    header, plaintext = open_envelope(info.envelope, keys=[key], binding=instance_binding(*dicom.uids(encrypted)))
+    return header, Payload.from_bytes(plaintext)
+
+
+def _reseal(encrypted: pydicom.Dataset, key: Key, edit, model_sha256: bytes | None = None) -> None:
+    """Re-encrypt ``encrypted``'s payload after ``edit(payload)``, as a writer of that payload would."""
+    header, payload = _open_payload(encrypted, key)
+    edit(payload)
+    resealed = seal(payload.to_bytes(), key=key, mode=header.mode, model_id=header.model_id,
+                    model_sha256=model_sha256 or header.model_sha256, binding=instance_binding(*dicom.uids(encrypted)))
+    _replace_envelope(encrypted, resealed)
+
+
+@pytest.mark.parametrize("predictor", ["decoder", "none"])
+@pytest.mark.parametrize("name", ["CT_small.dcm", "emri_small_jpeg_ls_lossless.dcm", "SC_rgb.dcm"])
+def test_lossless_restores_exactly_with_each_forced_predictor(name, predictor, key, monkeypatch):
+    original = _load(name)
+    _force_predictor(monkeypatch, predictor)
+    encrypted = through_bytes(encrypt_instance(original, key=key).dataset)
+    _, payload = _open_payload(encrypted, key)
+    frames = _pixels(original)
+    assert payload.meta["payload_version"] == 2
+    assert payload.meta["residual_predictor"] == [predictor] * frames.shape[0]
+    restored = decrypt_instance(encrypted, keys=[key]).dataset
+    np.testing.assert_array_equal(_pixels(through_bytes(restored)), frames)
+
+
+def test_signed_ct_picks_the_pixels_themselves_and_restores_every_value(key):
+    from dicomcrypt.codec import standard
+
+    from helpers.corpus import sample
+
+    original = pydicom.dcmread(sample("693_UNCR.dcm"))
+    frames = _pixels(original)
+    assert frames.dtype == np.int16 and frames.min() < 0
+    sealed = encrypt_instance(original, key=key, mode="lossless")
+    _, payload = _open_payload(sealed.dataset, key)
+    assert payload.meta["residual_predictor"] == ["none"]
+    assert payload.section("residual") == standard.encode_pixels(frames)  # what the standard mode stores
+    assert sealed.metrics["predictor_none_frames"] == 1
+    restored = decrypt_instance(through_bytes(sealed.dataset), keys=[key]).dataset
+    np.testing.assert_array_equal(_pixels(through_bytes(restored)), frames)
+
+
+def test_frames_stored_as_themselves_skip_the_decoder_but_not_the_model_check(key, monkeypatch):
+    import dicomcrypt.pipeline as pipeline
+
+    original = _load("MR_small.dcm")
+    _force_predictor(monkeypatch, "none")
+    encrypted = encrypt_instance(original, key=key).dataset
+
+    def no_decoder(*args, **kwargs):
+        raise AssertionError("the decoder ran")
+
+    monkeypatch.setattr(pipeline, "_reconstruct", no_decoder)
+    np.testing.assert_array_equal(_pixels(decrypt_instance(encrypted, keys=[key]).dataset), _pixels(original))
+    _reseal(encrypted, key, lambda payload: None, model_sha256=bytes(range(32)))
+    with pytest.raises(ModelMismatchError):
+        decrypt_instance(encrypted, keys=[key])
+
+
+def test_a_version_1_lossless_payload_still_restores(key, monkeypatch):
+    original = _load("emri_small_jpeg_ls_lossless.dcm")
+    _force_predictor(monkeypatch, "decoder")
+    encrypted = encrypt_instance(original, key=key).dataset
+
+    def as_version_1(payload):  # version 1: no predictor key, every frame against the decoder
+        payload.meta["payload_version"] = 1
+        del payload.meta["residual_predictor"]
+
+    _reseal(encrypted, key, as_version_1)
+    assert _open_payload(encrypted, key)[1].meta["payload_version"] == 1
+    np.testing.assert_array_equal(_pixels(decrypt_instance(encrypted, keys=[key]).dataset), _pixels(original))
+
+
+def test_standard_payloads_are_still_written_as_version_1(key):
+    _, payload = _open_payload(encrypt_instance(_load("MR_small.dcm"), key=key, mode="standard").dataset, key)
+    assert payload.meta["payload_version"] == 1 and "residual_predictor" not in payload.meta
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"residual_predictor": ["wavelet"]}, "unknown residual predictor 'wavelet'"),
+        ({"residual_predictor": None}, "without residual_predictor"),
+        ({"payload_version": 1}, "residual_predictor in a version 1 payload"),
+        ({"payload_version": 3}, "payload version 3 is not supported"),
+    ],
+)
+def test_unknown_or_misplaced_predictors_are_refused(changes, message, key):
+    from dicomcrypt.errors import PayloadFormatError
+
+    encrypted = encrypt_instance(_load("MR_small.dcm"), key=key).dataset
+
+    def edit(payload):
+        for name, value in changes.items():
+            if value is None:
+                del payload.meta[name]
+            else:
+                payload.meta[name] = value
+
+    _reseal(encrypted, key, edit)
+    with pytest.raises(PayloadFormatError, match=message):
+        decrypt_instance(encrypted, keys=[key])

@@ -30,12 +30,18 @@ _FRAME_HEADER = struct.Struct(">BI")
 
 def encode_frames(frames: np.ndarray) -> bytes:
     """Code ``(F, H, W, C)`` integer frames losslessly; the caller keeps shape and dtype."""
-    parts = [_HEADER.pack(frames.shape[0])]
-    for frame in frames:
-        codec, data = _encode_frame(frame)
-        parts.append(_FRAME_HEADER.pack(codec, len(data)))
-        parts.append(data)
-    return b"".join(parts)
+    return pack_records([encode_record(frame) for frame in frames])
+
+
+def encode_record(frame: np.ndarray) -> bytes:
+    """One frame's record (codec, length, codestream): lets a caller compare codings per frame."""
+    codec, data = _encode_frame(frame)
+    return _FRAME_HEADER.pack(codec, len(data)) + data
+
+
+def pack_records(records: list[bytes]) -> bytes:
+    """The blob :func:`decode_frames` reads, from :func:`encode_record` records in frame order."""
+    return _HEADER.pack(len(records)) + b"".join(records)
 
 
 def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:

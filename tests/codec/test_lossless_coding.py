@@ -44,6 +44,84 @@ def test_residual_is_exact_whatever_the_prediction(dtype):
     np.testing.assert_array_equal(residual.decode_residual(blob, prediction, dtype), frames)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("predictor", residual.PREDICTORS)
+def test_each_forced_predictor_round_trips_exactly(dtype, predictor):
+    frames = _random_frames(dtype, (3, 17, 23, 1), seed=4)
+    prediction = _random_frames(dtype, (3, 17, 23, 1), seed=5)
+    blob, chosen = residual.encode(frames, prediction, predictor=predictor)
+    assert chosen == [predictor] * 3
+    restored = residual.decode(blob, chosen, prediction if predictor == residual.DECODER else None,
+                               frames.shape, dtype)
+    assert restored.dtype == frames.dtype
+    np.testing.assert_array_equal(restored, frames)
+
+
+def test_forced_none_needs_no_prediction_and_matches_the_standard_coding():
+    frames = _random_frames(np.int16, seed=6)
+    blob, _ = residual.encode(frames, None, predictor=residual.NONE)
+    assert blob == standard.encode_pixels(frames)
+    with pytest.raises(ValueError, match="prediction"):
+        residual.encode(frames, None)
+
+
+def test_the_choice_is_per_frame_and_keeps_the_smaller_coding():
+    rng = np.random.default_rng(7)
+    noisy = rng.integers(0, 256, (64, 64, 1), dtype=np.uint8)  # JPEG-LS cannot shrink noise...
+    smooth = np.tile(np.arange(64, dtype=np.uint8), (64, 1))[..., None]
+    frames = np.stack([noisy, smooth])
+    # ...but a perfect prediction leaves a constant residual; a wrong one only adds noise.
+    prediction = np.stack([noisy, rng.integers(0, 256, (64, 64, 1), dtype=np.uint8)])
+    blob, chosen = residual.encode(frames, prediction)
+    assert chosen == [residual.DECODER, residual.NONE]
+    forced = {p: residual.encode(frames, prediction, predictor=p)[0] for p in residual.PREDICTORS}
+    assert len(blob) < min(len(b) for b in forced.values())
+    np.testing.assert_array_equal(residual.decode(blob, chosen, prediction, frames.shape, np.uint8), frames)
+
+
+def test_signed_ct_with_negative_values_round_trips_with_predictor_none():
+    from helpers.corpus import sample
+
+    frames = pydicom.dcmread(sample("693_UNCR.dcm")).pixel_array[None, ..., None]
+    assert frames.dtype == np.int16 and frames.min() < 0
+    blob, chosen = residual.encode(frames, None, predictor=residual.NONE)
+    assert len(blob) < frames.nbytes
+    restored = residual.decode(blob, chosen, None, frames.shape, frames.dtype)
+    assert restored.dtype == np.int16
+    np.testing.assert_array_equal(restored, frames)
+
+
+def test_legacy_residual_is_the_all_decoder_coding():
+    frames, prediction = _random_frames(np.int16, seed=8), _random_frames(np.int16, seed=9)
+    legacy = residual.encode_residual(frames, prediction)
+    assert legacy == residual.encode(frames, prediction, predictor=residual.DECODER)[0]
+    np.testing.assert_array_equal(residual.decode(legacy, [residual.DECODER] * 2, prediction, frames.shape, np.int16),
+                                  frames)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (["decoder", "jpeg2000"], "unknown residual predictor 'jpeg2000'"),
+        ("none", "must be a list"),
+        ([1, 2], "must be a list"),
+        (["none"], "has 1 entries, the image has 2 frames"),
+    ],
+)
+def test_malformed_predictor_lists_are_refused_clearly(value, message):
+    with pytest.raises(PayloadFormatError, match=message):
+        residual.parse_predictors(value, 2)
+
+
+def test_unknown_predictors_are_refused_by_the_coder():
+    frames = _random_frames(np.uint8)
+    blob, _ = residual.encode(frames, None, predictor=residual.NONE)
+    with pytest.raises(PayloadFormatError, match="unknown predictor 'guess' for frame 1"):
+        residual.decode(blob, ["none", "guess"], None, frames.shape, np.uint8)
+    with pytest.raises(ValueError, match="unknown residual predictor"):
+        residual.encode(frames, None, predictor="guess")
+
+
 def test_real_ct_with_padding_codes_exactly_and_smaller_than_raw():
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     frames = ds.pixel_array[None, ..., None]
