@@ -53,6 +53,7 @@ class TrainConfig:
     arch: str = "ps-ae"
     channels: int = 1
     width: int = 32  # ps-ae only
+    init: str | None = None  # None: the architecture's default (ps-ae "haar", paper-ae "random")
     steps: int = 2000
     seed: int = 20221130
     learning_rate: float = 3e-3
@@ -89,10 +90,29 @@ class Progress:
     seconds: float
 
 
+DEFAULT_INIT = {"ps-ae": "haar", "paper-ae": "random"}
+
+
+def resolved_init(config: TrainConfig) -> str:
+    """The initialisation a run uses: ``config.init``, or the architecture's default."""
+    init = config.init or DEFAULT_INIT.get(config.arch, "random")
+    if init not in ("random", "haar") or (init == "haar" and config.arch != "ps-ae"):
+        raise TrainingError(f"init {init!r} is not available for {config.arch} (ps-ae: random, haar; paper-ae: random)")
+    return init
+
+
 def build_network(config: TrainConfig) -> BaseAutoencoder:
+    """A fresh network (after ``torch.manual_seed``): random init, or for ``ps-ae`` by default the
+    3-band Haar code (:func:`dicomcrypt.codec.arch_ps.haar_init_`), which training refines."""
     cls = registry.network_class(config.arch)
+    init = resolved_init(config)
     if config.arch == "ps-ae":
-        return cls(config.channels, width=config.width)  # type: ignore[call-arg]
+        network = cls(config.channels, width=config.width)  # type: ignore[call-arg]
+        if init == "haar":
+            from dicomcrypt.codec.arch_ps import haar_init_
+
+            haar_init_(network)  # type: ignore[arg-type]
+        return network
     return cls(config.channels)
 
 
@@ -179,7 +199,7 @@ def train(
     network = network.cpu().eval()
     seconds = seconds_before + time.perf_counter() - started
     summary = {
-        "config": dataclasses.asdict(config),
+        "config": {**dataclasses.asdict(config), "init": resolved_init(config)},
         "steps": config.steps,
         "seconds": round(seconds, 1),
         "device": str(device),
