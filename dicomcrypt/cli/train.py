@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 grey (default) or 3 colour")
     parser.add_argument("--arch", choices=("ps-ae", "paper-ae"), default="ps-ae",
                         help="ps-ae: fast pixel-shuffle network (default); paper-ae: the paper's Table 2")
+    parser.add_argument("--init", choices=("haar", "random"),
+                        help="ps-ae starting point: haar (default: a 3-band Haar code of each 2x2 block) or random")
     parser.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     parser.add_argument("--seed", type=int, default=20221130)
     parser.add_argument("--validation-share", type=float, default=0.2,
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
               f"({len(train_images)} training, {len(validation_images)} validation); "
               f"{len(skipped)} files skipped")
         config = training.TrainConfig(arch=args.arch, channels=args.channels, steps=args.steps, seed=args.seed,
-                                      noise_share=args.noise_share)
+                                      noise_share=args.noise_share, init=args.init)
         device = training.pick_device()
         print(f"training {args.arch} on {device} for {args.steps} steps; checkpoints in {args.out}")
         with _ProgressBar(args.steps) as bar:

@@ -53,12 +53,18 @@ class TrainConfig:
     arch: str = "ps-ae"
     channels: int = 1
     width: int = 32  # ps-ae only
+    init: str | None = None  # None: the architecture's default (ps-ae "haar", paper-ae "random")
     steps: int = 2000
     seed: int = 20221130
     learning_rate: float = 3e-3
     crop_sizes: tuple[int, ...] = (64, 80, 96, 112, 128)
     pixels_per_batch: int = 8 * 96 * 96
     noise_share: float = 0.1  # share of crops given one of the four noise types (input only)
+    # which of dicomcrypt.noise.NOISE_KINDS those crops get (uniformly); all four by default
+    noise_kinds: tuple[str, ...] = ("salt_and_pepper", "speckle", "poisson", "gaussian")
+    # weight of a noisy crop's MSE against a clean one's (1: plain mean). A noisy crop's error is
+    # 10-100x a clean one's, so at 1 a 10 % share dominates the loss and the model learns to blur.
+    noise_loss_weight: float = 1.0
     validate_every: int = 100
     checkpoint_every: int = 100
 
@@ -89,10 +95,29 @@ class Progress:
     seconds: float
 
 
+DEFAULT_INIT = {"ps-ae": "haar", "paper-ae": "random"}
+
+
+def resolved_init(config: TrainConfig) -> str:
+    """The initialisation a run uses: ``config.init``, or the architecture's default."""
+    init = config.init or DEFAULT_INIT.get(config.arch, "random")
+    if init not in ("random", "haar") or (init == "haar" and config.arch != "ps-ae"):
+        raise TrainingError(f"init {init!r} is not available for {config.arch} (ps-ae: random, haar; paper-ae: random)")
+    return init
+
+
 def build_network(config: TrainConfig) -> BaseAutoencoder:
+    """A fresh network (after ``torch.manual_seed``): random init, or for ``ps-ae`` by default the
+    3-band Haar code (:func:`dicomcrypt.codec.arch_ps.haar_init_`), which training refines."""
     cls = registry.network_class(config.arch)
+    init = resolved_init(config)
     if config.arch == "ps-ae":
-        return cls(config.channels, width=config.width)  # type: ignore[call-arg]
+        network = cls(config.channels, width=config.width)  # type: ignore[call-arg]
+        if init == "haar":
+            from dicomcrypt.codec.arch_ps import haar_init_
+
+            haar_init_(network)  # type: ignore[arg-type]
+        return network
     return cls(config.channels)
 
 
@@ -156,7 +181,7 @@ def train(
         inputs, targets = sample_batch(train_images, weights, rng, config)
         inputs = inputs.to(device).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device).contiguous(memory_format=torch.channels_last)
-        loss = torch.nn.functional.mse_loss(network(inputs), targets)
+        loss = _loss(network(inputs), targets, inputs, config.noise_loss_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -179,7 +204,7 @@ def train(
     network = network.cpu().eval()
     seconds = seconds_before + time.perf_counter() - started
     summary = {
-        "config": dataclasses.asdict(config),
+        "config": {**dataclasses.asdict(config), "init": resolved_init(config)},
         "steps": config.steps,
         "seconds": round(seconds, 1),
         "device": str(device),
@@ -193,11 +218,21 @@ def train(
     return network, history, summary
 
 
+def _loss(output: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor, noise_weight: float) -> torch.Tensor:
+    """MSE, with the crops that were given noise (input differs from target) weighted ``noise_weight``."""
+    if noise_weight == 1.0:
+        return torch.nn.functional.mse_loss(output, targets)
+    per_crop = ((output - targets) ** 2).mean(dim=(1, 2, 3))
+    noisy = (inputs != targets).flatten(1).any(dim=1)
+    weights = torch.where(noisy, torch.full_like(per_crop, noise_weight), torch.ones_like(per_crop))
+    return (weights * per_crop).sum() / weights.sum()
+
+
 def sample_batch(
     images: list[TrainingImage], weights: np.ndarray, rng: np.random.Generator, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random square crops (one size per batch), rotated and flipped; a share of inputs made noisy."""
-    from dicomcrypt.noise import NOISE_KINDS, add_noise
+    from dicomcrypt.noise import add_noise
 
     size = int(rng.choice(config.crop_sizes))
     count = max(4, config.pixels_per_batch // (size * size))
@@ -217,7 +252,7 @@ def sample_batch(
         crop = np.ascontiguousarray(crop.transpose(2, 0, 1))
         targets[index] = crop
         if rng.random() < config.noise_share:
-            crop = add_noise(crop, NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))], rng)
+            crop = add_noise(crop, config.noise_kinds[int(rng.integers(len(config.noise_kinds)))], rng)
         inputs[index] = crop
     return torch.from_numpy(inputs), torch.from_numpy(targets)
 

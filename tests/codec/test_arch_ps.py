@@ -121,3 +121,52 @@ def test_lossless_mode_uses_the_models_coarse_latent_and_stays_exact(tmp_path) -
     assert len(np.unique(coarse.values[..., 0])) <= 4
     with pytest.raises(ValueError, match="levels"):
         latent_to_bytes(image, factor=2, original_size=(6, 10), tile=256, levels=1)
+
+
+def _haar3(x: np.ndarray) -> np.ndarray:
+    """3-band Haar of each 2x2 block (HH dropped) and back, in numpy: ``x`` (H, W), H and W even."""
+    a, b, c, d = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
+    ll, lh, hl = (a + b + c + d) / 4, (a + b - c - d) / 4, (a - b + c - d) / 4
+    out = np.empty_like(x)
+    out[0::2, 0::2], out[0::2, 1::2] = ll + lh + hl, ll + lh - hl
+    out[1::2, 0::2], out[1::2, 1::2] = ll - lh + hl, ll - lh - hl
+    return out
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_haar_init_is_the_three_band_haar_code(channels: int) -> None:
+    from dicomcrypt.codec.arch_ps import LUMA, haar_init_
+
+    torch.manual_seed(0)
+    net = haar_init_(ShuffleAutoencoder(channels, width=16)).eval()
+    image = torch.rand(1, channels, 24, 20)
+    with torch.no_grad():
+        latent = net.g_a(image)[0].numpy()
+        decoded = net.g_s(net.g_a(image))[0].numpy()
+    grey = np.tensordot(np.asarray(LUMA if channels == 3 else (1.0,)), image[0].numpy().astype(np.float64), axes=1)
+    np.testing.assert_allclose(latent[0], grey.reshape(12, 2, 10, 2).mean(axis=(1, 3)), atol=1e-5)
+    for c in range(channels):
+        np.testing.assert_allclose(decoded[c], _haar3(grey), atol=1e-5)
+
+
+def test_haar_init_survives_the_fixed_point_export() -> None:
+    from dicomcrypt.codec.arch_ps import haar_init_
+
+    torch.manual_seed(1)
+    net = haar_init_(ShuffleAutoencoder(1, width=32)).eval()
+    image = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        latent = net.g_a(image).detach()
+    state = fixed_point.export_state(net.g_s, fixed_point.calibrate(net.g_s, [latent]))
+    out = FixedPointDecoder.from_state(state, plan=PLAN)(latent[0].permute(1, 2, 0).numpy().astype(np.float64))
+    expected = np.clip(_haar3(image[0, 0].numpy().astype(np.float64)), 0, 1)
+    assert np.abs(out[..., 0] - expected).max() < 1e-4
+
+
+def test_training_starts_ps_ae_from_haar_by_default() -> None:
+    from dicomcrypt.codec import train as training
+
+    assert training.resolved_init(training.TrainConfig()) == "haar"
+    assert training.resolved_init(training.TrainConfig(arch="paper-ae")) == "random"
+    with pytest.raises(training.TrainingError):
+        training.resolved_init(training.TrainConfig(arch="paper-ae", init="haar"))

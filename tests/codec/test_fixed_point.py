@@ -76,7 +76,7 @@ def test_exported_weights_respect_the_bounds(state: dict) -> None:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda s: s["layers"]["deconv2"].__setitem__("weight", s["layers"]["deconv2"]["weight"].int() * 4), "weight"),
+        (lambda s: s["layers"]["deconv2"].__setitem__("weight", s["layers"]["deconv2"]["weight"].int() * 32), "weight"),
         (lambda s: s["layers"]["out"].__setitem__("bias", torch.full_like(s["layers"]["out"]["bias"], 2**45)), "bias"),
         (lambda s: s.__setitem__("input_exp", 99), "input_exp"),
         (lambda s: s["layers"].pop("deconv3"), "incomplete"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dicomcrypt.codec import registry
-from dicomcrypt.codec.registry import MODELS_DIR, available_models, load_model
+from dicomcrypt.codec.registry import DEFAULT_MODELS, MODELS_DIR, available_models, load_model
 from dicomcrypt.errors import ModelError, ModelMismatchError
 
 
@@ -24,7 +24,7 @@ def test_importing_the_registry_does_not_import_torch() -> None:
 
 def test_shipped_defaults_and_their_files() -> None:
     shipped = (("paper-grey@1", 1, "paper-ae"), ("paper-colour@1", 3, "paper-ae"),
-               ("ps-grey@1", 1, "ps-ae"), ("ps-colour@1", 3, "ps-ae"))
+               ("ps-grey@1", 1, "ps-ae"), ("ps-colour@1", 3, "ps-ae"), ("ps-grey@2", 1, "ps-ae"))
     assert {model_id for model_id, _, _ in shipped} <= set(available_models())
     for model_id, channels, arch in shipped:
         meta_path = next(p for p in MODELS_DIR.glob("*.json") if json.loads(p.read_text())["model_id"] == model_id)
@@ -37,12 +37,13 @@ def test_shipped_defaults_and_their_files() -> None:
 
 def test_defaults_by_channel_count_are_cached() -> None:
     grey = load_model()
-    assert grey is load_model("ps-grey@1") is load_model(None, channels=1)
-    assert grey.info.model_id == "ps-grey@1" and grey.info.channels == 1 and grey.info.arch == "ps-ae"
+    assert grey is load_model(DEFAULT_MODELS[1]) is load_model(None, channels=1)
+    assert grey.info.model_id == DEFAULT_MODELS[1] and grey.info.channels == 1 and grey.info.arch == "ps-ae"
     assert isinstance(grey.info.sha256, bytes) and len(grey.info.sha256) == 32
     colour = load_model(channels=3)
-    assert colour.info.model_id == "ps-colour@1" and colour.info.channels == 3
-    # The paper's models stay shipped and loadable (old envelopes name them).
+    assert colour.info.model_id == DEFAULT_MODELS[3] and colour.info.channels == 3
+    # The paper's and the first ps models stay shipped and loadable (old envelopes name them).
+    assert load_model("ps-grey@1").info.arch == load_model("ps-colour@1").info.arch == "ps-ae"
     assert load_model("paper-grey@1").info.arch == load_model("paper-colour@1").info.arch == "paper-ae"
 
 
