@@ -52,8 +52,7 @@ SEED = 20221130
 # ps-grey@2: from the Haar code, a gentle refinement (a high rate or a long run loses Haar's detail);
 # noisy crops weighted so they do not dominate the loss (at weight 1 the model learns to blur), with
 # salt & pepper drawn twice as often as the others: the one noise Haar alone does not remove.
-GREY_V2 = {"steps": 1000, "learning_rate": 3e-4, "noise_share": 0.2, "noise_loss_weight": 0.03,
-           "noise_kinds": ("salt_and_pepper", "salt_and_pepper", "speckle", "poisson", "gaussian")}
+GREY_V2 = dict(training.RECIPES["haar"])  # the same recipe `dicomcrypt train` uses from a Haar start
 HELD_OUT_PREFIXES = ("693_", "MR2_", "RG1_", "US1_")
 EVAL_FILES = {"grey": ["693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"], "colour": ["US1_UNCR.dcm"]}
 # paper-grey@1 / paper-colour@1 (the paper's architecture, 1200 / 1000 steps of an earlier version of
@@ -320,7 +319,11 @@ LEVEL_CHOICES = (256, 64, 16, 4, 2)
 
 
 def lossless_bytes(model: registry.LoadedModel, pixels: np.ndarray, padding: int | None, levels: int) -> tuple[int, int]:
-    """(latent, residual) bytes of the lossless mode for ``pixels`` at ``levels`` (as the pipeline does it)."""
+    """(latent, pixel-coding) bytes of the lossless mode for ``pixels`` at ``levels`` (as the pipeline does it).
+
+    The pixel coding is the smaller of the residual against the decoder's prediction and the
+    pixels themselves (``residual.encode``), so when the pixels win, the smallest latent wins.
+    """
     from dicomcrypt.codec import residual
 
     norm = normalise.fit(pixels, padding)
@@ -329,7 +332,7 @@ def lossless_bytes(model: registry.LoadedModel, pixels: np.ndarray, padding: int
     mask = normalise.padding_mask(pixels, norm)
     if mask is not None:
         prediction[mask] = norm.padding
-    return len(blob), len(residual.encode_residual(pixels, prediction))
+    return len(blob), len(residual.encode(pixels, prediction)[0])
 
 
 def choose_lossless_levels(meta_path: Path, files: list[str], log: list[str]) -> int:

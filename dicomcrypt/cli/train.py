@@ -41,12 +41,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="ps-ae: fast pixel-shuffle network (default); paper-ae: the paper's Table 2")
     parser.add_argument("--init", choices=("haar", "random"),
                         help="ps-ae starting point: haar (default: a 3-band Haar code of each 2x2 block) or random")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    parser.add_argument("--steps", type=int,
+                        help="training steps (default 1000 from the Haar start, 2000 from a random one)")
+    parser.add_argument("--learning-rate", type=float,
+                        help="peak learning rate (default 3e-4 from the Haar start, 3e-3 from a random one)")
     parser.add_argument("--seed", type=int, default=20221130)
     parser.add_argument("--validation-share", type=float, default=0.2,
                         help="share of studies held out for validation (default 0.2)")
-    parser.add_argument("--noise-share", type=float, default=0.1,
-                        help="share of training crops given one of the four noise types (default 0.1)")
+    parser.add_argument("--noise-share", type=float,
+                        help="share of training crops given one of the four noise types "
+                             "(default 0.2 from the Haar start, 0.1 from a random one)")
     parser.add_argument("--model-id", help="name@version (default: site-<modality>@1)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.set_defaults(func=run)
@@ -61,9 +65,14 @@ def run(args: argparse.Namespace) -> int:
     from dicomcrypt.errors import DicomCryptError
     from dicomcrypt.files import iter_dicom_inputs
 
-    if args.steps < 1:
+    overrides = {name: value for name, value in (("steps", args.steps), ("learning_rate", args.learning_rate),
+                                                 ("noise_share", args.noise_share)) if value is not None}
+    config = training.TrainConfig.recipe(args.arch, args.init, channels=args.channels, seed=args.seed, **overrides)
+    if config.steps < 1:
         return error("--steps must be at least 1")
-    if not 0 <= args.validation_share < 1 or not 0 <= args.noise_share <= 1:
+    if config.learning_rate <= 0:
+        return error("--learning-rate must be positive")
+    if not 0 <= args.validation_share < 1 or not 0 <= config.noise_share <= 1:
         return error("--validation-share must be in [0, 1) and --noise-share in [0, 1]")
     model_id = args.model_id or f"site-{_slug(args.modality or 'any')}@1"
     if args.threads:
@@ -75,11 +84,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(images)} images from {len({im.group for im in images})} studies "
               f"({len(train_images)} training, {len(validation_images)} validation); "
               f"{len(skipped)} files skipped")
-        config = training.TrainConfig(arch=args.arch, channels=args.channels, steps=args.steps, seed=args.seed,
-                                      noise_share=args.noise_share, init=args.init)
         device = training.pick_device()
-        print(f"training {args.arch} on {device} for {args.steps} steps; checkpoints in {args.out}")
-        with _ProgressBar(args.steps) as bar:
+        print(f"training {args.arch} on {device} for {config.steps} steps; checkpoints in {args.out}")
+        with _ProgressBar(config.steps) as bar:
             network, history, summary = training.train(config, train_images, validation_images, args.out,
                                                        on_step=bar.update, device=device)
         summary["skipped"] = len(skipped)

@@ -116,3 +116,15 @@ def test_cli_train_writes_a_model_that_encrypts_and_decrypts(tmp_path: Path, mon
     restored = decrypt_instance(encrypted.dataset, keys=key)
     assert np.array_equal(restored.dataset.pixel_array, ds.pixel_array)
     registry.clear_cache()
+
+
+def test_recipe_follows_the_starting_point_and_takes_overrides() -> None:
+    haar = training.TrainConfig.recipe("ps-ae")
+    assert (haar.learning_rate, haar.noise_share, haar.noise_loss_weight, haar.steps) == (3e-4, 0.2, 0.03, 1000)
+    assert haar.noise_kinds.count("salt_and_pepper") == 2
+    random_start = training.TrainConfig.recipe("ps-ae", "random")
+    assert (random_start.learning_rate, random_start.noise_loss_weight) == (3e-3, 1.0)
+    assert training.TrainConfig.recipe("paper-ae").learning_rate == 3e-3
+    assert training.TrainConfig.recipe("ps-ae", steps=7, learning_rate=1e-3).steps == 7
+    with pytest.raises(training.TrainingError, match="not available for paper-ae"):
+        training.TrainConfig.recipe("paper-ae", "haar")
