@@ -13,10 +13,7 @@ decode time of that forced envelope beside them (what skipping the decoder saves
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections import Counter
-from collections.abc import Callable
 
 import numpy as np
 import pydicom
@@ -25,19 +22,10 @@ from pydicom.data import get_testdata_file
 from dicomcrypt import dicom
 from dicomcrypt.codec import residual
 from dicomcrypt.crypto import Key
+from dicomcrypt.evaluation.bench import median_time
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
 DEFAULT_FILES = ["693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm", "US1_UNCR.dcm"]
-
-
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    result = fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
 
 
 def forced_decoder(ds: pydicom.Dataset, key: Key, repeat: int) -> tuple[int, float]:
@@ -48,15 +36,15 @@ def forced_decoder(ds: pydicom.Dataset, key: Key, repeat: int) -> tuple[int, flo
         sealed = encrypt_instance(ds, key=key, mode="lossless")
     finally:
         residual.encode = original
-    decode_s, _ = timed(lambda: decrypt_instance(sealed.dataset, keys=[key]), repeat)
+    decode_s, _ = median_time(lambda: decrypt_instance(sealed.dataset, keys=[key]), repeat)
     return int(sealed.metrics["residual_bytes"]), decode_s
 
 
 def measure(name: str, key: Key, repeat: int) -> dict[str, object]:
     path = name if "/" in name else get_testdata_file(name)
     ds = pydicom.dcmread(path)
-    encode_s, sealed = timed(lambda: encrypt_instance(ds, key=key, mode="lossless"), repeat)
-    decode_s, restored = timed(lambda: decrypt_instance(sealed.dataset, keys=[key]), repeat)
+    encode_s, sealed = median_time(lambda: encrypt_instance(ds, key=key, mode="lossless"), repeat)
+    decode_s, restored = median_time(lambda: decrypt_instance(sealed.dataset, keys=[key]), repeat)
     exact = np.array_equal(dicom.read_frames(restored.dataset)[0], dicom.read_frames(ds)[0])
     standard_bytes = encrypt_instance(ds, key=key, mode="standard").metrics["payload_bytes"]
     m = sealed.metrics
