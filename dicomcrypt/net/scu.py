@@ -106,7 +106,10 @@ def _why_not_established(assoc: object, peer: Peer, ssl_context: ssl.SSLContext 
     if ssl_context is not None:
         return "aborted during negotiation; the TLS handshake failed (is the peer using TLS, and are the certificates trusted?)"
     if getattr(assoc, "is_aborted", False):
-        return "aborted by the peer during negotiation (does it expect TLS?)"
+        # A peer that rejects and closes at once can be seen either way: pynetdicom may notice
+        # the closed socket before it reads the A-ASSOCIATE-RJ. So name both causes.
+        return ("not accepted: the peer ended the negotiation (it may have rejected this calling AE "
+                "or these presentation contexts, or it may expect TLS)")
     return "no answer to the association request (timeout)"
 
 

@@ -209,7 +209,10 @@ def test_refused_association_sends_nothing_and_says_why(tmp_path: Path, storescp
     study = _study(tmp_path / "study", "CT_small.dcm")
     assert main(["send", "--key", str(site_key_file), "--mode", "standard", "--jobs", "1", peer, str(study)]) == 3
     err = capsys.readouterr().err
-    assert "rejected by the peer" in err
+    assert peer.split("@")[1] in err
+    # storescp --refuse sends A-ASSOCIATE-RJ and closes at once; on a loaded machine pynetdicom
+    # sometimes sees the close first and reports an abort, so either wording is right.
+    assert "rejected by the peer" in err or "not accepted: the peer ended the negotiation" in err
     assert not list(out.iterdir())
 
 
