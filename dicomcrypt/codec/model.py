@@ -110,7 +110,8 @@ class BaseAutoencoder(nn.Module):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "BaseAutoencoder":
-        raise NotImplementedError
+        """Rebuild from saved weights; each architecture reads its own sizes from them."""
+        raise TypeError(f"{cls.__name__} is a base class: load weights through an architecture's class")
 
     @torch.inference_mode()
     def reconstruct(self, image: np.ndarray) -> np.ndarray:

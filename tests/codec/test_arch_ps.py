@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from dicomcrypt.codec import fixed_point, registry
 from dicomcrypt.codec.arch_ps import PLAN, ShuffleAutoencoder
 from dicomcrypt.codec.fixed_point import FixedPointDecoder
 from dicomcrypt.codec.model import PaperAutoencoder
+from helpers.fixed_point_reference import reference_decode
 
 
 def _network(channels: int) -> tuple[ShuffleAutoencoder, dict]:
@@ -24,21 +24,7 @@ def _network(channels: int) -> tuple[ShuffleAutoencoder, dict]:
 
 
 def _reference(state: dict, latent: np.ndarray) -> np.ndarray:
-    """The same integer arithmetic the obvious way: torch conv2d in float64 (NCHW), pixel_shuffle."""
-    x = torch.from_numpy(latent).permute(2, 0, 1)[None]
-    x = torch.floor(x * 2.0 ** state["input_exp"] + 0.5).clamp(-(2**16 - 1), 2**16 - 1)
-    act_exp = state["input_exp"]
-    for name, kernel, relu, post in PLAN:
-        layer = state["layers"][name]
-        acc = F.conv2d(x, layer["weight"].double(), layer["bias"].double(), padding=kernel // 2)
-        if name == "out":
-            out = (acc * 2.0 ** -(act_exp + layer["weight_exp"])).clamp(0, 1)
-            return F.pixel_shuffle(out, 2)[0].permute(1, 2, 0).numpy()
-        shift = act_exp + layer["weight_exp"] - layer["act_exp"]
-        x = torch.floor((acc + 2.0 ** (shift - 1)) * 2.0**-shift) if shift > 0 else acc * 2.0**-shift
-        x = x.clamp(0 if relu else -(2**16 - 1), 2**16 - 1)
-        act_exp = layer["act_exp"]
-    raise AssertionError("no output layer")
+    return reference_decode(state, latent, PLAN)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -96,7 +82,6 @@ def test_lossless_mode_uses_the_models_coarse_latent_and_stays_exact(tmp_path) -
 
     from dicomcrypt.codec.latent import latent_from_bytes
     from dicomcrypt.crypto import Key
-    from dicomcrypt.payload import Payload
     from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
     net, state = _network(1)

@@ -15,6 +15,7 @@ from dicomcrypt.codec.fixed_point import LAYERS, FixedPointDecoder
 from dicomcrypt.codec.model import PaperAutoencoder, conv_transpose_as_conv
 from dicomcrypt.codec.registry import load_model
 from dicomcrypt.errors import ModelError
+from helpers.fixed_point_reference import reference_decode
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +26,7 @@ def state() -> dict:
 
 
 def _reference(state: dict, latent: np.ndarray) -> np.ndarray:
-    """The same arithmetic written the obvious way: torch conv2d in float64, NCHW."""
-    x = torch.from_numpy(latent).permute(2, 0, 1)[None]
-    x = torch.floor(x * 2.0 ** state["input_exp"] + 0.5).clamp(-(2**16 - 1), 2**16 - 1)
-    act_exp = state["input_exp"]
-    for name, kernel, relu, upsample in LAYERS:
-        layer = state["layers"][name]
-        acc = F.conv2d(x, layer["weight"].double(), layer["bias"].double(), padding=kernel // 2)
-        if name == "out":
-            return (acc * 2.0 ** -(act_exp + layer["weight_exp"])).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-        shift = act_exp + layer["weight_exp"] - layer["act_exp"]
-        x = torch.floor((acc + 2.0 ** (shift - 1)) * 2.0**-shift) if shift > 0 else acc * 2.0**-shift
-        x = x.clamp(0 if relu else -(2**16 - 1), 2**16 - 1)
-        if upsample:
-            x = x.repeat_interleave(2, 2).repeat_interleave(2, 3)
-        act_exp = layer["act_exp"]
-    raise AssertionError("no output layer")
+    return reference_decode(state, latent, LAYERS)
 
 
 def test_matches_the_conv2d_reference_bit_for_bit(state: dict) -> None:
