@@ -257,16 +257,21 @@ def _models_in(folder: Path) -> dict[str, Path]:
     return models
 
 
+def metadata_file_in(folder: Path) -> Path:
+    """A model folder's metadata: ``model.json`` (what ``dicomcrypt train`` writes), else its only ``.json``."""
+    candidates = [folder / "model.json"] if (folder / "model.json").is_file() else sorted(folder.glob("*.json"))
+    if len(candidates) != 1:
+        raise ModelError(f"model folder {folder} must hold model.json (or exactly one .json metadata file)")
+    return candidates[0]
+
+
 def _resolve(model_id: str) -> Path:
     """Metadata file for an id or a path (a folder, or a metadata ``.json``)."""
     looks_like_path = os.sep in model_id or "/" in model_id or model_id.endswith(".json") or Path(model_id).is_dir()
     if looks_like_path:
         path = Path(model_id).expanduser().resolve()
         if path.is_dir():
-            candidates = [path / "model.json"] if (path / "model.json").is_file() else sorted(path.glob("*.json"))
-            if len(candidates) != 1:
-                raise ModelError(f"model folder {path} must hold model.json (or exactly one .json metadata file)")
-            path = candidates[0]
+            path = metadata_file_in(path)
         if not path.is_file():
             raise ModelError(f"model {model_id}: no such model folder or metadata file")
         return path

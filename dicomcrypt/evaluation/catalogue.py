@@ -65,10 +65,7 @@ def find_model(model_id_or_path: str) -> ModelEntry:
             return entry
     path = Path(model_id_or_path).expanduser()
     if path.is_dir():
-        candidates = [path / "model.json"] if (path / "model.json").is_file() else sorted(path.glob("*.json"))
-        if len(candidates) != 1:
-            raise ModelError(f"model folder {path} must hold model.json (or exactly one .json metadata file)")
-        path = candidates[0]
+        path = registry.metadata_file_in(path)
     if not path.is_file():
         known = ", ".join(e.model_id for e in installed_models()) or "none"
         raise ModelError(f"unknown model {model_id_or_path} (installed: {known}; or give a model folder)")
