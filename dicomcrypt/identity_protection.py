@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pydicom.dataset import Dataset
 
 from dicomcrypt.crypto.cms import CONTENT_CIPHERS, IdentityKey, load_certificates, open_enveloped, parse_enveloped, seal_enveloped
@@ -84,6 +85,11 @@ class IdentityProtection:
             return cls(certificates, cipher=cipher)
         return cls(certificates, uid_secret, cipher)
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Pickle as DER certificates, so settings travel to worker processes."""
+        der = tuple(c.public_bytes(serialization.Encoding.DER) for c in self.certificates)
+        return _rebuild_identity_protection, (der, self.uid_secret, self.cipher)
+
     def protect(self, ds: Dataset) -> None:
         """De-identify ``ds`` in place and add its encrypted originals (PS3.15 E.1.1)."""
         if ea.has_encrypted_attributes(ds):
@@ -97,6 +103,10 @@ class IdentityProtection:
         ea.mark_identity_removed(ds, originals)
         content = seal_enveloped(ea.encode_modified_attributes(originals, ds), self.certificates, cipher=self.cipher)
         ea.set_encrypted_attributes(ds, [content])
+
+
+def _rebuild_identity_protection(der: tuple[bytes, ...], uid_secret: bytes, cipher: str) -> IdentityProtection:
+    return IdentityProtection(tuple(x509.load_der_x509_certificate(d) for d in der), uid_secret, cipher)
 
 
 def describe_identity_protection(ds: Dataset) -> str | None:

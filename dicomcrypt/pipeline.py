@@ -32,7 +32,7 @@ from dicomcrypt import dicom
 from dicomcrypt.codec import normalise, residual, standard
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.dicom import encrypted_attributes
-from dicomcrypt.envelope import MAX_STANZAS, VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
+from dicomcrypt.envelope import VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
 from dicomcrypt.errors import (
     DecryptionError,
     IntegrityError,
@@ -50,6 +50,7 @@ from dicomcrypt.identity_protection import (
     restore_identity,
 )
 from dicomcrypt.payload import Payload
+from dicomcrypt.settings import EncryptionSettings, KeyArgument
 
 FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
 # Version 2 adds meta["residual_predictor"]. Only lossless payloads need it, so standard and
@@ -93,24 +94,32 @@ class Inspection:
 
 def encrypt_instance(
     ds: Dataset,
+    settings: EncryptionSettings | None = None,
     *,
-    key: Key | Iterable[Key] | KeyRing | None = None,
+    key: KeyArgument = None,
     recipients: Iterable[Recipient | str] = (),
     mode: str | Mode = "lossless",
     model: str | None = None,
     latent_format: str = "u8",
     protect_identity: IdentityProtection | None = None,
 ) -> Outcome:
-    """Encrypt the pixels of ``ds`` for site key(s) and/or public recipients (at least one).
+    """Encrypt the pixels of ``ds`` as ``settings`` say, or as the keywords say (the same fields).
 
-    ``key`` may be a :class:`KeyRing` from a keyring file: its current ``encrypt`` entries are
-    used. Non-image instances pass through unchanged, unless ``protect_identity`` is given:
-    then their identifying attributes are still protected (see :mod:`dicomcrypt.identity_protection`).
-    With ``protect_identity`` the identity is protected first and the pixel envelope is bound
-    to the replacement UIDs that stay in the clear, so the pixel key alone restores pixels.
+    Callers that encrypt many instances build :class:`EncryptionSettings` once; the keywords are
+    for one-off library use. ``key`` may be a :class:`KeyRing` from a keyring file: its current
+    ``encrypt`` entries are used. Non-image instances pass through unchanged, unless identity
+    protection is asked for: then their identifying attributes are still protected (see
+    :mod:`dicomcrypt.identity_protection`). With identity protection the identity is protected
+    first and the pixel envelope is bound to the replacement UIDs that stay in the clear, so the
+    pixel key alone restores pixels.
     """
-    keys, recipients = _encryption_targets(key, recipients)
-    requested = _parse_mode(mode)
+    if settings is None:
+        settings = EncryptionSettings.build(
+            key=key, recipients=recipients, mode=mode, model=model,
+            latent_format=latent_format, protect_identity=protect_identity,
+        )
+    keys, recipients, requested = settings.keys, settings.recipients, settings.mode
+    model, latent_format, protect_identity = settings.model, settings.latent_format, settings.identity
     if not dicom.has_pixel_data(ds):
         if _is_image_storage(ds):
             raise NoPixelDataError(
@@ -194,36 +203,6 @@ def encrypt_instance(
             ),
         )
     return Outcome(out, "encrypted", chosen.name.lower(), note, metrics)
-
-
-def _encryption_targets(
-    key: Key | Iterable[Key] | KeyRing | None, recipients: Iterable[Recipient | str]
-) -> tuple[list[Key], list[Recipient]]:
-    """Site keys and recipients to seal for; refuses an empty set before any work is done."""
-    keys: list[Key] = []
-    parsed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
-    if isinstance(key, KeyRing):
-        if not key.encrypt_to:
-            raise InvalidInputError(
-                "this key ring names no current encryption key (a keyring file's 'encrypt' list); pass key= or recipients="
-            )
-        keys = [t for t in key.encrypt_to if isinstance(t, Key)]
-        parsed += [t for t in key.encrypt_to if isinstance(t, Recipient)]
-    elif isinstance(key, Key):
-        keys = [key]
-    elif key is not None:
-        keys = list(key)
-    if not all(isinstance(k, Key) for k in keys) or not all(isinstance(r, Recipient) for r in parsed):
-        raise TypeError("key= takes Key objects or a KeyRing; recipients= takes Recipient objects or 'dcrecip1...' strings")
-    keys = list({k.key_id: k for k in keys}.values())  # the same key twice is one stanza
-    parsed = list({r.key_id: r for r in parsed}.values())
-    if not keys and not parsed:
-        raise InvalidInputError("nothing to encrypt for: give a site key, a recipient, or both")
-    if len(keys) + len(parsed) > MAX_STANZAS:
-        raise InvalidInputError(
-            f"{len(keys) + len(parsed)} keys and recipients: an envelope holds at most {MAX_STANZAS} key stanzas"
-        )
-    return keys, parsed
 
 
 def rekey_instance(
@@ -396,16 +375,6 @@ def pixel_digest(frames: np.ndarray) -> str:
     digest.update(f"{list(frames.shape)}|{little.dtype.str}\0".encode())
     digest.update(little.tobytes())
     return digest.hexdigest()
-
-
-def _parse_mode(mode: str | Mode) -> Mode:
-    if isinstance(mode, Mode):
-        return mode
-    try:
-        return Mode[mode.upper()]
-    except KeyError:
-        choices = ", ".join(m.name.lower() for m in Mode)
-        raise ValueError(f"unknown mode {mode!r}; choose one of {choices}") from None
 
 
 def _choose_mode(requested: Mode, fmt: "dicom.PixelFormat") -> tuple[Mode, str]:
