@@ -16,8 +16,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -25,8 +24,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from dicomcrypt.atomic import publish
-from dicomcrypt.errors import InvalidInputError, NotDicomError, OutputExistsError
+from dicomcrypt.atomic import write_atomic
+from dicomcrypt.errors import InvalidInputError, NotDicomError
 
 __all__ = [
     "read_dicom",
@@ -102,7 +101,7 @@ def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool
     def write(fh: IO[bytes]) -> None:
         pydicom.dcmwrite(fh, ds, enforce_file_format=True)
 
-    _write_atomic(Path(path), write, force=force)
+    write_atomic(path, write, force=force)
 
 
 def copy_file_atomic(
@@ -120,7 +119,7 @@ def copy_file_atomic(
         with open(src, "rb") as source:
             shutil.copyfileobj(source, fh, length=1 << 20)
 
-    _write_atomic(Path(dst), write, force=force)
+    write_atomic(dst, write, force=force)
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool = False) -> None:
@@ -130,47 +129,7 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str], *, force: bool
     a quarantined payload, its JSON sidecar, Part 10 bytes from a storage hook, reports and figures.
     """
 
-    def write(fh: IO[bytes]) -> None:
-        fh.write(data)
-
-    _write_atomic(Path(path), write, force=force)
-
-
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, force: bool) -> None:
-    """Temp file in the target folder + fsync + rename; the temp file is removed on any failure.
-
-    Without ``force`` the final step is a hard link, which fails atomically if the name was
-    taken meanwhile (another process, a second run); file systems without hard links fall
-    back to a check-then-rename.
-    """
-    if not force and os.path.lexists(path):
-        raise OutputExistsError(f"{path}: output exists (use --force to overwrite)")
-    if path.is_dir():
-        raise OutputExistsError(f"{path}: output exists and is a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-        publish(tmp, path, force=force, exists_message=f"{path}: output exists (use --force to overwrite)")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
+    write_atomic(path, data, force=force)
 
 
 def is_hidden(name: str) -> bool:

@@ -30,9 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicomcrypt.atomic import write_atomic
 from dicomcrypt.codec.latent import Latent, latent_from_bytes, latent_to_bytes
 from dicomcrypt.codec.tiling import HALO, TILE, run_tiled
 from dicomcrypt.errors import ModelError, ModelMismatchError
+
+MODEL_FILE_MODE = 0o644
+"""Model weights, metadata and cards are shared read-only data, not secrets."""
 
 if TYPE_CHECKING:
     from dicomcrypt.codec.fixed_point import FixedPointDecoder
@@ -403,7 +407,7 @@ def write_model(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     weights = folder / f"{stem}.pt"
-    write_atomic(weights, buffer.getvalue())
+    write_atomic(weights, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
     meta: dict[str, Any] = {
         "model_id": model_id,
         "arch": arch,
@@ -416,23 +420,6 @@ def write_model(
     meta.update(metadata or {})
     meta_path = folder / f"{stem}.json"
     if card is not None:
-        write_atomic(folder / f"{stem}.md", card.encode("utf-8"))
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+        write_atomic(folder / f"{stem}.md", card.encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
     return meta_path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and move it into place (replacing it)."""
-    import tempfile
-
-    from dicomcrypt.atomic import publish
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # model files are shared read-only data, not secrets (mkstemp makes 0600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        publish(Path(tmp), path, force=True, exists_message=str(path))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dicomcrypt.atomic import write_atomic
 from dicomcrypt.codec import fixed_point, registry
 from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes
 from dicomcrypt.codec.model import BaseAutoencoder
@@ -323,7 +324,7 @@ def _save_checkpoint(path: Path, fingerprint: str, network: torch.nn.Module, opt
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    registry.write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), force=True, mode=registry.MODEL_FILE_MODE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,16 +415,16 @@ def plot_loss_curve(history: History, path: Path, title: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    registry.write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), force=True, mode=registry.MODEL_FILE_MODE)
 
 
 def finish_model(meta_path: Path, rows: list[dict[str, Any]]) -> None:
     """Record the validation measurements in the model's JSON and write its card."""
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["validation"] = rows
-    registry.write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=registry.MODEL_FILE_MODE)
     card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
-    registry.write_atomic(card_path, model_card(meta, rows).encode("utf-8"))
+    write_atomic(card_path, model_card(meta, rows).encode("utf-8"), force=True, mode=registry.MODEL_FILE_MODE)
 
 
 def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:

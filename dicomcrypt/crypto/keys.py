@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from dicomcrypt.atomic import publish
+from dicomcrypt.atomic import SECRET_MODE, write_atomic
 from dicomcrypt.errors import DecryptionError, KeyFileError, OutputExistsError
 
 __all__ = [
@@ -238,31 +238,15 @@ def write_key_file(path: PathLike, text: str, *, force: bool, what: str) -> None
     is a hard link, which fails atomically if the name was taken meanwhile.
     """
     path = Path(path)
-    exists = f"{what} {path} exists; pass force=True to overwrite it"
-    if not force and os.path.lexists(path):
-        raise OutputExistsError(exists)
-    directory = path.parent
-    tmp = directory / f".{path.name}.{os.urandom(6).hex()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    except OSError as exc:
-        raise KeyFileError(f"{what} {path}: cannot create in {directory} ({exc.strerror})") from None
-    try:
-        try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o600)  # exact, whatever the umask
-            os.write(fd, text.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        publish(tmp, path, force=force, exists_message=exists)
+        write_atomic(path, text.encode("ascii"), force=force, mode=SECRET_MODE, make_parents=False,
+                     exists_message=f"{what} {path} exists; pass force=True to overwrite it")
     except OutputExistsError:
         raise
+    except FileNotFoundError:
+        raise KeyFileError(f"{what} {path}: cannot create in {path.parent} (no such folder)") from None
     except OSError as exc:
         raise KeyFileError(f"{what} {path}: cannot write ({exc.strerror})") from None
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
 
 
 def _parse_key_file(raw: bytes, path: Path, prefix: str = KEY_FILE_PREFIX, what: str = "key file") -> bytes:

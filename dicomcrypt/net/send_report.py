@@ -9,13 +9,12 @@ the input of a retry (``--failed-list`` / ``--retry-failed``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dicomcrypt.atomic import publish
+from dicomcrypt.atomic import write_atomic
 
 
 _GENERAL_WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
@@ -161,17 +160,7 @@ def write_failed_list(path: str | os.PathLike[str], report: SendReport) -> int:
     """
     target = Path(path)
     failed = sorted({r.path for r in report.failed})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(f"{p}\n" for p in failed)
-            fh.flush()
-            os.fsync(fh.fileno())
-        publish(Path(tmp), target, force=True, exists_message="")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, "".join(f"{p}\n" for p in failed).encode("utf-8"), force=True)
     return len(failed)
 
 
