@@ -77,7 +77,7 @@ class Option:
 
     @property
     def name(self) -> str:
-        """The long option name without dashes: ``allow-aet``; also the key in a config file."""
+        """The long option name without its leading dashes (``allow-aet``); also its key in a config file."""
         return self.flags[0].removeprefix("--")
 
     @property
@@ -108,7 +108,7 @@ class Option:
             return raw
         if self.repeatable:
             items = [raw] if isinstance(raw, str) else raw
-            if not isinstance(items, list) or not all(isinstance(i, (str, int)) for i in items):
+            if not isinstance(items, list) or not all(_is_instance(i, str) or _is_instance(i, int) for i in items):
                 raise ValueError("must be a string or a list of strings")
             return [self._checked(str(i)) for i in items]
         if not _is_instance(raw, self.type):
@@ -147,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option], *,
                         help=f"TOML file whose [{table}] table sets defaults for these options")
 
 
-def load_table(path: str | Path, table: str) -> dict[str, Any]:
+def _load_table(path: str | Path, table: str) -> dict[str, Any]:
     """The raw ``[table]`` of a TOML file (empty if the file has none)."""
     path = Path(path)
     try:
@@ -171,7 +171,7 @@ def read_table(path: str | Path, table: str, options: Sequence[Option]) -> dict[
     """
     settable = {option.dest: option for option in options if option.in_file}
     values: dict[str, Any] = {}
-    for key, raw in load_table(path, table).items():
+    for key, raw in _load_table(path, table).items():
         option = settable.get(key.replace("-", "_"))
         if option is None:
             known = ", ".join(sorted(option.name for option in settable.values()))
@@ -191,9 +191,6 @@ def resolve(args: argparse.Namespace, options: Sequence[Option], *, table: str) 
     from_file = read_table(args.config, table, options) if args.config is not None else {}
     for option in options:
         if getattr(args, option.dest) is None:
-            setattr(args, option.dest, from_file[option.dest] if option.dest in from_file else option.default_value())
+            value = from_file[option.dest] if option.dest in from_file else option.default_value()
+            setattr(args, option.dest, value)
 
-
-def file_keys(options: Sequence[Option]) -> list[str]:
-    """The keys a config file may set for these options (docs and tests list them)."""
-    return [option.name for option in options if option.in_file]

@@ -13,8 +13,8 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
@@ -86,7 +86,7 @@ Status codes, transfer syntaxes and TLS profiles: docs/conformance.md.
 """
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
         help="receive, verify and restore DICOM instances (Storage SCP)",
