@@ -10,6 +10,7 @@ from typing import Any
 
 from dicomcrypt.config import Option
 
+
 def client_options(*, timeout: float) -> list[Option]:
     """The options ``send`` and ``echo`` share; ``timeout`` is the command's default ``--timeout``
     (the two wait for different things). Their tables in ``--config`` may set each of them."""
