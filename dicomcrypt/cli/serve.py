@@ -8,6 +8,7 @@ builds a :class:`~dicomcrypt.net.scp.ReceiverConfig`, runs the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -29,14 +30,14 @@ OPTIONS: list[Option] = [
     Option("--aet", metavar="AET", help="our AE title (default: RECEIVER)"),
     Option("--key", "-k", repeatable=True, metavar="PATH",
            help="key file or folder of *.key files; repeat for several (needed to restore)"),
-    Option("--out", metavar="DIR", help="where instances are filed"),
+    Option("--out", parse=Path, metavar="DIR", help="where instances are filed"),
     Option("--store", choices=("restored", "encrypted"),
            help="file restored instances (default) or keep them encrypted, as received"),
     Option("--forward", parse=peer_address, metavar="AET@HOST:PORT",
            help="gateway: send each restored instance to this peer before answering"),
     Option("--allow-aet", repeatable=True, metavar="AET",
            help="accept associations only from this calling AE title; repeat (default: any)"),
-    Option("--quarantine", metavar="DIR", help="where refused instances go (default: OUT/quarantine, or ./quarantine)"),
+    Option("--quarantine", parse=Path, metavar="DIR", help="where refused instances go (default: OUT/quarantine, or ./quarantine)"),
     Option("--duplicates", choices=("keep-first", "replace"),
            help="a SOP Instance UID filed again with other content (default: keep-first)"),
     Option("--accept-plain", type=bool,
@@ -56,11 +57,11 @@ OPTIONS: list[Option] = [
 ]
 """Every option of ``serve``; a ``[serve]`` table of ``--config`` may set each of them.
 
-Options that map onto a :class:`~dicomcrypt.net.scp.ReceiverConfig` field declare no default:
-left unset, the field's own default applies (:func:`_receiver_config`), so the receiver's
-defaults are written once, in ``ReceiverConfig``, for ``serve`` and in-process users alike. The
-"(default: ...)" in their help is documentation of it (tests/cli/test_config_options.py checks
-that it agrees).
+An option named as a :class:`~dicomcrypt.net.scp.ReceiverConfig` field goes to that field as
+parsed (:func:`_receiver_config`); such options declare no default: left unset, the field's own
+default applies, so the receiver's defaults are written once, in ``ReceiverConfig``, for
+``serve`` and in-process users alike. The "(default: ...)" in their help documents it
+(tests/cli/test_config_options.py checks that it agrees).
 """
 
 _DESCRIPTION = """\
@@ -144,23 +145,15 @@ def _receiver_config(args: argparse.Namespace) -> Any:
     if args.forward_tls_ca or args.forward_tls_cert:
         forward_tls = client_context(args.forward_tls_ca, args.forward_tls_cert, args.forward_tls_key,
                                      check_hostname=False)
-    settings = {
-        "ae_title": args.aet,
-        "host": args.host,
-        "port": args.port,
-        "keys": KeyRing.load(args.key) if args.key else None,
-        "out": Path(args.out) if args.out else None,
-        "store": args.store,
-        "forward": args.forward,
-        "allowed_aets": frozenset(a.strip() for a in args.allow_aet) if args.allow_aet else None,
-        "ssl_context": server_tls,
-        "quarantine": Path(args.quarantine) if args.quarantine else None,
-        "duplicates": args.duplicates,
-        "forward_ssl_context": forward_tls,
-        "accept_plain": args.accept_plain,
-        "max_associations": args.max_associations,
-        "stop_timeout": args.stop_timeout,
-    }
+    fields = {field.name for field in dataclasses.fields(ReceiverConfig)}
+    settings = {option.dest: getattr(args, option.dest) for option in OPTIONS if option.dest in fields}
+    settings.update(  # the options whose name or value differs from the field's
+        ae_title=args.aet,
+        keys=KeyRing.load(args.key) if args.key else None,
+        allowed_aets=frozenset(a.strip() for a in args.allow_aet) if args.allow_aet else None,
+        ssl_context=server_tls,
+        forward_ssl_context=forward_tls,
+    )
     # None: neither the command line nor the file set it, so ReceiverConfig's default applies.
     return ReceiverConfig(**{name: value for name, value in settings.items() if value is not None}).checked()
 
