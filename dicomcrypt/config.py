@@ -1,11 +1,15 @@
-"""Settings from a TOML file, for commands a site runs the same way every day (``serve``, ``send``).
+"""Options declared once: the command line, the ``--config`` TOML file and the defaults derive from them.
 
-The file has one table per command; keys are the command's long option names (``allow-aet`` or
-``allow_aet``). Command-line flags win over the file, the file wins over built-in defaults. For
-that to work, every option a file may set has ``default=None`` in argparse and its built-in
-default is applied after :func:`merge_config`.
+A command lists its options as :class:`Option` objects. From that one list, :func:`add_arguments`
+builds the argparse arguments, :func:`read_table` checks a TOML table, and :func:`resolve` fills
+the parsed namespace with the precedence command line > config file > built-in default. A value
+from the file goes through the same checks as the same value typed on the command line (its
+type, its choices, the option's own ``parse`` such as a port range or ``AET@host:port``), so a
+bad file is reported as :class:`ConfigError` naming the file, the table, the key and what is
+allowed, never as a traceback halfway through the run.
 
-Example::
+The file has one table per command; keys are the long option names (``allow-aet`` or
+``allow_aet``)::
 
     [serve]
     port = 11112
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +31,124 @@ from dicomcrypt.errors import InvalidInputError
 
 
 class ConfigError(InvalidInputError):
-    """The config file is missing, is not valid TOML, or has an unknown or mistyped setting."""
+    """The config file is missing, is not valid TOML, or has an unknown or invalid setting."""
 
 
-def load_table(path: str | Path, table: str) -> dict[str, Any]:
-    """The ``[table]`` of a TOML file with keys normalised to argparse ``dest`` names."""
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+class Option:
+    """One option of a command: its flags, value type, default, checks and help.
+
+    ``type`` is the value's type (``str``, ``int``, ``float``; ``bool`` for a switch) and what a
+    file must give; ``parse`` turns command-line text into the value and rejects bad text
+    (argparse's ``type=``; defaults to ``type``); file values go through it too. ``repeatable``
+    options collect a list (``action="append"``; in a file, a string or a list of strings).
+    ``negatable`` switches get ``--no-NAME`` too. ``default`` may be a function of no arguments,
+    called only when the default is needed (``--jobs``: the CPU count). ``in_file=False`` keeps an
+    option to the command line (``--retry-failed``).
+    """
+
+    def __init__(
+        self,
+        *flags: str,
+        help: str,
+        type: type = str,
+        parse: Callable[[str], Any] | None = None,
+        default: Any = None,
+        choices: Sequence[str] | None = None,
+        metavar: str | None = None,
+        repeatable: bool = False,
+        negatable: bool = False,
+        group: str | None = None,
+        in_file: bool = True,
+    ) -> None:
+        self.flags = flags
+        self.help = help
+        self.type = type
+        self.parse = parse or (None if type is bool else type)
+        self.default = default
+        self.choices = tuple(choices) if choices is not None else None
+        self.metavar = metavar
+        self.repeatable = repeatable
+        self.negatable = negatable
+        self.group = group
+        self.in_file = in_file
+
+    @property
+    def name(self) -> str:
+        """The long option name without its leading dashes (``allow-aet``); also its key in a config file."""
+        return self.flags[0].removeprefix("--")
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    def default_value(self) -> Any:
+        if self.repeatable and self.default is None:
+            return []
+        return self.default() if callable(self.default) else self.default
+
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+        """Add the argparse argument; its default is None so :func:`resolve` can tell "not given"."""
+        kwargs: dict[str, Any] = {"default": None, "help": self.help}
+        if self.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if self.negatable else "store_true"
+        else:
+            kwargs.update(type=self.parse, choices=self.choices, metavar=self.metavar)
+            if self.repeatable:
+                kwargs["action"] = "append"
+        parser.add_argument(*self.flags, **kwargs)
+
+    def from_file(self, raw: Any) -> Any:
+        """The value a config file gives, checked as the command line checks it; ValueError if bad."""
+        if self.type is bool:
+            if not isinstance(raw, bool):
+                raise ValueError("must be true or false")
+            return raw
+        if self.repeatable:
+            items = [raw] if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not all(_is_instance(i, str) or _is_instance(i, int) for i in items):
+                raise ValueError("must be a string or a list of strings")
+            return [self._checked(str(i)) for i in items]
+        if not _is_instance(raw, self.type):
+            raise ValueError(f"must be {_TYPE_NAMES[self.type]}")
+        return self._checked(str(raw))
+
+    def _checked(self, text: str) -> Any:
+        try:
+            value = self.parse(text) if self.parse is not None else text
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise ValueError(str(exc) or f"must be {_TYPE_NAMES[self.type]}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
+        return value
+
+
+def _is_instance(raw: Any, expected: type) -> bool:
+    if isinstance(raw, bool):  # TOML true is not the number 1
+        return expected is bool
+    if expected is float:
+        return isinstance(raw, (int, float))
+    return isinstance(raw, expected)
+
+
+def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option], *, table: str) -> None:
+    """Add ``options`` to ``parser`` (in argument groups by ``Option.group``) and ``--config``."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in options:
+        if option.group is None:
+            option.add_to(parser)
+        else:
+            if option.group not in groups:
+                groups[option.group] = parser.add_argument_group(option.group)
+            option.add_to(groups[option.group])
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help=f"TOML file whose [{table}] table sets defaults for these options")
+
+
+def _load_table(path: str | Path, table: str) -> dict[str, Any]:
+    """The raw ``[table]`` of a TOML file (empty if the file has none)."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -43,45 +160,37 @@ def load_table(path: str | Path, table: str) -> dict[str, Any]:
     section = document.get(table, {})
     if not isinstance(section, dict):
         raise ConfigError(f"config file {str(path)!r}: [{table}] must be a table")
-    return {key.replace("-", "_"): value for key, value in section.items()}
+    return section
 
 
-def _check_type(path: Path, table: str, key: str, value: Any, expected: type) -> Any:
-    if expected is list:
-        if isinstance(value, str):
-            return [value]
-        if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
-            return [str(v) for v in value]
-    elif expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif expected is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif isinstance(value, expected):
-        return value
-    raise ConfigError(
-        f"config file {str(path)!r}: [{table}] {key.replace('_', '-')} must be "
-        f"{'a list of strings' if expected is list else expected.__name__}, not {type(value).__name__}"
-    )
+def read_table(path: str | Path, table: str, options: Sequence[Option]) -> dict[str, Any]:
+    """``[table]`` of ``path`` checked against ``options``: ``{dest: value}``. Raises ConfigError.
 
-
-def merge_config(args: argparse.Namespace, table: str, settings: Mapping[str, type]) -> None:
-    """Fill the options of ``args`` left unset (``None``) from ``args.config``'s ``[table]``.
-
-    ``settings`` maps each dest name a file may set to its type (``str``, ``int``, ``float``,
-    ``bool`` or ``list`` for repeatable options). Unknown keys are an error, so a typo in a
-    hospital's config file is reported rather than silently ignored.
+    Unknown keys are an error, so a typo in a hospital's config file is reported rather than
+    silently ignored.
     """
-    config_path = getattr(args, "config", None)
-    if config_path is None:
-        return
-    values = load_table(config_path, table)
-    for key, value in values.items():
-        if key not in settings:
-            known = ", ".join(sorted(k.replace("_", "-") for k in settings))
+    settable = {option.dest: option for option in options if option.in_file}
+    values: dict[str, Any] = {}
+    for key, raw in _load_table(path, table).items():
+        option = settable.get(key.replace("-", "_"))
+        if option is None:
+            known = ", ".join(sorted(option.name for option in settable.values()))
             raise ConfigError(
-                f"config file {str(config_path)!r}: [{table}] has unknown setting "
-                f"{key.replace('_', '-')!r} (known: {known})"
+                f"config file {str(path)!r}: [{table}] has unknown setting {key!r} (known: {known})"
             )
-        value = _check_type(Path(config_path), table, key, value, settings[key])
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+        try:
+            values[option.dest] = option.from_file(raw)
+        except ValueError as exc:
+            raise ConfigError(f"config file {str(path)!r}: [{table}] {option.name} = {raw!r}: {exc}") from None
+    return values
+
+
+def resolve(args: argparse.Namespace, options: Sequence[Option], *, table: str) -> None:
+    """Fill each option the command line left unset from ``args.config``'s ``[table]``, else its
+    default. Raises ConfigError for a bad file."""
+    from_file = read_table(args.config, table, options) if args.config is not None else {}
+    for option in options:
+        if getattr(args, option.dest) is None:
+            value = from_file[option.dest] if option.dest in from_file else option.default_value()
+            setattr(args, option.dest, value)
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import Any
 
 EXIT_OK = 0
 """Everything asked for was done (files skipped because their output exists count as done)."""
@@ -49,16 +50,30 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type`` accepting whole numbers >= ``minimum`` (``--jobs``, ``--retries``)."""
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` accepting whole numbers >= ``minimum`` (``--jobs``, ``--retries``),
+    and <= ``maximum`` if given (``--port``)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if maximum is not None and not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}")
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be {minimum} or more")
         return value
 
     return parse
+
+
+def peer_address(text: str) -> Any:
+    """An argparse ``type`` for ``AET@host:port`` (``serve --forward``): the parsed ``Peer``."""
+    from dicomcrypt.errors import InvalidInputError
+    from dicomcrypt.net.address import parse_peer
+
+    try:
+        return parse_peer(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

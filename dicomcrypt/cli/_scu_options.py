@@ -1,29 +1,31 @@
-"""Options ``send`` and ``echo`` share: our AE title, client TLS, timeouts, a config file.
+"""Options ``send`` and ``echo`` share: our AE title, client TLS, timeouts; the peer argument.
 
-Every option a config file may set has ``default=None`` here and gets its built-in default in
-:func:`apply_defaults`, after :func:`dicomcrypt.config.merge_config` (see config.py).
+Declared once as :class:`~dicomcrypt.config.Option` s, which each command lists with its own.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-DEFAULT_AET = "DICOMCRYPT"
+from dicomcrypt.config import Option
 
-CLIENT_SETTINGS: dict[str, type] = {
-    "aet": str,
-    "tls": bool,
-    "tls_ca": str,
-    "tls_cert": str,
-    "tls_key": str,
-    "tls_check_hostname": bool,
-    "timeout": float,
-}
-"""What a ``[send]``/``[echo]`` table may set for these shared options."""
 
-_DEFAULTS: dict[str, Any] = {"aet": DEFAULT_AET, "tls": False, "tls_check_hostname": True}
+def client_options(*, timeout: float) -> list[Option]:
+    """The options ``send`` and ``echo`` share; ``timeout`` is the command's default ``--timeout``
+    (the two wait for different things). Their tables in ``--config`` may set each of them."""
+    return [
+        Option("--aet", metavar="AET", default="DICOMCRYPT", help="our (calling) AE title (default: DICOMCRYPT)"),
+        Option("--timeout", type=float, metavar="SECONDS", default=timeout,
+               help="how long to wait for each answer from the peer"),
+        Option("--tls", type=bool, default=False, group="TLS", help="use TLS, trusting the system's CAs"),
+        Option("--tls-ca", metavar="FILE", group="TLS", help="CA certificate(s) that signed the receiver's"),
+        Option("--tls-cert", metavar="FILE", group="TLS", help="our client certificate (mutual TLS)"),
+        Option("--tls-key", metavar="FILE", group="TLS", help="the private key of --tls-cert"),
+        Option("--tls-check-hostname", type=bool, negatable=True, default=True, group="TLS",
+               help="check the receiver's certificate names its host (default: yes)"),
+    ]
+
 
 TLS_NOTES = """\
 TLS: any of --tls, --tls-ca, --tls-cert turns it on. The receiver's certificate is always
@@ -33,30 +35,8 @@ host unless --no-tls-check-hostname. --tls-cert/--tls-key present a client certi
 """
 
 
-def add_client_arguments(parser: argparse.ArgumentParser, *, table: str) -> None:
+def add_peer_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("peer", metavar="PEER", help="the receiver, AET@host:port (e.g. RECEIVER@127.0.0.1:11112)")
-    parser.add_argument("--aet", default=None, metavar="AET", help=f"our (calling) AE title (default: {DEFAULT_AET})")
-    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
-                        help=f"TOML file whose [{table}] table sets defaults for these options")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="how long to wait for each answer from the peer")
-    tls = parser.add_argument_group("TLS")
-    tls.add_argument("--tls", action="store_true", default=None, help="use TLS, trusting the system's CAs")
-    tls.add_argument("--tls-ca", default=None, metavar="FILE", help="CA certificate(s) that signed the receiver's")
-    tls.add_argument("--tls-cert", default=None, metavar="FILE", help="our client certificate (mutual TLS)")
-    tls.add_argument("--tls-key", default=None, metavar="FILE", help="the private key of --tls-cert")
-    tls.add_argument("--tls-check-hostname", action=argparse.BooleanOptionalAction, default=None,
-                     help="check the receiver's certificate names its host (default: yes)")
-
-
-def apply_defaults(args: argparse.Namespace, table: str, settings: dict[str, type], defaults: dict[str, Any]) -> None:
-    """Fill options from ``--config`` then built-in defaults. Raises ConfigError."""
-    from dicomcrypt.config import merge_config
-
-    merge_config(args, table, {**CLIENT_SETTINGS, **settings})
-    for name, value in {**_DEFAULTS, **defaults}.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, value)
 
 
 def ssl_context(args: argparse.Namespace) -> Any:

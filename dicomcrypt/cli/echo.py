@@ -11,6 +11,10 @@ import time
 
 from dicomcrypt.cli import _scu_options
 from dicomcrypt.cli._common import EXIT_OK, EXIT_SOME_FAILED, error
+from dicomcrypt.config import Option, add_arguments, resolve
+
+OPTIONS: list[Option] = _scu_options.client_options(timeout=30.0)
+"""Every option of ``echo``; an ``[echo]`` table of ``--config`` may set each of them."""
 
 _EPILOG = (
     "exit codes:\n"
@@ -29,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _scu_options.add_client_arguments(parser, table="echo")
+    _scu_options.add_peer_argument(parser)
+    add_arguments(parser, OPTIONS, table="echo")
     parser.set_defaults(func=run)
 
 
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from dicomcrypt.net.scu import echo
 
     try:
-        _scu_options.apply_defaults(args, "echo", {}, {"timeout": 30.0})
+        resolve(args, OPTIONS, table="echo")
         peer = parse_peer(args.peer)
         ssl_context = _scu_options.ssl_context(args)
         started = time.perf_counter()

@@ -26,23 +26,38 @@ from dicomcrypt.cli._common import (
     error,
     whole_number,
 )
+from dicomcrypt.cli.encrypt import default_jobs
+from dicomcrypt.config import Option, add_arguments, resolve
 
 MODES = ("lossless", "lossy", "standard")
 PROGRESS_MIN_INSTANCES = 4
 
-SETTINGS: dict[str, type] = {
-    "key": str,
-    "recipient": list,
-    "recipients_file": list,
-    "mode": str,
-    "model": str,
-    "plain": bool,
-    "associations": int,
-    "retries": int,
-    "jobs": int,
-    "failed_list": str,
-}
-"""What a ``[send]`` table of ``--config`` may set (besides the shared client options)."""
+OPTIONS: list[Option] = [
+    *_scu_options.client_options(timeout=600.0),
+    Option("--key", "-k", metavar="FILE",
+           help="site key file, or a keyring .toml (its 'encrypt' list): encrypt plain images for it"),
+    Option("--recipient", "-r", repeatable=True, metavar="STRING",
+           help="public recipient string dcrecip1... (from keygen --recipient): encrypt plain images "
+                "for it too; repeat for several"),
+    Option("--recipients-file", "-R", repeatable=True, metavar="FILE",
+           help="file of recipient strings, one per line ('#' comments)"),
+    Option("--mode", "-m", choices=MODES, default="lossless", help="encryption mode (default: lossless)"),
+    Option("--model", metavar="ID", help="autoencoder model id (default: by colour)"),
+    Option("--plain", type=bool, default=False,
+           help="allow plain images to be sent unencrypted when no --key or --recipient is given"),
+    Option("--associations", type=int, parse=whole_number(1), default=1, metavar="N",
+           help="parallel associations to the peer (default: 1)"),
+    Option("--retries", type=int, parse=whole_number(0), default=2, metavar="N",
+           help="re-sends after a lost connection or an out-of-resources answer (default: 2)"),
+    Option("--jobs", "-j", type=int, parse=whole_number(1), default=default_jobs, metavar="N",
+           help="processes encrypting ahead of the sender (default: all CPUs)"),
+    Option("--failed-list", metavar="FILE", help="write the paths that did not arrive to FILE (one per line)"),
+    Option("--retry-failed", metavar="FILE", in_file=False,
+           help="send the paths listed in FILE (a --failed-list of an earlier run)"),
+    Option("--progress", type=bool, negatable=True, in_file=False,
+           help="progress bar on stderr (default: when stderr is a terminal)"),
+]
+"""Every option of ``send``; a ``[send]`` table of ``--config`` may set those with ``in_file``."""
 
 _EPILOG = (
     "exit codes:\n"
@@ -64,31 +79,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _scu_options.add_client_arguments(parser, table="send")
+    _scu_options.add_peer_argument(parser)
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="DICOM files or folders (recursive)")
-    parser.add_argument("--key", "-k", default=None, metavar="FILE",
-                        help="site key file, or a keyring .toml (its 'encrypt' list): encrypt plain images for it")
-    parser.add_argument("--recipient", "-r", action="append", default=None, metavar="STRING",
-                        help="public recipient string dcrecip1... (from keygen --recipient): encrypt plain images "
-                             "for it too; repeat for several")
-    parser.add_argument("--recipients-file", "-R", action="append", default=None, metavar="FILE",
-                        help="file of recipient strings, one per line ('#' comments)")
-    parser.add_argument("--mode", "-m", choices=MODES, default=None, help="encryption mode (default: lossless)")
-    parser.add_argument("--model", default=None, metavar="ID", help="autoencoder model id (default: by colour)")
-    parser.add_argument("--plain", action="store_true", default=None,
-                        help="allow plain images to be sent unencrypted when no --key or --recipient is given")
-    parser.add_argument("--associations", type=whole_number(1), default=None, metavar="N",
-                        help="parallel associations to the peer (default: 1)")
-    parser.add_argument("--retries", type=whole_number(0), default=None, metavar="N",
-                        help="re-sends after a lost connection or an out-of-resources answer (default: 2)")
-    parser.add_argument("--jobs", "-j", type=whole_number(1), default=None, metavar="N",
-                        help="processes encrypting ahead of the sender (default: all CPUs)")
-    parser.add_argument("--failed-list", default=None, metavar="FILE",
-                        help="write the paths that did not arrive to FILE (one per line)")
-    parser.add_argument("--retry-failed", default=None, metavar="FILE",
-                        help="send the paths listed in FILE (a --failed-list of an earlier run)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: when stderr is a terminal)")
+    add_arguments(parser, OPTIONS, table="send")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
                            help="a line per instance")
@@ -98,7 +91,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dicomcrypt.cli.encrypt import default_jobs
     from dicomcrypt.cli._targets import load_encryption_targets
     from dicomcrypt.errors import DicomCryptError
     from dicomcrypt.net.address import parse_peer
@@ -106,16 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from dicomcrypt.net.send_report import read_failed_list, write_failed_list
 
     try:
-        _scu_options.apply_defaults(
-            args, "send", SETTINGS,
-            {"recipient": [], "recipients_file": [], "mode": "lossless", "plain": False, "associations": 1,
-             "retries": 2, "jobs": default_jobs(), "timeout": 600.0},
-        )
-        if args.mode not in MODES:
-            return error(f"mode {args.mode!r} (from --config) is not one of {', '.join(MODES)}")
-        for name, minimum in (("associations", 1), ("jobs", 1), ("retries", 0)):
-            if getattr(args, name) < minimum:
-                return error(f"{name} must be {minimum} or more, not {getattr(args, name)} (from --config)")
+        resolve(args, OPTIONS, table="send")
         peer = parse_peer(args.peer)
         paths = [str(p) for p in args.paths]
         if args.retry_failed:

@@ -1,64 +1,68 @@
 """``dicomcrypt serve``: run the receiving node until SIGTERM or Ctrl-C.
 
-Parses options (command line over ``--config [serve]`` over built-in defaults), builds a
-:class:`~dicomcrypt.net.scp.ReceiverConfig`, runs the :class:`~dicomcrypt.net.scp.Receiver`
-and waits for a signal. Logging goes to stderr, one ``key=value`` line per event.
+Parses options (command line over ``--config [serve]`` over ``ReceiverConfig``'s defaults),
+builds a :class:`~dicomcrypt.net.scp.ReceiverConfig`, runs the
+:class:`~dicomcrypt.net.scp.Receiver` and waits for a signal. Logging goes to stderr, one ``key=value`` line per event.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from dicomcrypt.cli._common import EXIT_OK, error
+from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
+from dicomcrypt.config import Option, add_arguments, resolve
 
-DEFAULT_PORT = 11112
-DEFAULT_AET = "RECEIVER"
+_SERVER_TLS = "TLS (server side; with --tls-ca, clients need a certificate it signed)"
+_FORWARD_TLS = "TLS to the --forward peer"
 
-SETTINGS: dict[str, type] = {
-    "host": str,
-    "port": int,
-    "aet": str,
-    "key": list,
-    "out": str,
-    "store": str,
-    "forward": str,
-    "allow_aet": list,
-    "tls_cert": str,
-    "tls_key": str,
-    "tls_ca": str,
-    "forward_tls_ca": str,
-    "forward_tls_cert": str,
-    "forward_tls_key": str,
-    "quarantine": str,
-    "duplicates": str,
-    "accept_plain": bool,
-    "max_associations": int,
-    "stop_timeout": float,
-    "log_level": str,
-}
-"""What a ``[serve]`` table in the ``--config`` file may set (long option names)."""
+OPTIONS: list[Option] = [
+    Option("--host", help="address to listen on (default: 0.0.0.0, all)"),
+    Option("--port", type=int, parse=whole_number(0, 65535), help="TCP port (default: 11112; 0: any free port)"),
+    Option("--aet", metavar="AET", help="our AE title (default: RECEIVER)"),
+    Option("--key", "-k", repeatable=True, metavar="PATH",
+           help="key file or folder of *.key files; repeat for several (needed to restore)"),
+    Option("--out", parse=Path, metavar="DIR", help="where instances are filed"),
+    Option("--store", choices=("restored", "encrypted"),
+           help="file restored instances (default) or keep them encrypted, as received"),
+    Option("--forward", parse=peer_address, metavar="AET@HOST:PORT",
+           help="gateway: send each restored instance to this peer before answering"),
+    Option("--allow-aet", repeatable=True, metavar="AET",
+           help="accept associations only from this calling AE title; repeat (default: any)"),
+    Option("--quarantine", parse=Path, metavar="DIR", help="where refused instances go (default: OUT/quarantine, or ./quarantine)"),
+    Option("--duplicates", choices=("keep-first", "replace"),
+           help="a SOP Instance UID filed again with other content (default: keep-first)"),
+    Option("--accept-plain", type=bool,
+           help="file plain (unencrypted) images as received instead of refusing them"),
+    Option("--max-associations", type=int, parse=whole_number(1), metavar="N",
+           help="associations served at once (default: 10)"),
+    Option("--stop-timeout", type=float, metavar="SECONDS",
+           help="on SIGTERM, how long to wait for instances in flight (default: 60)"),
+    Option("--log-level", choices=("debug", "info", "warning"), default="info",
+           help="info: a line per instance (default); warning: refusals only"),
+    Option("--tls-cert", metavar="FILE", group=_SERVER_TLS, help="our server certificate (PEM)"),
+    Option("--tls-key", metavar="FILE", group=_SERVER_TLS, help="its private key (PEM)"),
+    Option("--tls-ca", metavar="FILE", group=_SERVER_TLS, help="CA for client certificates: mutual TLS"),
+    Option("--forward-tls-ca", metavar="FILE", group=_FORWARD_TLS, help="CA that signed the peer's certificate"),
+    Option("--forward-tls-cert", metavar="FILE", group=_FORWARD_TLS, help="our client certificate"),
+    Option("--forward-tls-key", metavar="FILE", group=_FORWARD_TLS, help="its private key"),
+]
+"""Every option of ``serve``; a ``[serve]`` table of ``--config`` may set each of them.
 
-_DEFAULTS: dict[str, Any] = {
-    "host": "0.0.0.0",
-    "port": DEFAULT_PORT,
-    "aet": DEFAULT_AET,
-    "key": [],
-    "store": "restored",
-    "allow_aet": [],
-    "duplicates": "keep-first",
-    "accept_plain": False,
-    "max_associations": 10,
-    "stop_timeout": 60.0,
-    "log_level": "info",
-}
+An option named as a :class:`~dicomcrypt.net.scp.ReceiverConfig` field goes to that field as
+parsed (:func:`_receiver_config`); such options declare no default: left unset, the field's own
+default applies, so the receiver's defaults are written once, in ``ReceiverConfig``, for
+``serve`` and in-process users alike. The "(default: ...)" in their help documents it
+(tests/cli/test_config_options.py checks that it agrees).
+"""
 
 _DESCRIPTION = """\
 Receive DICOM instances (C-STORE) and file them by study:
@@ -83,7 +87,7 @@ Status codes, transfer syntaxes and TLS profiles: docs/conformance.md.
 """
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
         help="receive, verify and restore DICOM instances (Storage SCP)",
@@ -92,40 +96,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "  2    usage error\n  3    could not start (bad key, TLS file, config, port in use)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--host", default=None, help="address to listen on (default: 0.0.0.0, all)")
-    p.add_argument("--port", type=int, default=None, help=f"TCP port (default: {DEFAULT_PORT}; 0: any free port)")
-    p.add_argument("--aet", default=None, metavar="AET", help=f"our AE title (default: {DEFAULT_AET})")
-    p.add_argument("--key", "-k", action="append", default=None, metavar="PATH",
-                   help="key file or folder of *.key files; repeat for several (needed to restore)")
-    p.add_argument("--out", default=None, metavar="DIR", help="where instances are filed")
-    p.add_argument("--store", choices=("restored", "encrypted"), default=None,
-                   help="file restored instances (default) or keep them encrypted, as received")
-    p.add_argument("--forward", default=None, metavar="AET@HOST:PORT",
-                   help="gateway: send each restored instance to this peer before answering")
-    p.add_argument("--allow-aet", action="append", default=None, metavar="AET",
-                   help="accept associations only from this calling AE title; repeat (default: any)")
-    p.add_argument("--quarantine", default=None, metavar="DIR",
-                   help="where refused instances go (default: OUT/quarantine, or ./quarantine)")
-    p.add_argument("--duplicates", choices=("keep-first", "replace"), default=None,
-                   help="a SOP Instance UID filed again with other content (default: keep-first)")
-    p.add_argument("--accept-plain", action="store_true", default=None,
-                   help="file plain (unencrypted) images as received instead of refusing them")
-    p.add_argument("--max-associations", type=int, default=None, metavar="N",
-                   help="associations served at once (default: 10)")
-    p.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
-                   help="on SIGTERM, how long to wait for instances in flight (default: 60)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning"), default=None,
-                   help="info: a line per instance (default); warning: refusals only")
-    p.add_argument("--config", type=Path, default=None, metavar="FILE",
-                   help="TOML file whose [serve] table sets defaults for these options")
-    tls = p.add_argument_group("TLS (server side; with --tls-ca, clients need a certificate it signed)")
-    tls.add_argument("--tls-cert", default=None, metavar="FILE", help="our server certificate (PEM)")
-    tls.add_argument("--tls-key", default=None, metavar="FILE", help="its private key (PEM)")
-    tls.add_argument("--tls-ca", default=None, metavar="FILE", help="CA for client certificates: mutual TLS")
-    fwd = p.add_argument_group("TLS to the --forward peer")
-    fwd.add_argument("--forward-tls-ca", default=None, metavar="FILE", help="CA that signed the peer's certificate")
-    fwd.add_argument("--forward-tls-cert", default=None, metavar="FILE", help="our client certificate")
-    fwd.add_argument("--forward-tls-key", default=None, metavar="FILE", help="its private key")
+    add_arguments(p, OPTIONS, table="serve")
     p.set_defaults(func=run)
 
 
@@ -160,16 +131,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _receiver_config(args: argparse.Namespace) -> Any:
     """Options -> ReceiverConfig. Raises DicomCryptError subclasses with a clear message."""
-    from dicomcrypt.config import merge_config
     from dicomcrypt.crypto import KeyRing
-    from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scp import ReceiverConfig
     from dicomcrypt.net.tls import TLSConfigError, client_context, server_context
 
-    merge_config(args, "serve", SETTINGS)
-    for name, value in _DEFAULTS.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, value)
+    resolve(args, OPTIONS, table="serve")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise TLSConfigError("--tls-cert and --tls-key go together")
     if args.tls_ca is not None and args.tls_cert is None:
@@ -179,23 +145,17 @@ def _receiver_config(args: argparse.Namespace) -> Any:
     if args.forward_tls_ca or args.forward_tls_cert:
         forward_tls = client_context(args.forward_tls_ca, args.forward_tls_cert, args.forward_tls_key,
                                      check_hostname=False)
-    return ReceiverConfig(
+    fields = {field.name for field in dataclasses.fields(ReceiverConfig)}
+    settings = {option.dest: getattr(args, option.dest) for option in OPTIONS if option.dest in fields}
+    settings.update(  # the options whose name or value differs from the field's
         ae_title=args.aet,
-        host=args.host,
-        port=args.port,
         keys=KeyRing.load(args.key) if args.key else None,
-        out=Path(args.out) if args.out else None,
-        store=args.store,
-        forward=parse_peer(args.forward) if args.forward else None,
-        allowed_aets=frozenset(a.strip() for a in args.allow_aet),
+        allowed_aets=frozenset(a.strip() for a in args.allow_aet) if args.allow_aet else None,
         ssl_context=server_tls,
-        quarantine=Path(args.quarantine) if args.quarantine else None,
-        duplicates=args.duplicates,
         forward_ssl_context=forward_tls,
-        accept_plain=args.accept_plain,
-        max_associations=args.max_associations,
-        stop_timeout=args.stop_timeout,
-    ).checked()
+    )
+    # None: neither the command line nor the file set it, so ReceiverConfig's default applies.
+    return ReceiverConfig(**{name: value for name, value in settings.items() if value is not None}).checked()
 
 
 def _setup_logging(level: str) -> Callable[[], None]:

@@ -51,7 +51,11 @@ class ReceiverConfigError(InvalidInputError):
 
 @dataclass(frozen=True)
 class ReceiverConfig:
-    """Everything a receiver needs; ``serve``'s options map one to one onto these fields."""
+    """Everything a receiver needs; ``serve``'s options map one to one onto these fields.
+
+    The defaults here are ``serve``'s too: an option set neither on its command line nor in its
+    config file is left out, so the field's default applies (cli/serve.py ``_receiver_config``).
+    """
 
     ae_title: str = "RECEIVER"
     host: str = "0.0.0.0"
