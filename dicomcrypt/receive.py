@@ -7,12 +7,12 @@ answer on the wire stay with the caller; so do checks that need the transport's 
 (``serve`` compares the data set with the SOP Class/Instance UIDs its C-STORE request announced,
 PS3.4 B.2.3, before calling here)::
 
-    received bytes ──decode whole──> data set ──┬─ dicomcrypt envelope ─┬─ restored: decrypt_instance,
-                                                │   (readable elements   │  little endian, undeflated
-                                                │    agree with header)  └─ kept encrypted: header checked,
-                                                │                           authenticated given keys
-                                                └─ no envelope: non-image passed through; a plain
-                                                   image refused unless accept_plain
+    received bytes ──decode whole──> data set
+        ├─ dicomcrypt envelope (readable private elements must agree with its header)
+        │     ├─ store "restored":  decrypt_instance, then little endian, undeflated
+        │     └─ store "encrypted": kept as received; authenticated when keys are given
+        └─ no envelope: a non-image passes through; a plain image is refused
+                        unless accept_plain
 
 Inputs
 ------
@@ -141,7 +141,7 @@ def receive(data: bytes, policy: ReceivePolicy, *, dataset: Dataset | None = Non
     try:
         received = _decoded_whole(data, dataset)
         return _decide(data, received, policy)
-    except Exception as exc:  # every failure becomes a status; the caller answers the sender
+    except Exception as exc:  # noqa: BLE001 - every failure is a refusal with a status
         status, comment = status_for_error(exc)
         return Decision("refused", status, b"", received, comment=comment, error=exc)
 
@@ -177,7 +177,7 @@ def _decoded_whole(data: bytes, dataset: Dataset | None) -> Dataset:
     ds = read_dicom_bytes(data) if dataset is None else dataset
     try:
         ds.walk(lambda _ds, _elem: None)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types
         raise NotDicomError(f"data set cannot be decoded ({type(exc).__name__})") from None
     if len(ds) == 0:
         raise NotDicomError("data set is empty")

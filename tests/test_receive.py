@@ -127,10 +127,12 @@ def test_an_encrypted_ct_is_restored(key: Key, restoring: ReceivePolicy, mode: s
 
 
 @pytest.mark.parametrize("encode", [deflated, big_endian], ids=["deflated", "big-endian"])
+@pytest.mark.parametrize("name", ["image_dfl.dcm", "MR_small_bigendian.dcm", "CT_small.dcm"])
 def test_deflated_and_big_endian_instances_are_restored_little_endian(
-    key: Key, restoring: ReceivePolicy, encode
+    key: Key, restoring: ReceivePolicy, name: str, encode
 ) -> None:
-    original, encrypted = sealed(key)
+    """Whether the original was deflated or big endian, or the instance travelled so."""
+    original, encrypted = sealed(key, name=name)
     data = encode(encrypted)
     assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID in (
         DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,

@@ -150,7 +150,7 @@ def read_private_block(ds: Dataset) -> PrivateInfo | None:
         raise EnvelopeFormatError(f"dicomcrypt private block is malformed: {exc}") from exc
 
 
-def check_readable_elements(info: PrivateInfo, header: "EnvelopeHeader") -> None:
+def check_readable_elements(info: PrivateInfo, header: EnvelopeHeader) -> None:
     """Refuse readable elements that disagree with the envelope header they copy.
 
     They are unauthenticated, so an administrator (or a receiver's routing) must not be shown a

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from dicomcrypt import status as dimse_status
 from dicomcrypt.config import ConfigError
-from dicomcrypt.crypto import Key, KeyRing, Recipient
+from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
 from dicomcrypt.receive import ReceivePolicy, receive
 from dicomcrypt.settings import EncryptionSettings
@@ -162,14 +162,21 @@ class StorageHook:
         if not len(self.keys):
             raise ConfigError("storage hook: no keys given")
         self.encrypt_key = self._pick_encrypt_key(encrypt_key_id)
-        recipients = list(recipients)
-        if mode == "restore" and recipients:
-            raise ConfigError("storage hook: recipients are for encrypt mode (restoring uses the keys)")
+        # restore: what every receiver decides (dicomcrypt.receive); a PACS hook keeps plain images.
+        # encrypt: one EncryptionSettings, checked here rather than on the first instance.
         self._policy: ReceivePolicy | None = None
         self._settings: EncryptionSettings | None = None
+        recipients = list(recipients)
         if mode == "restore":
+            if recipients:
+                raise ConfigError("storage hook: recipients are for encrypt mode (restoring uses the keys)")
             self._policy = ReceivePolicy(store="restored", keys=self.keys, accept_plain=True)
         else:
+            if not isinstance(self.encrypt_key, Key):
+                raise ConfigError(
+                    f"storage hook: key {self.encrypt_key.key_id} is a recipient's private key; encrypt needs "
+                    "a site key (public recipients go in recipients=)"
+                )
             self._settings = EncryptionSettings.build(
                 key=self.encrypt_key, recipients=recipients, mode=encrypt_mode, model=self.model
             )
@@ -225,7 +232,7 @@ class StorageHook:
             return HookResult(data, "passed through", None, uid, outcome.note, time.perf_counter() - started)
         out = self._files.dicom_to_bytes(outcome.dataset)
         return HookResult(
-            out, outcome.action, outcome.mode, str(outcome.dataset.get("SOPInstanceUID", "")),
+            out, "encrypted", outcome.mode, str(outcome.dataset.get("SOPInstanceUID", "")),
             outcome.note, time.perf_counter() - started, dict(outcome.metrics),
         )
 
@@ -292,7 +299,7 @@ class StorageHook:
                 )
                 self._files.dicom_to_bytes(restored)
 
-    def _pick_encrypt_key(self, key_id: str | None) -> Key:
+    def _pick_encrypt_key(self, key_id: str | None) -> Key | RecipientKey:
         if key_id is None:
             return next(iter(self.keys))
         key = self.keys.get(key_id)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pydicom.dataset import Dataset
 
@@ -78,7 +78,7 @@ class StoreHandler:
     shared state is the file system (atomic, no-clobber writes) and the forwarder (locked).
     """
 
-    def __init__(self, config: "ReceiverConfig", quarantine: Quarantine, forwarder: "Forwarder | None") -> None:
+    def __init__(self, config: ReceiverConfig, quarantine: Quarantine, forwarder: Forwarder | None) -> None:
         self.config = config
         self.policy = ReceivePolicy(store=config.store, keys=config.keys, accept_plain=config.accept_plain)
         self.quarantine = quarantine
@@ -96,7 +96,7 @@ class StoreHandler:
             if not decision.refused:
                 return self._file(decision, uids, started)
             status, comment = decision.status, decision.comment
-        except Exception as exc:  # every failure becomes a status; nothing escapes to pynetdicom
+        except Exception as exc:  # noqa: BLE001 - every failure is a status; none reaches pynetdicom
             status, comment = classify(exc)
         quarantined = None if status.retry else self._quarantine(raw, status, comment, {**context, **uids})
         return InstanceResult(
@@ -144,7 +144,7 @@ def _announced_instance(decode: Callable[[], Dataset]) -> Dataset:
         ds = decode()
         meta = ds.file_meta
         named = {keyword: ds.get(keyword) for keyword in ("SOPClassUID", "SOPInstanceUID")}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - decoding raises many types
         raise NotDicomError(f"data set cannot be decoded ({type(exc).__name__})") from None
     for keyword, announced in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
         value = named[keyword]
@@ -160,5 +160,16 @@ def _uid_fields(ds: Dataset) -> dict[str, str]:
     return {"sop_class_uid": sop_class, "sop_instance_uid": sop_instance, "study_uid": study, "series_uid": series}
 
 
-def _result_uids(uids: dict[str, str]) -> dict[str, str]:
-    return {k: uids[k] for k in ("study_uid", "series_uid", "sop_instance_uid") if k in uids}
+class _ResultUids(TypedDict):
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+
+
+def _result_uids(uids: dict[str, str]) -> _ResultUids:
+    """The UIDs an InstanceResult carries; empty when the data set never decoded."""
+    return _ResultUids(
+        study_uid=uids.get("study_uid", ""),
+        series_uid=uids.get("series_uid", ""),
+        sop_instance_uid=uids.get("sop_instance_uid", ""),
+    )
