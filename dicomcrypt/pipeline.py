@@ -32,9 +32,9 @@ from dicomcrypt import dicom
 from dicomcrypt.codec import normalise, residual, standard
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.dicom import encrypted_attributes
+from dicomcrypt.dicom.private_block import check_readable_elements
 from dicomcrypt.envelope import VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
 from dicomcrypt.errors import (
-    DecryptionError,
     IntegrityError,
     InvalidInputError,
     NoPixelDataError,
@@ -223,7 +223,7 @@ def rekey_instance(
     if info is None:
         return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
     header = read_header(info.envelope)
-    _check_readable_elements(info, header)
+    check_readable_elements(info, header)
     started = time.perf_counter()
     envelope = rewrap(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)), to=to, keep=keep)
     new_header = read_header(envelope)
@@ -262,7 +262,7 @@ def decrypt_instance(
 
     started = time.perf_counter()
     header, plaintext = open_envelope(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)))
-    _check_readable_elements(info, header)
+    check_readable_elements(info, header)
     metrics: dict[str, float] = {"decrypt_s": time.perf_counter() - started}
     payload = Payload.from_bytes(plaintext)
     meta = payload.meta
@@ -404,16 +404,6 @@ def _sop_class_name(ds: Dataset) -> str:
 def _is_image_storage(ds: Dataset) -> bool:
     """Image IODs require Pixel Data; other objects (SR, RT Plan, ...) pass through."""
     return "Image Storage" in _sop_class_name(ds)
-
-
-def _check_readable_elements(info: "dicom.PrivateInfo", header: Any) -> None:
-    """The readable elements are unauthenticated copies; refuse ones that disagree."""
-    if (
-        info.mode != header.mode.name
-        or (info.model_id or "") != header.model_id
-        or tuple(info.key_ids) != tuple(header.key_ids)
-    ):
-        raise DecryptionError(DecryptionError.MESSAGE)
 
 
 def _residual_predictors(meta: dict[str, Any], frames: int) -> list[str]:

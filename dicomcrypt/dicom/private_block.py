@@ -3,7 +3,8 @@
 Elements are addressed by creator and offset, never by a fixed (0011,10xx) tag: another
 vendor's block may already hold (0011,0010), which pushes ours to (0011,0011) -> (0011,11xx).
 The readable elements let an administrator see what a file is without a key; they are
-unauthenticated copies of what the envelope header binds (the pipeline checks they agree).
+unauthenticated copies of what the envelope header binds (:func:`check_readable_elements`, which
+restoring, re-keying and every receiver apply, refuses ones that disagree).
 Layout and dictionary files: ``docs/private-block.md``, ``docs/dicom/``.
 """
 
@@ -11,17 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 
 from pydicom.datadict import add_private_dict_entries
 from pydicom.dataset import Dataset
 
-from dicomcrypt.errors import EnvelopeFormatError
+from dicomcrypt.errors import DecryptionError, EnvelopeFormatError
+
+if TYPE_CHECKING:
+    from dicomcrypt.envelope import EnvelopeHeader
 
 __all__ = [
     "PRIVATE_CREATOR",
     "PRIVATE_ENTRIES",
     "PRIVATE_GROUP",
     "PrivateInfo",
+    "check_readable_elements",
     "read_private_block",
     "remove_private_block",
     "write_private_block",
@@ -142,6 +148,21 @@ def read_private_block(ds: Dataset) -> PrivateInfo | None:
         )
     except (TypeError, ValueError) as exc:
         raise EnvelopeFormatError(f"dicomcrypt private block is malformed: {exc}") from exc
+
+
+def check_readable_elements(info: PrivateInfo, header: EnvelopeHeader) -> None:
+    """Refuse readable elements that disagree with the envelope header they copy.
+
+    They are unauthenticated, so an administrator (or a receiver's routing) must not be shown a
+    mode, model or key id other than the one the envelope binds. The refusal is the constant
+    :class:`DecryptionError`, as for any other edit of what the envelope binds.
+    """
+    if (
+        info.mode != header.mode.name
+        or (info.model_id or "") != header.model_id
+        or tuple(info.key_ids) != tuple(header.key_ids)
+    ):
+        raise DecryptionError(DecryptionError.MESSAGE)
 
 
 def remove_private_block(ds: Dataset) -> bool:

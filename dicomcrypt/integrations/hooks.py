@@ -8,19 +8,21 @@ callback, a pynetdicom C-STORE handler, a DICOMweb STOW endpoint) hands the inst
     result = hook.process(dicom_bytes)      # raises dicomcrypt errors on refusal
     store(result.data)
 
-- ``restore``: instances encrypted by dicomcrypt are verified, decrypted and reconstructed;
-  plain instances pass through unchanged (the same bytes).
+- ``restore``: :func:`dicomcrypt.receive.receive` decides, as it does for ``dicomcrypt serve``:
+  instances encrypted by dicomcrypt are verified, decrypted and reconstructed (stored little
+  endian and undeflated); plain instances pass through unchanged (the same bytes).
 - ``encrypt``: plain image instances are stored encrypted (at-rest protection) with the first
-  key of the ring, or the one named by ``encrypt_key_id``; instances that are already
-  encrypted, and non-image objects, pass through unchanged.
+  key of the ring, or the one named by ``encrypt_key_id``, and any ``recipients``; instances
+  that are already encrypted, and non-image objects, pass through unchanged.
 
 A refusal raises the library's own error (:mod:`dicomcrypt.errors`), so a caller maps it to its
 platform's answer; :func:`failure_status` gives the DIMSE C-STORE status for DIMSE callers.
 
 Everything a later instance would repeat is paid once, in the constructor: the keys are read,
-the pipeline imported, and (``preload=True``) the models the mode may need are loaded through
-the per-process registry cache and run once on a tiny image, so the first instance is not
-slower than the next. A hook is safe to call from several threads at once.
+the receive policy or the encryption settings built and checked, the pipeline imported, and
+(``preload=True``) the models the mode may need are loaded through the per-process registry
+cache and run once on a tiny image, so the first instance is not slower than the next. A hook
+is safe to call from several threads at once.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dicomcrypt import status as dimse_status
 from dicomcrypt.config import ConfigError
-from dicomcrypt.crypto import Key, KeyRing
+from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
-from dicomcrypt.net import status as dimse_status
+from dicomcrypt.receive import ReceivePolicy, receive
+from dicomcrypt.settings import EncryptionSettings
 
 __all__ = [
     "HookCounts",
@@ -57,8 +61,8 @@ HookAction = Literal["decrypted", "encrypted", "passed through"]
 HOOK_MODES = ("restore", "encrypt")
 ENCRYPT_MODES = ("lossless", "lossy", "standard")
 
-# C-STORE statuses: the receiving node's table (dicomcrypt.net.status, docs/conformance.md), so an
-# instance refused by a PACS hook gets the same code as one refused by `dicomcrypt serve`.
+# C-STORE statuses: the library's table (dicomcrypt.status, docs/conformance.md), so an instance
+# refused by a PACS hook gets the same code as one refused by `dicomcrypt serve`.
 STATUS_SUCCESS = dimse_status.SUCCESS.code
 STATUS_CANNOT_UNDERSTAND = dimse_status.CANNOT_UNDERSTAND.code
 """Not DICOM, damaged, or an object the mode cannot handle (0xC004)."""
@@ -128,9 +132,12 @@ class StorageHook:
     """Restore or encrypt instances on their way into storage (see the module docstring).
 
     ``keys``: a :class:`KeyRing`, a :class:`Key`, keys, or key file / key folder paths.
-    ``encrypt_mode`` and ``model`` matter in ``encrypt`` mode (restoring reads both from the
-    envelope; ``model`` there only chooses what to preload). Raises :class:`ConfigError` for a
-    bad mode, :class:`KeyFileError` for unreadable key files, :class:`ModelError` for a bad model.
+    ``encrypt_mode``, ``recipients`` (public recipients, ``Recipient`` objects or ``dcrecip1...``
+    strings, encrypted for beside the site key) and ``model`` matter in ``encrypt`` mode
+    (restoring reads mode and model from the envelope; ``model`` there only chooses what to
+    preload). Raises :class:`ConfigError` for a bad mode or recipients given to ``restore``,
+    :class:`KeyFileError` for unreadable key files, :class:`ModelError` for a bad model, and
+    :class:`InvalidInputError` / :class:`RecipientFormatError` for bad recipients.
     """
 
     def __init__(
@@ -141,6 +148,7 @@ class StorageHook:
         encrypt_mode: str = "lossless",
         model: str | None = None,
         encrypt_key_id: str | None = None,
+        recipients: Iterable[Recipient | str] = (),
         preload: bool = True,
     ) -> None:
         if mode not in HOOK_MODES:
@@ -154,6 +162,24 @@ class StorageHook:
         if not len(self.keys):
             raise ConfigError("storage hook: no keys given")
         self.encrypt_key = self._pick_encrypt_key(encrypt_key_id)
+        # restore: what every receiver decides (dicomcrypt.receive); a PACS hook keeps plain images.
+        # encrypt: one EncryptionSettings, checked here rather than on the first instance.
+        self._policy: ReceivePolicy | None = None
+        self._settings: EncryptionSettings | None = None
+        recipients = list(recipients)
+        if mode == "restore":
+            if recipients:
+                raise ConfigError("storage hook: recipients are for encrypt mode (restoring uses the keys)")
+            self._policy = ReceivePolicy(store="restored", keys=self.keys, accept_plain=True)
+        else:
+            if not isinstance(self.encrypt_key, Key):
+                raise ConfigError(
+                    f"storage hook: key {self.encrypt_key.key_id} is a recipient's private key; encrypt needs "
+                    "a site key (public recipients go in recipients=)"
+                )
+            self._settings = EncryptionSettings.build(
+                key=self.encrypt_key, recipients=recipients, mode=encrypt_mode, model=self.model
+            )
         self._lock = threading.Lock()
         self._counts = HookCounts()
         self._models: tuple[str, ...] = ()
@@ -194,23 +220,32 @@ class StorageHook:
         return result
 
     def _process(self, data: bytes, started: float) -> HookResult:
+        if self._policy is not None:
+            return self._restore(data, self._policy, started)
         ds = self._files.read_dicom_bytes(data)
         uid = str(ds.get("SOPInstanceUID", ""))
-        if self.mode == "restore":
-            outcome = self._pipeline.decrypt_instance(ds, keys=self.keys)
-        elif self._dicom.read_private_block(ds) is not None:
+        if self._dicom.read_private_block(ds) is not None:
             return HookResult(data, "passed through", None, uid, "already encrypted by dicomcrypt",
                               time.perf_counter() - started)
-        else:
-            outcome = self._pipeline.encrypt_instance(
-                ds, key=self.encrypt_key, mode=self.encrypt_mode, model=self.model
-            )
+        outcome = self._pipeline.encrypt_instance(ds, self._settings)
         if outcome.action == "passed through":
             return HookResult(data, "passed through", None, uid, outcome.note, time.perf_counter() - started)
         out = self._files.dicom_to_bytes(outcome.dataset)
         return HookResult(
-            out, outcome.action, outcome.mode, str(outcome.dataset.get("SOPInstanceUID", "")),
+            out, "encrypted", outcome.mode, str(outcome.dataset.get("SOPInstanceUID", "")),
             outcome.note, time.perf_counter() - started, dict(outcome.metrics),
+        )
+
+    def _restore(self, data: bytes, policy: ReceivePolicy, started: float) -> HookResult:
+        """The receiving decision every receiver shares; a refusal raises the library's error."""
+        decision = receive(data, policy)
+        if decision.error is not None:
+            raise decision.error
+        uid = str(decision.dataset.get("SOPInstanceUID", "")) if decision.dataset is not None else ""
+        action: HookAction = "decrypted" if decision.action == "restored" else "passed through"
+        return HookResult(
+            decision.data, action, decision.mode, uid, decision.note,
+            time.perf_counter() - started, dict(decision.metrics),
         )
 
     # -- state ---------------------------------------------------------------------------
@@ -264,7 +299,7 @@ class StorageHook:
                 )
                 self._files.dicom_to_bytes(restored)
 
-    def _pick_encrypt_key(self, key_id: str | None) -> Key:
+    def _pick_encrypt_key(self, key_id: str | None) -> Key | RecipientKey:
         if key_id is None:
             return next(iter(self.keys))
         key = self.keys.get(key_id)

@@ -35,6 +35,7 @@ from dicomcrypt.net.forward import Forwarder
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
 from dicomcrypt.net.studies import StudyCounts, StudyLedger
+from dicomcrypt.status import comment
 
 __all__ = ["Receiver", "ReceiverConfig", "ReceiverConfigError", "StudyCounts"]
 
@@ -240,7 +241,7 @@ class Receiver:
         response = Dataset()
         response.Status = result.status.code
         if result.comment and not result.status.is_success:
-            response.ErrorComment = st.comment(result.comment)
+            response.ErrorComment = comment(result.comment)
         return response
 
     def _on_data_received(self, event: evt.Event) -> None:

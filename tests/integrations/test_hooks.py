@@ -145,6 +145,32 @@ def test_the_encrypt_key_is_the_one_named(key: Key) -> None:
     assert hook.status()["encrypt_key_id"] == second.key_id
 
 
+def test_encrypt_also_seals_for_recipients_checked_once(key: Key) -> None:
+    from dicomcrypt.crypto import RecipientKey
+
+    private = RecipientKey.generate()
+    hook = StorageHook("encrypt", keys=key, recipients=[str(private.recipient)], encrypt_mode="standard",
+                       preload=False)
+    sealed = pydicom.dcmread(io.BytesIO(hook.process(to_bytes(fresh_copy("MR_small.dcm"))).data))
+    assert read_private_block(sealed).key_ids == (key.key_id, private.recipient.key_id)
+    assert decrypt_dataset(sealed, keys=private).SOPInstanceUID == sealed.SOPInstanceUID
+    with pytest.raises(InvalidInputError, match="twice"):
+        StorageHook("encrypt", keys=key, recipients=[private.recipient, private.recipient], preload=False)
+    with pytest.raises(ConfigError, match="recipients are for encrypt mode"):
+        StorageHook("restore", keys=key, recipients=[private.recipient], preload=False)
+
+
+def test_restore_stores_deflated_instances_undeflated(key: Key, restore_hook: StorageHook) -> None:
+    """The hook decides as `serve` does (dicomcrypt.receive), normalising the encoding too."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    original = fresh_copy("image_dfl.dcm")
+    assert original.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    restored = pydicom.dcmread(io.BytesIO(restore_hook.process(sealed_bytes(original, key)).data))
+    assert restored.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    np.testing.assert_array_equal(restored.pixel_array, original.pixel_array)
+
+
 def test_counts_add_up_under_concurrent_calls(key: Key) -> None:
     hook = StorageHook("restore", keys=key)
     good = [sealed_bytes(fresh_copy("MR_small.dcm"), key) for _ in range(12)]

@@ -22,8 +22,9 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import P_DATA_TF
 
 from dicomcrypt import Key, KeyRing, encrypt_dataset
+from dicomcrypt import status as st
 from dicomcrypt.dicom import PRIVATE_GROUP
-from dicomcrypt.net import status as st
+from dicomcrypt.net import status as net_st
 from helpers.corpus import read_quietly, sample
 from helpers.store_clients import associate, good_files, store
 
@@ -197,7 +198,7 @@ def test_duplicates_identical_accepted_different_quarantined(start_receiver, sit
 
     different = encrypted_ct(site_key, PatientName="Other^Person")
     response = store(rx.port, different)
-    assert response.Status == st.DUPLICATE_CONFLICT.code
+    assert response.Status == net_st.DUPLICATE_CONFLICT.code
     assert pydicom.dcmread(filed).PatientName == read_quietly(sample("CT_small.dcm")).PatientName
     assert len(list((rx.quarantine_dir / "duplicates").glob("*.dcm"))) == 1
     counts = rx.studies()[str(first.StudyInstanceUID)]
@@ -258,9 +259,9 @@ def test_concurrent_associations_all_accounted_for(start_receiver, site_key):
 
 
 def test_status_table_is_consistent():
-    codes = [s.code for s in st.STORE_STATUSES]
+    codes = [s.code for s in net_st.STORE_STATUSES]
     assert len(codes) == len(set(codes))
-    for status in st.STORE_STATUSES:
+    for status in net_st.STORE_STATUSES:
         assert status.meaning and status.when
         if status.code and status.code != 0x0110:
             assert 0xA700 <= status.code <= 0xA7FF or 0xC000 <= status.code <= 0xCFFF
