@@ -187,7 +187,9 @@ def _version(data: dict[str, Any]) -> int:
 
 def _shape(value: object) -> tuple[int, ...]:
     if not (isinstance(value, list) and len(value) == 4 and all(_is_int(n) and n >= 0 for n in value)):
-        raise PayloadFormatError(f"payload: shape must be 4 non-negative integers (frames, rows, columns, samples), not {value!r}")
+        raise PayloadFormatError(
+            f"payload: shape must be 4 non-negative integers (frames, rows, columns, samples), not {value!r}"
+        )
     return tuple(value)
 
 
@@ -197,7 +199,9 @@ def _dtype(value: object) -> np.dtype:
     except TypeError:
         dtype = None
     if dtype is None or dtype.kind not in "iuf" or dtype.str != value:
-        raise PayloadFormatError(f"payload: dtype must be an integer or float NumPy dtype string such as '<i2', not {value!r}")
+        raise PayloadFormatError(
+            f"payload: dtype must be an integer or float NumPy dtype string such as '<i2', not {value!r}"
+        )
     return dtype
 
 
@@ -213,7 +217,8 @@ def _pixel_format(value: object) -> PixelFormat:
             if spec.default is dataclasses.MISSING:
                 raise PayloadFormatError(f"payload: pixel_format.{spec.name} is missing")
         elif not _has_type(value[spec.name], hints[spec.name]):
-            raise PayloadFormatError(f"payload: pixel_format.{spec.name} must be {hints[spec.name]}, not {value[spec.name]!r}")
+            kind = _type_name(hints[spec.name])
+            raise PayloadFormatError(f"payload: pixel_format.{spec.name} must be {kind}, not {value[spec.name]!r}")
     return PixelFormat(**value)
 
 
@@ -226,6 +231,11 @@ def _has_type(value: object, hint: Any) -> bool:
     if hint in (str, bool):
         return isinstance(value, hint)
     return any(_has_type(value, option) for option in typing.get_args(hint))
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", type(None): "null"}
+    return " or ".join(names[option] for option in (typing.get_args(hint) or (hint,)))
 
 
 def _normalisation(value: object, frames: int) -> Normalisation:

@@ -49,8 +49,8 @@ from dicomcrypt.identity_protection import (
     IDENTITY_RESTORED_NOTE,
     NOT_RESTORED_NOTE,
     IdentityKey,
-    describe_identity_protection,
     IdentityProtection,
+    describe_identity_protection,
     original_private_slots_reserved,
     restore_identity,
 )
@@ -156,7 +156,8 @@ def _not_an_image_to_encrypt(ds: Dataset, identity: IdentityProtection | None) -
             raise InvalidInputError("instance is already encrypted by dicomcrypt")
         return None
     if _is_image_storage(ds):
-        raise NoPixelDataError(f"{_sop_class_name(ds)} instance {ds.get('SOPInstanceUID', '?')} has no Pixel Data")
+        uid = ds.get("SOPInstanceUID", "?")
+        raise NoPixelDataError(f"{_sop_class_name(ds)} instance {uid} has no Pixel Data")
     if identity is not None:
         return Outcome(_working_copy(ds, identity), "encrypted", "identity",
                        note="no pixel data: identifying attributes encrypted only")
@@ -341,7 +342,7 @@ def decrypt_dataset(ds: Dataset, **kwargs: Any) -> Dataset:
 
 def inspect_dataset(ds: Dataset) -> Inspection:
     """Describe ``ds`` from its readable elements and envelope header; needs no key."""
-    base = {
+    base: dict[str, Any] = {
         "sop_class_uid": str(ds.get("SOPClassUID", "")),
         "modality": str(ds.get("Modality", "")),
         "has_pixel_data": dicom.has_pixel_data(ds),

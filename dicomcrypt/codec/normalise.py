@@ -11,6 +11,7 @@ integers from the same decoder output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -53,11 +54,11 @@ class Normalisation:
         return cls(tuple(low), tuple(high), padding)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _int_list(value: object) -> bool:
+def _int_list(value: object) -> TypeGuard[list[int]]:
     return isinstance(value, list) and all(_is_int(v) for v in value)
 
 

@@ -106,7 +106,7 @@ def register(coder: Coder, *, replace: bool = False) -> Coder | None:
 
 def coder_for(mode: Mode | int) -> Coder:
     """The coder registered for ``mode``; InvalidInputError when there is none."""
-    coder = _CODERS.get(mode)  # type: ignore[call-overload]  # an IntEnum hashes as its int
+    coder = _CODERS.get(Mode(mode)) if mode in set(Mode) else None
     if coder is None:
         known = ", ".join(m.name.lower() for m in sorted(_CODERS))
         raise InvalidInputError(f"no coder for mode {mode!r} (coders are registered for {known})")
