@@ -20,7 +20,8 @@ import pydicom
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dicomcrypt import dicom
-from dicomcrypt.codec import normalise, residual, standard
+from dicomcrypt.codec import normalise, residual
+from dicomcrypt.codec.coders import standard
 from dicomcrypt.codec.registry import load_model
 from dicomcrypt.crypto import Key
 from dicomcrypt.envelope import Mode, instance_binding, open_envelope, seal

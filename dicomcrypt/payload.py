@@ -6,6 +6,11 @@ pixels, the snapshot of the attributes the placeholder replaced). Everything her
 AES-GCM ciphertext, so it is authenticated before it is parsed; the checks below catch bugs and
 version skew, not attackers.
 
+The metadata is typed by :class:`PayloadMeta`: :meth:`PayloadMeta.to_json` writes exactly the
+JSON earlier versions wrote, and :meth:`PayloadMeta.from_json` checks every field with a
+message that names it. :class:`Payload` keeps the metadata as the JSON object it is on the
+wire, so the byte layout is one concern and the meaning of the fields another.
+
 Layout (integers big-endian)::
 
     4 bytes  magic b"DCP1"
@@ -15,15 +20,28 @@ Layout (integers big-endian)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import struct
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from dicomcrypt.codec.normalise import Normalisation
+from dicomcrypt.dicom import PixelFormat
 from dicomcrypt.errors import PayloadFormatError
 
 MAGIC = b"DCP1"
 SECTIONS = frozenset({"latent", "residual", "pixels", "attributes", "padding"})
+# Version 2 adds residual_predictor. Only lossless payloads need it, so payloads without it are
+# still written as version 1, which older readers open.
+VERSION = 1
+PREDICTOR_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -69,10 +87,181 @@ class Payload:
         return cls(meta, sections)
 
     def section(self, name: str) -> bytes:
-        try:
-            return self.sections[name]
-        except KeyError:
-            raise PayloadFormatError(f"payload: section {name!r} is missing") from None
+        return section(self.sections, name)
+
+
+def section(sections: Mapping[str, bytes], name: str) -> bytes:
+    """The section ``name``, or the payload error that says it is missing."""
+    try:
+        return sections[name]
+    except KeyError:
+        raise PayloadFormatError(f"payload: section {name!r} is missing") from None
+
+
+@dataclass(frozen=True)
+class PayloadMeta:
+    """What the receiver needs to rebuild the pixels and check them (docs/format.md, "Payload").
+
+    Optional fields are None when a mode does not use them, and are then absent from the JSON:
+    ``normalisation`` (model modes), ``digest`` (exact modes), ``residual_predictor`` (lossless,
+    version 2), ``encrypted_attributes_sha256`` (identity protection). Build new metadata with
+    :meth:`build`, which picks the version.
+    """
+
+    payload_version: int
+    pixel_format: PixelFormat
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    normalisation: Normalisation | None = None
+    digest: str | None = None
+    residual_predictor: tuple[str, ...] | None = None
+    encrypted_attributes_sha256: str | None = None
+
+    @classmethod
+    def build(
+        cls, *, pixel_format: PixelFormat, shape: tuple[int, ...], dtype: np.dtype | str, **optional: Any
+    ) -> "PayloadMeta":
+        """New metadata at the lowest version that holds its fields, so older readers open it."""
+        version = PREDICTOR_VERSION if optional.get("residual_predictor") is not None else VERSION
+        return cls(version, pixel_format, tuple(int(n) for n in shape), np.dtype(dtype), **optional)
+
+    def to_json(self) -> dict[str, Any]:
+        """The metadata JSON object, key for key as every version of dicomcrypt wrote it."""
+        data: dict[str, Any] = {
+            "payload_version": self.payload_version,
+            "pixel_format": dataclasses.asdict(self.pixel_format),
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+        }
+        optional = {
+            "normalisation": None if self.normalisation is None else self.normalisation.to_json(),
+            "digest": self.digest,
+            "residual_predictor": None if self.residual_predictor is None else list(self.residual_predictor),
+            "encrypted_attributes_sha256": self.encrypted_attributes_sha256,
+        }
+        data.update({name: value for name, value in optional.items() if value is not None})
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> "PayloadMeta":
+        """Check and type the metadata; PayloadFormatError names the first bad field.
+
+        Unknown keys are ignored (tolerant when reading); every known one must have its type.
+        """
+        if not isinstance(data, dict):
+            raise PayloadFormatError("payload: metadata is not a JSON object")
+        version = _version(data)
+        shape = _shape(_required(data, "shape"))
+        normalisation = data.get("normalisation")
+        return cls(
+            payload_version=version,
+            pixel_format=_pixel_format(_required(data, "pixel_format")),
+            shape=shape,
+            dtype=_dtype(_required(data, "dtype")),
+            normalisation=None if normalisation is None else _normalisation(normalisation, shape[0]),
+            digest=_sha256_hex(data, "digest"),
+            residual_predictor=_predictors(data, version),
+            encrypted_attributes_sha256=_sha256_hex(data, "encrypted_attributes_sha256"),
+        )
+
+
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _required(data: dict[str, Any], name: str) -> Any:
+    if name not in data:
+        raise PayloadFormatError(f"payload: {name} is missing")
+    return data[name]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _version(data: dict[str, Any]) -> int:
+    version = _required(data, "payload_version")
+    if not _is_int(version) or version not in READABLE_VERSIONS:
+        raise PayloadFormatError(f"payload version {version!r} is not supported")
+    return int(version)
+
+
+def _shape(value: object) -> tuple[int, ...]:
+    if not (isinstance(value, list) and len(value) == 4 and all(_is_int(n) and n >= 0 for n in value)):
+        raise PayloadFormatError(
+            f"payload: shape must be 4 non-negative integers (frames, rows, columns, samples), not {value!r}"
+        )
+    return tuple(value)
+
+
+def _dtype(value: object) -> np.dtype:
+    try:
+        dtype = np.dtype(value) if isinstance(value, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "iuf" or dtype.str != value:
+        raise PayloadFormatError(
+            f"payload: dtype must be an integer or float NumPy dtype string such as '<i2', not {value!r}"
+        )
+    return dtype
+
+
+def _pixel_format(value: object) -> PixelFormat:
+    if not isinstance(value, dict):
+        raise PayloadFormatError(f"payload: pixel_format must be an object, not {value!r}")
+    hints = typing.get_type_hints(PixelFormat)
+    unknown = sorted(set(value) - set(hints))
+    if unknown:
+        raise PayloadFormatError(f"payload: pixel_format has unknown fields {', '.join(unknown)}")
+    for spec in dataclasses.fields(PixelFormat):
+        if spec.name not in value:
+            if spec.default is dataclasses.MISSING:
+                raise PayloadFormatError(f"payload: pixel_format.{spec.name} is missing")
+        elif not _has_type(value[spec.name], hints[spec.name]):
+            kind = _type_name(hints[spec.name])
+            raise PayloadFormatError(f"payload: pixel_format.{spec.name} must be {kind}, not {value[spec.name]!r}")
+    return PixelFormat(**value)
+
+
+def _has_type(value: object, hint: Any) -> bool:
+    """``value`` is of ``hint``: int, str, bool, or a union of them with None."""
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return _is_int(value)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    return any(_has_type(value, option) for option in typing.get_args(hint))
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", str: "a string", bool: "true or false", type(None): "null"}
+    return " or ".join(names[option] for option in (typing.get_args(hint) or (hint,)))
+
+
+def _normalisation(value: object, frames: int) -> Normalisation:
+    norm = Normalisation.from_json(value)
+    if len(norm.low) != frames:
+        raise PayloadFormatError(f"payload: normalisation has {len(norm.low)} ranges, the image has {frames} frames")
+    return norm
+
+
+def _sha256_hex(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not (isinstance(value, str) and _HEX_SHA256.fullmatch(value)):
+        raise PayloadFormatError(f"payload: {name} must be a SHA-256 as 64 lowercase hex characters, not {value!r}")
+    return value
+
+
+def _predictors(data: dict[str, Any], version: int) -> tuple[str, ...] | None:
+    """Checked for form here; the lossless coder checks the names against the frame count."""
+    value = data.get("residual_predictor")
+    if value is None:
+        return None
+    if version == 1:
+        raise PayloadFormatError("payload: residual_predictor in a version 1 payload")
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise PayloadFormatError(f"payload: residual_predictor must be a list of names, not {value!r}")
+    return tuple(value)
 
 
 class _Reader:

@@ -1,18 +1,15 @@
 """The recipe: encrypt and restore one DICOM instance.
 
-This is the only module that knows every part. Encrypting an image instance::
+This is the only module that knows every part, and it names no codec: each mode's coder
+(:mod:`dicomcrypt.codec.coders`) turns frames into payload sections and back. Encrypting::
 
-    pixels ──read_frames──> frames (F, H, W, C) ──┬─ standard: JPEG-LS ───────────────┐
-                                                  └─ model: normalise ─> encoder ─> latent
-                                                       lossless: + each frame coded │
-                                                       against the exact decoder's  │
-                                                       prediction or as itself      │
-    payload = meta (mode, pixel format, normalisation, digest) + sections <─────────┘
-    envelope = AES-256-GCM(payload), bound to the instance UIDs
-    output = original with a placeholder image + private block holding the envelope
+    settings ─> pass-through rules ─> identity protection (optional) ─> read_frames ─> choose mode
+      ─> coder.pack(frames) ─> sections + PayloadMeta (pixel format, normalisation, digest)
+      ─> envelope = AES-256-GCM(payload), bound to the instance UIDs
+      ─> output = the instance with a placeholder image + private block holding the envelope
 
-Restoring runs the same steps backwards and, for exact modes, checks the SHA-256 digest of
-the original pixels so a mismatch is an error and never a silent difference.
+Restoring runs the same steps backwards: open, ``coder.unpack``, and, for exact coders, the
+SHA-256 digest of the original pixels, so a mismatch is an error and never a silent difference.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,11 +25,20 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom
-from dicomcrypt.codec import normalise, residual, standard
+from dicomcrypt.codec.coders import Coder, CodingContext, Derivation, Packed, coder_for
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.dicom import encrypted_attributes
 from dicomcrypt.dicom.private_block import check_readable_elements
-from dicomcrypt.envelope import VERSION, Mode, instance_binding, open_envelope, read_header, rewrap, seal
+from dicomcrypt.envelope import (
+    VERSION,
+    EnvelopeHeader,
+    Mode,
+    instance_binding,
+    open_envelope,
+    read_header,
+    rewrap,
+    seal,
+)
 from dicomcrypt.errors import (
     IntegrityError,
     InvalidInputError,
@@ -44,21 +49,16 @@ from dicomcrypt.identity_protection import (
     IDENTITY_RESTORED_NOTE,
     NOT_RESTORED_NOTE,
     IdentityKey,
-    describe_identity_protection,
     IdentityProtection,
+    describe_identity_protection,
     original_private_slots_reserved,
     restore_identity,
 )
-from dicomcrypt.payload import Payload
+from dicomcrypt.payload import Payload, PayloadMeta
 from dicomcrypt.settings import EncryptionSettings, KeyArgument
+from dicomcrypt.timing import timed
 
 FORMAT_VERSION = VERSION  # the private block's DicomCryptFormatVersion: the envelope version written
-# Version 2 adds meta["residual_predictor"]. Only lossless payloads need it, so standard and
-# lossy payloads are still written as version 1, which older readers open.
-PAYLOAD_VERSION = 1
-LOSSLESS_PAYLOAD_VERSION = 2
-READABLE_PAYLOAD_VERSIONS = (1, 2)
-LOSSY_METHOD = "DICOMCRYPT_AE"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
 _NO_MODEL_SHA256 = bytes(32)
 
 Action = Literal["encrypted", "decrypted", "rekeyed", "passed through"]
@@ -118,91 +118,92 @@ def encrypt_instance(
             key=key, recipients=recipients, mode=mode, model=model,
             latent_format=latent_format, protect_identity=protect_identity,
         )
-    keys, recipients, requested = settings.keys, settings.recipients, settings.mode
-    model, latent_format, protect_identity = settings.model, settings.latent_format, settings.identity
-    if not dicom.has_pixel_data(ds):
-        if _is_image_storage(ds):
-            raise NoPixelDataError(
-                f"{_sop_class_name(ds)} instance {ds.get('SOPInstanceUID', '?')} has no Pixel Data"
-            )
-        if protect_identity is not None:
-            return Outcome(_protected_copy(ds, protect_identity), "encrypted", "identity",
-                           note="no pixel data: identifying attributes encrypted only")
-        return Outcome(copy.deepcopy(ds), "passed through", note="no pixel data: not an image")
-    if dicom.read_private_block(ds) is not None:
-        raise InvalidInputError("instance is already encrypted by dicomcrypt")
-    protected = _protected_copy(ds, protect_identity) if protect_identity is not None else None
+    skipped = _not_an_image_to_encrypt(ds, settings.identity)
+    if skipped is not None:
+        return skipped
+    out = _working_copy(ds, settings.identity)  # the envelope binds the UIDs that stay in clear
+    metrics: dict[str, float] = {}
+    with timed(metrics, "read_s"):
+        frames, fmt = dicom.read_frames(ds)
+        chosen, note = _choose_mode(settings.mode, fmt)
+    metrics["pixel_bytes"] = float(frames.nbytes)
+    coder = coder_for(chosen)
+    with timed(metrics, "encode_s"):
+        model = _load_model(settings.model, fmt.samples_per_pixel) if coder.needs_model else None
+        packed = coder.pack(frames, fmt, CodingContext(model, settings.latent_format, metrics))
+        meta = _payload_meta(frames, fmt, coder, packed, out if settings.identity is not None else None)
+    model_id, model_sha256 = _model_identity(model)
+    sections = {"attributes": dicom.snapshot_attributes(out), **packed.sections}
+    with timed(metrics, "encrypt_s"):
+        plaintext = Payload(meta.to_json(), sections).to_bytes()
+        envelope = seal(
+            plaintext, key=settings.keys, recipients=settings.recipients, mode=chosen,
+            model_id=model_id, model_sha256=model_sha256, binding=instance_binding(*dicom.uids(out)),
+        )
+    metrics.update(payload_bytes=float(len(plaintext)), envelope_bytes=float(len(envelope)))
+    _replace_pixels_by_envelope(out, ds, fmt, envelope)
+    return Outcome(out, "encrypted", chosen.name.lower(), note, metrics)
 
-    started = time.perf_counter()
-    frames, fmt = dicom.read_frames(ds)
-    chosen, note = _choose_mode(requested, fmt)
-    metrics: dict[str, float] = {"pixel_bytes": float(frames.nbytes), "read_s": time.perf_counter() - started}
 
-    meta: dict[str, Any] = {
-        "payload_version": PAYLOAD_VERSION,
-        "pixel_format": dataclasses.asdict(fmt),
-        "shape": list(frames.shape),
-        "dtype": frames.dtype.str,
-    }
-    sections = {"attributes": dicom.snapshot_attributes(protected if protected is not None else ds)}
-    if protected is not None:  # the CMS is unauthenticated (PS3.15): seal its digest
-        meta["encrypted_attributes_sha256"] = encrypted_attributes.encrypted_attributes_digest(protected)
-    model_id, model_sha256 = "", _NO_MODEL_SHA256
+def _not_an_image_to_encrypt(ds: Dataset, identity: IdentityProtection | None) -> Outcome | None:
+    """The outcome for an instance whose pixels are not encrypted; None for an image to encrypt.
 
-    started = time.perf_counter()
-    if chosen is Mode.STANDARD:
-        sections["pixels"] = standard.encode_pixels(frames)
-    else:
-        codec = _load_model(model, fmt.samples_per_pixel)
-        model_id, model_sha256 = codec.info.model_id, codec.info.sha256
-        norm = normalise.fit(frames, fmt.padding_value)
-        meta["normalisation"] = norm.to_json()
-        # Lossless: the residual carries the detail, so the model may ask for a coarser, smaller latent.
-        levels = codec.lossless_levels if chosen is Mode.LOSSLESS and latent_format == "u8" else 256
-        sections["latent"] = codec.encode(normalise.to_unit(frames, norm), latent_format=latent_format, levels=levels)
-        metrics["latent_bytes"] = float(len(sections["latent"]))
-        mask = normalise.padding_mask(frames, norm)
-        if mask is not None:
-            sections["padding"] = normalise.encode_mask(mask)
-        if chosen is Mode.LOSSLESS:
-            prediction = _reconstruct(codec, sections, norm, frames.shape, frames.dtype)
-            sections["residual"], predictors = residual.encode(frames, prediction)
-            meta["payload_version"] = LOSSLESS_PAYLOAD_VERSION
-            meta["residual_predictor"] = predictors
-            metrics["residual_bytes"] = float(len(sections["residual"]))
-            metrics["predictor_none_frames"] = float(predictors.count(residual.NONE))
-    if chosen is not Mode.LOSSY:
-        meta["digest"] = pixel_digest(frames)
-    metrics["encode_s"] = time.perf_counter() - started
+    Non-image instances pass through unchanged, or have only their identity protected; an
+    image IOD without pixels and an instance encrypted already are refused.
+    """
+    if dicom.has_pixel_data(ds):
+        if dicom.read_private_block(ds) is not None:
+            raise InvalidInputError("instance is already encrypted by dicomcrypt")
+        return None
+    if _is_image_storage(ds):
+        uid = ds.get("SOPInstanceUID", "?")
+        raise NoPixelDataError(f"{_sop_class_name(ds)} instance {uid} has no Pixel Data")
+    if identity is not None:
+        return Outcome(_working_copy(ds, identity), "encrypted", "identity",
+                       note="no pixel data: identifying attributes encrypted only")
+    return Outcome(copy.deepcopy(ds), "passed through", note="no pixel data: not an image")
 
-    out = protected if protected is not None else copy.deepcopy(ds)
-    dicom.apply_placeholder(out, fmt)
-    started = time.perf_counter()
-    plaintext = Payload(meta, sections).to_bytes()
-    envelope = seal(
-        plaintext,
-        key=keys,
-        recipients=recipients,
-        mode=chosen,
-        model_id=model_id,
-        model_sha256=model_sha256,
-        binding=instance_binding(*dicom.uids(out)),
+
+def _working_copy(ds: Dataset, identity: IdentityProtection | None) -> Dataset:
+    """A copy of ``ds`` to become the output, its identity protected when asked."""
+    out = copy.deepcopy(ds)
+    if identity is not None:
+        identity.protect(out)
+    return out
+
+
+def _payload_meta(
+    frames: np.ndarray, fmt: "dicom.PixelFormat", coder: Coder, packed: Packed, protected: Dataset | None
+) -> PayloadMeta:
+    """The coder's fields plus what every mode carries; the digest where the coder is exact."""
+    return PayloadMeta.build(
+        pixel_format=fmt,
+        shape=frames.shape,
+        dtype=frames.dtype,
+        digest=pixel_digest(frames) if coder.exact else None,
+        # The CMS is unauthenticated (PS3.15): the payload seals its digest.
+        encrypted_attributes_sha256=(
+            None if protected is None else encrypted_attributes.encrypted_attributes_digest(protected)
+        ),
+        **packed.meta,
     )
-    metrics["encrypt_s"] = time.perf_counter() - started
-    metrics["payload_bytes"] = float(len(plaintext))
-    metrics["envelope_bytes"] = float(len(envelope))
-    with original_private_slots_reserved(out, ds, dicom.PRIVATE_GROUP):
+
+
+def _replace_pixels_by_envelope(out: Dataset, original: Dataset, fmt: "dicom.PixelFormat", envelope: bytes) -> None:
+    """The placeholder image, and the private block with the envelope and its readable copies."""
+    header = read_header(envelope)
+    dicom.apply_placeholder(out, fmt)
+    with original_private_slots_reserved(out, original, dicom.PRIVATE_GROUP):
         dicom.write_private_block(
             out,
             dicom.PrivateInfo(
                 format_version=FORMAT_VERSION,
-                mode=chosen.name,
-                key_ids=read_header(envelope).key_ids,
-                model_id=model_id,
+                mode=header.mode.name,
+                key_ids=header.key_ids,
+                model_id=header.model_id,
                 envelope=envelope,
             ),
         )
-    return Outcome(out, "encrypted", chosen.name.lower(), note, metrics)
 
 
 def rekey_instance(
@@ -224,8 +225,9 @@ def rekey_instance(
         return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
     header = read_header(info.envelope)
     check_readable_elements(info, header)
-    started = time.perf_counter()
-    envelope = rewrap(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)), to=to, keep=keep)
+    metrics: dict[str, float] = {}
+    with timed(metrics, "rekey_s"):
+        envelope = rewrap(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)), to=to, keep=keep)
     new_header = read_header(envelope)
     out = copy.deepcopy(ds)
     dicom.write_private_block(
@@ -233,7 +235,7 @@ def rekey_instance(
         dataclasses.replace(info, format_version=new_header.version, key_ids=new_header.key_ids, envelope=envelope),
     )
     note = "" if header.version == new_header.version else f"version {header.version} envelope re-sealed as version {new_header.version}"
-    return Outcome(out, "rekeyed", header.mode.name.lower(), note, {"rekey_s": time.perf_counter() - started})
+    return Outcome(out, "rekeyed", header.mode.name.lower(), note, metrics)
 
 
 def decrypt_instance(
@@ -252,76 +254,70 @@ def decrypt_instance(
     identity_keys = list(identity_keys)
     info = dicom.read_private_block(ds)
     if info is None:
-        if identity_keys and encrypted_attributes.has_encrypted_attributes(ds):
-            out = copy.deepcopy(ds)
-            restore_identity(out, identity_keys)
-            return Outcome(out, "decrypted", "identity", note=f"{IDENTITY_RESTORED_NOTE}; no dicomcrypt pixel envelope")
-        if encrypted_attributes.has_encrypted_attributes(ds):
-            return Outcome(copy.deepcopy(ds), "passed through", note=NOT_RESTORED_NOTE)
-        return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
-
-    started = time.perf_counter()
-    header, plaintext = open_envelope(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)))
-    check_readable_elements(info, header)
-    metrics: dict[str, float] = {"decrypt_s": time.perf_counter() - started}
+        return _without_envelope(ds, identity_keys)
+    metrics: dict[str, float] = {}
+    with timed(metrics, "decrypt_s"):
+        header, plaintext = open_envelope(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)))
+        check_readable_elements(info, header)
     payload = Payload.from_bytes(plaintext)
-    meta = payload.meta
-    if meta.get("payload_version") not in READABLE_PAYLOAD_VERSIONS:
-        raise PayloadFormatError(f"payload version {meta.get('payload_version')!r} is not supported")
-    shape = tuple(int(n) for n in meta["shape"])
-    dtype = np.dtype(meta["dtype"])
-    fmt = dicom.PixelFormat(**meta["pixel_format"])
-
-    started = time.perf_counter()
-    if header.mode is Mode.STANDARD:
-        frames = standard.decode_pixels(payload.section("pixels"), shape, dtype)
-    else:
-        codec = _load_model(header.model_id, fmt.samples_per_pixel)
-        codec.check_identity(header.model_id, header.model_sha256)
-        norm = normalise.Normalisation.from_json(meta["normalisation"])
-        if header.mode is Mode.LOSSLESS:
-            frames = _restore_lossless(codec, payload, norm, shape, dtype)
-        else:
-            frames = _reconstruct(codec, payload.sections, norm, shape, dtype)
-    metrics["decode_s"] = time.perf_counter() - started
-    if frames.shape != shape:
-        raise PayloadFormatError(f"restored pixels have shape {frames.shape}, expected {shape}")
-    if header.mode is not Mode.LOSSY and pixel_digest(frames) != meta.get("digest"):
-        raise IntegrityError("restored pixels do not match the digest of the original pixels")
-    _check_encrypted_attributes(ds, meta)
+    meta = PayloadMeta.from_json(payload.meta)
+    coder = coder_for(header.mode)
+    with timed(metrics, "decode_s"):
+        model = _checked_model(header, meta.pixel_format.samples_per_pixel) if coder.needs_model else None
+        frames = coder.unpack(payload.sections, meta, CodingContext(model, metrics=metrics))
+    _check_restored(ds, frames, meta, coder)
 
     out = copy.deepcopy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
-    dicom.write_frames(out, frames, fmt)
+    dicom.write_frames(out, frames, meta.pixel_format)
     note = _restore_identity(out, identity_keys)
-    if header.mode is Mode.LOSSY:
-        source_class, source_instance, _, _ = dicom.uids(out)  # the original UIDs once re-identified
-        dicom.mark_lossy_derived(
-            out,
-            source_sop_class_uid=source_class,
-            source_sop_instance_uid=source_instance,
-            ratio=frames.nbytes / max(1, len(payload.section("latent"))),
-            method=LOSSY_METHOD,
-            description=f"Lossy reconstruction by dicomcrypt autoencoder {header.model_id}",
-        )
+    if not coder.exact:
+        _mark_derived(out, coder.derivation(frames, payload.sections, header.model_id))
     return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
 
 
-def _protected_copy(ds: Dataset, protection: IdentityProtection) -> Dataset:
-    out = copy.deepcopy(ds)
-    protection.protect(out)
-    return out
+def _without_envelope(ds: Dataset, identity_keys: list[IdentityKey]) -> Outcome:
+    """An instance with no pixel envelope: re-identified when it can be, else passed through."""
+    protected = encrypted_attributes.has_encrypted_attributes(ds)
+    if protected and identity_keys:
+        out = copy.deepcopy(ds)
+        restore_identity(out, identity_keys)
+        return Outcome(out, "decrypted", "identity", note=f"{IDENTITY_RESTORED_NOTE}; no dicomcrypt pixel envelope")
+    note = NOT_RESTORED_NOTE if protected else "not encrypted by dicomcrypt"
+    return Outcome(copy.deepcopy(ds), "passed through", note=note)
 
 
-def _check_encrypted_attributes(ds: Dataset, meta: dict[str, Any]) -> None:
+def _check_restored(ds: Dataset, frames: np.ndarray, meta: PayloadMeta, coder: Coder) -> None:
+    """The restored pixels have the original's shape and, from an exact coder, its digest."""
+    if frames.shape != meta.shape:
+        raise PayloadFormatError(f"restored pixels have shape {frames.shape}, expected {meta.shape}")
+    if coder.exact and pixel_digest(frames) != meta.digest:
+        raise IntegrityError("restored pixels do not match the digest of the original pixels")
+    _check_encrypted_attributes(ds, meta)
+
+
+def _check_encrypted_attributes(ds: Dataset, meta: PayloadMeta) -> None:
     """The Encrypted Attributes Sequence must be the one sealed with the pixels, if one was."""
-    expected = meta.get("encrypted_attributes_sha256")
+    expected = meta.encrypted_attributes_sha256
     if expected is not None and expected != encrypted_attributes.encrypted_attributes_digest(ds):
         raise IntegrityError(
             "the Encrypted Attributes Sequence (0400,0500) is not the one sealed with the pixels: "
             "it was altered, removed or replaced"
         )
+
+
+def _mark_derived(out: Dataset, derivation: Derivation) -> None:
+    """DICOM's rules for a lossy result: a new instance that references its source."""
+    source_class, source_instance, _, _ = dicom.uids(out)  # the original UIDs once re-identified
+    dicom.mark_lossy_derived(
+        out,
+        source_sop_class_uid=source_class,
+        source_sop_instance_uid=source_instance,
+        ratio=derivation.ratio,
+        method=derivation.method,
+        description=derivation.description,
+    )
 
 
 def _restore_identity(out: Dataset, identity_keys: list[IdentityKey]) -> str:
@@ -346,7 +342,7 @@ def decrypt_dataset(ds: Dataset, **kwargs: Any) -> Dataset:
 
 def inspect_dataset(ds: Dataset) -> Inspection:
     """Describe ``ds`` from its readable elements and envelope header; needs no key."""
-    base = {
+    base: dict[str, Any] = {
         "sop_class_uid": str(ds.get("SOPClassUID", "")),
         "modality": str(ds.get("Modality", "")),
         "has_pixel_data": dicom.has_pixel_data(ds),
@@ -406,56 +402,21 @@ def _is_image_storage(ds: Dataset) -> bool:
     return "Image Storage" in _sop_class_name(ds)
 
 
-def _residual_predictors(meta: dict[str, Any], frames: int) -> list[str]:
-    """Version 1 coded every frame against the decoder; version 2 names the predictor per frame."""
-    if meta["payload_version"] == 1:
-        if "residual_predictor" in meta:
-            raise PayloadFormatError("payload: residual_predictor in a version 1 payload")
-        return [residual.DECODER] * frames
-    if "residual_predictor" not in meta:
-        raise PayloadFormatError("payload: lossless payload without residual_predictor")
-    return residual.parse_predictors(meta["residual_predictor"], frames)
-
-
-def _restore_lossless(
-    codec: Any, payload: Payload, norm: normalise.Normalisation, shape: tuple[int, ...], dtype: np.dtype
-) -> np.ndarray:
-    """Exact pixels; the decoder runs only if some frame was coded against its prediction.
-
-    When every frame is stored as itself the prediction is not needed, so the (slow) decoder is
-    skipped. The caller has already checked the model named in the envelope, and the digest
-    check that follows is the same either way.
-    """
-    predictors = _residual_predictors(payload.meta, shape[0])
-    if residual.DECODER in predictors:
-        prediction = _reconstruct(codec, payload.sections, norm, shape, dtype)
-    else:
-        payload.section("latent")  # still part of a well-formed lossless payload
-        prediction = None
-    return residual.decode(payload.section("residual"), predictors, prediction, shape, dtype)
-
-
-def _reconstruct(
-    codec: Any, sections: dict[str, bytes], norm: normalise.Normalisation, shape: tuple[int, ...], dtype: np.dtype
-) -> np.ndarray:
-    """The decoder's image in stored integers, with padding put back where the mask says.
-
-    Sender (for the lossless residual) and receiver run exactly this, and every step is
-    deterministic, so both get the same integers.
-    """
-    if "latent" not in sections:
-        raise PayloadFormatError("payload: section 'latent' is missing")
-    frames = normalise.from_unit(codec.decode(sections["latent"]), norm, dtype)
-    if frames.shape != tuple(shape):
-        raise PayloadFormatError(f"decoded latent has shape {frames.shape}, expected {tuple(shape)}")
-    if "padding" in sections:
-        if norm.padding is None:
-            raise PayloadFormatError("payload: a padding mask without a padding value")
-        frames[normalise.decode_mask(sections["padding"], frames.shape)] = norm.padding
-    return frames
-
-
 def _load_model(model_id: str | None, channels: int) -> Any:
     from dicomcrypt.codec.registry import load_model  # lazy: keeps torch out of key-only work
 
     return load_model(model_id or None, channels=channels)
+
+
+def _checked_model(header: EnvelopeHeader, channels: int) -> Any:
+    """The model the envelope names, refused unless its weights are the ones it was sealed with."""
+    model = _load_model(header.model_id, channels)
+    model.check_identity(header.model_id, header.model_sha256)
+    return model
+
+
+def _model_identity(model: Any) -> tuple[str, bytes]:
+    """(model id, weights SHA-256) for the envelope header; empty and zeros without a model."""
+    if model is None:
+        return "", _NO_MODEL_SHA256
+    return model.info.model_id, model.info.sha256

@@ -283,7 +283,7 @@ def test_lossless_restores_exactly_with_each_forced_predictor(name, predictor, k
 
 
 def test_signed_ct_picks_the_pixels_themselves_and_restores_every_value(key):
-    from dicomcrypt.codec import standard
+    from dicomcrypt.codec.coders import standard
 
     from helpers.corpus import sample
 
@@ -300,7 +300,7 @@ def test_signed_ct_picks_the_pixels_themselves_and_restores_every_value(key):
 
 
 def test_frames_stored_as_themselves_skip_the_decoder_but_not_the_model_check(key, monkeypatch):
-    import dicomcrypt.pipeline as pipeline
+    from dicomcrypt.codec.coders import lossy
 
     original = _load("MR_small.dcm")
     _force_predictor(monkeypatch, "none")
@@ -309,7 +309,7 @@ def test_frames_stored_as_themselves_skip_the_decoder_but_not_the_model_check(ke
     def no_decoder(*args, **kwargs):
         raise AssertionError("the decoder ran")
 
-    monkeypatch.setattr(pipeline, "_reconstruct", no_decoder)
+    monkeypatch.setattr(lossy, "reconstruct", no_decoder)
     np.testing.assert_array_equal(_pixels(decrypt_instance(encrypted, keys=[key]).dataset), _pixels(original))
     _reseal(encrypted, key, lambda payload: None, model_sha256=bytes(range(32)))
     with pytest.raises(ModelMismatchError):

@@ -5,7 +5,8 @@ autoencoder" baseline) store integer frames exactly. JPEG-LS (CharLS, via pyjpeg
 standard lossless codec for medical images and beats general-purpose compressors on them
 (design.md: 100 KB against zstd-19's 173 KB on a 512x512 CT). CharLS refuses some inputs
 (tiny or incompressible frames overflow its output buffer) and takes only unsigned 2..16 bit
-samples, so every frame records which codec it used and zstd takes the rest.
+samples, so every frame records which codec it used and zstd takes the rest; signed samples
+go in as offset binary (:func:`to_unsigned`, an exact and invertible shift).
 
 Blob layout (all integers big-endian)::
 
@@ -67,6 +68,33 @@ def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: np.dtype | str) ->
     if offset != len(view):
         raise PayloadFormatError("coded frames: trailing bytes")
     return out
+
+
+def stored_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the coded frames hold: unsigned of the same width for signed data, else ``dtype``."""
+    dtype = np.dtype(dtype)
+    return np.dtype(f"u{dtype.itemsize}") if dtype.kind == "i" else dtype
+
+
+def to_unsigned(frames: np.ndarray) -> np.ndarray:
+    """Signed samples as offset binary (exact, invertible); other dtypes unchanged."""
+    if frames.dtype.kind != "i":
+        return frames
+    unsigned = stored_dtype(frames.dtype)
+    # Flipping the sign bit maps two's complement onto offset binary: -32768 -> 0, 0 -> 32768.
+    return frames.view(unsigned) ^ _sign_bit(unsigned)
+
+
+def from_unsigned(stored: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Inverse of :func:`to_unsigned` for original ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "i":
+        return stored
+    return (stored ^ _sign_bit(stored.dtype)).view(dtype)
+
+
+def _sign_bit(unsigned: np.dtype) -> np.unsignedinteger:
+    return unsigned.type(1 << (8 * unsigned.itemsize - 1))
 
 
 def _encode_frame(frame: np.ndarray) -> tuple[int, bytes]:

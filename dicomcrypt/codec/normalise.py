@@ -11,8 +11,11 @@ integers from the same decoder output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
+
+from dicomcrypt.errors import PayloadFormatError
 
 # A minimum value counts as padding when it covers at least this share of a frame's pixels
 # and sits apart from the next value by at least this share of the frame's range.
@@ -37,13 +40,26 @@ class Normalisation:
         return {"low": list(self.low), "high": list(self.high), "padding": self.padding}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> "Normalisation":
-        padding = data.get("padding")
-        return cls(
-            tuple(int(v) for v in data["low"]),  # type: ignore[union-attr]
-            tuple(int(v) for v in data["high"]),  # type: ignore[union-attr]
-            None if padding is None else int(padding),  # type: ignore[arg-type]
-        )
+    def from_json(cls, data: object) -> "Normalisation":
+        """Inverse of :meth:`to_json`; PayloadFormatError unless it is exactly that shape."""
+        if not isinstance(data, dict):
+            raise PayloadFormatError(f"payload: normalisation must be an object, not {data!r}")
+        low, high, padding = data.get("low"), data.get("high"), data.get("padding")
+        if not (_int_list(low) and _int_list(high) and len(low) == len(high)):
+            raise PayloadFormatError(
+                f"payload: normalisation low and high must be integer lists of one length, not {low!r} and {high!r}"
+            )
+        if padding is not None and not _is_int(padding):
+            raise PayloadFormatError(f"payload: normalisation padding must be an integer or null, not {padding!r}")
+        return cls(tuple(low), tuple(high), padding)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_list(value: object) -> TypeGuard[list[int]]:
+    return isinstance(value, list) and all(_is_int(v) for v in value)
 
 
 def fit(frames: np.ndarray, padding_value: int | None = None) -> Normalisation:
@@ -78,8 +94,6 @@ def encode_mask(mask: np.ndarray) -> bytes:
 def decode_mask(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`encode_mask` for a mask of ``shape``."""
     import zstandard
-
-    from dicomcrypt.errors import PayloadFormatError
 
     count = int(np.prod(shape))
     try:

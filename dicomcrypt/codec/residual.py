@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dicomcrypt.codec import lossless, standard
+from dicomcrypt.codec import lossless
 from dicomcrypt.errors import PayloadFormatError
 
 DECODER = "decoder"
@@ -58,7 +58,7 @@ def encode(
             if name == DECODER:
                 coded[name] = lossless.encode_record(_modular(frame, prediction[index], modulus))
             else:
-                coded[name] = lossless.encode_record(standard.to_unsigned(frame))
+                coded[name] = lossless.encode_record(lossless.to_unsigned(frame))
         best = min(candidates, key=lambda name: len(coded[name]))  # first wins a tie
         records.append(coded[best])
         chosen.append(best)
@@ -81,7 +81,7 @@ def decode(
         if name == DECODER:
             out[index] = _add_back(stored[index], prediction[index], modulus, dtype)
         elif name == NONE:
-            out[index] = standard.from_unsigned(stored[index], dtype)
+            out[index] = lossless.from_unsigned(stored[index], dtype)
         else:
             raise PayloadFormatError(f"residual: unknown predictor {name!r} for frame {index}")
     return out

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from dicomcrypt import dicom
-from dicomcrypt.codec import normalise, standard
+from dicomcrypt.codec import normalise
+from dicomcrypt.codec.coders import standard
 from dicomcrypt.crypto import Key
 from dicomcrypt.envelope import Mode, instance_binding, open_envelope, seal
 from dicomcrypt.evaluation.evaluate import prepare, reconstruct

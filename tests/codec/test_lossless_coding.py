@@ -7,7 +7,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from dicomcrypt.codec import lossless, normalise, residual, standard
+from dicomcrypt.codec import lossless, normalise, residual
+from dicomcrypt.codec.coders import standard
 from dicomcrypt.errors import PayloadFormatError
 from dicomcrypt.payload import Payload
 

@@ -1,0 +1,88 @@
+"""The ``lossy`` mode, the paper's: the autoencoder's quantised latent only.
+
+Sections: ``latent`` (:mod:`dicomcrypt.codec.latent`) and, when the image has padding, the
+``padding`` mask, so the padding value comes back exactly (the model cannot reproduce it).
+The restored image is the decoder's, a derived image under DICOM's rules. The lossless coder
+builds on :func:`encode_latent` and :func:`reconstruct`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dicomcrypt.codec import normalise
+from dicomcrypt.codec.coders.base import Coder, CodingContext, Derivation, Packed
+from dicomcrypt.envelope import Mode
+from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.payload import section
+
+if TYPE_CHECKING:
+    from dicomcrypt.dicom import PixelFormat
+    from dicomcrypt.payload import PayloadMeta
+
+LOSSY_METHOD = "DICOMCRYPT_AE"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
+FULL_LEVELS = 256  # an 8-bit latent's quantisation levels when nothing else is asked
+
+
+class LossyCoder(Coder):
+    """The decoder's image of the latent; what it costs in quality is what it saves in bytes."""
+
+    mode = Mode.LOSSY
+    needs_model = True
+    exact = False
+
+    def pack(self, frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
+        sections, norm = encode_latent(frames, fmt, context, levels=FULL_LEVELS)
+        return Packed(sections, {"normalisation": norm})
+
+    def unpack(self, sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+        return reconstruct(context.model, sections, normalisation_of(meta), meta.shape, meta.dtype)
+
+    def derivation(self, frames: np.ndarray, sections: Mapping[str, bytes], model_id: str) -> Derivation:
+        return Derivation(
+            ratio=frames.nbytes / max(1, len(section(sections, "latent"))),
+            method=LOSSY_METHOD,
+            description=f"Lossy reconstruction by dicomcrypt autoencoder {model_id}",
+        )
+
+
+def encode_latent(
+    frames: np.ndarray, fmt: PixelFormat, context: CodingContext, *, levels: int
+) -> tuple[dict[str, bytes], normalise.Normalisation]:
+    """The ``latent`` (and ``padding``) sections of ``frames``, and the normalisation they used."""
+    norm = normalise.fit(frames, fmt.padding_value)
+    latent = context.model.encode(normalise.to_unit(frames, norm), latent_format=context.latent_format, levels=levels)
+    context.metrics["latent_bytes"] = float(len(latent))
+    sections = {"latent": latent}
+    mask = normalise.padding_mask(frames, norm)
+    if mask is not None:
+        sections["padding"] = normalise.encode_mask(mask)
+    return sections, norm
+
+
+def reconstruct(
+    model: Any, sections: Mapping[str, bytes], norm: normalise.Normalisation, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """The decoder's image in stored integers, with padding put back where the mask says.
+
+    Sender (for the lossless residual) and receiver run exactly this, and every step is
+    deterministic, so both get the same integers.
+    """
+    frames = normalise.from_unit(model.decode(section(sections, "latent")), norm, dtype)
+    if frames.shape != tuple(shape):
+        raise PayloadFormatError(f"decoded latent has shape {frames.shape}, expected {tuple(shape)}")
+    if "padding" in sections:
+        if norm.padding is None:
+            raise PayloadFormatError("payload: a padding mask without a padding value")
+        frames[normalise.decode_mask(sections["padding"], frames.shape)] = norm.padding
+    return frames
+
+
+def normalisation_of(meta: PayloadMeta) -> normalise.Normalisation:
+    """The normalisation a model-coded payload must carry."""
+    if meta.normalisation is None:
+        raise PayloadFormatError("payload: a model-coded payload without normalisation")
+    return meta.normalisation
