@@ -12,21 +12,19 @@ A plain image with no key, no recipient and no explicit permission stops the who
 (:class:`PlaintextRefusedError`): a hospital must not leak pixels by mistake.
 
 Encryption on the fly runs in worker processes (the codec is CPU-bound and torch keeps the GIL
-for part of the work), each worker with one thread; results come back as encoded DICOM bytes,
-which are small (placeholder + compressed payload).
+for part of the work), prepared as the batch runner's are (:mod:`dicomcrypt.runner.worker`: one
+thread each, Ctrl-C left to the parent); each receives the :class:`EncryptionSettings` once.
+Results come back as encoded DICOM bytes, which are small (placeholder + compressed payload).
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
-import signal
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,8 +33,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.errors import DicomCryptError, InvalidInputError
+from dicomcrypt.runner.worker import spawn_pool
+from dicomcrypt.settings import EncryptionSettings
 
 Treatment = Literal["encrypt", "already encrypted", "not an image", "plain"]
 
@@ -173,53 +172,24 @@ def _strip(message: str, path: Path) -> str:
 # --------------------------------------------------------------------------- sealing
 
 
-@dataclass(frozen=True)
-class SealJob:
-    """What every worker needs; sent once per worker.
-
-    Keys, key rings and recipients pickle as their raw bytes (their ``__reduce__``), so each
-    worker rebuilds the X25519 public keys once, when it receives the job, not per file.
-    """
-
-    key: Key | KeyRing | None = None
-    recipients: tuple[Recipient, ...] = ()
-    mode: str = "lossless"
-    model: str | None = None
-
-    @property
-    def has_target(self) -> bool:
-        """Whether there is anyone to encrypt for (a site key, a keyring, or a recipient)."""
-        return self.key is not None or bool(self.recipients)
+_SETTINGS: EncryptionSettings | None = None
 
 
-_JOB: SealJob | None = None
+def _start_sealer(settings: EncryptionSettings) -> None:
+    """Pool initializer: the settings arrive once per process (keys pickle as their bytes, so
+    each worker rebuilds the X25519 public keys once, not per file)."""
+    global _SETTINGS
+    _SETTINGS = settings
 
 
-def _init_worker(job: SealJob) -> None:
-    """One thread per worker process (the pool is the parallelism); Ctrl-C is the parent's.
-
-    The thread variables must be set before torch is imported, on the first image.
-    """
-    global _JOB
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warnings.simplefilter("ignore")
-    _JOB = job
-
-
-def seal_file(path: str, job: SealJob) -> Sealed:
+def seal_file(path: str, settings: EncryptionSettings) -> Sealed:
     """Read, encrypt and encode one file. Never raises: errors come back in ``Sealed.error``."""
     from dicomcrypt.files import read_dicom
     from dicomcrypt.pipeline import encrypt_instance
 
     started = time.perf_counter()
     try:
-        outcome = encrypt_instance(
-            read_dicom(path), key=job.key, recipients=job.recipients, mode=job.mode, model=job.model
-        )
+        outcome = encrypt_instance(read_dicom(path), settings)
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
     except DicomCryptError as exc:
@@ -231,19 +201,22 @@ def seal_file(path: str, job: SealJob) -> Sealed:
 
 
 def _seal_in_worker(path: str) -> Sealed:
-    assert _JOB is not None, "worker not initialised"
-    return seal_file(path, _JOB)
+    assert _SETTINGS is not None, "worker not initialised"
+    return seal_file(path, _SETTINGS)
 
 
 class Sealer:
     """Encrypts files ahead of the sender: ``submit(path) -> Future[Sealed]``.
 
-    ``workers > 1``: a spawned process pool (no fork: torch and threads do not survive it).
+    ``workers > 1``: a spawned process pool (:func:`dicomcrypt.runner.worker.spawn_pool`).
     ``workers == 1``: one thread in this process, which still overlaps encryption with sending.
+    Not the runner's :class:`~dicomcrypt.runner.pool.LocalPool`: the sender needs one future per
+    file, submitted as its queue has room and awaited in sending order, and the encrypted bytes
+    themselves, not a file written to OUT.
     """
 
-    def __init__(self, job: SealJob, workers: int) -> None:
-        self.job = job
+    def __init__(self, settings: EncryptionSettings, workers: int) -> None:
+        self.settings = settings
         self.workers = max(1, workers)
         self._pool: Executor | None = None
 
@@ -252,14 +225,9 @@ class Sealer:
             if self.workers == 1:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="dicomcrypt-seal")
             else:
-                self._pool = ProcessPoolExecutor(
-                    self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(self.job,),
-                )
+                self._pool = spawn_pool(self.workers, _start_sealer, (self.settings,))
         if isinstance(self._pool, ThreadPoolExecutor):
-            return self._pool.submit(seal_file, path, self.job)
+            return self._pool.submit(seal_file, path, self.settings)
         return self._pool.submit(_seal_in_worker, path)
 
     def close(self, *, cancel: bool = False) -> None:

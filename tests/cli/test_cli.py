@@ -269,22 +269,23 @@ def test_single_file_into_a_folder_and_onto_itself(tmp_path, key, capsys):
 _CRASH_SCRIPT = """
 import os, sys
 from pathlib import Path
-from dicomcrypt.cli import batch
+from dicomcrypt.runner import worker
 from dicomcrypt.crypto import Key
 
-def fake(self, task, src, dst, force, started):  # top level: spawn workers run it too
+def fake(self, task, started):  # top level: spawn workers run it too
+    src, dst = Path(task.src), Path(task.dst)
     if src.name == "3.dcm":
         os._exit(9)  # what a segfault in a native decoder looks like to the pool
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(b"ok")
-    return batch.FileResult(task.rel, "done", action="encrypted", mode="standard")
+    return worker.FileResult(task.rel, "done", action="encrypted", mode="standard")
 
 def cannot_start(self, job):
     raise RuntimeError("no worker today")
 
-batch.Worker._run = fake
+worker.Worker._process = fake
 if sys.argv[4] == "broken-init":
-    batch.Worker.__init__ = cannot_start
+    worker.Worker.__init__ = cannot_start
 
 if __name__ == "__main__":
     from dicomcrypt.cli.main import main
