@@ -20,6 +20,7 @@ from dicomcrypt.cli._common import EXIT_USAGE
 from dicomcrypt.errors import InvalidInputError, KeyFileError
 
 if TYPE_CHECKING:
+    from dicomcrypt.crypto import Key, KeyRing
     from dicomcrypt.settings import EncryptionSettings
 
 NO_TARGET_HINT = "give --key, --recipient or --recipients-file (who can decrypt?)"
@@ -55,7 +56,7 @@ def encryption_settings_from_args(
     mode: str = "lossless",
     model: str | None = None,
     latent_format: str = "u8",
-    identity_certs: Sequence[str | os.PathLike[str]] = (),
+    identity_certs: Sequence[str | Path] = (),
 ) -> EncryptionSettings | None:
     """The settings to seal with, loaded and checked before any file is touched; None when no key
     and no recipient is given (whether that is an error is the command's call).
@@ -82,7 +83,7 @@ def encryption_settings_from_args(
     )
 
 
-def _load_key(path: Path):  # -> Key | KeyRing
+def _load_key(path: Path) -> Key | KeyRing:
     from dicomcrypt.crypto import KeyRing, RecipientKey, load_secret
 
     key = KeyRing.load(path) if path.suffix.lower() == ".toml" else load_secret(path)

@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = send(
-            paths, peer, calling_aet=args.aet, settings=settings, allow_plain=args.plain, ssl_context=ssl_context, associations=args.associations,
+            paths, peer, calling_aet=args.aet, settings=settings,
+            allow_plain=args.plain, ssl_context=ssl_context, associations=args.associations,
             retries=args.retries, workers=args.jobs, timeout=args.timeout, progress=progress,
             on_start=on_start,
         )

@@ -15,7 +15,7 @@ initializer; a cluster backend would scatter it) and never reads a key file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.crypto.cms import IdentityKey
@@ -73,5 +73,5 @@ class RekeyJob:
         return pipeline.rekey_instance(ds, keys=self.keys, to=self.to, keep=self.keep)
 
 
-Job = Union[EncryptJob, DecryptJob, RekeyJob]
+Job = EncryptJob | DecryptJob | RekeyJob
 """Any batch job: ``operation`` names it, ``apply(ds)`` runs it on one data set."""

@@ -32,7 +32,7 @@ from dicomcrypt.runner.jobs import Job
 from dicomcrypt.runner.tasks import FileResult, Task
 from dicomcrypt.runner.worker import Worker, run_in_worker, spawn_pool, start_worker, worker_started
 
-__all__ = ["Backend", "CRASH_ERROR", "LocalPool", "NOT_STARTED_ERROR"]
+__all__ = ["CRASH_ERROR", "NOT_STARTED_ERROR", "Backend", "LocalPool", "Results"]
 
 CRASH_ERROR = "internal error: the worker process died on this file (crash or out of memory)"
 NOT_STARTED_ERROR = "not started: worker processes cannot start"

@@ -139,8 +139,7 @@ def worker_started() -> bool:
 
 def _strip_path(message: str, src: Path) -> str:
     """Messages that start with the file's own path would repeat it in the report."""
-    prefix = f"{src}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message.removeprefix(f"{src}: ")
 
 
 def _size(path: Path) -> int:

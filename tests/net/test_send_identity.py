@@ -14,6 +14,7 @@ import pytest
 from helpers.corpus import TEST_FILES_DIR, read_quietly
 from helpers.identity import make_identity
 from helpers.store_clients import good_files
+from net.conftest import free_port
 
 from dicomcrypt.cli.main import main
 from dicomcrypt.crypto.cms import IdentityKey
@@ -21,7 +22,6 @@ from dicomcrypt.dicom import read_frames, read_private_block
 from dicomcrypt.dicom.encrypted_attributes import has_encrypted_attributes
 from dicomcrypt.files import read_dicom
 from dicomcrypt.identity_protection import restore_identity
-from net.conftest import free_port
 
 
 @pytest.fixture
