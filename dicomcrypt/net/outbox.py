@@ -5,7 +5,8 @@ Every input file gets one treatment:
 - ``encrypt``: a plain image and a key or recipient was given; encrypted on the fly, sent as Explicit VR
   Little Endian;
 - ``already encrypted``: carries a dicomcrypt block; sent as it is;
-- ``not an image``: no Pixel Data (SR, RT Plan, ...); sent as it is, reported as passed through;
+- ``not an image``: no Pixel Data (SR, RT Plan, ...); sent as it is, reported as passed through
+  (with identity protection it is ``encrypt``ed instead: its identity must not leave in clear);
 - ``plain``: a plain image sent unencrypted, only when the caller asked for it (``--plain``).
 
 A plain image with no key, no recipient and no explicit permission stops the whole send before it connects
@@ -96,8 +97,9 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                 yield path
 
 
-def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
-    """Read ``path``'s header (large values deferred) and decide its treatment."""
+def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unsendable:
+    """Read ``path``'s header (large values deferred) and decide its treatment for ``settings``
+    (None: nobody to encrypt for)."""
     from dicomcrypt.dicom import has_pixel_data
     from dicomcrypt.files import read_dicom
     from dicomcrypt.pipeline import inspect_dataset
@@ -126,9 +128,9 @@ def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
     if encrypted:
         treatment: Treatment = "already encrypted"
     elif not has_pixel_data(ds):
-        treatment = "not an image"
+        treatment = "encrypt" if settings is not None and settings.identity is not None else "not an image"
     else:
-        treatment = "encrypt" if can_encrypt else "plain"
+        treatment = "encrypt" if settings is not None else "plain"
     tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
     return Outgoing(
         path=str(path),
@@ -142,10 +144,10 @@ def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
 
 
 def plan(
-    paths: Iterable[str | os.PathLike[str]], *, can_encrypt: bool, allow_plain: bool
+    paths: Iterable[str | os.PathLike[str]], settings: EncryptionSettings | None, *, allow_plain: bool
 ) -> tuple[list[Outgoing], list[Unsendable]]:
-    """Describe every input file; refuse plain images unless ``can_encrypt`` (a key or a
-    recipient) or ``allow_plain``.
+    """Describe every input file; refuse plain images unless there are ``settings`` (someone to
+    encrypt for) or ``allow_plain``.
 
     Raises :class:`InvalidInputError` for a path that does not exist and
     :class:`PlaintextRefusedError` (naming the first such file) for unprotected images.
@@ -153,7 +155,7 @@ def plan(
     items: list[Outgoing] = []
     unsendable: list[Unsendable] = []
     for path in expand(paths):
-        described = describe(path, can_encrypt=can_encrypt)
+        described = describe(path, settings)
         (items if isinstance(described, Outgoing) else unsendable).append(described)
     plain = [item for item in items if item.treatment == "plain"]
     if plain and not allow_plain:

@@ -213,7 +213,7 @@ def send(
     progress bar); ``progress(result)`` after each instance.
     """
     started = time.perf_counter()
-    items, unsendable = plan(paths, can_encrypt=settings is not None, allow_plain=allow_plain)
+    items, unsendable = plan(paths, settings, allow_plain=allow_plain)
     report = SendReport(str(peer))
     recorder = _Recorder(report, progress)
     if on_start is not None:

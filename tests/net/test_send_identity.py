@@ -18,7 +18,7 @@ from net.conftest import free_port
 
 from dicomcrypt.cli.main import main
 from dicomcrypt.crypto.cms import IdentityKey
-from dicomcrypt.dicom import read_frames, read_private_block
+from dicomcrypt.dicom import has_pixel_data, read_frames, read_private_block
 from dicomcrypt.dicom.encrypted_attributes import has_encrypted_attributes
 from dicomcrypt.files import read_dicom
 from dicomcrypt.identity_protection import restore_identity
@@ -50,6 +50,7 @@ def test_send_protect_identity_files_a_deidentified_instance_that_restores(
     originals = {str(ds.SOPInstanceUID): ds for ds in map(read_dicom, sorted(study.iterdir()))}
     filed = [read_dicom(path) for path in good_files(tmp_path / "received")]
     assert len(filed) == len(originals)
+    assert all(has_pixel_data(ds) for ds in filed)
     # filed de-identified, one study for both (one uid_secret across the sealing workers)
     assert len({str(ds.StudyInstanceUID) for ds in filed}) == 1
     for ds in filed:
@@ -63,6 +64,21 @@ def test_send_protect_identity_files_a_deidentified_instance_that_restores(
         original = originals[str(ds.SOPInstanceUID)]
         assert ds.PatientName == original.PatientName and ds.StudyInstanceUID == original.StudyInstanceUID
         np.testing.assert_array_equal(read_frames(ds)[0], read_frames(original)[0])
+
+
+def test_send_protect_identity_protects_non_images_too(tmp_path: Path, site_key_file: Path, start_receiver, capsys):
+    """An RT Plan has no pixels to encrypt, but its identity must not leave in clear either."""
+    identity = make_identity(tmp_path / "pki", "restorer")
+    receiver = start_receiver()
+    plan_file = TEST_FILES_DIR / "rtplan.dcm"
+    code = main(["send", "--key", str(site_key_file), "--protect-identity", "--identity-cert", str(identity.cert),
+                 "--jobs", "1", f"RECEIVER@127.0.0.1:{receiver.port}", str(plan_file)])
+    assert code == 0, capsys.readouterr().out
+    (filed,) = [read_dicom(path) for path in good_files(tmp_path / "received")]
+    original = read_quietly(plan_file)
+    assert has_encrypted_attributes(filed) and filed.PatientName != original.PatientName
+    restore_identity(filed, [IdentityKey.load(identity.key)])
+    assert filed.PatientName == original.PatientName and filed.SOPInstanceUID == original.SOPInstanceUID
 
 
 def test_send_identity_options_are_checked_before_connecting(tmp_path: Path, study: Path, capsys):
