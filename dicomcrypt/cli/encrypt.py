@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 args.key, args.recipients, args.recipients_file, mode=args.mode, model=args.model,
                 latent_format=args.latent_format, identity_certs=args.identity_cert,
             )
-        except DicomCryptError as exc:
+        except (DicomCryptError, OSError) as exc:
             return error(str(exc))
         if settings is None:
             print(f"dicomcrypt encrypt: error: {NO_TARGET_HINT}", file=sys.stderr)
