@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, whole_number
-from dicomcrypt.cli._targets import NO_TARGET_HINT, recipient_strings
+from dicomcrypt.cli._targets import (
+    NO_TARGET_HINT,
+    add_latent_and_identity_options,
+    encryption_settings_from_args,
+    identity_options_usage_error,
+)
 
 if TYPE_CHECKING:
-    from dicomcrypt.cli.batch import Job
+    from dicomcrypt.runner import Job
 
 MODES = ("lossless", "lossy", "standard")
-LATENT_FORMATS = ("u8", "f16")
 
 _BATCH_NOTES = """
 IN may be a file or a folder (walked recursively; hidden files and DICOMDIR are skipped).
@@ -77,18 +81,12 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_encryption_targets(enc)
-    enc.add_argument("--protect-identity", action="store_true",
-                     help="also replace the identifying attributes (PS3.15 Annex E basic profile) by dummies and "
-                          "encrypt their originals into the Encrypted Attributes Sequence, for --identity-cert")
-    enc.add_argument("--identity-cert", action="append", default=[], type=Path, metavar="CERT.pem",
-                     help="RSA certificate of who may restore the identity (with --protect-identity); repeat for several")
     mode = enc.add_mutually_exclusive_group()
     mode.add_argument("--mode", "-m", choices=MODES, default="lossless", help="default: lossless")
     mode.add_argument("--lossy", dest="mode", action="store_const", const="lossy", help="same as --mode lossy")
     enc.add_argument("--model", metavar="ID", default=None,
                      help="autoencoder model id, e.g. paper-grey@1 (default: chosen by the image's colour)")
-    enc.add_argument("--latent", choices=LATENT_FORMATS, default="u8", dest="latent_format",
-                     help="latent storage: 8-bit quantised (default) or float16")
+    add_latent_and_identity_options(enc)
     _add_batch_arguments(enc)
     enc.set_defaults(func=run, operation="encrypt")
 
@@ -130,44 +128,38 @@ def _add_encryption_targets(parser: argparse.ArgumentParser) -> None:
                         help="file of recipient strings, one per line ('#' comments)")
 
 
-def _recipients(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """All recipient strings given, or None after reporting the error."""
-    from dicomcrypt.cli._common import error
-    from dicomcrypt.errors import DicomCryptError
-
-    try:
-        return recipient_strings(args.recipients, args.recipients_file)
-    except DicomCryptError as exc:
-        error(str(exc))
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
-    from dicomcrypt.cli._common import EXIT_NOT_STARTED, EXIT_USAGE
-    from dicomcrypt.cli.batch import Job
+    from dicomcrypt.cli._common import EXIT_USAGE, error
+    from dicomcrypt.crypto import KeyRing
+    from dicomcrypt.crypto.cms import IdentityKey
+    from dicomcrypt.errors import DicomCryptError
+    from dicomcrypt.runner import DecryptJob, EncryptJob
 
+    job: Job
     if args.operation == "encrypt":
-        recipients = _recipients(args)
-        if recipients is None:
-            return EXIT_NOT_STARTED
-        if args.key is None and not recipients:
+        usage = identity_options_usage_error("encrypt", args)
+        if usage is not None:
+            return usage
+        try:
+            settings = encryption_settings_from_args(
+                args.key, args.recipients, args.recipients_file, mode=args.mode, model=args.model,
+                latent_format=args.latent_format, identity_certs=args.identity_cert,
+            )
+        except (DicomCryptError, OSError) as exc:
+            return error(str(exc))
+        if settings is None:
             print(f"dicomcrypt encrypt: error: {NO_TARGET_HINT}", file=sys.stderr)
             return EXIT_USAGE
-        if args.protect_identity != bool(args.identity_cert):
-            print("dicomcrypt encrypt: error: --protect-identity and --identity-cert go together "
-                  "(whose certificate can restore the identity?)", file=sys.stderr)
-            return EXIT_USAGE
-        job = Job("encrypt", (str(args.key),) if args.key else (), mode=args.mode, model=args.model,
-                  latent_format=args.latent_format, force=args.force, recipients=recipients,
-                  identity_certs=tuple(str(p) for p in args.identity_cert),
-                  uid_secret=os.urandom(32) if args.protect_identity else b"")
+        job = EncryptJob(settings)
     else:
-        job = Job("decrypt", tuple(str(k) for k in args.keys), force=args.force,
-                  identity_keys=tuple(str(p) for p in args.identity_key))
+        try:
+            job = DecryptJob(KeyRing.load(args.keys), tuple(IdentityKey.load(p) for p in args.identity_key))
+        except (DicomCryptError, OSError) as exc:
+            return error(str(exc))
     return run_job(job, args)
 
 
-def run_job(job: "Job", args: argparse.Namespace) -> int:
+def run_job(job: Job, args: argparse.Namespace) -> int:
     """Run a batch job with the batch options of :func:`_add_batch_arguments` (also for ``rekey``)."""
     from dicomcrypt.cli.batch import run_batch
 
@@ -176,6 +168,7 @@ def run_job(job: "Job", args: argparse.Namespace) -> int:
         args.input,
         args.output,
         jobs=args.jobs or default_jobs(),
+        force=args.force,
         progress=args.progress,
         verbosity=args.verbosity,
     )

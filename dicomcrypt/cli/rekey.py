@@ -38,7 +38,17 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def run(args: argparse.Namespace) -> int:
-    from dicomcrypt.cli.batch import Job
+    from dicomcrypt.cli._common import error
     from dicomcrypt.cli.encrypt import run_job
+    from dicomcrypt.crypto import KeyRing, parse_target
+    from dicomcrypt.errors import DicomCryptError
+    from dicomcrypt.runner import RekeyJob
 
-    return run_job(Job("rekey", tuple(str(k) for k in args.keys), force=args.force, to=tuple(args.to), keep=args.keep), args)
+    try:
+        ring = KeyRing.load(args.keys)
+        targets = [parse_target(t)[0] for t in args.to] or list(ring.encrypt_to)
+    except (DicomCryptError, OSError) as exc:
+        return error(str(exc))
+    if not targets:
+        return error("rekey needs --to (key files or recipient strings), or a keyring .toml with an 'encrypt' list")
+    return run_job(RekeyJob(ring, tuple(targets), keep=args.keep), args)

@@ -2,7 +2,8 @@
 
 Plain images are encrypted (in worker processes, while earlier instances are on the wire) for
 the site key --key and/or the public recipients --recipient / --recipients-file, as `encrypt`
-does: with recipients only, nodes exchange nothing but public keys. Files already encrypted by
+does (and --latent, --protect-identity --identity-cert too): with recipients only, nodes
+exchange nothing but public keys. Files already encrypted by
 dicomcrypt and non-images (SR, RT Plan, ...) are sent as they are. With neither a key nor a
 recipient, plain images are refused unless --plain: pixels never leave in clear by mistake. One association by default (--associations N for more, in parallel); presentation
 contexts are proposed from the files' SOP classes and transfer syntaxes.
@@ -18,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dicomcrypt.cli import _scu_options
+from dicomcrypt.cli import _scu_options, _targets
 from dicomcrypt.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -30,7 +31,6 @@ from dicomcrypt.cli.encrypt import default_jobs
 from dicomcrypt.config import Option, add_arguments, resolve
 
 MODES = ("lossless", "lossy", "standard")
-PROGRESS_MIN_INSTANCES = 4
 
 OPTIONS: list[Option] = [
     *_scu_options.client_options(timeout=600.0),
@@ -82,6 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _scu_options.add_peer_argument(parser)
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="DICOM files or folders (recursive)")
     add_arguments(parser, OPTIONS, table="send")
+    _targets.add_latent_and_identity_options(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
                            help="a line per instance")
@@ -91,12 +92,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dicomcrypt.cli._targets import load_encryption_targets
     from dicomcrypt.errors import DicomCryptError
     from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scu import send
     from dicomcrypt.net.send_report import read_failed_list, write_failed_list
 
+    usage = _targets.identity_options_usage_error("send", args)
+    if usage is not None:
+        return usage
     try:
         resolve(args, OPTIONS, table="send")
         peer = parse_peer(args.peer)
@@ -108,7 +111,12 @@ def run(args: argparse.Namespace) -> int:
         for path in paths:
             if not Path(path).exists():
                 return error(f"input {path}: no such file or folder")
-        key, recipients = load_encryption_targets(args.key, args.recipient, args.recipients_file)
+        settings = _targets.encryption_settings_from_args(
+            args.key, args.recipient, args.recipients_file, mode=args.mode, model=args.model,
+            latent_format=args.latent_format, identity_certs=args.identity_cert,
+        )
+        if settings is None and args.protect_identity:
+            return error("--protect-identity needs --key or --recipient: the identity is encrypted for them")
         ssl_context = _scu_options.ssl_context(args)
     except DicomCryptError as exc:
         return error(str(exc))
@@ -138,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = send(
-            paths, peer, calling_aet=args.aet, key=key, recipients=recipients, mode=args.mode, model=args.model,
+            paths, peer, calling_aet=args.aet, settings=settings,
             allow_plain=args.plain, ssl_context=ssl_context, associations=args.associations,
             retries=args.retries, workers=args.jobs, timeout=args.timeout, progress=progress,
             on_start=on_start,

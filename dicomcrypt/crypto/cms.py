@@ -140,6 +140,19 @@ class IdentityKey:
     def __repr__(self) -> str:
         return f"IdentityKey(fingerprint={self.fingerprint}, source={self.source!r})"
 
+    def __reduce__(self) -> tuple[object, tuple[bytes, str]]:
+        """Pickle as PKCS #8 DER, so a batch job carrying the key reaches its worker processes."""
+        der = self.private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return _rebuild_identity_key, (der, self.source)
+
+
+def _rebuild_identity_key(der: bytes, source: str) -> IdentityKey:
+    key = serialization.load_der_private_key(der, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return IdentityKey(key, source)
+
 
 # --------------------------------------------------------------------------- parsing
 

@@ -42,6 +42,7 @@ def run(
     """
     from dicomcrypt.net.scp import Receiver, ReceiverConfig
     from dicomcrypt.net.scu import send
+    from dicomcrypt.settings import EncryptionSettings
 
     # Largest first: the long encodes start at once and the small files fill the gaps, so the
     # sender's workers and the receiver's decoders stay busy together until the end.
@@ -54,8 +55,8 @@ def run(
             ).start()
             try:
                 peer = Peer(AE_TITLE, "127.0.0.1", receiver.port)
-                report = send(files, peer, calling_aet="DEMO", key=key, mode=mode, workers=workers,
-                              associations=ASSOCIATIONS)
+                report = send(files, peer, calling_aet="DEMO", settings=EncryptionSettings.build(key=key, mode=mode),
+                              workers=workers, associations=ASSOCIATIONS)
             finally:
                 receiver.stop()
             filed = _filed_by_source(out)

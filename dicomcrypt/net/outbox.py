@@ -5,28 +5,27 @@ Every input file gets one treatment:
 - ``encrypt``: a plain image and a key or recipient was given; encrypted on the fly, sent as Explicit VR
   Little Endian;
 - ``already encrypted``: carries a dicomcrypt block; sent as it is;
-- ``not an image``: no Pixel Data (SR, RT Plan, ...); sent as it is, reported as passed through;
+- ``not an image``: no Pixel Data (SR, RT Plan, ...); sent as it is, reported as passed through
+  (with identity protection it is ``encrypt``ed instead: its identity must not leave in clear);
 - ``plain``: a plain image sent unencrypted, only when the caller asked for it (``--plain``).
 
 A plain image with no key, no recipient and no explicit permission stops the whole send before it connects
 (:class:`PlaintextRefusedError`): a hospital must not leak pixels by mistake.
 
 Encryption on the fly runs in worker processes (the codec is CPU-bound and torch keeps the GIL
-for part of the work), each worker with one thread; results come back as encoded DICOM bytes,
-which are small (placeholder + compressed payload).
+for part of the work), prepared as the batch runner's are (:mod:`dicomcrypt.runner.worker`: one
+thread each, Ctrl-C left to the parent); each receives the :class:`EncryptionSettings` once.
+Results come back as encoded DICOM bytes, which are small (placeholder + compressed payload).
 """
 
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
-import signal
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,8 +34,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.errors import DicomCryptError, InvalidInputError
+from dicomcrypt.runner.worker import spawn_pool
+from dicomcrypt.settings import EncryptionSettings
 
 Treatment = Literal["encrypt", "already encrypted", "not an image", "plain"]
 
@@ -97,8 +97,9 @@ def expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                 yield path
 
 
-def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
-    """Read ``path``'s header (large values deferred) and decide its treatment."""
+def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unsendable:
+    """Read ``path``'s header (large values deferred) and decide its treatment for ``settings``
+    (None: nobody to encrypt for)."""
     from dicomcrypt.dicom import has_pixel_data
     from dicomcrypt.files import read_dicom
     from dicomcrypt.pipeline import inspect_dataset
@@ -127,9 +128,9 @@ def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
     if encrypted:
         treatment: Treatment = "already encrypted"
     elif not has_pixel_data(ds):
-        treatment = "not an image"
+        treatment = "encrypt" if settings is not None and settings.identity is not None else "not an image"
     else:
-        treatment = "encrypt" if can_encrypt else "plain"
+        treatment = "encrypt" if settings is not None else "plain"
     tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
     return Outgoing(
         path=str(path),
@@ -143,10 +144,10 @@ def describe(path: Path, *, can_encrypt: bool) -> Outgoing | Unsendable:
 
 
 def plan(
-    paths: Iterable[str | os.PathLike[str]], *, can_encrypt: bool, allow_plain: bool
+    paths: Iterable[str | os.PathLike[str]], settings: EncryptionSettings | None, *, allow_plain: bool
 ) -> tuple[list[Outgoing], list[Unsendable]]:
-    """Describe every input file; refuse plain images unless ``can_encrypt`` (a key or a
-    recipient) or ``allow_plain``.
+    """Describe every input file; refuse plain images unless there are ``settings`` (someone to
+    encrypt for) or ``allow_plain``.
 
     Raises :class:`InvalidInputError` for a path that does not exist and
     :class:`PlaintextRefusedError` (naming the first such file) for unprotected images.
@@ -154,7 +155,7 @@ def plan(
     items: list[Outgoing] = []
     unsendable: list[Unsendable] = []
     for path in expand(paths):
-        described = describe(path, can_encrypt=can_encrypt)
+        described = describe(path, settings)
         (items if isinstance(described, Outgoing) else unsendable).append(described)
     plain = [item for item in items if item.treatment == "plain"]
     if plain and not allow_plain:
@@ -173,53 +174,24 @@ def _strip(message: str, path: Path) -> str:
 # --------------------------------------------------------------------------- sealing
 
 
-@dataclass(frozen=True)
-class SealJob:
-    """What every worker needs; sent once per worker.
-
-    Keys, key rings and recipients pickle as their raw bytes (their ``__reduce__``), so each
-    worker rebuilds the X25519 public keys once, when it receives the job, not per file.
-    """
-
-    key: Key | KeyRing | None = None
-    recipients: tuple[Recipient, ...] = ()
-    mode: str = "lossless"
-    model: str | None = None
-
-    @property
-    def has_target(self) -> bool:
-        """Whether there is anyone to encrypt for (a site key, a keyring, or a recipient)."""
-        return self.key is not None or bool(self.recipients)
+_SETTINGS: EncryptionSettings | None = None
 
 
-_JOB: SealJob | None = None
+def _start_sealer(settings: EncryptionSettings) -> None:
+    """Pool initializer: the settings arrive once per process (keys pickle as their bytes, so
+    each worker rebuilds the X25519 public keys once, not per file)."""
+    global _SETTINGS
+    _SETTINGS = settings
 
 
-def _init_worker(job: SealJob) -> None:
-    """One thread per worker process (the pool is the parallelism); Ctrl-C is the parent's.
-
-    The thread variables must be set before torch is imported, on the first image.
-    """
-    global _JOB
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    warnings.simplefilter("ignore")
-    _JOB = job
-
-
-def seal_file(path: str, job: SealJob) -> Sealed:
+def seal_file(path: str, settings: EncryptionSettings) -> Sealed:
     """Read, encrypt and encode one file. Never raises: errors come back in ``Sealed.error``."""
     from dicomcrypt.files import read_dicom
     from dicomcrypt.pipeline import encrypt_instance
 
     started = time.perf_counter()
     try:
-        outcome = encrypt_instance(
-            read_dicom(path), key=job.key, recipients=job.recipients, mode=job.mode, model=job.model
-        )
+        outcome = encrypt_instance(read_dicom(path), settings)
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
     except DicomCryptError as exc:
@@ -231,19 +203,22 @@ def seal_file(path: str, job: SealJob) -> Sealed:
 
 
 def _seal_in_worker(path: str) -> Sealed:
-    assert _JOB is not None, "worker not initialised"
-    return seal_file(path, _JOB)
+    assert _SETTINGS is not None, "worker not initialised"
+    return seal_file(path, _SETTINGS)
 
 
 class Sealer:
     """Encrypts files ahead of the sender: ``submit(path) -> Future[Sealed]``.
 
-    ``workers > 1``: a spawned process pool (no fork: torch and threads do not survive it).
+    ``workers > 1``: a spawned process pool (:func:`dicomcrypt.runner.worker.spawn_pool`).
     ``workers == 1``: one thread in this process, which still overlaps encryption with sending.
+    Not the runner's :class:`~dicomcrypt.runner.pool.LocalPool`: the sender needs one future per
+    file, submitted as its queue has room and awaited in sending order, and the encrypted bytes
+    themselves, not a file written to OUT.
     """
 
-    def __init__(self, job: SealJob, workers: int) -> None:
-        self.job = job
+    def __init__(self, settings: EncryptionSettings, workers: int) -> None:
+        self.settings = settings
         self.workers = max(1, workers)
         self._pool: Executor | None = None
 
@@ -252,14 +227,9 @@ class Sealer:
             if self.workers == 1:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="dicomcrypt-seal")
             else:
-                self._pool = ProcessPoolExecutor(
-                    self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(self.job,),
-                )
+                self._pool = spawn_pool(self.workers, _start_sealer, (self.settings,))
         if isinstance(self._pool, ThreadPoolExecutor):
-            return self._pool.submit(seal_file, path, self.job)
+            return self._pool.submit(seal_file, path, self.settings)
         return self._pool.submit(_seal_in_worker, path)
 
     def close(self, *, cancel: bool = False) -> None:

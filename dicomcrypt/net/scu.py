@@ -34,12 +34,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.net.address import Peer
 from dicomcrypt.net.contexts import NATIVE, ContextRequest, plan_groups
-from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, SealJob, Unsendable, plan
+from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, Unsendable, plan
 from dicomcrypt.net.send_report import InstanceResult, SendReport
+from dicomcrypt.settings import EncryptionSettings
 
 __all__ = ["AssociationError", "DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
 
@@ -189,10 +189,7 @@ def send(
     peer: Peer,
     *,
     calling_aet: str,
-    key: Key | KeyRing | None = None,
-    recipients: Iterable[Recipient | str] = (),
-    mode: str = "lossless",
-    model: str | None = None,
+    settings: EncryptionSettings | None = None,
     allow_plain: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     associations: int = 1,
@@ -204,12 +201,10 @@ def send(
 ) -> SendReport:
     """Send every DICOM file under ``paths`` to ``peer``; returns the per-instance report.
 
-    Plain images are encrypted in ``mode`` (in ``workers`` processes) for ``key`` (a site key,
-    or a keyring: its 'encrypt' list) and/or each public ``recipients`` entry (``Recipient`` or
-    ``dcrecip1...`` string); files that are already encrypted, and non-images, are sent as they
-    are. With neither key nor recipient, plain images raise
-    :class:`~dicomcrypt.net.outbox.PlaintextRefusedError` unless ``allow_plain``. A malformed
-    recipient string raises RecipientFormatError before anything is read or sent.
+    Plain images are encrypted as ``settings`` say (targets, mode, model, latent format,
+    identity protection), in ``workers`` processes; files that are already encrypted, and
+    non-images, are sent as they are. With no settings (nobody to encrypt for), plain images
+    raise :class:`~dicomcrypt.net.outbox.PlaintextRefusedError` unless ``allow_plain``.
 
     Raises :class:`AssociationError` when the first association cannot be made (nothing was
     sent). Every later problem is recorded per instance. Ctrl-C stops sending after the
@@ -218,8 +213,7 @@ def send(
     progress bar); ``progress(result)`` after each instance.
     """
     started = time.perf_counter()
-    job = SealJob(key, tuple(Recipient.parse(r) if isinstance(r, str) else r for r in recipients), mode, model)
-    items, unsendable = plan(paths, can_encrypt=job.has_target, allow_plain=allow_plain)
+    items, unsendable = plan(paths, settings, allow_plain=allow_plain)
     report = SendReport(str(peer))
     recorder = _Recorder(report, progress)
     if on_start is not None:
@@ -231,7 +225,7 @@ def send(
         return report
 
     ae = _application_entity(calling_aet, timeout)
-    sealer = Sealer(job, workers) if job.has_target else None
+    sealer = Sealer(settings, workers) if settings is not None else None
     stop = threading.Event()
     try:
         for index, (contexts, group) in enumerate(_groups(items)):

@@ -269,22 +269,23 @@ def test_single_file_into_a_folder_and_onto_itself(tmp_path, key, capsys):
 _CRASH_SCRIPT = """
 import os, sys
 from pathlib import Path
-from dicomcrypt.cli import batch
+from dicomcrypt.runner import worker
 from dicomcrypt.crypto import Key
 
-def fake(self, task, src, dst, force, started):  # top level: spawn workers run it too
+def fake(self, task, started):  # top level: spawn workers run it too
+    src, dst = Path(task.src), Path(task.dst)
     if src.name == "3.dcm":
         os._exit(9)  # what a segfault in a native decoder looks like to the pool
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(b"ok")
-    return batch.FileResult(task.rel, "done", action="encrypted", mode="standard")
+    return worker.FileResult(task.rel, "done", action="encrypted", mode="standard")
 
 def cannot_start(self, job):
     raise RuntimeError("no worker today")
 
-batch.Worker._run = fake
+worker.Worker._process = fake
 if sys.argv[4] == "broken-init":
-    batch.Worker.__init__ = cannot_start
+    worker.Worker.__init__ = cannot_start
 
 if __name__ == "__main__":
     from dicomcrypt.cli.main import main
@@ -316,6 +317,54 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path, case):
     else:
         assert "0 encrypted, 0 passed through, 0 skipped, 6 failed" in run.stdout
         assert run.stdout.count("not started: worker processes cannot start") == 6
+
+_SLOW_SCRIPT = """
+import sys, time
+from pathlib import Path
+from dicomcrypt.atomic import write_atomic
+from dicomcrypt.runner import worker
+from dicomcrypt.crypto import Key
+
+def slow(self, task, started):  # top level: spawn workers run it too
+    time.sleep(0.5)
+    write_atomic(Path(task.dst), b"ok")
+    return worker.FileResult(task.rel, "done", action="encrypted", mode="standard")
+
+worker.Worker._process = slow
+
+if __name__ == "__main__":
+    from dicomcrypt.cli.main import main
+    key = Path(sys.argv[1]) / "real.key"
+    Key.generate().save(key)
+    sys.exit(main(["encrypt", "--key", str(key), "--jobs", "2", sys.argv[2], sys.argv[3]]))
+"""
+
+
+def test_ctrl_c_lets_running_files_finish_and_exits_130(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): queued files are not
+    started, running ones finish and are reported, every output on disk is complete."""
+    import signal
+    import time
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(40):
+        (src / f"{i:02}.dcm").write_bytes(b"x")
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(src), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "(interrupted: the rest was not started)" in stdout
+    written = sorted(p for p in out.iterdir())
+    assert 0 < len(written) < 40 and all(p.read_bytes() == b"ok" for p in written)
+    assert f"{len(written)} encrypted, 0 passed through, 0 skipped, 0 failed" in stdout
+
 
 
 def test_inspect_never_imports_torch(tmp_path, key, capsys):

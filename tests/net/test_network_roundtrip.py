@@ -18,6 +18,7 @@ from dicomcrypt.dicom import read_private_block
 from dicomcrypt.files import read_dicom, write_dicom_atomic
 from dicomcrypt.net.address import parse_peer
 from dicomcrypt.net.scu import send
+from dicomcrypt.settings import EncryptionSettings
 from dicomcrypt.net.tls import client_context, server_context
 from helpers.corpus import sample
 from helpers.study import derived_copy, pixels, write_study
@@ -92,7 +93,8 @@ def test_autoencoder_lossless_and_lossy_over_the_network(tmp_path: Path, start_r
     write_dicom_atomic(ct, tmp_path / "lossy" / "ct.dcm")
 
     for mode in ("lossless", "lossy"):
-        report = send([tmp_path / mode], peer, calling_aet="SENDER", key=site_key, mode=mode)
+        settings = EncryptionSettings.build(key=site_key, mode=mode)
+        report = send([tmp_path / mode], peer, calling_aet="SENDER", settings=settings)
         assert report.all_arrived, report.summary()
         assert [r.mode for r in report.results] == [mode]
 
@@ -120,7 +122,8 @@ def test_tls_between_our_pair(tmp_path: Path, start_receiver, site_key, pki, mut
     write_dicom_atomic(source, tmp_path / "in" / "mr.dcm")
     client = client_context(pki.ca, pki.client_cert, pki.client_key) if mutual else client_context(pki.ca)
 
-    report = send([tmp_path / "in"], peer, calling_aet="SENDER", key=site_key, mode="standard", ssl_context=client)
+    settings = EncryptionSettings.build(key=site_key, mode="standard")
+    report = send([tmp_path / "in"], peer, calling_aet="SENDER", settings=settings, ssl_context=client)
     assert report.all_arrived, report.summary()
     (got,) = _filed(receiver.config.out).values()
     np.testing.assert_array_equal(pixels(got), pixels(source))
@@ -130,5 +133,5 @@ def test_tls_between_our_pair(tmp_path: Path, start_receiver, site_key, pki, mut
 
         for refused in (client_context(pki.ca, pki.rogue_client_cert, pki.rogue_client_key), client_context(pki.ca)):
             with pytest.raises(AssociationError):
-                send([tmp_path / "in"], peer, calling_aet="SENDER", key=site_key, mode="standard",
+                send([tmp_path / "in"], peer, calling_aet="SENDER", settings=settings,
                      ssl_context=refused, retries=0)

@@ -27,6 +27,7 @@ from dicomcrypt.net.address import parse_peer
 from dicomcrypt.net.contexts import MAX_CONTEXTS, NATIVE, plan_groups
 from dicomcrypt.net.outbox import PlaintextRefusedError
 from dicomcrypt.net.scu import AssociationError, send
+from dicomcrypt.settings import EncryptionSettings
 from helpers.dciodvfy import require_tool
 
 from net.conftest import dcmtk_env, free_port, wait_for_port
@@ -297,7 +298,8 @@ def test_worker_processes_encrypt_lossless_while_sending(tmp_path: Path, recordi
     study = _study(tmp_path / "study", "MR_small.dcm", "CT_small.dcm")
     scp = recording_scp()
     seen = []
-    report = send([study], parse_peer(scp.peer), calling_aet="SENDER", key=site_key, mode="lossless", workers=2,
+    settings = EncryptionSettings.build(key=site_key, mode="lossless")
+    report = send([study], parse_peer(scp.peer), calling_aet="SENDER", settings=settings, workers=2,
                   progress=seen.append)
     assert report.all_arrived, report.summary()
     assert len(seen) == 2 and {r.mode for r in report.results} == {"lossless"}
@@ -309,15 +311,17 @@ def test_worker_processes_encrypt_lossless_while_sending(tmp_path: Path, recordi
 
 def test_first_association_failure_raises(tmp_path: Path, site_key):
     study = _study(tmp_path / "study", "CT_small.dcm")
+    settings = EncryptionSettings.build(key=site_key, mode="standard")
     with pytest.raises(AssociationError, match="cannot connect"):
-        send([study], parse_peer(f"X@127.0.0.1:{free_port()}"), calling_aet="S", key=site_key, mode="standard")
+        send([study], parse_peer(f"X@127.0.0.1:{free_port()}"), calling_aet="S", settings=settings)
 
 
 def test_unsendable_files_are_reported_and_the_rest_is_sent(tmp_path: Path, recording_scp, site_key):
     study = _study(tmp_path / "study", "CT_small.dcm")
     (study / "notes.txt").write_text("not DICOM")
     scp = recording_scp()
-    report = send([study], parse_peer(scp.peer), calling_aet="S", key=site_key, mode="standard")
+    settings = EncryptionSettings.build(key=site_key, mode="standard")
+    report = send([study], parse_peer(scp.peer), calling_aet="S", settings=settings)
     assert len(scp.received) == 1
     (failed,) = report.failed
     assert failed.path.endswith("notes.txt") and "not a DICOM file" in failed.error
@@ -405,6 +409,7 @@ def test_warning_statuses_count_as_arrived(tmp_path: Path, recording_scp, site_k
     ct_uid = str(read_dicom(study / "CT_small.dcm").SOPInstanceUID)
     mr_uid = str(read_dicom(study / "MR_small.dcm").SOPInstanceUID)
     scp = recording_scp({ct_uid: [0xB000], mr_uid: [0x0107]})  # stored with coercion / attribute list warning
-    report = send([study], parse_peer(scp.peer), calling_aet="S", key=site_key, mode="standard")
+    settings = EncryptionSettings.build(key=site_key, mode="standard")
+    report = send([study], parse_peer(scp.peer), calling_aet="S", settings=settings)
     assert report.all_arrived and all(r.warning for r in report.results)
     assert report.summary().count("1 with a warning status") == 2  # CT and MR are two studies

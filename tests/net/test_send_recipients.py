@@ -22,6 +22,7 @@ from dicomcrypt.dicom import read_frames, read_private_block
 from dicomcrypt.files import read_dicom
 from dicomcrypt.net.address import parse_peer
 from dicomcrypt.net.scu import send
+from dicomcrypt.settings import EncryptionSettings
 from helpers.store_clients import good_files
 from net.conftest import free_port, wait_for_port
 
@@ -84,7 +85,8 @@ def test_recipients_file_and_keyring_in_worker_processes(tmp_path: Path, study: 
     receiver = start_receiver(keys=KeyRing([node]))
     ring = KeyRing([site_key], encrypt_to=[site_key])
     report = send([study], parse_peer(f"RECEIVER@127.0.0.1:{receiver.port}"), calling_aet="SENDER",
-                  key=ring, recipients=[str(node.recipient), other.recipient], mode="standard", workers=2)
+                  settings=EncryptionSettings.build(key=ring, recipients=[str(node.recipient), other.recipient],
+                                                    mode="standard"), workers=2)
     assert report.all_arrived, report.summary()
     _assert_restored_value_by_value(study, tmp_path / "received")
 
