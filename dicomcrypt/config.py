@@ -133,8 +133,9 @@ def _is_instance(raw: Any, expected: type) -> bool:
     return isinstance(raw, expected)
 
 
-def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option], *, table: str) -> None:
-    """Add ``options`` to ``parser`` (in argument groups by ``Option.group``) and ``--config``."""
+def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option], *, table: str | None) -> None:
+    """Add ``options`` to ``parser`` (in argument groups by ``Option.group``), and ``--config``
+    for commands with a ``[table]`` (``table=None``: a command without a config file)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in options:
         if option.group is None:
@@ -143,8 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option], *,
             if option.group not in groups:
                 groups[option.group] = parser.add_argument_group(option.group)
             option.add_to(groups[option.group])
-    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
-                        help=f"TOML file whose [{table}] table sets defaults for these options")
+    if table is not None:
+        parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                            help=f"TOML file whose [{table}] table sets defaults for these options")
 
 
 def _load_table(path: str | Path, table: str) -> dict[str, Any]:
@@ -185,10 +187,11 @@ def read_table(path: str | Path, table: str, options: Sequence[Option]) -> dict[
     return values
 
 
-def resolve(args: argparse.Namespace, options: Sequence[Option], *, table: str) -> None:
+def resolve(args: argparse.Namespace, options: Sequence[Option], *, table: str | None) -> None:
     """Fill each option the command line left unset from ``args.config``'s ``[table]``, else its
     default. Raises ConfigError for a bad file."""
-    from_file = read_table(args.config, table, options) if args.config is not None else {}
+    config = getattr(args, "config", None)
+    from_file = read_table(config, table, options) if config is not None and table is not None else {}
     for option in options:
         if getattr(args, option.dest) is None:
             value = from_file[option.dest] if option.dest in from_file else option.default_value()

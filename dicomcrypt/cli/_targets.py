@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_USAGE
+from dicomcrypt.config import Option
+from dicomcrypt.settings import LATENT_FORMATS
 from dicomcrypt.errors import InvalidInputError, KeyFileError
 
 if TYPE_CHECKING:
@@ -24,19 +26,25 @@ if TYPE_CHECKING:
     from dicomcrypt.settings import EncryptionSettings
 
 NO_TARGET_HINT = "give --key, --recipient or --recipients-file (who can decrypt?)"
-LATENT_FORMATS = ("u8", "f16")  # dicomcrypt.settings.LATENT_FORMATS, spelled here to keep the parser light
-
-
-def add_latent_and_identity_options(parser: argparse.ArgumentParser) -> None:
-    """``--latent``, ``--protect-identity``, ``--identity-cert``: the same on every encrypting command."""
-    parser.add_argument("--protect-identity", action="store_true",
-                        help="also replace the identifying attributes (PS3.15 Annex E basic profile) by dummies and "
-                             "encrypt their originals into the Encrypted Attributes Sequence, for --identity-cert")
-    parser.add_argument("--identity-cert", action="append", default=[], type=Path, metavar="CERT.pem",
-                        help="RSA certificate of who may restore the identity (with --protect-identity); "
-                             "repeat for several")
-    parser.add_argument("--latent", choices=LATENT_FORMATS, default="u8", dest="latent_format",
-                        help="latent storage: 8-bit quantised (default) or float16")
+ENCRYPTION_OPTIONS: list[Option] = [
+    Option("--key", "-k", metavar="FILE",
+           help="site key file (from dicomcrypt keygen), or a keyring .toml: its 'encrypt' list"),
+    Option("--recipient", "-r", repeatable=True, metavar="STRING",
+           help="public recipient string dcrecip1... (from keygen --recipient); repeat for several"),
+    Option("--recipients-file", "-R", repeatable=True, metavar="FILE",
+           help="file of recipient strings, one per line ('#' comments)"),
+    Option("--model", metavar="ID",
+           help="autoencoder model id, e.g. paper-grey@1 (default: chosen by the image's colour)"),
+    Option("--latent", choices=LATENT_FORMATS, default="u8",
+           help="latent storage: 8-bit quantised (default) or float16"),
+    Option("--protect-identity", type=bool, default=False,
+           help="also replace the identifying attributes (PS3.15 Annex E basic profile) by dummies and "
+                "encrypt their originals into the Encrypted Attributes Sequence, for --identity-cert"),
+    Option("--identity-cert", repeatable=True, metavar="CERT.pem",
+           help="RSA certificate of who may restore the identity (with --protect-identity); repeat for several"),
+]
+"""Who an encrypting command seals for and how (besides the mode): declared once for
+``encrypt`` and ``send`` (whose ``[send]`` config table may set them too)."""
 
 
 def identity_options_usage_error(command: str, args: argparse.Namespace) -> int | None:
@@ -48,18 +56,10 @@ def identity_options_usage_error(command: str, args: argparse.Namespace) -> int 
     return EXIT_USAGE
 
 
-def encryption_settings_from_args(
-    key_path: str | os.PathLike[str] | None,
-    recipients: Iterable[str] = (),
-    recipient_files: Iterable[str | os.PathLike[str]] = (),
-    *,
-    mode: str = "lossless",
-    model: str | None = None,
-    latent_format: str = "u8",
-    identity_certs: Sequence[str | Path] = (),
-) -> EncryptionSettings | None:
-    """The settings to seal with, loaded and checked before any file is touched; None when no key
-    and no recipient is given (whether that is an error is the command's call).
+def encryption_settings_from_args(args: argparse.Namespace) -> EncryptionSettings | None:
+    """The settings that :data:`ENCRYPTION_OPTIONS` and ``--mode`` ask for, loaded and checked before
+    any file is touched; None when no key and no recipient is given (whether that is an error is
+    the command's call).
 
     Raises KeyFileError (unreadable key or certificate, empty keyring 'encrypt' list, a recipient
     *private* key where the public string belongs), RecipientFormatError, InvalidInputError (too
@@ -68,17 +68,17 @@ def encryption_settings_from_args(
     from dicomcrypt.crypto import Recipient
     from dicomcrypt.settings import EncryptionSettings
 
-    parsed = [Recipient.parse(r) for r in recipient_strings(recipients, recipient_files)]
-    key = _load_key(Path(key_path)) if key_path is not None else None
+    parsed = [Recipient.parse(r) for r in recipient_strings(args.recipient, args.recipients_file)]
+    key = _load_key(Path(args.key)) if args.key is not None else None
     if key is None and not parsed:
         return None
     protection = None
-    if identity_certs:
+    if args.identity_cert:
         from dicomcrypt.identity_protection import IdentityProtection
 
-        protection = IdentityProtection.load(identity_certs)  # one uid_secret for the whole run
+        protection = IdentityProtection.load(args.identity_cert)  # one uid_secret for the whole run
     return EncryptionSettings.build(
-        key=key, recipients=parsed, mode=mode, model=model, latent_format=latent_format,
+        key=key, recipients=parsed, mode=args.mode, model=args.model, latent_format=args.latent,
         protect_identity=protection,
     )
 

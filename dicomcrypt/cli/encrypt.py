@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, whole_number
 from dicomcrypt.cli._targets import (
+    ENCRYPTION_OPTIONS,
     NO_TARGET_HINT,
-    add_latent_and_identity_options,
     encryption_settings_from_args,
     identity_options_usage_error,
 )
+from dicomcrypt.config import add_arguments, resolve
 
 if TYPE_CHECKING:
     from dicomcrypt.runner import Job
@@ -80,13 +81,10 @@ def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]
         epilog=EXIT_CODES_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_encryption_targets(enc)
+    add_arguments(enc, ENCRYPTION_OPTIONS, table=None)
     mode = enc.add_mutually_exclusive_group()
     mode.add_argument("--mode", "-m", choices=MODES, default="lossless", help="default: lossless")
     mode.add_argument("--lossy", dest="mode", action="store_const", const="lossy", help="same as --mode lossy")
-    enc.add_argument("--model", metavar="ID", default=None,
-                     help="autoencoder model id, e.g. paper-grey@1 (default: chosen by the image's colour)")
-    add_latent_and_identity_options(enc)
     _add_batch_arguments(enc)
     enc.set_defaults(func=run, operation="encrypt")
 
@@ -118,16 +116,6 @@ def add_opening_keys(parser: argparse.ArgumentParser, what: str) -> None:
                              "or keyring .toml; repeat for several")
 
 
-def _add_encryption_targets(parser: argparse.ArgumentParser) -> None:
-    """Who can decrypt: a site key (or keyring file), public recipients, or both (at least one)."""
-    parser.add_argument("--key", "-k", type=Path, metavar="FILE",
-                        help="site key file (from dicomcrypt keygen), or a keyring .toml: its 'encrypt' list")
-    parser.add_argument("--recipient", "-r", action="append", default=[], metavar="STRING", dest="recipients",
-                        help="public recipient string dcrecip1... (from keygen --recipient); repeat for several")
-    parser.add_argument("--recipients-file", "-R", action="append", default=[], type=Path, metavar="FILE",
-                        help="file of recipient strings, one per line ('#' comments)")
-
-
 def run(args: argparse.Namespace) -> int:
     from dicomcrypt.cli._common import EXIT_USAGE, error
     from dicomcrypt.crypto import KeyRing
@@ -137,14 +125,12 @@ def run(args: argparse.Namespace) -> int:
 
     job: Job
     if args.operation == "encrypt":
+        resolve(args, ENCRYPTION_OPTIONS, table=None)  # defaults only: encrypt reads no config file
         usage = identity_options_usage_error("encrypt", args)
         if usage is not None:
             return usage
         try:
-            settings = encryption_settings_from_args(
-                args.key, args.recipients, args.recipients_file, mode=args.mode, model=args.model,
-                latent_format=args.latent_format, identity_certs=args.identity_cert,
-            )
+            settings = encryption_settings_from_args(args)
         except (DicomCryptError, OSError) as exc:
             return error(str(exc))
         if settings is None:

@@ -34,15 +34,8 @@ MODES = ("lossless", "lossy", "standard")
 
 OPTIONS: list[Option] = [
     *_scu_options.client_options(timeout=600.0),
-    Option("--key", "-k", metavar="FILE",
-           help="site key file, or a keyring .toml (its 'encrypt' list): encrypt plain images for it"),
-    Option("--recipient", "-r", repeatable=True, metavar="STRING",
-           help="public recipient string dcrecip1... (from keygen --recipient): encrypt plain images "
-                "for it too; repeat for several"),
-    Option("--recipients-file", "-R", repeatable=True, metavar="FILE",
-           help="file of recipient strings, one per line ('#' comments)"),
+    *_targets.ENCRYPTION_OPTIONS,
     Option("--mode", "-m", choices=MODES, default="lossless", help="encryption mode (default: lossless)"),
-    Option("--model", metavar="ID", help="autoencoder model id (default: by colour)"),
     Option("--plain", type=bool, default=False,
            help="allow plain images to be sent unencrypted when no --key or --recipient is given"),
     Option("--associations", type=int, parse=whole_number(1), default=1, metavar="N",
@@ -82,7 +75,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _scu_options.add_peer_argument(parser)
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="DICOM files or folders (recursive)")
     add_arguments(parser, OPTIONS, table="send")
-    _targets.add_latent_and_identity_options(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
                            help="a line per instance")
@@ -97,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
     from dicomcrypt.net.scu import send
     from dicomcrypt.net.send_report import read_failed_list, write_failed_list
 
-    usage = _targets.identity_options_usage_error("send", args)
-    if usage is not None:
-        return usage
     try:
         resolve(args, OPTIONS, table="send")
+        usage = _targets.identity_options_usage_error("send", args)
+        if usage is not None:
+            return usage
         peer = parse_peer(args.peer)
         paths = [str(p) for p in args.paths]
         if args.retry_failed:
@@ -111,10 +103,7 @@ def run(args: argparse.Namespace) -> int:
         for path in paths:
             if not Path(path).exists():
                 return error(f"input {path}: no such file or folder")
-        settings = _targets.encryption_settings_from_args(
-            args.key, args.recipient, args.recipients_file, mode=args.mode, model=args.model,
-            latent_format=args.latent_format, identity_certs=args.identity_cert,
-        )
+        settings = _targets.encryption_settings_from_args(args)
         if settings is None and args.protect_identity:
             return error("--protect-identity needs --key or --recipient: the identity is encrypted for them")
         ssl_context = _scu_options.ssl_context(args)
