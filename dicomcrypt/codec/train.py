@@ -32,20 +32,18 @@ import numpy as np
 import torch
 
 from dicomcrypt.atomic import write_atomic
-from dicomcrypt.codec import fixed_point, registry
+from dicomcrypt.codec import fixed_point
+from dicomcrypt.codec.arch import ARCHITECTURES, DEFAULT_ARCHITECTURE, architecture
+from dicomcrypt.codec.arch.base import BaseAutoencoder
+from dicomcrypt.codec.export import MODEL_FILE_MODE, write_model
 from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes
-from dicomcrypt.codec.model import BaseAutoencoder
+from dicomcrypt.codec.runtime import LoadedModel
 from dicomcrypt.codec.tiling import TILE
 from dicomcrypt.codec.train_data import TrainingImage, sampling_weights
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import TrainingError
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingError(DicomCryptError):
-    """Training cannot start or resume (no images, a checkpoint of another run)."""
-
 
 # Settings by starting point (docs/models.md, "Haar initialisation", has the trial runs behind them).
 # Haar: 20 % noisy crops weighted 0.03 (at weight 1 noisy crops dominate the loss and the model
@@ -61,10 +59,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 class TrainConfig:
     """Everything that decides the weights, apart from the data (recorded in the model JSON)."""
 
-    arch: str = "ps-ae"
+    arch: str = DEFAULT_ARCHITECTURE
     channels: int = 1
-    width: int = 32  # ps-ae only
-    init: str | None = None  # None: the architecture's default (ps-ae "haar", paper-ae "random")
+    width: int = 32  # for architectures whose width is not fixed (ps-ae)
+    init: str | None = None  # None: the architecture's default_init
     steps: int = 2000
     seed: int = 20221130
     learning_rate: float = 3e-3
@@ -80,7 +78,7 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     @classmethod
-    def recipe(cls, arch: str = "ps-ae", init: str | None = None, **overrides: Any) -> "TrainConfig":
+    def recipe(cls, arch: str = DEFAULT_ARCHITECTURE, init: str | None = None, **overrides: Any) -> "TrainConfig":
         """A config with the settings that suit the starting point, then ``overrides``.
 
         A Haar start already holds the detail, so it is refined gently (low rate, noisy crops
@@ -118,30 +116,28 @@ class Progress:
     seconds: float
 
 
-DEFAULT_INIT = {"ps-ae": "haar", "paper-ae": "random"}
-
-
 def resolved_init(config: TrainConfig) -> str:
     """The initialisation a run uses: ``config.init``, or the architecture's default."""
-    init = config.init or DEFAULT_INIT.get(config.arch, "random")
-    if init not in ("random", "haar") or (init == "haar" and config.arch != "ps-ae"):
-        raise TrainingError(f"init {init!r} is not available for {config.arch} (ps-ae: random, haar; paper-ae: random)")
+    if config.arch not in ARCHITECTURES:
+        raise TrainingError(f"unknown architecture {config.arch!r} (known: {', '.join(ARCHITECTURES)})")
+    record = architecture(config.arch)
+    init = config.init or record.default_init
+    if init not in record.inits:
+        offered = "; ".join(f"{name}: {', '.join(architecture(name).inits)}" for name in ARCHITECTURES)
+        raise TrainingError(f"init {init!r} is not available for {config.arch} ({offered})")
     return init
 
 
 def build_network(config: TrainConfig) -> BaseAutoencoder:
-    """A fresh network (after ``torch.manual_seed``): random init, or for ``ps-ae`` by default the
-    3-band Haar code (:func:`dicomcrypt.codec.arch_ps.haar_init_`), which training refines."""
-    cls = registry.network_class(config.arch)
-    init = resolved_init(config)
-    if config.arch == "ps-ae":
-        network = cls(config.channels, width=config.width)  # type: ignore[call-arg]
-        if init == "haar":
-            from dicomcrypt.codec.arch_ps import haar_init_
+    """A fresh network (after ``torch.manual_seed``) from the architecture's builder, e.g. the
+    3-band Haar code that ``ps-ae`` starts from (:func:`dicomcrypt.codec.arch.ps.haar_init_`)."""
+    return architecture(config.arch).build(config.channels, resolved_init(config), config.width)
 
-            haar_init_(network)  # type: ignore[arg-type]
-        return network
-    return cls(config.channels)
+
+def set_threads(count: int) -> None:
+    """CPU threads for training and measuring (torch's own choice otherwise); callers outside the
+    codec set it here rather than importing torch."""
+    torch.set_num_threads(count)
 
 
 def pick_device() -> torch.device:
@@ -295,11 +291,13 @@ def validation_mse(network: BaseAutoencoder, batches: list[torch.Tensor], device
 
 
 def _validation_batches(images: list[TrainingImage], config: TrainConfig) -> list[torch.Tensor]:
-    """Up to 256x256 centre crops of each validation frame (even sizes): the same every time."""
+    """Up to 256x256 centre crops of each validation frame (sides a multiple of the downsampling
+    factor): the same every time."""
+    factor = architecture(config.arch).factor
     batches = []
     for image in images:
         for frame in image.frames[:2]:
-            height, width = min(256, frame.shape[0]) // 2 * 2, min(256, frame.shape[1]) // 2 * 2
+            height, width = min(256, frame.shape[0]) // factor * factor, min(256, frame.shape[1]) // factor * factor
             top, left = (frame.shape[0] - height) // 2, (frame.shape[1] - width) // 2
             crop = frame[top : top + height, left : left + width]
             batches.append(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None])
@@ -324,7 +322,7 @@ def _save_checkpoint(path: Path, fingerprint: str, network: torch.nn.Module, opt
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue(), force=True, mode=registry.MODEL_FILE_MODE)
+    write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,16 +343,17 @@ def export(
     peaks = fixed_point.calibrate(network.g_s, calibration_latents(network, images, seed))
     state = fixed_point.export_state(network.g_s, peaks)
     meta = {**metadata, "calibration_peaks": peaks}
-    return registry.write_model(network, state, folder, stem, model_id, meta, card="(evaluation pending)\n")
+    return write_model(network, state, folder, stem, model_id, meta, card="(evaluation pending)\n")
 
 
 @torch.inference_mode()
 def calibration_latents(network: BaseAutoencoder, images: list[TrainingImage], seed: int) -> list[torch.Tensor]:
     """Latents as the receiver sees them (u8-quantised): whole frames up to 512 px and random crops."""
+    factor = architecture(network.arch).factor
     inputs = []
     for image in images:
         for frame in image.frames[:2]:
-            height, width = min(512, frame.shape[0]) // 2 * 2, min(512, frame.shape[1]) // 2 * 2
+            height, width = min(512, frame.shape[0]) // factor * factor, min(512, frame.shape[1]) // factor * factor
             inputs.append(torch.from_numpy(np.ascontiguousarray(frame[:height, :width].transpose(2, 0, 1)))[None])
     config = TrainConfig(channels=network.in_channels, noise_share=0.0)
     rng = np.random.default_rng(seed + 1)
@@ -363,12 +362,12 @@ def calibration_latents(network: BaseAutoencoder, images: list[TrainingImage], s
     out = []
     for x in inputs:
         y = network.g_a(x).permute(0, 2, 3, 1).numpy()
-        blob = latent_to_bytes(y, factor=2, original_size=(2 * y.shape[1], 2 * y.shape[2]), tile=TILE)
+        blob = latent_to_bytes(y, factor=factor, original_size=(factor * y.shape[1], factor * y.shape[2]), tile=TILE)
         out.append(torch.from_numpy(latent_from_bytes(blob).values).permute(0, 3, 1, 2))
     return out
 
 
-def measure(model: "registry.LoadedModel", images: list[TrainingImage]) -> list[dict[str, Any]]:
+def measure(model: LoadedModel, images: list[TrainingImage]) -> list[dict[str, Any]]:
     """PSNR (over the normalised range, i.e. the image's range without padding) and SSIM of the
     exact decoder's lossy output, per image, plus latent size and timings."""
     from skimage.metrics import structural_similarity
@@ -415,16 +414,16 @@ def plot_loss_curve(history: History, path: Path, title: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    write_atomic(path, buffer.getvalue(), force=True, mode=registry.MODEL_FILE_MODE)
+    write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
 
 
 def finish_model(meta_path: Path, rows: list[dict[str, Any]]) -> None:
     """Record the validation measurements in the model's JSON and write its card."""
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["validation"] = rows
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=registry.MODEL_FILE_MODE)
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
     card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
-    write_atomic(card_path, model_card(meta, rows).encode("utf-8"), force=True, mode=registry.MODEL_FILE_MODE)
+    write_atomic(card_path, model_card(meta, rows).encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
 
 
 def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
