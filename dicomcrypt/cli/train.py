@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="share of training crops given one of the four noise types "
                              "(default 0.2 from the Haar start, 0.1 from a random one)")
     parser.add_argument("--model-id", help="name@version (default: site-<modality>@1)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="CPU threads for training (default: one per core)")
     parser.set_defaults(func=run)
 
 

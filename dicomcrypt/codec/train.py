@@ -21,9 +21,8 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,6 +371,8 @@ def measure(model: LoadedModel, images: list[TrainingImage]) -> list[dict[str, A
     exact decoder's lossy output, per image, plus latent size and timings."""
     from skimage.metrics import structural_similarity
 
+    from dicomcrypt.quality import psnr_db
+
     rows = []
     for image in images:
         frames = image.frames[:2]
@@ -386,7 +387,7 @@ def measure(model: LoadedModel, images: list[TrainingImage]) -> list[dict[str, A
         ])) if min(frames.shape[1:3]) >= 7 else float("nan")
         rows.append({
             "file": image.name, "size": f"{frames.shape[1]}x{frames.shape[2]}", "frames": int(frames.shape[0]),
-            "psnr_db": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf"), "ssim": ssim,
+            "psnr_db": psnr_db(mse, 1.0), "ssim": ssim,
             "latent_bytes": len(blob), "encode_s": encoded - started, "decode_s": finished - encoded,
         })
     return rows
@@ -417,36 +418,92 @@ def plot_loss_curve(history: History, path: Path, title: str) -> None:
     write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
 
 
-def finish_model(meta_path: Path, rows: list[dict[str, Any]]) -> None:
-    """Record the validation measurements in the model's JSON and write its card."""
+LOSSLESS_LEVEL_CHOICES = (256, 64, 16, 4, 2)
+
+
+def choose_lossless_levels(model: LoadedModel, paths: Iterable[Path], *, files: int = 6) -> tuple[int, dict[int, int]]:
+    """The latent levels that make the smallest lossless payload over the first frame of (up to
+    ``files`` of) ``paths`` -- training files: the choice is part of training -- and the byte totals.
+
+    Each candidate is measured as the pipeline codes it: the latent at that many levels, plus the
+    pixels coded exactly against the decoder's prediction or on their own, whichever is smaller
+    (:func:`dicomcrypt.codec.residual.encode`). When the pixels alone win, the smallest latent wins.
+    """
+    from dicomcrypt.codec import normalise, residual
+    from dicomcrypt.codec.train_data import Skipped, read_image
+
+    totals = dict.fromkeys(LOSSLESS_LEVEL_CHOICES, 0)
+    used = 0
+    for path in paths:
+        read = read_image(path)
+        if isinstance(read, Skipped) or read[1].shape[-1] != model.info.channels or read[1].dtype.kind not in "iu":
+            continue
+        _ds, pixels, padding = read
+        pixels = pixels[:1]
+        norm = normalise.fit(pixels, padding)
+        mask = normalise.padding_mask(pixels, norm)
+        for levels in LOSSLESS_LEVEL_CHOICES:
+            blob = model.encode(normalise.to_unit(pixels, norm), levels=levels)
+            prediction = normalise.from_unit(model.decode(blob), norm, pixels.dtype)
+            if mask is not None:
+                prediction[mask] = norm.padding
+            totals[levels] += len(blob) + len(residual.encode(pixels, prediction)[0])
+        used += 1
+        if used == files:
+            break
+    return min(totals, key=lambda levels: totals[levels]), totals
+
+
+def update_metadata(meta_path: Path, **fields: Any) -> dict[str, Any]:
+    """Add ``fields`` to a model's JSON (atomically); returns the whole metadata."""
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["validation"] = rows
+    meta.update(fields)
     write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+    return meta
+
+
+def finish_model(meta_path: Path, rows: list[dict[str, Any]], **fields: Any) -> None:
+    """Record the validation measurements (and any other ``fields``, e.g. ``evaluation``: rows
+    measured on held-out files) in the model's JSON and write its card."""
+    meta = update_metadata(meta_path, validation=rows, **fields)
     card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
     write_atomic(card_path, model_card(meta, rows).encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
 
 
 def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """A site model's card: what it is, what it was trained on, how good it is on validation."""
+    """A model's card: what it is, what it was trained on, how good it is on validation (and on
+    held-out files when the metadata records an ``evaluation``)."""
     training = meta.get("training", {})
     config = training.get("config", {})
+    levels = meta.get("lossless_latent_levels")
     lines = [
         f"# Model card: `{meta['model_id']}`",
         "",
-        f"Architecture `{meta['arch']}`, {meta['channels']} channel(s); weights `{meta['weights']}`, "
-        f"SHA-256 `{meta['sha256']}` (checked at every load). Trained by `dicomcrypt train`.",
+        f"Architecture `{meta['arch']}` ({architecture(meta['arch']).summary}), {meta['channels']} channel(s); "
+        f"weights `{meta['weights']}`, SHA-256 `{meta['sha256']}` (checked at every load). "
+        f"Trained by {training.get('trained_by', '`dicomcrypt train`')}.",
         "",
         "## Training",
         "",
         f"- {config.get('steps')} steps, seed {config.get('seed')}, {training.get('seconds')} s on {training.get('device')}; "
+        f"starting from the `{config.get('init')}` initialisation; "
         f"Adam, one-cycle schedule peaking at {config.get('learning_rate')}; random crops of "
         f"{', '.join(str(c) for c in config.get('crop_sizes', []))} px; {config.get('noise_share', 0) * 100:.0f} % of "
-        "crops given one of the four noise types of `dicomcrypt.noise` (clean target).",
+        f"crops given {_noise_words(config)} of `dicomcrypt.noise` (clean target).",
         f"- Split by study: {training.get('train_groups')} studies for training "
         f"({len(training.get('train_files', []))} files), {training.get('validation_groups')} for validation "
         f"({len(training.get('validation_files', []))} files); {training.get('skipped', 0)} files skipped.",
+    ]
+    if training.get("held_out"):
+        lines.append(f"- Held out, never trained on: {training['held_out']}.")
+    lines += [
         f"- Final training MSE (EMA) {training.get('final_train_mse_ema') or float('nan'):.3e}, validation MSE "
-        f"{training.get('final_validation_mse') or float('nan'):.3e} (float network, [0, 1] scale). Curve: `loss.png`.",
+        f"{training.get('final_validation_mse') or float('nan'):.3e} (float network, [0, 1] scale). "
+        f"Curve: `{training.get('loss_curve', 'loss.png')}`.",
+    ]
+    if levels is not None:
+        lines.append(f"- Lossless-mode latent: {levels} levels, the smallest lossless payload over training files.")
+    lines += [
         "",
         "## Validation quality (lossy mode, exact decoder, 8-bit latent)",
         "",
@@ -461,6 +518,44 @@ def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                      f"| {r['latent_bytes']:,} | {r['encode_s']:.3f} s | {r['decode_s']:.3f} s |")
     if not rows:
         lines.append("| (no validation images: one study only, or --validation-share 0) | | | | | | |")
+    lines += _held_out_section(meta.get("evaluation") or [])
     lines += ["", "The lossless mode is exact with any model; this model's quality decides the lossy output and "
               "the size of the lossless residual.", ""]
     return "\n".join(lines)
+
+
+def _held_out_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The card's table of held-out files, rows as ``dicomcrypt evaluate`` measures them."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Held-out quality (lossy mode, through the envelope, as `dicomcrypt evaluate` measures it)",
+        "",
+        "On the restored stored integers: PSNR over the original's range (max - min) and over its bit depth, "
+        "SSIM over the range; for CT the mean absolute error in the brain window (C40/W100). Payloads as "
+        "`encrypt_instance` seals them.",
+        "",
+        "| file | size | PSNR (range) | PSNR (bits) | SSIM | CT window MAE | latent bytes | lossless / standard payload |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        window = f"{r['window_mae_hu']:.1f} HU" if r.get("window_mae_hu") is not None else "-"
+        lines.append(
+            f"| {r['file']} ({r['modality']}) | {r['size']} | {r['psnr_range_db']:.2f} dB | {r['psnr_bits_db']:.2f} dB "
+            f"| {r['ssim']:.4f} | {window} | {r['latent_bytes']:,} "
+            f"| {r['lossless_payload_bytes']:,} / {r['standard_payload_bytes']:,} |")
+    return lines
+
+
+def _noise_words(config: dict[str, Any]) -> str:
+    """'one of the four noise types', or which were drawn how often and how their loss was weighted."""
+    kinds = list(config.get("noise_kinds") or TrainConfig.noise_kinds)
+    if sorted(kinds) == sorted(TrainConfig.noise_kinds):
+        words = "one of the four noise types"
+    else:
+        counts = {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
+        words = "noise drawn from " + ", ".join(
+            kind.replace("_", " ") + (f" ({count}x as often)" if count > 1 else "") for kind, count in counts.items())
+    weight = config.get("noise_loss_weight", 1.0)
+    return words + (f" (their MSE weighted {weight:g} against a clean crop's)" if weight != 1.0 else "")
