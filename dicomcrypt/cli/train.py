@@ -20,7 +20,7 @@ import argparse
 import re
 from pathlib import Path
 
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, error
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error
 from dicomcrypt.codec.arch import ARCHITECTURES, DEFAULT_ARCHITECTURE
 
 STEM = "model"
@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
                                                  ("noise_share", args.noise_share)) if value is not None}
     try:
         config = training.TrainConfig.recipe(args.arch, args.init, channels=args.channels, seed=args.seed, **overrides)
-    except DicomCryptError as exc:
-        return error(str(exc))
+    except DicomCryptError as exc:  # an init the architecture does not offer: a usage error, as argparse's
+        error(str(exc))
+        return EXIT_USAGE
     if config.steps < 1:
         return error("--steps must be at least 1")
     if config.learning_rate <= 0:

@@ -129,3 +129,10 @@ def test_recipe_follows_the_starting_point_and_takes_overrides() -> None:
     assert training.TrainConfig.recipe("ps-ae", steps=7, learning_rate=1e-3).steps == 7
     with pytest.raises(TrainingError, match="not available for paper-ae"):
         training.TrainConfig.recipe("paper-ae", "haar")
+
+
+def test_cli_train_refuses_an_init_the_architecture_does_not_offer(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--arch", "paper-ae", "--init", "haar"])
+    assert code == 2 and "not available for paper-ae" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
