@@ -43,7 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dicomcrypt.codec import registry  # noqa: E402
+from dicomcrypt.codec import export, registry  # noqa: E402
 from dicomcrypt.codec import train as training  # noqa: E402
 from dicomcrypt.codec.train_data import collect, split_by_group  # noqa: E402
 from dicomcrypt.crypto import Key  # noqa: E402
@@ -129,7 +129,7 @@ def train(spec: ShippedModel, paths: list[Path], args: argparse.Namespace) -> Pa
     by_name = {path.name: path for path in paths}
     levels, totals = training.choose_lossless_levels(model, [by_name[name] for name in summary["train_files"]])
     print(f"  lossless latent levels: " + ", ".join(f"{k}: {v:,} B" for k, v in totals.items()) + f" -> {levels}")
-    training.update_metadata(meta_path, lossless_latent_levels=levels,
+    export.update_metadata(meta_path, lossless_latent_levels=levels,
                              validation=training.measure(model, validation_images))
     return meta_path
 

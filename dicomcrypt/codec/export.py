@@ -66,6 +66,25 @@ def write_model(
     meta.update(metadata or {})
     meta_path = folder / f"{stem}.json"
     if card is not None:
-        write_atomic(folder / f"{stem}.md", card.encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+        write_card(meta_path, meta, card)
+    _write_metadata(meta_path, meta)
     return meta_path
+
+
+def update_metadata(meta_path: Path, **fields: Any) -> dict[str, Any]:
+    """Add ``fields`` (measurements made after export) to a model's metadata; returns all of it."""
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta.update(fields)
+    _write_metadata(meta_path, meta)
+    return meta
+
+
+def write_card(meta_path: Path, meta: dict[str, Any], text: str) -> Path:
+    """Write the model card the metadata names (``<stem>.md`` if it names none)."""
+    card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
+    write_atomic(card_path, text.encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+    return card_path
+
+
+def _write_metadata(meta_path: Path, meta: dict[str, Any]) -> None:
+    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)

@@ -34,7 +34,7 @@ from dicomcrypt.atomic import write_atomic
 from dicomcrypt.codec import fixed_point
 from dicomcrypt.codec.arch import ARCHITECTURES, DEFAULT_ARCHITECTURE, architecture
 from dicomcrypt.codec.arch.base import BaseAutoencoder
-from dicomcrypt.codec.export import MODEL_FILE_MODE, write_model
+from dicomcrypt.codec.export import MODEL_FILE_MODE, update_metadata, write_card, write_model
 from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes
 from dicomcrypt.codec.runtime import LoadedModel
 from dicomcrypt.codec.tiling import TILE
@@ -454,20 +454,11 @@ def choose_lossless_levels(model: LoadedModel, paths: Iterable[Path], *, files: 
     return min(totals, key=lambda levels: totals[levels]), totals
 
 
-def update_metadata(meta_path: Path, **fields: Any) -> dict[str, Any]:
-    """Add ``fields`` to a model's JSON (atomically); returns the whole metadata."""
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta.update(fields)
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
-    return meta
-
-
 def finish_model(meta_path: Path, rows: list[dict[str, Any]], **fields: Any) -> None:
     """Record the validation measurements (and any other ``fields``, e.g. ``evaluation``: rows
     measured on held-out files) in the model's JSON and write its card."""
     meta = update_metadata(meta_path, validation=rows, **fields)
-    card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
-    write_atomic(card_path, model_card(meta, rows).encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+    write_card(meta_path, meta, model_card(meta, rows))
 
 
 def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
