@@ -84,6 +84,11 @@ class ModelMismatchError(ModelError):
     """The envelope names a model other than the one available to decode it."""
 
 
+class TrainingError(DicomCryptError):
+    """Training cannot start or resume (no images, a checkpoint of another run, an init the
+    architecture does not offer)."""
+
+
 class IntegrityError(DicomCryptError):
     """Restored pixels differ from the digest stored at encryption time."""
 

@@ -20,7 +20,8 @@ import argparse
 import re
 from pathlib import Path
 
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, error
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error
+from dicomcrypt.codec.arch import ARCHITECTURES, DEFAULT_ARCHITECTURE
 
 STEM = "model"
 
@@ -37,10 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="model folder to write (and resume from)")
     parser.add_argument("--modality", help="use only images of this Modality (e.g. CT, MR, CR)")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 grey (default) or 3 colour")
-    parser.add_argument("--arch", choices=("ps-ae", "paper-ae"), default="ps-ae",
-                        help="ps-ae: fast pixel-shuffle network (default); paper-ae: the paper's Table 2")
-    parser.add_argument("--init", choices=("haar", "random"),
-                        help="ps-ae starting point: haar (default: a 3-band Haar code of each 2x2 block) or random")
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default=DEFAULT_ARCHITECTURE,
+                        help=f"network architecture (default {DEFAULT_ARCHITECTURE}; docs/models.md compares them)")
+    parser.add_argument("--init",
+                        help="starting point, one the architecture offers (default: its own, e.g. for ps-ae a "
+                             "3-band Haar code of each 2x2 block; an init it does not offer is refused with the list)")
     parser.add_argument("--steps", type=int,
                         help="training steps (default 1000 from the Haar start, 2000 from a random one)")
     parser.add_argument("--learning-rate", type=float,
@@ -52,13 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="share of training crops given one of the four noise types "
                              "(default 0.2 from the Haar start, 0.1 from a random one)")
     parser.add_argument("--model-id", help="name@version (default: site-<modality>@1)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="CPU threads for training (default: one per core)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from dicomcrypt.codec import registry
     from dicomcrypt.codec import train as training
     from dicomcrypt.codec.train_data import collect, split_by_group
@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {name: value for name, value in (("steps", args.steps), ("learning_rate", args.learning_rate),
                                                  ("noise_share", args.noise_share)) if value is not None}
-    config = training.TrainConfig.recipe(args.arch, args.init, channels=args.channels, seed=args.seed, **overrides)
+    try:
+        config = training.TrainConfig.recipe(args.arch, args.init, channels=args.channels, seed=args.seed, **overrides)
+    except DicomCryptError as exc:  # an init the architecture does not offer: a usage error, as argparse's
+        error(str(exc))
+        return EXIT_USAGE
     if config.steps < 1:
         return error("--steps must be at least 1")
     if config.learning_rate <= 0:
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         return error("--validation-share must be in [0, 1) and --noise-share in [0, 1]")
     model_id = args.model_id or f"site-{_slug(args.modality or 'any')}@1"
     if args.threads:
-        torch.set_num_threads(args.threads)
+        training.set_threads(args.threads)
     try:
         paths = [path for path, _rel in iter_dicom_inputs(args.input)]
         images, skipped = collect(paths, channels=args.channels, modality=args.modality)

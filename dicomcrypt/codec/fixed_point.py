@@ -57,8 +57,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dicomcrypt.codec.model import PLAN as PAPER_PLAN
-from dicomcrypt.codec.model import conv_transpose_as_conv
 from dicomcrypt.errors import ModelError
 
 WEIGHT_LIMIT = 2**14  # int16 storage holds it; see the bound argument above
@@ -75,7 +73,6 @@ _STACK_MAX = 16  # 3x3 layers with up to this many outputs run one DGEMM over al
 Plan = tuple[tuple[str, int, bool, "str | None"], ...]
 # (name, kernel size, ReLU after it, "upsample" / "shuffle" / None after it); the last layer is the
 # linear output. Each architecture's decoder class carries its own as ``PLAN``.
-LAYERS: Plan = PAPER_PLAN
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ class FixedPointDecoder:
         self.out_channels = int(last.taps.shape[2]) // (4 if last.post == "shuffle" else 1)
 
     @classmethod
-    def from_state(cls, state: dict, plan: Plan = PAPER_PLAN) -> "FixedPointDecoder":
+    def from_state(cls, state: dict, plan: Plan) -> "FixedPointDecoder":
         """Build from the exported integer state, refusing anything that breaks the bounds.
 
         ``plan`` is the architecture's layer recipe (``Decoder.PLAN``); the state holds numbers only.
@@ -389,6 +386,11 @@ def export_state(decoder: torch.nn.Module, peaks: dict[str, float]) -> dict:
         }
         act_exp = out_exp
     return {"input_exp": int(input_exp), "layers": layers}
+
+
+def conv_transpose_as_conv(weight: torch.Tensor) -> torch.Tensor:
+    """Weights of a stride-1 ConvTranspose2d ``(in, out, k, k)`` as Conv2d weights ``(out, in, k, k)``."""
+    return weight.flip(2, 3).transpose(0, 1).contiguous()
 
 
 def summarise_state(state: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Models by id (``name@version``), weights checked by SHA-256, loaded once per process.
+"""Resolving models: ids (``name@version``) and folders to metadata, weights checked by SHA-256,
+loaded once per process.
 
 The model id and the SHA-256 of its weights travel in every envelope, so a receiver decodes with
 exactly the weights the sender used or refuses (``ModelMismatchError`` in the pipeline). Unlike
@@ -10,8 +11,11 @@ weights file name and SHA-256, calibration summary), ``<stem>.pt`` (weights) and
 (model card). The shipped defaults live in ``dicomcrypt/models/``; a site's own model is a folder
 holding ``model.json`` (or a single ``*.json``) and its weights, passed by path.
 
-torch is imported only when a model is actually loaded: ``import dicomcrypt.codec.registry`` (and
-so ``dicomcrypt inspect`` and key management) never pays for it.
+What a model is made of comes from its architecture's record (:mod:`dicomcrypt.codec.arch`); a
+loaded model runs through :mod:`dicomcrypt.codec.runtime`; :mod:`dicomcrypt.codec.export` writes
+model folders. torch is imported only when a model is actually loaded:
+``import dicomcrypt.codec.registry`` (and so ``dicomcrypt inspect`` and key management) never
+pays for it.
 """
 
 from __future__ import annotations
@@ -24,23 +28,12 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from dicomcrypt.atomic import write_atomic
-from dicomcrypt.codec.latent import Latent, latent_from_bytes, latent_to_bytes
-from dicomcrypt.codec.tiling import HALO, TILE, run_tiled
-from dicomcrypt.errors import ModelError, ModelMismatchError
-
-MODEL_FILE_MODE = 0o644
-"""Model weights, metadata and cards are shared read-only data, not secrets."""
-
-if TYPE_CHECKING:
-    from dicomcrypt.codec.fixed_point import FixedPointDecoder
-    from dicomcrypt.codec.model import BaseAutoencoder
+from dicomcrypt.codec.arch import ARCHITECTURES, architecture
+from dicomcrypt.codec.runtime import LoadedModel, ModelInfo
+from dicomcrypt.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -52,160 +45,12 @@ MODELS_ENV = "DICOMCRYPT_MODELS"
 # (or was pointed at it) finds it again when an envelope names its id.
 _LOADED_BY_PATH: dict[str, Path] = {}
 _ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*@[0-9]+$")
-# architecture -> (module, class, downsampling factor, latent channels); modules imported only on load.
-_ARCHES = {
-    "paper-ae": ("dicomcrypt.codec.model", "PaperAutoencoder", 2, 3),
-    "ps-ae": ("dicomcrypt.codec.arch_ps", "ShuffleAutoencoder", 2, 3),
-}
-ARCHES = tuple(_ARCHES)
 
 
-def network_class(arch: str) -> type["BaseAutoencoder"]:
-    """The ``nn.Module`` class of architecture ``arch`` (imports torch)."""
-    import importlib
-
-    if arch not in _ARCHES:
-        raise ModelError(f"unknown architecture {arch!r} (known: {', '.join(_ARCHES)})")
-    module, name, _factor, _channels = _ARCHES[arch]
-    return getattr(importlib.import_module(module), name)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What identifies a model in an envelope, and what it expects."""
-
-    model_id: str
-    sha256: bytes
-    channels: int
-    arch: str
-    factor: int
-    latent_channels: int
-    weights_path: Path
-    metadata: dict[str, Any]
-
-
-class LoadedModel:
-    """A verified model: float encoder for senders, exact fixed-point decoder for both sides."""
-
-    def __init__(self, info: ModelInfo, network: "BaseAutoencoder", fixed: "FixedPointDecoder") -> None:
-        self.info = info
-        self.network = network.eval()
-        self.fixed = fixed
-
-    def __repr__(self) -> str:
-        return f"<LoadedModel {self.info.model_id} sha256={self.info.sha256.hex()[:16]}...>"
-
-    def check_identity(self, model_id: str, sha256: bytes) -> None:
-        """Raise :class:`ModelMismatchError` unless this is the model an envelope names."""
-        if sha256 != self.info.sha256:
-            raise ModelMismatchError(
-                f"the data needs model {model_id} sha256 {sha256.hex()}, but the loaded model is "
-                f"{self.info.model_id} sha256 {self.info.sha256.hex()}"
-            )
-
-    def encode(self, image: np.ndarray, latent_format: str = "u8", *, tile: int = TILE, levels: int = 256) -> bytes:
-        """``(F, H, W, C)`` floats in [0, 1] -> serialised quantised latent.
-
-        Frames are encoded one at a time, in tiles, padded by edge replication to a multiple of
-        the model's downsampling factor; the original size travels in the latent header.
-        ``levels``: codes used by the u8 latent (256; :attr:`lossless_levels` for the lossless mode).
-        """
-        latents = self.encode_latent(image, tile=tile)
-        return latent_to_bytes(
-            latents, latent_format=latent_format, factor=self.info.factor,
-            original_size=(image.shape[1], image.shape[2]), tile=tile, levels=levels,
-        )
-
-    @property
-    def lossless_levels(self) -> int:
-        """Latent levels for the lossless mode, from the model's metadata (256 for older models).
-
-        In lossless mode the residual carries the detail and costs about as much as JPEG-LS of the
-        pixels whatever the prediction, so a coarse latent makes the smaller payload.
-        """
-        value = self.info.metadata.get("lossless_latent_levels", 256)
-        return value if isinstance(value, int) and 2 <= value <= 256 else 256
-
-    def encode_latent(self, image: np.ndarray, *, tile: int = TILE) -> np.ndarray:
-        """The unquantised float32 latent ``(F, ceil(H/2), ceil(W/2), 3)``."""
-        import torch
-
-        from dicomcrypt.codec.model import pad_to_multiple
-
-        image = self._check_image(image)
-        factor = self.info.factor
-        if tile % factor or tile <= 0:
-            raise ValueError(f"tile must be a positive multiple of {factor}")
-        frames, height, width, _ = image.shape
-        out = np.empty((frames, -(-height // factor), -(-width // factor), self.info.latent_channels), np.float32)
-        encoder = self.network.g_a
-
-        def encode_region(region: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None]
-            y = encoder(x.contiguous(memory_format=torch.channels_last))
-            return y[0].permute(1, 2, 0).numpy()
-
-        with torch.inference_mode():
-            for index in range(frames):
-                padded = pad_to_multiple(image[index], factor)
-                run_tiled(padded, encode_region, tile=tile, halo=HALO, down=factor, out=out[index])
-        return out
-
-    def decode(self, latent: bytes, *, tile: int = TILE) -> np.ndarray:
-        """Serialised latent -> ``(F, H, W, C)`` float64 in [0, 1], bit-identical everywhere.
-
-        Runs the fixed-point decoder. The result does not depend on ``tile`` (nor on the tile
-        size the sender recorded in the header): tiles overlap by more than the receptive field.
-        """
-        return self._decode(latent, self.fixed.session(), tile, np.float64)
-
-    def decode_float(self, latent: bytes, *, tile: int = TILE) -> np.ndarray:
-        """The float32 reference decoder (not reproducible across machines): for evaluation."""
-        import torch
-
-        decoder = self.network.g_s
-
-        def decode_region(region: np.ndarray) -> np.ndarray:
-            y = torch.from_numpy(np.ascontiguousarray(region, dtype=np.float32)).permute(2, 0, 1)[None]
-            x = decoder(y.contiguous(memory_format=torch.channels_last)).clamp_(0.0, 1.0)
-            return x[0].permute(1, 2, 0).numpy()
-
-        with torch.inference_mode():
-            return self._decode(latent, decode_region, tile, np.float64)
-
-    def _decode(self, latent: bytes, fn: Any, tile: int, dtype: type) -> np.ndarray:
-        parsed = latent_from_bytes(latent)
-        self._check_latent(parsed)
-        factor = self.info.factor
-        if tile % factor or tile <= 0:
-            raise ValueError(f"tile must be a positive multiple of {factor}")
-        frames = parsed.values.shape[0]
-        height, width = parsed.original_size
-        out = np.empty((frames, height, width, self.info.channels), dtype=dtype)
-        for index in range(frames):
-            run_tiled(parsed.values[index], fn, tile=tile // factor, halo=HALO // factor, up=factor, out=out[index])
-        return out
-
-    def _check_image(self, image: np.ndarray) -> np.ndarray:
-        if not isinstance(image, np.ndarray) or image.ndim != 4 or 0 in image.shape:
-            raise ValueError(f"image must be a non-empty (F, H, W, C) array, not {getattr(image, 'shape', type(image))}")
-        if image.shape[3] != self.info.channels:
-            raise ModelError(
-                f"model {self.info.model_id} takes {self.info.channels}-channel images, not {image.shape[3]}"
-            )
-        image = np.asarray(image, dtype=np.float32)
-        if not np.all(np.isfinite(image)):
-            raise ValueError("image has non-finite values")
-        return np.clip(image, 0.0, 1.0)
-
-    def _check_latent(self, parsed: Latent) -> None:
-        from dicomcrypt.errors import PayloadFormatError
-
-        if parsed.factor != self.info.factor or parsed.values.shape[3] != self.info.latent_channels:
-            raise PayloadFormatError(
-                f"latent has {parsed.values.shape[3]} channels at factor {parsed.factor}; model "
-                f"{self.info.model_id} needs {self.info.latent_channels} at factor {self.info.factor}"
-            )
+def check_model_id(model_id: str) -> None:
+    """Raise :class:`ModelError` unless ``model_id`` is of the form ``name@version``."""
+    if not _ID_PATTERN.match(model_id):
+        raise ModelError(f"model id {model_id!r} is not of the form name@version")
 
 
 def available_models() -> list[str]:
@@ -279,8 +124,7 @@ def _resolve(model_id: str) -> Path:
         if not path.is_file():
             raise ModelError(f"model {model_id}: no such model folder or metadata file")
         return path
-    if not _ID_PATTERN.match(model_id):
-        raise ModelError(f"model id {model_id!r} is not of the form name@version")
+    check_model_id(model_id)
     shipped = _shipped()
     if model_id in shipped:
         return shipped[model_id]
@@ -325,10 +169,10 @@ def _load(meta_path: str) -> LoadedModel:
 
     from dicomcrypt.codec.fixed_point import FixedPointDecoder, summarise_state
 
-    cls = network_class(meta["arch"])
+    record = architecture(meta["arch"])
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        network = cls.from_state_dict(state["float"])
+        network = record.network.from_state_dict(state["float"])
     except Exception as exc:  # unpickling and shape errors: torch raises many types
         raise ModelError(f"model {model_id}: weights do not load ({type(exc).__name__}: {exc})") from exc
     if state.get("format") != WEIGHTS_FORMAT or state.get("arch") != meta["arch"]:
@@ -343,9 +187,7 @@ def _load(meta_path: str) -> LoadedModel:
         raise ModelError(f"model {model_id}: metadata says {meta['channels']} channels, weights disagree")
     if "calibration" in meta and meta["calibration"] != summarise_state(state["fixed"]):
         raise ModelError(f"model {model_id}: calibration in metadata differs from the weights file")
-    _module, _class, factor, latent_channels = _ARCHES[meta["arch"]]
-    info = ModelInfo(model_id, bytes.fromhex(found), meta["channels"], meta["arch"], factor, latent_channels,
-                     weights_path, meta)
+    info = ModelInfo(model_id, bytes.fromhex(found), meta["channels"], record, weights_path, meta)
     # One line per model per process: how a PACS log shows the model is not reloaded per instance.
     logger.info("loaded model %s (sha256 %s...) in %.2f s", model_id, found[:16], time.perf_counter() - started)
     return LoadedModel(info, network, fixed)
@@ -361,7 +203,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise ModelError(f"model metadata {path} is not a JSON object")
     if not isinstance(meta.get("model_id"), str) or not _ID_PATTERN.match(meta["model_id"]):
         problems.append("model_id missing or not name@version")
-    if meta.get("arch") not in _ARCHES:
+    if meta.get("arch") not in ARCHITECTURES:
         problems.append(f"arch {meta.get('arch')!r} unknown")
     if meta.get("channels") not in (1, 3):
         problems.append("channels must be 1 or 3")
@@ -373,53 +215,3 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if problems:
         raise ModelError(f"model metadata {path}: " + "; ".join(problems))
     return meta
-
-
-def write_model(
-    network: "BaseAutoencoder",
-    fixed_state: dict,
-    folder: Path,
-    stem: str,
-    model_id: str,
-    metadata: dict[str, Any] | None = None,
-    card: str | None = None,
-) -> Path:
-    """Save weights, metadata (with their SHA-256) and an optional card; returns the metadata path.
-
-    Used by ``scripts/train_default_models.py`` and ``dicomcrypt train``. The architecture is the
-    network's own (``network.arch``). Files are written atomically (weights before metadata).
-    """
-    import torch
-
-    from dicomcrypt.codec.fixed_point import summarise_state
-
-    arch = network.arch
-
-    if not _ID_PATTERN.match(model_id):
-        raise ModelError(f"model id {model_id!r} is not of the form name@version")
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": WEIGHTS_FORMAT,
-        "arch": arch,
-        "float": {k: v.detach().cpu().float().contiguous() for k, v in network.state_dict().items()},
-        "fixed": fixed_state,
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    weights = folder / f"{stem}.pt"
-    write_atomic(weights, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
-    meta: dict[str, Any] = {
-        "model_id": model_id,
-        "arch": arch,
-        "channels": network.in_channels,
-        "weights": weights.name,
-        "sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
-        "card": f"{stem}.md" if card is not None else None,
-        "calibration": summarise_state(fixed_state),
-    }
-    meta.update(metadata or {})
-    meta_path = folder / f"{stem}.json"
-    if card is not None:
-        write_atomic(folder / f"{stem}.md", card.encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
-    return meta_path

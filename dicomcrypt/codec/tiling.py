@@ -71,3 +71,16 @@ def run_tiled(
             out[top : top + rows, left : left + cols] = result[skip_y : skip_y + rows, skip_x : skip_x + cols]
     assert out is not None
     return out
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-replicate ``(H, W, C)`` up to a multiple of ``multiple``; callers crop back.
+
+    Replicating the edge (rather than zeros) keeps the border of the image in the statistics the
+    model was trained on, so the cropped-off row or column does not leak an artificial edge.
+    """
+    height, width = image.shape[:2]
+    extra_h, extra_w = (-height) % multiple, (-width) % multiple
+    if not (extra_h or extra_w):
+        return image
+    return np.pad(image, ((0, extra_h), (0, extra_w), (0, 0)), mode="edge")

@@ -21,9 +21,8 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,20 +31,18 @@ import numpy as np
 import torch
 
 from dicomcrypt.atomic import write_atomic
-from dicomcrypt.codec import fixed_point, registry
+from dicomcrypt.codec import fixed_point
+from dicomcrypt.codec.arch import ARCHITECTURES, DEFAULT_ARCHITECTURE, architecture
+from dicomcrypt.codec.arch.base import BaseAutoencoder
+from dicomcrypt.codec.export import MODEL_FILE_MODE, update_metadata, write_card, write_model
 from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes
-from dicomcrypt.codec.model import BaseAutoencoder
+from dicomcrypt.codec.runtime import LoadedModel
 from dicomcrypt.codec.tiling import TILE
 from dicomcrypt.codec.train_data import TrainingImage, sampling_weights
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import TrainingError
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingError(DicomCryptError):
-    """Training cannot start or resume (no images, a checkpoint of another run)."""
-
 
 # Settings by starting point (docs/models.md, "Haar initialisation", has the trial runs behind them).
 # Haar: 20 % noisy crops weighted 0.03 (at weight 1 noisy crops dominate the loss and the model
@@ -61,10 +58,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 class TrainConfig:
     """Everything that decides the weights, apart from the data (recorded in the model JSON)."""
 
-    arch: str = "ps-ae"
+    arch: str = DEFAULT_ARCHITECTURE
     channels: int = 1
-    width: int = 32  # ps-ae only
-    init: str | None = None  # None: the architecture's default (ps-ae "haar", paper-ae "random")
+    width: int = 32  # for architectures whose width is not fixed (ps-ae)
+    init: str | None = None  # None: the architecture's default_init
     steps: int = 2000
     seed: int = 20221130
     learning_rate: float = 3e-3
@@ -80,7 +77,7 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     @classmethod
-    def recipe(cls, arch: str = "ps-ae", init: str | None = None, **overrides: Any) -> "TrainConfig":
+    def recipe(cls, arch: str = DEFAULT_ARCHITECTURE, init: str | None = None, **overrides: Any) -> "TrainConfig":
         """A config with the settings that suit the starting point, then ``overrides``.
 
         A Haar start already holds the detail, so it is refined gently (low rate, noisy crops
@@ -118,30 +115,28 @@ class Progress:
     seconds: float
 
 
-DEFAULT_INIT = {"ps-ae": "haar", "paper-ae": "random"}
-
-
 def resolved_init(config: TrainConfig) -> str:
     """The initialisation a run uses: ``config.init``, or the architecture's default."""
-    init = config.init or DEFAULT_INIT.get(config.arch, "random")
-    if init not in ("random", "haar") or (init == "haar" and config.arch != "ps-ae"):
-        raise TrainingError(f"init {init!r} is not available for {config.arch} (ps-ae: random, haar; paper-ae: random)")
+    if config.arch not in ARCHITECTURES:
+        raise TrainingError(f"unknown architecture {config.arch!r} (known: {', '.join(ARCHITECTURES)})")
+    record = architecture(config.arch)
+    init = config.init or record.default_init
+    if init not in record.inits:
+        offered = "; ".join(f"{name}: {', '.join(architecture(name).inits)}" for name in ARCHITECTURES)
+        raise TrainingError(f"init {init!r} is not available for {config.arch} ({offered})")
     return init
 
 
 def build_network(config: TrainConfig) -> BaseAutoencoder:
-    """A fresh network (after ``torch.manual_seed``): random init, or for ``ps-ae`` by default the
-    3-band Haar code (:func:`dicomcrypt.codec.arch_ps.haar_init_`), which training refines."""
-    cls = registry.network_class(config.arch)
-    init = resolved_init(config)
-    if config.arch == "ps-ae":
-        network = cls(config.channels, width=config.width)  # type: ignore[call-arg]
-        if init == "haar":
-            from dicomcrypt.codec.arch_ps import haar_init_
+    """A fresh network (after ``torch.manual_seed``) from the architecture's builder, e.g. the
+    3-band Haar code that ``ps-ae`` starts from (:func:`dicomcrypt.codec.arch.ps.haar_init_`)."""
+    return architecture(config.arch).build(config.channels, resolved_init(config), config.width)
 
-            haar_init_(network)  # type: ignore[arg-type]
-        return network
-    return cls(config.channels)
+
+def set_threads(count: int) -> None:
+    """CPU threads for training and measuring (torch's own choice otherwise); callers outside the
+    codec set it here rather than importing torch."""
+    torch.set_num_threads(count)
 
 
 def pick_device() -> torch.device:
@@ -295,11 +290,13 @@ def validation_mse(network: BaseAutoencoder, batches: list[torch.Tensor], device
 
 
 def _validation_batches(images: list[TrainingImage], config: TrainConfig) -> list[torch.Tensor]:
-    """Up to 256x256 centre crops of each validation frame (even sizes): the same every time."""
+    """Up to 256x256 centre crops of each validation frame (sides a multiple of the downsampling
+    factor): the same every time."""
+    factor = architecture(config.arch).factor
     batches = []
     for image in images:
         for frame in image.frames[:2]:
-            height, width = min(256, frame.shape[0]) // 2 * 2, min(256, frame.shape[1]) // 2 * 2
+            height, width = min(256, frame.shape[0]) // factor * factor, min(256, frame.shape[1]) // factor * factor
             top, left = (frame.shape[0] - height) // 2, (frame.shape[1] - width) // 2
             crop = frame[top : top + height, left : left + width]
             batches.append(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None])
@@ -324,7 +321,7 @@ def _save_checkpoint(path: Path, fingerprint: str, network: torch.nn.Module, opt
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue(), force=True, mode=registry.MODEL_FILE_MODE)
+    write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,16 +342,17 @@ def export(
     peaks = fixed_point.calibrate(network.g_s, calibration_latents(network, images, seed))
     state = fixed_point.export_state(network.g_s, peaks)
     meta = {**metadata, "calibration_peaks": peaks}
-    return registry.write_model(network, state, folder, stem, model_id, meta, card="(evaluation pending)\n")
+    return write_model(network, state, folder, stem, model_id, meta, card="(evaluation pending)\n")
 
 
 @torch.inference_mode()
 def calibration_latents(network: BaseAutoencoder, images: list[TrainingImage], seed: int) -> list[torch.Tensor]:
     """Latents as the receiver sees them (u8-quantised): whole frames up to 512 px and random crops."""
+    factor = architecture(network.arch).factor
     inputs = []
     for image in images:
         for frame in image.frames[:2]:
-            height, width = min(512, frame.shape[0]) // 2 * 2, min(512, frame.shape[1]) // 2 * 2
+            height, width = min(512, frame.shape[0]) // factor * factor, min(512, frame.shape[1]) // factor * factor
             inputs.append(torch.from_numpy(np.ascontiguousarray(frame[:height, :width].transpose(2, 0, 1)))[None])
     config = TrainConfig(channels=network.in_channels, noise_share=0.0)
     rng = np.random.default_rng(seed + 1)
@@ -363,15 +361,17 @@ def calibration_latents(network: BaseAutoencoder, images: list[TrainingImage], s
     out = []
     for x in inputs:
         y = network.g_a(x).permute(0, 2, 3, 1).numpy()
-        blob = latent_to_bytes(y, factor=2, original_size=(2 * y.shape[1], 2 * y.shape[2]), tile=TILE)
+        blob = latent_to_bytes(y, factor=factor, original_size=(factor * y.shape[1], factor * y.shape[2]), tile=TILE)
         out.append(torch.from_numpy(latent_from_bytes(blob).values).permute(0, 3, 1, 2))
     return out
 
 
-def measure(model: "registry.LoadedModel", images: list[TrainingImage]) -> list[dict[str, Any]]:
+def measure(model: LoadedModel, images: list[TrainingImage]) -> list[dict[str, Any]]:
     """PSNR (over the normalised range, i.e. the image's range without padding) and SSIM of the
     exact decoder's lossy output, per image, plus latent size and timings."""
     from skimage.metrics import structural_similarity
+
+    from dicomcrypt.quality import psnr_db
 
     rows = []
     for image in images:
@@ -387,7 +387,7 @@ def measure(model: "registry.LoadedModel", images: list[TrainingImage]) -> list[
         ])) if min(frames.shape[1:3]) >= 7 else float("nan")
         rows.append({
             "file": image.name, "size": f"{frames.shape[1]}x{frames.shape[2]}", "frames": int(frames.shape[0]),
-            "psnr_db": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf"), "ssim": ssim,
+            "psnr_db": psnr_db(mse, 1.0), "ssim": ssim,
             "latent_bytes": len(blob), "encode_s": encoded - started, "decode_s": finished - encoded,
         })
     return rows
@@ -415,39 +415,86 @@ def plot_loss_curve(history: History, path: Path, title: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    write_atomic(path, buffer.getvalue(), force=True, mode=registry.MODEL_FILE_MODE)
+    write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
 
 
-def finish_model(meta_path: Path, rows: list[dict[str, Any]]) -> None:
-    """Record the validation measurements in the model's JSON and write its card."""
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["validation"] = rows
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=registry.MODEL_FILE_MODE)
-    card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
-    write_atomic(card_path, model_card(meta, rows).encode("utf-8"), force=True, mode=registry.MODEL_FILE_MODE)
+LOSSLESS_LEVEL_CHOICES = (256, 64, 16, 4, 2)
+
+
+def choose_lossless_levels(model: LoadedModel, paths: Iterable[Path], *, files: int = 6) -> tuple[int, dict[int, int]]:
+    """The latent levels that make the smallest lossless payload over the first frame of (up to
+    ``files`` of) ``paths`` -- training files: the choice is part of training -- and the byte totals.
+
+    Each candidate is measured as the pipeline codes it: the latent at that many levels, plus the
+    pixels coded exactly against the decoder's prediction or on their own, whichever is smaller
+    (:func:`dicomcrypt.codec.residual.encode`). When the pixels alone win, the smallest latent wins.
+    """
+    from dicomcrypt.codec import normalise, residual
+    from dicomcrypt.codec.train_data import Skipped, read_image
+
+    totals = dict.fromkeys(LOSSLESS_LEVEL_CHOICES, 0)
+    used = 0
+    for path in paths:
+        read = read_image(path)
+        if isinstance(read, Skipped) or read[1].shape[-1] != model.info.channels or read[1].dtype.kind not in "iu":
+            continue
+        _ds, pixels, padding = read
+        pixels = pixels[:1]
+        norm = normalise.fit(pixels, padding)
+        mask = normalise.padding_mask(pixels, norm)
+        for levels in LOSSLESS_LEVEL_CHOICES:
+            blob = model.encode(normalise.to_unit(pixels, norm), levels=levels)
+            prediction = normalise.from_unit(model.decode(blob), norm, pixels.dtype)
+            if mask is not None:
+                prediction[mask] = norm.padding
+            totals[levels] += len(blob) + len(residual.encode(pixels, prediction)[0])
+        used += 1
+        if used == files:
+            break
+    return min(totals, key=lambda levels: totals[levels]), totals
+
+
+def finish_model(meta_path: Path, rows: list[dict[str, Any]], **fields: Any) -> None:
+    """Record the validation measurements (and any other ``fields``, e.g. ``evaluation``: rows
+    measured on held-out files) in the model's JSON and write its card."""
+    meta = update_metadata(meta_path, validation=rows, **fields)
+    write_card(meta_path, meta, model_card(meta, rows))
 
 
 def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """A site model's card: what it is, what it was trained on, how good it is on validation."""
+    """A model's card: what it is, what it was trained on, how good it is on validation (and on
+    held-out files when the metadata records an ``evaluation``)."""
     training = meta.get("training", {})
     config = training.get("config", {})
+    levels = meta.get("lossless_latent_levels")
     lines = [
         f"# Model card: `{meta['model_id']}`",
         "",
-        f"Architecture `{meta['arch']}`, {meta['channels']} channel(s); weights `{meta['weights']}`, "
-        f"SHA-256 `{meta['sha256']}` (checked at every load). Trained by `dicomcrypt train`.",
+        f"Architecture `{meta['arch']}` ({architecture(meta['arch']).summary}), {meta['channels']} channel(s); "
+        f"weights `{meta['weights']}`, SHA-256 `{meta['sha256']}` (checked at every load). "
+        f"Trained by {training.get('trained_by', '`dicomcrypt train`')}.",
         "",
         "## Training",
         "",
         f"- {config.get('steps')} steps, seed {config.get('seed')}, {training.get('seconds')} s on {training.get('device')}; "
+        f"starting from the `{config.get('init')}` initialisation; "
         f"Adam, one-cycle schedule peaking at {config.get('learning_rate')}; random crops of "
         f"{', '.join(str(c) for c in config.get('crop_sizes', []))} px; {config.get('noise_share', 0) * 100:.0f} % of "
-        "crops given one of the four noise types of `dicomcrypt.noise` (clean target).",
+        f"crops given {_noise_words(config)} of `dicomcrypt.noise` (clean target).",
         f"- Split by study: {training.get('train_groups')} studies for training "
         f"({len(training.get('train_files', []))} files), {training.get('validation_groups')} for validation "
         f"({len(training.get('validation_files', []))} files); {training.get('skipped', 0)} files skipped.",
+    ]
+    if training.get("held_out"):
+        lines.append(f"- Held out, never trained on: {training['held_out']}.")
+    lines += [
         f"- Final training MSE (EMA) {training.get('final_train_mse_ema') or float('nan'):.3e}, validation MSE "
-        f"{training.get('final_validation_mse') or float('nan'):.3e} (float network, [0, 1] scale). Curve: `loss.png`.",
+        f"{training.get('final_validation_mse') or float('nan'):.3e} (float network, [0, 1] scale). "
+        f"Curve: `{training.get('loss_curve', 'loss.png')}`.",
+    ]
+    if levels is not None:
+        lines.append(f"- Lossless-mode latent: {levels} levels, the smallest lossless payload over training files.")
+    lines += [
         "",
         "## Validation quality (lossy mode, exact decoder, 8-bit latent)",
         "",
@@ -462,6 +509,44 @@ def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                      f"| {r['latent_bytes']:,} | {r['encode_s']:.3f} s | {r['decode_s']:.3f} s |")
     if not rows:
         lines.append("| (no validation images: one study only, or --validation-share 0) | | | | | | |")
+    lines += _held_out_section(meta.get("evaluation") or [])
     lines += ["", "The lossless mode is exact with any model; this model's quality decides the lossy output and "
               "the size of the lossless residual.", ""]
     return "\n".join(lines)
+
+
+def _held_out_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The card's table of held-out files, rows as ``dicomcrypt evaluate`` measures them."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Held-out quality (lossy mode, through the envelope, as `dicomcrypt evaluate` measures it)",
+        "",
+        "On the restored stored integers: PSNR over the original's range (max - min) and over its bit depth, "
+        "SSIM over the range; for CT the mean absolute error in the brain window (C40/W100). Payloads as "
+        "`encrypt_instance` seals them.",
+        "",
+        "| file | size | PSNR (range) | PSNR (bits) | SSIM | CT window MAE | latent bytes | lossless / standard payload |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        window = f"{r['window_mae_hu']:.1f} HU" if r.get("window_mae_hu") is not None else "-"
+        lines.append(
+            f"| {r['file']} ({r['modality']}) | {r['size']} | {r['psnr_range_db']:.2f} dB | {r['psnr_bits_db']:.2f} dB "
+            f"| {r['ssim']:.4f} | {window} | {r['latent_bytes']:,} "
+            f"| {r['lossless_payload_bytes']:,} / {r['standard_payload_bytes']:,} |")
+    return lines
+
+
+def _noise_words(config: dict[str, Any]) -> str:
+    """'one of the four noise types', or which were drawn how often and how their loss was weighted."""
+    kinds = list(config.get("noise_kinds") or TrainConfig.noise_kinds)
+    if sorted(kinds) == sorted(TrainConfig.noise_kinds):
+        words = "one of the four noise types"
+    else:
+        counts = {kind: kinds.count(kind) for kind in dict.fromkeys(kinds)}
+        words = "noise drawn from " + ", ".join(
+            kind.replace("_", " ") + (f" ({count}x as often)" if count > 1 else "") for kind, count in counts.items())
+    weight = config.get("noise_loss_weight", 1.0)
+    return words + (f" (their MSE weighted {weight:g} against a clean crop's)" if weight != 1.0 else "")

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,39 +50,30 @@ def collect(
 ) -> tuple[list[TrainingImage], list[Skipped]]:
     """Read every usable image among ``paths``: ``channels`` samples, ``modality`` if given.
 
-    ``exclude``: file-name prefixes never used (held-out evaluation files). Palette colour goes
+    ``exclude``: file-name prefixes of held-out evaluation files. They are never used, and neither
+    is any other file of their study or holding one of their frames (the same image stored under
+    another name or transfer syntax), so an evaluation never measures memory. Palette colour goes
     through its lookup table; 1-bit, float and 32-bit data are skipped (the codec never sees them).
     """
-    import pydicom
-
-    from dicomcrypt import dicom
-
+    paths = list(paths)
+    held_out = [path for path in paths if Path(path).name.startswith(exclude)] if exclude else []
+    held_studies, held_frames = _identity(held_out)
+    skip = set(held_out)
     images: list[TrainingImage] = []
-    skipped: list[Skipped] = []
+    skipped: list[Skipped] = [Skipped(str(path), "held out") for path in held_out]
     seen: set[str] = set()
     for path in paths:
+        if path in skip:
+            continue
         name = str(path)
-        if Path(path).name.startswith(exclude):
-            skipped.append(Skipped(name, "held out"))
+        read = read_image(path, modality)
+        if isinstance(read, Skipped):
+            skipped.append(read)
             continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path)
-                if modality and str(ds.get("Modality", "")).upper() != modality.upper():
-                    skipped.append(Skipped(name, f"modality {ds.get('Modality', '?')}"))
-                    continue
-                if "PixelData" not in ds:
-                    skipped.append(Skipped(name, "no pixel data"))
-                    continue
-                frames, fmt = dicom.read_frames(ds)
-        except Exception as exc:  # noqa: BLE001 -- any unreadable file is skipped and reported
-            skipped.append(Skipped(name, f"unreadable ({type(exc).__name__})"))
-            continue
-        if fmt.is_palette:
-            frames = _through_palette(ds, frames)
-        elif not fmt.model_ready:
-            skipped.append(Skipped(name, "pixel format the model does not serve"))
+        ds, frames, padding = read
+        digests = [_digest(frame) for frame in frames]
+        if held_studies & {str(getattr(ds, "StudyInstanceUID", "") or "")} or held_frames.intersection(digests):
+            skipped.append(Skipped(name, "same study or pixels as a held-out file"))
             continue
         if frames.shape[-1] != channels:
             skipped.append(Skipped(name, f"{frames.shape[-1]} samples per pixel"))
@@ -90,10 +82,10 @@ def collect(
             skipped.append(Skipped(name, f"smaller than {MIN_SIDE} px"))
             continue
         if frames.shape[0] > MAX_FRAMES_PER_FILE:
-            frames = frames[np.linspace(0, frames.shape[0] - 1, MAX_FRAMES_PER_FILE).round().astype(int)]
+            chosen = np.linspace(0, frames.shape[0] - 1, MAX_FRAMES_PER_FILE).round().astype(int)
+            frames, digests = frames[chosen], [digests[i] for i in chosen]
         keep = []
-        for index, frame in enumerate(frames):
-            digest = hashlib.sha256(np.ascontiguousarray(frame).tobytes()).hexdigest()
+        for index, digest in enumerate(digests):
             if digest not in seen:
                 seen.add(digest)
                 keep.append(index)
@@ -101,9 +93,53 @@ def collect(
             skipped.append(Skipped(name, "duplicate pixels"))
             continue
         frames = frames[keep]
-        norm = normalise.fit(frames, fmt.padding_value)
+        norm = normalise.fit(frames, padding)
         images.append(TrainingImage(Path(path).name, _group(ds, name), normalise.to_unit(frames, norm)))
     return images, skipped
+
+
+def read_image(path: Path, modality: str | None = None) -> tuple[Any, np.ndarray, int | None] | Skipped:
+    """``(dataset, frames, padding value)`` as the codec sees them (palette through its LUT), or why not."""
+    import pydicom
+
+    from dicomcrypt import dicom
+
+    name = str(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path)
+            if modality and str(ds.get("Modality", "")).upper() != modality.upper():
+                return Skipped(name, f"modality {ds.get('Modality', '?')}")
+            if "PixelData" not in ds:
+                return Skipped(name, "no pixel data")
+            frames, fmt = dicom.read_frames(ds)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable file is skipped and reported
+        return Skipped(name, f"unreadable ({type(exc).__name__})")
+    if fmt.is_palette:
+        return ds, _through_palette(ds, frames), fmt.padding_value
+    if not fmt.model_ready:
+        return Skipped(name, "pixel format the model does not serve")
+    return ds, frames, fmt.padding_value
+
+
+def _identity(paths: list[Path]) -> tuple[set[str], set[str]]:
+    """Study UIDs and frame digests of the held-out files, to keep their copies out too."""
+    studies: set[str] = set()
+    frames: set[str] = set()
+    for path in paths:
+        read = read_image(path)
+        if isinstance(read, Skipped):
+            continue
+        ds, pixels, _padding = read
+        studies.add(str(getattr(ds, "StudyInstanceUID", "") or ""))
+        frames.update(_digest(frame) for frame in pixels)
+    studies.discard("")
+    return studies, frames
+
+
+def _digest(frame: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frame).tobytes()).hexdigest()
 
 
 def split_by_group(

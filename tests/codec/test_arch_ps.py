@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from dicomcrypt.codec import fixed_point, registry
-from dicomcrypt.codec.arch_ps import PLAN, ShuffleAutoencoder
+from dicomcrypt.codec.arch.paper import PaperAutoencoder
+from dicomcrypt.codec.arch.ps import PLAN, ShuffleAutoencoder
+from dicomcrypt.codec.export import write_model
 from dicomcrypt.codec.fixed_point import FixedPointDecoder
-from dicomcrypt.codec.model import PaperAutoencoder
+from dicomcrypt.errors import TrainingError
 from helpers.fixed_point_reference import reference_decode
 
 
@@ -59,7 +61,7 @@ def test_exact_decoder_stays_close_to_the_float_decoder() -> None:
 
 def test_written_model_loads_and_tiles_to_the_same_bits(tmp_path) -> None:
     net, state = _network(1)
-    meta_path = registry.write_model(net, state, tmp_path, "model", "ps-test@1", card="card\n")
+    meta_path = write_model(net, state, tmp_path, "model", "ps-test@1", card="card\n")
     registry.clear_cache()
     try:
         model = registry.load_model(str(tmp_path))
@@ -85,7 +87,7 @@ def test_lossless_mode_uses_the_models_coarse_latent_and_stays_exact(tmp_path) -
     from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
     net, state = _network(1)
-    registry.write_model(net, state, tmp_path, "model", "ps-levels@1", {"lossless_latent_levels": 4})
+    write_model(net, state, tmp_path, "model", "ps-levels@1", {"lossless_latent_levels": 4})
     registry.clear_cache()
     try:
         model = registry.load_model(str(tmp_path))
@@ -120,7 +122,7 @@ def _haar3(x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_haar_init_is_the_three_band_haar_code(channels: int) -> None:
-    from dicomcrypt.codec.arch_ps import LUMA, haar_init_
+    from dicomcrypt.codec.arch.ps import LUMA, haar_init_
 
     torch.manual_seed(0)
     net = haar_init_(ShuffleAutoencoder(channels, width=16)).eval()
@@ -135,7 +137,7 @@ def test_haar_init_is_the_three_band_haar_code(channels: int) -> None:
 
 
 def test_haar_init_survives_the_fixed_point_export() -> None:
-    from dicomcrypt.codec.arch_ps import haar_init_
+    from dicomcrypt.codec.arch.ps import haar_init_
 
     torch.manual_seed(1)
     net = haar_init_(ShuffleAutoencoder(1, width=32)).eval()
@@ -153,5 +155,5 @@ def test_training_starts_ps_ae_from_haar_by_default() -> None:
 
     assert training.resolved_init(training.TrainConfig()) == "haar"
     assert training.resolved_init(training.TrainConfig(arch="paper-ae")) == "random"
-    with pytest.raises(training.TrainingError):
+    with pytest.raises(TrainingError):
         training.resolved_init(training.TrainConfig(arch="paper-ae", init="haar"))

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from dicomcrypt.codec import fixed_point
-from dicomcrypt.codec.fixed_point import LAYERS, FixedPointDecoder
-from dicomcrypt.codec.model import PaperAutoencoder, conv_transpose_as_conv
+from dicomcrypt.codec.arch.paper import PLAN, PaperAutoencoder
+from dicomcrypt.codec.fixed_point import FixedPointDecoder, conv_transpose_as_conv
 from dicomcrypt.codec.registry import load_model
 from dicomcrypt.errors import ModelError
 from helpers.fixed_point_reference import reference_decode
@@ -26,17 +26,17 @@ def state() -> dict:
 
 
 def _reference(state: dict, latent: np.ndarray) -> np.ndarray:
-    return reference_decode(state, latent, LAYERS)
+    return reference_decode(state, latent, PLAN)
 
 
 def test_matches_the_conv2d_reference_bit_for_bit(state: dict) -> None:
     latent = np.random.default_rng(0).normal(0, 2, size=(23, 17, 3))
-    decoder = FixedPointDecoder.from_state(state)
+    decoder = FixedPointDecoder.from_state(state, plan=PLAN)
     assert np.array_equal(decoder(latent), _reference(state, latent))
 
 
 def test_a_session_reused_across_tile_shapes_gives_the_same_bits(state: dict) -> None:
-    decoder = FixedPointDecoder.from_state(state)
+    decoder = FixedPointDecoder.from_state(state, plan=PLAN)
     session = decoder.session()
     rng = np.random.default_rng(1)
     tiles = [rng.normal(0, 2, size=shape) for shape in ((12, 9, 3), (5, 20, 3), (12, 9, 3), (1, 1, 3))]
@@ -46,13 +46,13 @@ def test_a_session_reused_across_tile_shapes_gives_the_same_bits(state: dict) ->
 
 def test_hostile_latent_saturates_but_stays_exact(state: dict) -> None:
     latent = np.random.default_rng(2).normal(0, 1e12, size=(9, 9, 3))
-    out = FixedPointDecoder.from_state(state)(latent)
+    out = FixedPointDecoder.from_state(state, plan=PLAN)(latent)
     assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
     assert np.array_equal(out, _reference(state, latent))
 
 
 def test_exported_weights_respect_the_bounds(state: dict) -> None:
-    for name, _kernel, _relu, _upsample in LAYERS:
+    for name, _kernel, _relu, _upsample in PLAN:
         layer = state["layers"][name]
         assert int(layer["weight"].abs().max()) <= fixed_point.WEIGHT_LIMIT
         assert int(layer["bias"].abs().max()) <= fixed_point.BIAS_LIMIT
@@ -72,7 +72,7 @@ def test_state_breaking_the_bounds_is_refused(state: dict, edit, message: str) -
     broken = copy.deepcopy(state)
     edit(broken)
     with pytest.raises(ModelError, match=message):
-        FixedPointDecoder.from_state(broken)
+        FixedPointDecoder.from_state(broken, plan=PLAN)
 
 
 def test_export_of_a_fresh_network_is_close_to_float() -> None:
@@ -81,7 +81,7 @@ def test_export_of_a_fresh_network_is_close_to_float() -> None:
     with torch.no_grad():
         net.g_s.out.bias.fill_(0.5)
     latent = net.g_a(torch.rand(1, 1, 24, 24)).detach()
-    decoder = FixedPointDecoder.from_state(fixed_point.export_state(net.g_s, fixed_point.calibrate(net.g_s, [latent])))
+    decoder = FixedPointDecoder.from_state(fixed_point.export_state(net.g_s, fixed_point.calibrate(net.g_s, [latent])), plan=PLAN)
     exact = decoder(latent[0].permute(1, 2, 0).double().numpy())
     with torch.no_grad():
         floating = net.g_s.double()(latent.double()).clamp(0, 1)[0].permute(1, 2, 0).numpy()

@@ -14,7 +14,8 @@ import torch
 from pydicom.data import get_testdata_file
 
 from dicomcrypt.codec import normalise
-from dicomcrypt.codec.registry import LoadedModel, load_model
+from dicomcrypt.codec.registry import load_model
+from dicomcrypt.codec.runtime import LoadedModel
 from dicomcrypt.errors import ModelError
 
 

@@ -17,6 +17,7 @@ from dicomcrypt.codec import registry
 from dicomcrypt.codec import train as training
 from dicomcrypt.codec.train_data import TrainingImage, collect, split_by_group
 from dicomcrypt.crypto import Key
+from dicomcrypt.errors import TrainingError
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
 
@@ -80,7 +81,7 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
     config = training.TrainConfig(steps=2, pixels_per_batch=4 * 32 * 32, crop_sizes=(32,))
     images = _images(2, 1)
     training.train(config, images, [], tmp_path, device=torch.device("cpu"))
-    with pytest.raises(training.TrainingError, match="another run"):
+    with pytest.raises(TrainingError, match="another run"):
         training.train(config, images[:1], [], tmp_path, device=torch.device("cpu"))
 
 
@@ -126,5 +127,12 @@ def test_recipe_follows_the_starting_point_and_takes_overrides() -> None:
     assert (random_start.learning_rate, random_start.noise_loss_weight) == (3e-3, 1.0)
     assert training.TrainConfig.recipe("paper-ae").learning_rate == 3e-3
     assert training.TrainConfig.recipe("ps-ae", steps=7, learning_rate=1e-3).steps == 7
-    with pytest.raises(training.TrainingError, match="not available for paper-ae"):
+    with pytest.raises(TrainingError, match="not available for paper-ae"):
         training.TrainConfig.recipe("paper-ae", "haar")
+
+
+def test_cli_train_refuses_an_init_the_architecture_does_not_offer(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--arch", "paper-ae", "--init", "haar"])
+    assert code == 2 and "not available for paper-ae" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -26,17 +26,19 @@ The Keras "Dense" layers of the paper act on the last (channel) axis, so they ar
 convolutions. ConvTranspose 3x3 with stride 1 and "same" padding is the same operation as a
 3x3 convolution with flipped, transposed weights; we keep ConvTranspose for fidelity to the
 paper and convert when building the fixed-point decoder. The network is fully convolutional:
-any size works once padded to a multiple of :data:`DOWNSAMPLE` (see :func:`pad_to_multiple`).
+any size works once padded to a multiple of :data:`FACTOR` (:func:`dicomcrypt.codec.tiling.pad_to_multiple`).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-ARCH = "paper-ae"
-DOWNSAMPLE = 2
+from dicomcrypt.codec.arch import Architecture
+from dicomcrypt.codec.arch.base import BaseAutoencoder
+
+NAME = "paper-ae"
+FACTOR = 2
 LATENT_CHANNELS = 3
 
 # The exact decoder's recipe (dicomcrypt.codec.fixed_point): (layer, kernel, ReLU after it, then
@@ -56,7 +58,7 @@ class Encoder(nn.Module):
     def __init__(self, in_channels: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1)
-        self.pool = nn.MaxPool2d(2)
+        self.pool = nn.MaxPool2d(FACTOR)
         self.conv2 = nn.Conv2d(64, 64, 3, padding=1)
         self.conv3 = nn.Conv2d(64, 32, 3, padding=1)
         self.dense = nn.Conv2d(32, LATENT_CHANNELS, 1)
@@ -77,7 +79,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.dense = nn.Conv2d(LATENT_CHANNELS, LATENT_CHANNELS, 1)
         self.deconv1 = nn.ConvTranspose2d(LATENT_CHANNELS, 32, 3, padding=1)
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up = nn.Upsample(scale_factor=FACTOR, mode="nearest")
         self.deconv2 = nn.ConvTranspose2d(32, 64, 3, padding=1)
         self.deconv3 = nn.ConvTranspose2d(64, 64, 3, padding=1)
         self.out = nn.ConvTranspose2d(64, out_channels, 3, padding=1)
@@ -90,42 +92,10 @@ class Decoder(nn.Module):
         return self.out(x)
 
 
-class BaseAutoencoder(nn.Module):
-    """What every architecture offers: ``g_a``, ``g_s`` (whose ``PLAN`` the exact decoder follows),
-    ``in_channels``, ``arch``, and ``from_state_dict`` to rebuild from saved weights."""
-
-    arch = ""
-    g_a: nn.Module
-    g_s: nn.Module
-
-    def __init__(self, in_channels: int = 1) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 (grey) or 3 (colour), not {in_channels}")
-        self.in_channels = in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training forward pass: unclamped reconstruction of an even-sized batch."""
-        return self.g_s(self.g_a(x))
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "BaseAutoencoder":
-        """Rebuild from saved weights; each architecture reads its own sizes from them."""
-        raise TypeError(f"{cls.__name__} is a base class: load weights through an architecture's class")
-
-    @torch.inference_mode()
-    def reconstruct(self, image: np.ndarray) -> np.ndarray:
-        """Float reference round trip of one ``(H, W, C)`` image, untiled, clamped to [0, 1]."""
-        padded, (height, width) = pad_to_multiple(image), image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32)).permute(2, 0, 1)[None]
-        y = self(x).clamp_(0.0, 1.0)
-        return y[0].permute(1, 2, 0).numpy()[:height, :width]
-
-
 class PaperAutoencoder(BaseAutoencoder):
     """Encoder and decoder together, for training and for the float reference path."""
 
-    arch = ARCH
+    arch = NAME
 
     def __init__(self, in_channels: int = 1) -> None:
         super().__init__(in_channels)
@@ -141,19 +111,21 @@ class PaperAutoencoder(BaseAutoencoder):
         return model
 
 
-def pad_to_multiple(image: np.ndarray, multiple: int = DOWNSAMPLE) -> np.ndarray:
-    """Edge-replicate ``(H, W, C)`` up to a multiple of ``multiple``; callers crop back.
-
-    Replicating the edge (rather than zeros) keeps the border of the image in the statistics the
-    model was trained on, so the cropped-off row or column does not leak an artificial edge.
-    """
-    height, width = image.shape[:2]
-    extra_h, extra_w = (-height) % multiple, (-width) % multiple
-    if not (extra_h or extra_w):
-        return image
-    return np.pad(image, ((0, extra_h), (0, extra_w), (0, 0)), mode="edge")
+def build(channels: int, init: str = "random", width: int = 0) -> PaperAutoencoder:
+    """A fresh, randomly initialised network; the paper fixes the widths (``width`` is not used)."""
+    if init != "random":
+        raise ValueError(f"{NAME} starts from a random init only, not {init!r}")
+    return PaperAutoencoder(channels)
 
 
-def conv_transpose_as_conv(weight: torch.Tensor) -> torch.Tensor:
-    """Weights of a stride-1 ConvTranspose2d ``(in, out, k, k)`` as Conv2d weights ``(out, in, k, k)``."""
-    return weight.flip(2, 3).transpose(0, 1).contiguous()
+ARCHITECTURE = Architecture(
+    name=NAME,
+    summary="the paper's autoencoder (Alslman et al. 2022, Table 2): 64-channel layers at full resolution",
+    factor=FACTOR,
+    latent_channels=LATENT_CHANNELS,
+    inits=("random",),
+    default_init="random",
+    lossless_levels=256,
+    network=PaperAutoencoder,
+    build=build,
+)

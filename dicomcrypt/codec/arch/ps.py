@@ -1,6 +1,6 @@
 """A fast autoencoder with the paper's latent shape: pixel (un)shuffle instead of full-resolution layers.
 
-The paper's network (:mod:`dicomcrypt.codec.model`) spends almost all of its time in three 64-channel
+The paper's network (:mod:`dicomcrypt.codec.arch.paper`) spends almost all of its time in three 64-channel
 3x3 convolutions at *full* resolution in the decoder and one in the encoder. Here every convolution
 runs at the latent's half resolution: the encoder folds each 2x2 block into channels
 (``PixelUnshuffle``), the decoder predicts the four pixels of each block as channels and unfolds them
@@ -32,9 +32,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dicomcrypt.codec.model import DOWNSAMPLE, LATENT_CHANNELS, BaseAutoencoder
+from dicomcrypt.codec.arch import Architecture
+from dicomcrypt.codec.arch.base import BaseAutoencoder
 
-ARCH = "ps-ae"
+NAME = "ps-ae"
+FACTOR = 2  # the paper's latent shape: 3 x H/2 x W/2
+LATENT_CHANNELS = 3
 DEFAULT_WIDTH = 32
 
 # The exact decoder's recipe (see dicomcrypt.codec.fixed_point): (layer, kernel, ReLU after, then).
@@ -50,8 +53,8 @@ class ShuffleEncoder(nn.Module):
 
     def __init__(self, in_channels: int = 1, width: int = DEFAULT_WIDTH) -> None:
         super().__init__()
-        self.unshuffle = nn.PixelUnshuffle(DOWNSAMPLE)
-        self.conv1 = nn.Conv2d(in_channels * DOWNSAMPLE**2, width, 3, padding=1)
+        self.unshuffle = nn.PixelUnshuffle(FACTOR)
+        self.conv1 = nn.Conv2d(in_channels * FACTOR**2, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.dense = nn.Conv2d(width, LATENT_CHANNELS, 1)
 
@@ -70,8 +73,8 @@ class ShuffleDecoder(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(LATENT_CHANNELS, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-        self.out = nn.Conv2d(width, out_channels * DOWNSAMPLE**2, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(DOWNSAMPLE)
+        self.out = nn.Conv2d(width, out_channels * FACTOR**2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(FACTOR)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(y))
@@ -82,7 +85,7 @@ class ShuffleDecoder(nn.Module):
 class ShuffleAutoencoder(BaseAutoencoder):
     """Encoder and decoder together; ``width`` is read back from saved weights."""
 
-    arch = ARCH
+    arch = NAME
 
     def __init__(self, in_channels: int = 1, width: int = DEFAULT_WIDTH) -> None:
         super().__init__(in_channels)
@@ -92,7 +95,7 @@ class ShuffleAutoencoder(BaseAutoencoder):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "ShuffleAutoencoder":
-        in_channels = int(state["g_a.conv1.weight"].shape[1]) // DOWNSAMPLE**2
+        in_channels = int(state["g_a.conv1.weight"].shape[1]) // FACTOR**2
         model = cls(in_channels, width=int(state["g_a.conv1.weight"].shape[0]))
         model.load_state_dict(state)
         return model
@@ -101,7 +104,6 @@ class ShuffleAutoencoder(BaseAutoencoder):
 # ---------------------------------------------------------------------------------------------
 # Haar initialisation
 
-INITS = ("random", "haar")
 # Luma weights (ITU-R BT.601) for the colour model's Haar init: one latent triple per 2x2 block
 # cannot hold three channels' detail, and the colour images we see (ultrasound) are mostly grey.
 LUMA = (0.299, 0.587, 0.114)
@@ -180,3 +182,25 @@ def _pass_through_(conv: nn.Conv2d, leak: float) -> None:
     for index in range(6):
         conv.weight[index, index] = 0.0
         conv.weight[index, index, 1, 1] = 1.0
+
+
+def build(channels: int, init: str = "haar", width: int = DEFAULT_WIDTH) -> ShuffleAutoencoder:
+    """A fresh network: the 3-band Haar code (:func:`haar_init_`, the default), which training
+    refines, or a random init."""
+    if init not in ARCHITECTURE.inits:
+        raise ValueError(f"{NAME} starts from one of {ARCHITECTURE.inits}, not {init!r}")
+    network = ShuffleAutoencoder(channels, width=width)
+    return haar_init_(network) if init == "haar" else network
+
+
+ARCHITECTURE = Architecture(
+    name=NAME,
+    summary="the pixel-shuffle autoencoder: the paper's latent shape, every convolution at half resolution",
+    factor=FACTOR,
+    latent_channels=LATENT_CHANNELS,
+    inits=("haar", "random"),
+    default_init="haar",
+    lossless_levels=256,
+    network=ShuffleAutoencoder,
+    build=build,
+)
