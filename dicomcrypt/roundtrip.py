@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from dicomcrypt import dicom, quality
 from dicomcrypt.crypto import Key
 from dicomcrypt.errors import DicomCryptError
-from dicomcrypt.files import iter_dicom_inputs
+from dicomcrypt.files import dicom_to_bytes, iter_dicom_inputs
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
 
@@ -73,13 +73,13 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
     try:
         started = time.perf_counter()
         sealed = encrypt_instance(original, key=key, mode=mode)
-        sealed_bytes = _to_bytes(sealed.dataset)
+        sealed_bytes = dicom_to_bytes(sealed.dataset)
         encrypt_s = time.perf_counter() - started
         if sealed.action == "passed through":
             return RoundTripRow(action=sealed.action, note=sealed.note, encrypted_bytes=len(sealed_bytes), **base)
         started = time.perf_counter()
         restored = decrypt_instance(pydicom.dcmread(io.BytesIO(sealed_bytes)), keys=[key])
-        restored_ds = pydicom.dcmread(io.BytesIO(_to_bytes(restored.dataset)))
+        restored_ds = pydicom.dcmread(io.BytesIO(dicom_to_bytes(restored.dataset)))
         restore_s = time.perf_counter() - started
         before, fmt = dicom.read_frames(original)
         after, _ = dicom.read_frames(restored_ds)
@@ -105,12 +105,6 @@ def ct_rescale(ds: Dataset) -> tuple[float, float] | None:
     if ds.get("Modality") != "CT":
         return None
     return float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-
-
-def _to_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def format_row(row: RoundTripRow) -> str:

@@ -26,6 +26,8 @@ from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 from dicomcrypt.quality import compare
 
+pytestmark = pytest.mark.slow  # corpus-wide round trips
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_dicom"
 KEY = Key.from_bytes(bytes(range(32)))
 

@@ -164,7 +164,8 @@ def _receiver_config(args: argparse.Namespace) -> Any:
     from dicomcrypt.crypto import KeyRing
     from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scp import ReceiverConfig
-    from dicomcrypt.net.tls import TLSConfigError, client_context, server_context
+    from dicomcrypt.errors import TLSConfigError
+    from dicomcrypt.net.tls import client_context, server_context
 
     merge_config(args, "serve", SETTINGS)
     for name, value in _DEFAULTS.items():

@@ -302,11 +302,3 @@ def check_permissions(path: Path, mode: int, what: str = "key file") -> None:
     logger.warning(message)
     warnings.warn(message, InsecureKeyFileWarning, stacklevel=4)
 
-
-def __getattr__(name: str) -> object:
-    # KeyRing moved to crypto.keyring (it holds recipient keys too); old imports keep working.
-    if name == "KeyRing":
-        from dicomcrypt.crypto.keyring import KeyRing
-
-        return KeyRing
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

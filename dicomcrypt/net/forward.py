@@ -22,32 +22,16 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import ForwardRefusedError, ForwardUnreachableError
 from dicomcrypt.net.address import Peer
 
-__all__ = ["ForwardError", "ForwardRefusedError", "ForwardUnreachableError", "Forwarder"]
+__all__ = ["Forwarder"]
 
 LOG = logging.getLogger("dicomcrypt.net.forward")
 
 _NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128
 _SUCCESS_OR_WARNING = frozenset({0x0000, 0x0001, 0x0107, 0x0116})
-
-
-class ForwardError(DicomCryptError):
-    """Forwarding to the downstream peer failed; the upstream sender should retry."""
-
-
-class ForwardUnreachableError(ForwardError):
-    """No association with the downstream peer (refused, rejected, timed out, aborted)."""
-
-
-class ForwardRefusedError(ForwardError):
-    """The downstream peer answered the C-STORE with a failure status."""
-
-    def __init__(self, peer: Peer, status: int) -> None:
-        self.status = status
-        super().__init__(f"{peer.ae_title} answered 0x{status:04X}")
 
 
 class Forwarder:
@@ -90,7 +74,7 @@ class Forwarder:
                 if status is not None:
                     if status in _SUCCESS_OR_WARNING or 0xB000 <= status <= 0xBFFF:
                         return int(status)
-                    raise ForwardRefusedError(self.peer, int(status))
+                    raise ForwardRefusedError(self.peer.ae_title, int(status))
                 self._drop()
                 if fresh or attempt == 2:
                     raise ForwardUnreachableError(f"forward to {self.peer}: {reason}")

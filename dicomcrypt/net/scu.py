@@ -35,13 +35,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from dicomcrypt.crypto import Key, KeyRing, Recipient
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import AssociationError
 from dicomcrypt.net.address import Peer
 from dicomcrypt.net.contexts import NATIVE, ContextRequest, plan_groups
 from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, SealJob, Unsendable, plan
 from dicomcrypt.net.send_report import InstanceResult, SendReport
 
-__all__ = ["AssociationError", "DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
+__all__ = ["DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for a C-STORE answer: the receiving node restores (decodes) before it
@@ -50,10 +50,6 @@ CONNECT_TIMEOUT = 30.0
 """Seconds for TCP connect and association negotiation (ACSE)."""
 _RETRY_PAUSE = 1.0
 _OUT_OF_RESOURCES = range(0xA700, 0xA800)
-
-
-class AssociationError(DicomCryptError):
-    """The peer could not be reached, refused the association, or the TLS handshake failed."""
 
 
 # --------------------------------------------------------------------------- associations

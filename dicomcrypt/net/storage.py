@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydicom
-from pydicom.dataset import Dataset
 
-from dicomcrypt.errors import DicomCryptError, OutputExistsError
+from dicomcrypt.errors import DuplicateConflictError, OutputExistsError
 from dicomcrypt.files import write_bytes_atomic
 
 __all__ = [
     "DUPLICATE_POLICIES",
-    "DuplicateConflictError",
     "DuplicatePolicy",
     "Quarantine",
-    "encode_part10",
     "file_instance",
     "instance_path",
     "safe_uid",
@@ -48,14 +45,6 @@ stays. ``replace``: the new copy replaces the filed one, which moves to ``quaran
 Either way an identical copy is answered success without rewriting the file."""
 
 _UID_UNSAFE = re.compile(r"[^0-9.]")
-
-
-class DuplicateConflictError(DicomCryptError):
-    """The SOP Instance UID is already filed with different content (policy ``keep-first``)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"SOP Instance UID already filed with other content: {path.name}")
 
 
 def safe_uid(uid: str | None, fallback: str) -> str:
@@ -76,13 +65,6 @@ def instance_path(out: Path, study_uid: str, series_uid: str, sop_instance_uid: 
         / safe_uid(series_uid, "unknown-series")
         / f"{safe_uid(sop_instance_uid, 'unknown-instance')}.dcm"
     )
-
-
-def encode_part10(ds: Dataset) -> bytes:
-    """``ds`` as the bytes of a DICOM Part 10 file (File Meta Information completed)."""
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def _same_content(path: Path, data: bytes) -> bool:

@@ -27,10 +27,16 @@ from pydicom.uid import ExplicitVRLittleEndian, UID
 from dicomcrypt import dicom
 from dicomcrypt.dicom.encoding import is_big_endian, set_transfer_syntax
 from dicomcrypt.envelope import instance_binding, open_envelope, read_header
-from dicomcrypt.errors import NotDicomError, NotEncryptedError
+from dicomcrypt.errors import (
+    DuplicateConflictError,
+    ForwardRefusedError,
+    ForwardUnreachableError,
+    NotDicomError,
+    NotEncryptedError,
+)
+from dicomcrypt.files import dicom_to_bytes
 from dicomcrypt.net import status as st
-from dicomcrypt.net.forward import ForwardRefusedError, ForwardUnreachableError
-from dicomcrypt.net.storage import DuplicateConflictError, Quarantine, encode_part10, file_instance, instance_path
+from dicomcrypt.net.storage import Quarantine, file_instance, instance_path
 
 if TYPE_CHECKING:
     from dicomcrypt.net.forward import Forwarder
@@ -117,7 +123,7 @@ class StoreHandler:
 
             restored = decrypt_instance(ds, keys=config.keys).dataset
             _normalise_encoding(restored)
-            outcome, data, filed, mode = "restored", encode_part10(restored), restored, _mode_of(info)
+            outcome, data, filed, mode = "restored", dicom_to_bytes(restored), restored, _mode_of(info)
             uids = _uid_fields(restored)  # a lossy restore is a new instance with a new UID
 
         path = None

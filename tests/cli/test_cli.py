@@ -143,6 +143,7 @@ def test_encrypt_inspect_decrypt_tree(tmp_path, key, capsys):
     assert _hashes(src) == before  # inputs never modified
 
 
+@pytest.mark.slow
 def test_parallel_jobs(tmp_path, key, capsys):
     key_path, _ = key
     src = _make_tree(tmp_path / "in", text_file=False)

@@ -19,6 +19,8 @@ from dicomcrypt.codec.train_data import TrainingImage, collect, split_by_group
 from dicomcrypt.crypto import Key
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
+pytestmark = pytest.mark.slow  # trains models
+
 
 def _images(groups: int, per_group: int) -> list[TrainingImage]:
     rng = np.random.default_rng(0)

@@ -126,7 +126,7 @@ def test_tls_between_our_pair(tmp_path: Path, start_receiver, site_key, pki, mut
     np.testing.assert_array_equal(pixels(got), pixels(source))
 
     if mutual:  # a client certificate from another CA, and no certificate at all, are refused
-        from dicomcrypt.net.scu import AssociationError
+        from dicomcrypt.errors import AssociationError
 
         for refused in (client_context(pki.ca, pki.rogue_client_cert, pki.rogue_client_key), client_context(pki.ca)):
             with pytest.raises(AssociationError):

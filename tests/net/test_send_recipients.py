@@ -56,6 +56,7 @@ def _assert_restored_value_by_value(study: Path, out: Path) -> None:
         np.testing.assert_array_equal(read_frames(restored)[0], read_frames(original)[0])
 
 
+@pytest.mark.slow
 def test_send_to_a_recipient_string_restored_by_serve_with_its_private_key(
     tmp_path: Path, study: Path, node_key, background, capsys
 ):
