@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -64,7 +65,7 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
         original = pydicom.dcmread(path)
     except Exception:  # pydicom raises many types for non-DICOM input
         return RoundTripRow(name, mode, action="skipped", note="not a DICOM file")
-    base = {
+    base: dict[str, Any] = {
         "path": name,
         "requested": mode,
         "modality": str(original.get("Modality", "")),

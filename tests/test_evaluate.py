@@ -84,6 +84,7 @@ def test_colour_image_uses_the_colour_model() -> None:
     assert panels.original.shape == (100, 100, 3)
 
 
+@pytest.mark.slow
 def test_multi_frame_middle_or_all() -> None:
     assert select_frames(10, "middle") == [5] and select_frames(1, "middle") == [0]
     assert select_frames(3, "all") == [0, 1, 2]

@@ -80,7 +80,7 @@ def _same_content(path: Path, data: bytes) -> bool:
 
 
 def file_instance(
-    data: bytes, path: Path, *, policy: DuplicatePolicy, quarantine: "Quarantine", context: dict[str, Any]
+    data: bytes, path: Path, *, policy: DuplicatePolicy, quarantine: Quarantine, context: dict[str, Any]
 ) -> Literal["stored", "duplicate", "replaced"]:
     """Write ``data`` at ``path`` atomically, applying the duplicate policy if it is taken.
 

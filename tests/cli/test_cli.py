@@ -296,6 +296,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("case", ["crash", "broken-init"])
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_only_its_file(tmp_path, case):
     """A native crash in one file (simulated by os._exit) costs that file, not the batch;
     workers that cannot start at all end the batch instead of looping."""

@@ -78,6 +78,7 @@ def test_send_to_a_recipient_string_restored_by_serve_with_its_private_key(
     assert key_file.read_text().split()[-1] not in server.output()
 
 
+@pytest.mark.slow
 def test_recipients_file_and_keyring_in_worker_processes(tmp_path: Path, study: Path, start_receiver, site_key):
     """Library path with a process pool: recipients and a keyring must reach the spawned workers."""
     node = RecipientKey.generate()
