@@ -22,6 +22,8 @@ from dicomcrypt.net.tls import client_context, server_context
 from helpers.corpus import sample
 from helpers.study import derived_copy, pixels, write_study
 
+pytestmark = pytest.mark.slow  # our sender to our receiver: whole studies, TLS, the autoencoder
+
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_dicom"
 WG04 = SAMPLES / "wg04-study"
 

@@ -245,6 +245,7 @@ def test_mutual_tls_to_storescp(tmp_path: Path, storescp, pki, site_key, site_ke
 # --------------------------------------------------------------------------- pynetdicom SCP
 
 
+@pytest.mark.slow
 def test_failure_statuses_are_reported_per_study_and_retried_from_the_failed_list(
     tmp_path: Path, recording_scp, site_key_file, capsys
 ):
