@@ -39,9 +39,9 @@ def write_atomic(
     Without ``force`` an existing ``path`` is refused with :class:`OutputExistsError`
     (``exists_message``, or a default naming the path), also when it appears while we write.
     Parent folders are created unless ``make_parents`` is false (then a missing folder raises
-    ``FileNotFoundError``: key files are not written into a folder a typo made). ``mode`` sets the file's permissions; by default they follow the
-    umask like any new file (the temp file itself is 0600 until then). The temp file is removed
-    on any failure, Ctrl-C included.
+    ``FileNotFoundError``: key files are not written into a folder a typo made). ``mode`` sets
+    the file's permissions; by default they follow the umask like any new file (the temp file
+    itself is 0600 until then). The temp file is removed on any failure, Ctrl-C included.
     """
     path = Path(path)
     exists = exists_message or f"{path}: output exists (use --force to overwrite)"

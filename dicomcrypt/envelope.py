@@ -156,12 +156,15 @@ def _pack_stanzas(stanzas: Sequence[Stanza]) -> bytes:
 
 
 def _pack_preamble(version: int, mode: Mode, model_id: bytes, model_sha256: bytes) -> bytes:
-    return b"".join(
-        [MAGIC, _U8.pack(version), _U8.pack(Suite.AES256GCM_AESKW), _U8.pack(mode), _U8.pack(len(model_id)), model_id, model_sha256]
-    )
+    return b"".join([
+        MAGIC, _U8.pack(version), _U8.pack(Suite.AES256GCM_AESKW), _U8.pack(mode), _U8.pack(len(model_id)),
+        model_id, model_sha256,
+    ])
 
 
-def _pack_bound_v2(*, mode: Mode, model_id: bytes, model_sha256: bytes, nonce: bytes, ciphertext_length: int, commitment: bytes) -> bytes:
+def _pack_bound_v2(
+    *, mode: Mode, model_id: bytes, model_sha256: bytes, nonce: bytes, ciphertext_length: int, commitment: bytes
+) -> bytes:
     """The version-2 bound header: every header field except the stanzas (docs/format.md)."""
     return _pack_preamble(2, mode, model_id, model_sha256) + nonce + _U64.pack(ciphertext_length) + commitment
 
@@ -283,9 +286,10 @@ def _seal_deterministic(
     data_key, nonce = bytes(data_key), bytes(nonce)
     length = len(plaintext) + TAG_SIZE
     if version == 1:
-        if not all(isinstance(t, Key) for t in targets):
+        site_keys = [t for t in targets if isinstance(t, Key)]
+        if len(site_keys) != len(targets):
             raise ValueError("version 1 envelopes hold site keys only")
-        stanzas = [Stanza(StanzaType.AES_KW, t.key_id, t.wrap(data_key)) for t in targets]  # type: ignore[union-attr]
+        stanzas = [Stanza(StanzaType.AES_KW, k.key_id, k.wrap(data_key)) for k in site_keys]
         header = _pack_preamble(1, mode, encoded_model_id, bytes(model_sha256))
         header += _pack_stanzas(stanzas) + nonce + _U64.pack(length)
         return header + AESGCM(data_key).encrypt(nonce, plaintext, header + bytes(binding))
@@ -293,7 +297,8 @@ def _seal_deterministic(
         raise ValueError(f"cannot write envelope version {version}")
     payload_key, commitment = _derive(data_key)
     bound = _pack_bound_v2(
-        mode=mode, model_id=encoded_model_id, model_sha256=bytes(model_sha256), nonce=nonce, ciphertext_length=length, commitment=commitment
+        mode=mode, model_id=encoded_model_id, model_sha256=bytes(model_sha256), nonce=nonce,
+        ciphertext_length=length, commitment=commitment,
     )
     stanzas = [_make_stanza(t, data_key, bound) for t in targets]
     ciphertext = AESGCM(payload_key).encrypt(nonce, plaintext, bound + bytes(binding))
@@ -332,7 +337,8 @@ def _read_preamble(r: _Reader) -> tuple[int, Suite, Mode]:
     version = r.unpack(_U8, "version")
     if version not in READ_VERSIONS:
         raise EnvelopeFormatError(
-            f"unsupported envelope version {version} (this dicomcrypt reads versions {', '.join(map(str, READ_VERSIONS))})"
+            f"unsupported envelope version {version} "
+            f"(this dicomcrypt reads versions {', '.join(map(str, READ_VERSIONS))})"
         )
     suite = r.unpack(_U8, "suite")
     if suite not in Suite._value2member_map_:
@@ -448,8 +454,8 @@ def _as_ring(keys: KeyRing | Secret | Iterable[Secret]) -> KeyRing:
     return KeyRing(keys)
 
 
-def _usable(stanza: Stanza, secret: Secret | None, version: int) -> bool:
-    if secret is None or stanza.type not in _SUPPORTED_STANZAS[version]:
+def _usable(stanza: Stanza, secret: Secret, version: int) -> bool:
+    if stanza.type not in _SUPPORTED_STANZAS[version]:
         return False
     return isinstance(secret, Key) if stanza.type == StanzaType.AES_KW else isinstance(secret, RecipientKey)
 
@@ -458,12 +464,13 @@ def _choose_stanza(header: EnvelopeHeader, ring: KeyRing) -> tuple[Stanza, Secre
     """The first stanza this code can use with a secret we hold; KeyNotFoundError names what is needed."""
     for stanza in header.stanzas:
         secret = ring.get(stanza.key_id)
-        if _usable(stanza, secret, header.version):
-            return stanza, secret  # type: ignore[return-value]
+        if secret is not None and _usable(stanza, secret, header.version):
+            return stanza, secret
     for stanza in header.stanzas:
         if stanza.key_id in ring:
             raise EnvelopeFormatError(
-                f"the stanza for key id {stanza.key_id} has type {stanza.type}, which this version cannot use with the key held"
+                f"the stanza for key id {stanza.key_id} has type {stanza.type}, "
+                "which this version cannot use with the key held"
             )
     raise KeyNotFoundError(list(header.key_ids), ring.key_ids)
 
@@ -474,7 +481,9 @@ def _unwrap(stanza: Stanza, secret: Secret, bound: bytes) -> bytes:
     return secret.unwrap(stanza.body, HPKE_INFO_LABEL + bound)
 
 
-def _open(blob: bytes, keys: KeyRing | Secret | Iterable[Secret], binding: bytes) -> tuple[EnvelopeHeader, bytes, bytes]:
+def _open(
+    blob: bytes, keys: KeyRing | Secret | Iterable[Secret], binding: bytes
+) -> tuple[EnvelopeHeader, bytes, bytes]:
     """Header, plaintext and data key: the steps of docs/format.md "Open"."""
     header = read_header(blob)
     blob = bytes(blob)
@@ -533,7 +542,9 @@ def rewrap(
     header, plaintext, data_key = _open(blob, keys, binding)
     if header.version == 1:
         if keep:
-            raise ValueError("a version-1 envelope cannot keep its stanzas when re-wrapped: list every key and recipient")
+            raise ValueError(
+                "a version-1 envelope cannot keep its stanzas when re-wrapped: list every key and recipient"
+            )
         return seal(
             plaintext,
             key=[t for t in targets if isinstance(t, Key)],

@@ -7,6 +7,8 @@ status. Messages name the file, key id or model involved, never key material or 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class DicomCryptError(Exception):
     """Base class of every error raised on purpose by dicomcrypt."""
@@ -111,3 +113,39 @@ class IdentityFormatError(IdentityProtectionError):
 
 class IdentityKeyError(IdentityProtectionError):
     """No identity key given opens the Encrypted Attributes Sequence (names its recipients)."""
+
+
+class TLSConfigError(InvalidInputError):
+    """A certificate, key or CA file is missing or unusable."""
+
+
+class PeerAddressError(InvalidInputError):
+    """A peer address is not ``AET@host:port``, or one of its parts is invalid."""
+
+
+class AssociationError(DicomCryptError):
+    """The peer could not be reached, refused the association, or the TLS handshake failed."""
+
+
+class ForwardError(DicomCryptError):
+    """Forwarding to the downstream peer failed; the upstream sender should retry."""
+
+
+class ForwardUnreachableError(ForwardError):
+    """No association with the downstream peer (refused, rejected, timed out, aborted)."""
+
+
+class ForwardRefusedError(ForwardError):
+    """The downstream peer answered the C-STORE with a failure status."""
+
+    def __init__(self, peer_ae_title: str, status: int) -> None:
+        self.status = status
+        super().__init__(f"{peer_ae_title} answered 0x{status:04X}")
+
+
+class DuplicateConflictError(DicomCryptError):
+    """The SOP Instance UID is already filed with different content (policy ``keep-first``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"SOP Instance UID already filed with other content: {path.name}")

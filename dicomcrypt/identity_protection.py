@@ -31,7 +31,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydicom.dataset import Dataset
 
-from dicomcrypt.crypto.cms import CONTENT_CIPHERS, IdentityKey, load_certificates, open_enveloped, parse_enveloped, seal_enveloped
+from dicomcrypt.crypto.cms import (
+    CONTENT_CIPHERS,
+    IdentityKey,
+    load_certificates,
+    open_enveloped,
+    parse_enveloped,
+    seal_enveloped,
+)
 from dicomcrypt.dicom import encrypted_attributes as ea
 from dicomcrypt.dicom.confidentiality import Pseudonyms, deidentify
 from dicomcrypt.dicom.encoding import is_big_endian, swap_binary_values
@@ -78,7 +85,9 @@ class IdentityProtection:
         object.__setattr__(self, "certificates", tuple(self.certificates))
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path], *, uid_secret: bytes | None = None, cipher: str = "aes256") -> "IdentityProtection":
+    def load(
+        cls, paths: Iterable[str | Path], *, uid_secret: bytes | None = None, cipher: str = "aes256"
+    ) -> IdentityProtection:
         """From certificate files (PEM or DER); raises ``KeyFileError`` naming a bad file."""
         certificates = tuple(c for p in paths for c in load_certificates(p))
         if uid_secret is None:

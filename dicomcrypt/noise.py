@@ -96,7 +96,9 @@ def add_noise(
     if params:
         unknown = set(params) - set(settings)
         if unknown:
-            raise ValueError(f"{kind} noise has no parameter {', '.join(sorted(unknown))}; it takes {', '.join(settings)}")
+            raise ValueError(
+                f"{kind} noise has no parameter {', '.join(sorted(unknown))}; it takes {', '.join(settings)}"
+            )
         settings.update(params)
     if any(value < 0 for name, value in settings.items() if name != "mean"):
         raise ValueError(f"{kind} noise parameters must not be negative: {settings}")

@@ -4,8 +4,9 @@ PSNR is computed over the original image's own value range (max - min), not over
 2**BitsStored - 1: the latter flatters by 2 to 17 dB on real data (design.md, section 6).
 SSIM uses the same range. Given ``bits_stored``, :func:`compare` also reports PSNR on the
 image's bit depth (peak 2**BitsStored - 1), the convention the issue's targets and most papers
-use, beside the range figure so the two are never confused. For CT, a global figure hides clinical error, so we also report the
-mean absolute error in Hounsfield units inside the brain window (centre 40, width 100).
+use, beside the range figure so the two are never confused. For CT, a global figure hides
+clinical error, so we also report the mean absolute error in Hounsfield units inside the brain
+window (centre 40, width 100).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -19,7 +20,7 @@ from pydicom.dataset import Dataset
 from dicomcrypt import dicom, quality
 from dicomcrypt.crypto import Key
 from dicomcrypt.errors import DicomCryptError
-from dicomcrypt.files import iter_dicom_inputs
+from dicomcrypt.files import dicom_to_bytes, iter_dicom_inputs
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
 
@@ -64,7 +65,7 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
         original = pydicom.dcmread(path)
     except Exception:  # pydicom raises many types for non-DICOM input
         return RoundTripRow(name, mode, action="skipped", note="not a DICOM file")
-    base = {
+    base: dict[str, Any] = {
         "path": name,
         "requested": mode,
         "modality": str(original.get("Modality", "")),
@@ -73,13 +74,13 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
     try:
         started = time.perf_counter()
         sealed = encrypt_instance(original, key=key, mode=mode)
-        sealed_bytes = _to_bytes(sealed.dataset)
+        sealed_bytes = dicom_to_bytes(sealed.dataset)
         encrypt_s = time.perf_counter() - started
         if sealed.action == "passed through":
             return RoundTripRow(action=sealed.action, note=sealed.note, encrypted_bytes=len(sealed_bytes), **base)
         started = time.perf_counter()
         restored = decrypt_instance(pydicom.dcmread(io.BytesIO(sealed_bytes)), keys=[key])
-        restored_ds = pydicom.dcmread(io.BytesIO(_to_bytes(restored.dataset)))
+        restored_ds = pydicom.dcmread(io.BytesIO(dicom_to_bytes(restored.dataset)))
         restore_s = time.perf_counter() - started
         before, fmt = dicom.read_frames(original)
         after, _ = dicom.read_frames(restored_ds)
@@ -105,12 +106,6 @@ def ct_rescale(ds: Dataset) -> tuple[float, float] | None:
     if ds.get("Modality") != "CT":
         return None
     return float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-
-
-def _to_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def format_row(row: RoundTripRow) -> str:

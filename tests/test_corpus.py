@@ -26,10 +26,12 @@ from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 from dicomcrypt.quality import compare
 
+pytestmark = pytest.mark.slow  # corpus-wide round trips
+
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_dicom"
 KEY = Key.from_bytes(bytes(range(32)))
 
-# Files whose pixel data pydicom itself cannot decode (see tests/test_dicom_pixels.py for why
+# Files whose pixel data pydicom itself cannot decode (see tests/dicom/test_pixels.py for why
 # each one fails): encrypting them must fail with one clear error and write nothing.
 UNDECODABLE = {
     "JPEG-lossy.dcm",

@@ -229,6 +229,7 @@ def _replace_envelope(ds: pydicom.Dataset, envelope: bytes) -> None:
     dicom.write_private_block(ds, type(info)(**{**info.__dict__, "envelope": envelope}))
 
 
+@pytest.mark.slow
 def test_lossy_restores_ct_padding_exactly_and_keeps_tissue_close(key):
     from helpers.corpus import sample
 
@@ -282,6 +283,7 @@ def test_lossless_restores_exactly_with_each_forced_predictor(name, predictor, k
     np.testing.assert_array_equal(_pixels(through_bytes(restored)), frames)
 
 
+@pytest.mark.slow
 def test_signed_ct_picks_the_pixels_themselves_and_restores_every_value(key):
     from dicomcrypt.codec.coders import standard
 
@@ -316,6 +318,7 @@ def test_frames_stored_as_themselves_skip_the_decoder_but_not_the_model_check(ke
         decrypt_instance(encrypted, keys=[key])
 
 
+@pytest.mark.slow
 def test_a_version_1_lossless_payload_still_restores(key, monkeypatch):
     original = _load("emri_small_jpeg_ls_lossless.dcm")
     _force_predictor(monkeypatch, "decoder")

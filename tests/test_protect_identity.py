@@ -315,6 +315,7 @@ def test_cms_opens_with_the_key_alone(pki):
     assert os.stat(pki[0].key).st_mode & 0o077 == 0
 
 
+@pytest.mark.slow
 def test_cli_batch_keeps_a_study_consistent_across_workers(tmp_path: Path, pki, key):
     site = tmp_path / "site.key"
     key.save(site)

@@ -43,7 +43,8 @@ def ssl_context(args: argparse.Namespace) -> Any:
     """The client ``SSLContext`` the options ask for, or None for plain TCP. Raises TLSConfigError."""
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
         return None
-    from dicomcrypt.net.tls import TLSConfigError, client_context
+    from dicomcrypt.errors import TLSConfigError
+    from dicomcrypt.net.tls import client_context
 
     if args.tls_key and not args.tls_cert:
         raise TLSConfigError("--tls-key needs --tls-cert (the client certificate it belongs to)")

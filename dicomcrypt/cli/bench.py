@@ -10,11 +10,20 @@ The paper's figures (224x224x3, its machine): AES 0.05 / 0.05 s, AE + AES 0.016 
 from __future__ import annotations
 
 import argparse
+import datetime
+import itertools
 import json
+import platform
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, EXIT_SOME_FAILED, error, plural
+
+if TYPE_CHECKING:
+    from dicomcrypt.codec.runtime import TorchRuntime
+    from dicomcrypt.crypto import Key
+    from dicomcrypt.evaluation.bench import BenchRow
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,19 +38,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", action="append", metavar="ID",
                         help="model id (name@version) or model folder (default: per channel count); "
                              "repeat to compare models in one run")
-    parser.add_argument("--repeat", type=int, default=5, metavar="N", help="timed runs per step after a warm-up (default 5)")
+    parser.add_argument("--repeat", type=int, default=5, metavar="N",
+                        help="timed runs per step after a warm-up (default 5)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON (atomically)")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import datetime
-    import itertools
-    import platform
-
+    from dicomcrypt.codec.runtime import torch_runtime
     from dicomcrypt.crypto import Key
-    from dicomcrypt.errors import DicomCryptError, InvalidInputError, PixelDecodeError
+    from dicomcrypt.errors import DicomCryptError
     from dicomcrypt.evaluation import bench
     from dicomcrypt.files import iter_dicom_inputs, write_bytes_atomic
 
@@ -60,18 +67,38 @@ def run(args: argparse.Namespace) -> int:
     except DicomCryptError as exc:
         return error(str(exc))
 
-    import torch
-
-    key = Key.generate()
-    rows, skipped, failed = [], [], []
-    print(f"medians of {args.repeat} runs after a warm-up; {torch.get_num_threads()} torch threads; "
+    runtime = torch_runtime()
+    print(f"medians of {args.repeat} runs after a warm-up; {runtime.threads} torch threads; "
           "ratio = autoencoder path / plain AES on the raw pixels")
     print(bench.SUBHEADER)
     print(bench.HEADER, flush=True)
-    for (path, relative), model in itertools.product(inputs, args.model or [None]):
+    rows, skipped, failed = _measure(inputs, args.model or [None], key=Key.generate(), repeat=args.repeat)
+    p = bench.PAPER_TABLE3
+    print(f"paper, Table 3 (224x224x3): "
+          f"AES {p['aes_raw_encrypt_s'] * 1e3:.0f} / {p['aes_raw_decrypt_s'] * 1e3:.0f} ms, "
+          f"AE + AES {p['ae_aes_encrypt_s'] * 1e3:.0f} / {p['ae_aes_decrypt_s'] * 1e3:.0f} ms")
+    print(f"{plural(len(rows), 'image')} measured, {len(skipped)} skipped, {len(failed)} failed")
+    if args.json:
+        doc = _json_report(args, runtime, rows, skipped, failed)
+        write_bytes_atomic((json.dumps(doc, indent=2) + "\n").encode(), args.json, force=args.force)
+        print(f"JSON: {args.json}")
+    return EXIT_SOME_FAILED if failed or not rows else EXIT_OK
+
+
+def _measure(
+    inputs: list[tuple[Path, Path]], models: list[str | None], *, key: Key, repeat: int
+) -> tuple[list[BenchRow], list[dict[str, str]], list[dict[str, str]]]:
+    """Bench every input with every model, printing each row: (rows, skipped, failed)."""
+    from dicomcrypt.errors import DicomCryptError, InvalidInputError, PixelDecodeError
+    from dicomcrypt.evaluation import bench
+
+    rows: list[BenchRow] = []
+    skipped: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = []
+    for (path, relative), model in itertools.product(inputs, models):
         name = relative.as_posix()
         try:
-            row = bench.bench_file(path, name, model_id=model, key=key, repeat=args.repeat)
+            row = bench.bench_file(path, name, model_id=model, key=key, repeat=repeat)
         except PixelDecodeError as exc:
             failed.append({"file": name, "error": str(exc)})
             print(f"{name}: FAILED: {exc}", file=sys.stderr)
@@ -88,26 +115,31 @@ def run(args: argparse.Namespace) -> int:
             continue
         rows.append(row)
         print(bench.format_row(row), flush=True)
-    p = bench.PAPER_TABLE3
-    print(f"paper, Table 3 (224x224x3): AES {p['aes_raw_encrypt_s'] * 1e3:.0f} / {p['aes_raw_decrypt_s'] * 1e3:.0f} ms, "
-          f"AE + AES {p['ae_aes_encrypt_s'] * 1e3:.0f} / {p['ae_aes_decrypt_s'] * 1e3:.0f} ms")
-    print(f"{plural(len(rows), 'image')} measured, {len(skipped)} skipped, {len(failed)} failed")
-    if args.json:
-        doc = {
-            "report": "dicomcrypt bench",
-            "format": 1,
-            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "source": str(args.input),
-            "repeat": args.repeat,
-            "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "paper_table3": bench.PAPER_TABLE3,
-            "images": [row.to_json() for row in rows],
-            "skipped": skipped,
-            "failed": failed,
-        }
-        write_bytes_atomic((json.dumps(doc, indent=2) + "\n").encode(), args.json, force=args.force)
-        print(f"JSON: {args.json}")
-    return EXIT_SOME_FAILED if failed or not rows else EXIT_OK
+    return rows, skipped, failed
+
+
+def _json_report(
+    args: argparse.Namespace,
+    runtime: TorchRuntime,
+    rows: list[BenchRow],
+    skipped: list[dict[str, str]],
+    failed: list[dict[str, str]],
+) -> dict[str, Any]:
+    """The ``--json`` document: the rows plus what the timings depend on (machine, versions)."""
+    from dicomcrypt.evaluation import bench
+
+    return {
+        "report": "dicomcrypt bench",
+        "format": 1,
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "source": str(args.input),
+        "repeat": args.repeat,
+        "torch_threads": runtime.threads,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": runtime.version,
+        "paper_table3": bench.PAPER_TABLE3,
+        "images": [row.to_json() for row in rows],
+        "skipped": skipped,
+        "failed": failed,
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, error
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "keygen",
         help="make a site key, or a recipient key pair for a receiving node",

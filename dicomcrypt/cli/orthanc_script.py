@@ -10,7 +10,7 @@ from pathlib import Path
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_OK, error
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "orthanc-script",
         help="write the Orthanc Python plugin script and its configuration snippet",

@@ -133,7 +133,8 @@ def _receiver_config(args: argparse.Namespace) -> Any:
     """Options -> ReceiverConfig. Raises DicomCryptError subclasses with a clear message."""
     from dicomcrypt.crypto import KeyRing
     from dicomcrypt.net.scp import ReceiverConfig
-    from dicomcrypt.net.tls import TLSConfigError, client_context, server_context
+    from dicomcrypt.errors import TLSConfigError
+    from dicomcrypt.net.tls import client_context, server_context
 
     resolve(args, OPTIONS, table="serve")
     if (args.tls_cert is None) != (args.tls_key is None):

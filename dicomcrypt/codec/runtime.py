@@ -171,3 +171,19 @@ class LoadedModel:
                 f"latent has {parsed.values.shape[3]} channels at factor {parsed.factor}; model "
                 f"{self.info.model_id} needs {self.info.latent_channels} at factor {self.info.factor}"
             )
+
+
+@dataclass(frozen=True)
+class TorchRuntime:
+    """What a timing depends on: the torch version and its intra-op thread count."""
+
+    version: str
+    threads: int
+
+
+def torch_runtime() -> TorchRuntime:
+    """The running torch's version and thread count, for reports such as ``bench`` (imports
+    torch; code outside the codec asks here instead of importing torch itself)."""
+    import torch
+
+    return TorchRuntime(version=str(torch.__version__), threads=torch.get_num_threads())

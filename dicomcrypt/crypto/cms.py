@@ -32,7 +32,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherAlgorithm, algorithms, modes
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from dicomcrypt.crypto.keys import check_permissions
@@ -49,7 +49,10 @@ __all__ = [
     "seal_enveloped",
 ]
 
-CONTENT_CIPHERS = {"aes128": algorithms.AES128, "aes256": algorithms.AES256}
+CONTENT_CIPHERS: dict[str, type[algorithms.AES128 | algorithms.AES256]] = {
+    "aes128": algorithms.AES128,
+    "aes256": algorithms.AES256,
+}
 """Content ciphers we write (``cryptography`` builds AES-128/256-CBC); we read AES-192 and 3DES too."""
 
 _OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
@@ -87,13 +90,17 @@ def load_certificates(path: str | Path) -> list[x509.Certificate]:
     except OSError as exc:
         raise KeyFileError(f"identity certificate {path}: cannot read ({exc.strerror})") from None
     try:
-        certificates = x509.load_pem_x509_certificates(raw) if b"-----BEGIN" in raw else [x509.load_der_x509_certificate(raw)]
+        if b"-----BEGIN" in raw:
+            certificates = x509.load_pem_x509_certificates(raw)
+        else:
+            certificates = [x509.load_der_x509_certificate(raw)]
     except ValueError:
         raise KeyFileError(f"identity certificate {path}: not a PEM or DER X.509 certificate") from None
     for certificate in certificates:
         if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
             raise KeyFileError(
-                f"identity certificate {path}: its key is not RSA; PS3.15 E.1.1 encrypts attributes with RSA key transport"
+                f"identity certificate {path}: its key is not RSA; "
+                "PS3.15 E.1.1 encrypts attributes with RSA key transport"
             )
     return certificates
 
@@ -109,7 +116,7 @@ class IdentityKey:
     source: str = ""
 
     @classmethod
-    def load(cls, path: str | Path) -> "IdentityKey":
+    def load(cls, path: str | Path) -> IdentityKey:
         """Read an unencrypted PEM (PKCS #1 or PKCS #8) or DER RSA private key; warn if others can read it."""
         path = Path(path)
         try:
@@ -200,7 +207,9 @@ def open_enveloped(blob: bytes, keys: Iterable[IdentityKey]) -> bytes:
     """
     data = parse_enveloped(blob)
     if data.content_algorithm not in _CONTENT_ALGORITHMS:
-        raise IdentityFormatError(f"CMS content encryption {data.content_algorithm} is not supported (AES-CBC or 3DES-CBC)")
+        raise IdentityFormatError(
+            f"CMS content encryption {data.content_algorithm} is not supported (AES-CBC or 3DES-CBC)"
+        )
     name, key_size, block = _CONTENT_ALGORITHMS[data.content_algorithm]
     if len(data.iv) != block or not data.encrypted_content or len(data.encrypted_content) % block:
         raise IdentityFormatError(f"CMS {name}: IV or ciphertext has the wrong size")
@@ -235,10 +244,10 @@ def _decrypt_content(data: EnvelopedData, name: str, content_key: bytes, block: 
     if name.startswith("DES"):
         from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 
-        algorithm: object = TripleDES(content_key)
+        algorithm: CipherAlgorithm = TripleDES(content_key)
     else:
         algorithm = algorithms.AES(content_key)
-    decryptor = Cipher(algorithm, modes.CBC(data.iv)).decryptor()  # type: ignore[arg-type]
+    decryptor = Cipher(algorithm, modes.CBC(data.iv)).decryptor()
     padded = decryptor.update(data.encrypted_content) + decryptor.finalize()
     unpadder = block_padding.PKCS7(block * 8).unpadder()
     try:

@@ -19,7 +19,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Union
+from typing import TypeAlias
 
 from dicomcrypt.crypto.keys import Key, PathLike, key_file_prefix
 from dicomcrypt.crypto.recipients import RECIPIENT_HRP, RECIPIENT_KEY_FILE_PREFIX, Recipient, RecipientKey
@@ -27,9 +27,9 @@ from dicomcrypt.errors import KeyFileError, KeyRingError
 
 __all__ = ["Secret", "Target", "KeyRing", "load_secret", "parse_target"]
 
-Secret = Union[Key, RecipientKey]
+Secret: TypeAlias = Key | RecipientKey
 """What opens a key stanza."""
-Target = Union[Key, Recipient]
+Target: TypeAlias = Key | Recipient
 """What a key stanza is made for."""
 
 KEYRING_SUFFIX = ".toml"
@@ -82,7 +82,7 @@ class KeyRing:
         self._encrypt_to = tuple(targets.values())
 
     @classmethod
-    def load(cls, paths: PathLike | Iterable[PathLike]) -> "KeyRing":
+    def load(cls, paths: PathLike | Iterable[PathLike]) -> KeyRing:
         """Key files (either kind), folders of ``*.key`` files (not recursive) and ``*.toml`` keyrings."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -156,12 +156,16 @@ def _load_keyring_file(path: Path) -> KeyRing:
         raise KeyRingError(f"keyring {path}: not valid TOML ({exc})") from None
     unknown = sorted(set(document) - set(_KEYRING_FIELDS))
     if unknown:
-        raise KeyRingError(f"keyring {path}: unknown setting {', '.join(unknown)}; expected only {' and '.join(_KEYRING_FIELDS)}")
+        raise KeyRingError(
+            f"keyring {path}: unknown setting {', '.join(unknown)}; expected only {' and '.join(_KEYRING_FIELDS)}"
+        )
     lists = {}
     for name in _KEYRING_FIELDS:
         value = document.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise KeyRingError(f"keyring {path}: '{name}' must be a list of non-empty strings (paths or recipient strings)")
+            raise KeyRingError(
+                f"keyring {path}: '{name}' must be a list of non-empty strings (paths or recipient strings)"
+            )
         lists[name] = value
     if not lists["encrypt"] and not lists["decrypt"]:
         raise KeyRingError(f"keyring {path}: lists no keys (expected 'encrypt' and/or 'decrypt')")

@@ -21,7 +21,7 @@ import re
 import stat
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import TypeAlias
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -61,7 +61,7 @@ _UNWRAP_FAILED = "key unwrap failed: wrong key, or the wrapped key was altered"
 _MAX_KEY_FILE_BYTES = 64 * 1024  # a key file is ~200 bytes; refuse to slurp something else
 _B64URL_43 = re.compile(r"[A-Za-z0-9_-]{43}")
 
-PathLike = Union[str, os.PathLike[str]]
+PathLike: TypeAlias = str | os.PathLike[str]
 
 
 class InsecureKeyFileWarning(UserWarning):
@@ -90,17 +90,17 @@ class Key:
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def generate(cls) -> "Key":
+    def generate(cls) -> Key:
         """A fresh key from the operating system's CSPRNG."""
         return cls(os.urandom(KEY_SIZE))
 
     @classmethod
-    def from_bytes(cls, secret: bytes) -> "Key":
+    def from_bytes(cls, secret: bytes) -> Key:
         """A key from exactly 32 bytes (KeyFileError otherwise)."""
         return cls(secret)
 
     @classmethod
-    def load(cls, path: PathLike) -> "Key":
+    def load(cls, path: PathLike) -> Key:
         """Read a key file (format in docs/format.md); KeyFileError names the path, never the content."""
         return cls(read_key_file(path, KEY_FILE_PREFIX, "key file"))
 
@@ -182,7 +182,7 @@ def b64url(secret: bytes) -> str:
 
 def utc_now() -> str:
     """The ``# created:`` timestamp of a new key file."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def expected_line(prefix: str) -> str:
@@ -222,7 +222,9 @@ def read_key_file(path: PathLike, prefix: str, what: str) -> bytes:
     if stat.S_ISDIR(st.st_mode):
         raise KeyFileError(f"{what} {path}: is a folder (KeyRing.load reads folders of *.key files)")
     if st.st_size > _MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"{what} {path}: {st.st_size} bytes is too large for a key file; expected {expected_line(prefix)}")
+        raise KeyFileError(
+            f"{what} {path}: {st.st_size} bytes is too large for a key file; expected {expected_line(prefix)}"
+        )
     check_permissions(path, st.st_mode, what)
     try:
         raw = path.read_bytes()
@@ -282,7 +284,9 @@ def _parse_key_file(raw: bytes, path: Path, prefix: str = KEY_FILE_PREFIX, what:
 
 _KIND_HINTS = {
     KEY_FILE_PREFIX: " (it is a site key file)",
-    "DICOMCRYPT-RECIPIENT-KEY-1": " (it is a recipient private key: use it to decrypt; encrypt with its public recipient string)",
+    "DICOMCRYPT-RECIPIENT-KEY-1": (
+        " (it is a recipient private key: use it to decrypt; encrypt with its public recipient string)"
+    ),
 }
 
 
@@ -302,11 +306,3 @@ def check_permissions(path: Path, mode: int, what: str = "key file") -> None:
     logger.warning(message)
     warnings.warn(message, InsecureKeyFileWarning, stacklevel=4)
 
-
-def __getattr__(name: str) -> object:
-    # KeyRing moved to crypto.keyring (it holds recipient keys too); old imports keep working.
-    if name == "KeyRing":
-        from dicomcrypt.crypto.keyring import KeyRing
-
-        return KeyRing
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

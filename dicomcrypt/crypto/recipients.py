@@ -107,7 +107,10 @@ def _bech32m_decode_public_key(text: str) -> bytes:
     if not isinstance(text, str):
         raise TypeError("a recipient string is a str")
     where = _describe(text)
-    expected = f"expected '{RECIPIENT_HRP}1' and {_DATA_CHARS + _CHECKSUM_CHARS} more characters, as printed by 'dicomcrypt keygen --recipient'"
+    expected = (
+        f"expected '{RECIPIENT_HRP}1' and {_DATA_CHARS + _CHECKSUM_CHARS} more characters, "
+        "as printed by 'dicomcrypt keygen --recipient'"
+    )
     if text != text.strip() or any(ord(c) < 33 or ord(c) > 126 for c in text):
         raise RecipientFormatError(f"{where}: contains spaces or characters outside printable ASCII; {expected}")
     if text.lower() != text and text.upper() != text:
@@ -117,7 +120,9 @@ def _bech32m_decode_public_key(text: str) -> bytes:
     if not sep or hrp != RECIPIENT_HRP:
         raise RecipientFormatError(f"{where}: wrong prefix (not a dicomcrypt recipient); {expected}")
     if len(rest) != _DATA_CHARS + _CHECKSUM_CHARS:
-        raise RecipientFormatError(f"{where}: wrong length ({len(rest)} characters after '{RECIPIENT_HRP}1'); {expected}")
+        raise RecipientFormatError(
+            f"{where}: wrong length ({len(rest)} characters after '{RECIPIENT_HRP}1'); {expected}"
+        )
     bad = sorted({c for c in rest if c not in _CHARSET})
     if bad:
         raise RecipientFormatError(f"{where}: characters {''.join(bad)!r} are not in the Bech32 alphabet; {expected}")
@@ -170,13 +175,13 @@ class Recipient:
         self._key_id = hkdf(public_bytes, RECIPIENT_KEY_ID_LABEL, 8).hex()
 
     @classmethod
-    def parse(cls, text: str) -> "Recipient":
+    def parse(cls, text: str) -> Recipient:
         """A recipient from its ``dcrecip1...`` string (RecipientFormatError if malformed)."""
         public_bytes = _bech32m_decode_public_key(text)
         return cls(public_bytes, _where=_describe(text))
 
     @classmethod
-    def from_bytes(cls, public_bytes: bytes) -> "Recipient":
+    def from_bytes(cls, public_bytes: bytes) -> Recipient:
         return cls(public_bytes)
 
     @property
@@ -233,15 +238,15 @@ class RecipientKey:
         self._recipient = Recipient(self._private.public_key().public_bytes_raw())
 
     @classmethod
-    def generate(cls) -> "RecipientKey":
+    def generate(cls) -> RecipientKey:
         return cls(os.urandom(32))
 
     @classmethod
-    def from_bytes(cls, secret: bytes) -> "RecipientKey":
+    def from_bytes(cls, secret: bytes) -> RecipientKey:
         return cls(secret)
 
     @classmethod
-    def load(cls, path: PathLike) -> "RecipientKey":
+    def load(cls, path: PathLike) -> RecipientKey:
         """Read a recipient key file (docs/format.md); warns when others may read it."""
         return cls(read_key_file(path, RECIPIENT_KEY_FILE_PREFIX, "recipient key file"))
 

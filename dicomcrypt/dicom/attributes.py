@@ -13,6 +13,7 @@ the payload proper, written back by :func:`dicomcrypt.dicom.write_frames`.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import struct
 from collections.abc import Collection, Iterable, Iterator
@@ -155,10 +156,8 @@ def restore_attributes(ds: Dataset, blob: bytes) -> None:
     header, encoded = _parse(blob)
     tags = [int(t, 16) for t in header["tags"]]
     groups = [int(g, 16) for g in header["groups"]]
-    fp = DicomBytesIO(encoded)
-    fp.is_little_endian, fp.is_implicit_VR = True, False
     try:
-        snap = read_dataset(fp, is_implicit_VR=False, is_little_endian=True)
+        snap = read_dataset(io.BytesIO(encoded), is_implicit_VR=False, is_little_endian=True)
         restored = [snap[tag] for tag in snap.keys() if tag != _SPECIFIC_CHARACTER_SET]
     except Exception as exc:  # pydicom raises several types on corrupt data
         raise PayloadFormatError(f"attribute snapshot is not readable DICOM: {exc}") from exc

@@ -48,6 +48,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -673,10 +674,10 @@ def _dummy(elem: DataElement) -> object:
     return _BINARY_DUMMY  # OB, OW, OD, OF, OL, OV, UN
 
 
-def _set(elem: DataElement, value: object) -> bool:
+def _set(elem: DataElement, value: Any) -> bool:
     """Give ``elem`` ``value``; True if that changed it."""
     if elem.VR == "SQ":
-        if len(elem.value) == 0 and len(value) == 0:  # type: ignore[arg-type]
+        if len(elem.value) == 0 and len(value) == 0:
             return False
         elem.value = value
         return True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import struct
 
 from pydicom.charset import convert_encodings, default_encoding
@@ -52,7 +53,7 @@ _IDENTITY_FLAGS = (0x00120062, 0x00120063, 0x00120064)
 DEIDENTIFICATION_METHOD = "Basic Application Confidentiality Profile; dicomcrypt"
 """De-identification Method (0012,0063), LO."""
 
-_READABLE_SYNTAXES = {
+_READABLE_SYNTAXES: dict[str, tuple[bool, bool]] = {  # transfer syntax -> (implicit VR, little endian)
     ExplicitVRLittleEndian: (False, True),
     ImplicitVRLittleEndian: (True, True),
 }
@@ -93,9 +94,7 @@ def decode_modified_attributes(data: bytes, transfer_syntax: str, main: Dataset)
             "Modified Attributes Sequence (0400,0550): wrong identity key, or the content was altered"
         )
     try:
-        fp = DicomBytesIO(data)
-        fp.is_little_endian, fp.is_implicit_VR = little, implicit
-        wrapper = read_dataset(fp, implicit, little, parent_encoding=_charset(main))
+        wrapper = read_dataset(io.BytesIO(data), implicit, little, parent_encoding=_charset(main))
         sequence = wrapper[MODIFIED_ATTRIBUTES_SEQUENCE].value
         items = list(sequence)
         for item in items:  # convert every element now, so damage shows here and not later

@@ -194,8 +194,30 @@ def write_frames(ds: Dataset, frames: np.ndarray, fmt: PixelFormat) -> None:
     if samples != fmt.samples_per_pixel:
         raise ValueError(f"frames have {samples} samples, the format says {fmt.samples_per_pixel}")
 
+    keyword, value, photometric, planar = _encode_frames(frames, fmt)
+    ds.Rows = rows
+    ds.Columns = columns
+    if n_frames > 1 or "NumberOfFrames" in ds:
+        ds.NumberOfFrames = n_frames
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    if planar is not None:
+        ds.PlanarConfiguration = planar
+    # One sample: (0028,0006) must be absent, but an original that has it keeps it (exact
+    # inverse; the placeholder then has no error the original did not have).
+    ds.BitsAllocated = fmt.bits_allocated
+    if not fmt.is_float:
+        ds.BitsStored = fmt.bits_stored
+        ds.HighBit = fmt.high_bit
+        ds.PixelRepresentation = fmt.pixel_representation
+    _replace_pixel_element(ds, keyword, value, fmt.bits_allocated)
+
+
+def _encode_frames(frames: np.ndarray, fmt: PixelFormat) -> tuple[str, bytes, str, int | None]:
+    """(pixel keyword, even-length value, photometric interpretation, planar configuration)
+    of ``frames`` as native little-endian pixel data."""
     photometric = fmt.photometric_interpretation
-    planar = (fmt.planar_configuration or 0) if samples > 1 else None
+    planar = (fmt.planar_configuration or 0) if fmt.samples_per_pixel > 1 else None
     if fmt.is_float:
         keyword = "FloatPixelData" if fmt.bits_allocated == 32 else "DoubleFloatPixelData"
         data = np.ascontiguousarray(frames, dtype=fmt.dtype.newbyteorder("<"))
@@ -219,23 +241,12 @@ def write_frames(ds: Dataset, frames: np.ndarray, fmt: PixelFormat) -> None:
             value = np.ascontiguousarray(data).tobytes()
     if len(value) % 2:
         value += b"\x00"
+    return keyword, value, photometric, planar
 
-    ds.Rows = rows
-    ds.Columns = columns
-    if n_frames > 1 or "NumberOfFrames" in ds:
-        ds.NumberOfFrames = n_frames
-    ds.SamplesPerPixel = samples
-    ds.PhotometricInterpretation = photometric
-    if planar is not None:
-        ds.PlanarConfiguration = planar
-    # One sample: (0028,0006) must be absent, but an original that has it keeps it (exact
-    # inverse; the placeholder then has no error the original did not have).
-    ds.BitsAllocated = fmt.bits_allocated
-    if not fmt.is_float:
-        ds.BitsStored = fmt.bits_stored
-        ds.HighBit = fmt.high_bit
-        ds.PixelRepresentation = fmt.pixel_representation
 
+def _replace_pixel_element(ds: Dataset, keyword: str, value: bytes, bits_allocated: int) -> None:
+    """Make ``value`` the one pixel data element of ``ds`` (native transfer syntax, no other
+    pixel keyword, no Extended Offset Table)."""
     tsyntax = transfer_syntax(ds)
     was_encapsulated = tsyntax is not None and tsyntax.is_encapsulated
     _set_native_transfer_syntax(ds)
@@ -246,7 +257,7 @@ def write_frames(ds: Dataset, frames: np.ndarray, fmt: PixelFormat) -> None:
         if tag in ds._dict:
             del ds[tag]
     if keyword == "PixelData":
-        ds.add_new(0x7FE00010, _pixel_data_vr(ds, fmt.bits_allocated, was_encapsulated), value)
+        ds.add_new(0x7FE00010, _pixel_data_vr(ds, bits_allocated, was_encapsulated), value)
     elif keyword == "FloatPixelData":
         ds.add_new(0x7FE00008, "OF", value)
     else:

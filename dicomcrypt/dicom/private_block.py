@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydicom.datadict import add_private_dict_entries
 from pydicom.dataset import Dataset
@@ -116,7 +116,7 @@ def read_private_block(ds: Dataset) -> PrivateInfo | None:
     except KeyError:
         return None
 
-    def value(offset: int, name: str, required: bool = True) -> object:
+    def value(offset: int, name: str, required: bool = True) -> Any:
         if offset not in block:
             if required:
                 raise EnvelopeFormatError(f"dicomcrypt private block has no {name}")
@@ -128,7 +128,7 @@ def read_private_block(ds: Dataset) -> PrivateInfo | None:
         raise EnvelopeFormatError("dicomcrypt envelope element is not binary")
     length = value(_ENVELOPE_LENGTH, "envelope length", required=False)
     if length is not None:
-        length = int(length)  # type: ignore[call-overload]
+        length = int(length)
         # Writers pad odd values to even length; the stored length drops the pad byte.
         if not len(envelope) - 1 <= length <= len(envelope):
             raise EnvelopeFormatError(
@@ -136,11 +136,11 @@ def read_private_block(ds: Dataset) -> PrivateInfo | None:
             )
         envelope = envelope[:length]
     key_ids = value(_KEY_IDS, "key id")
-    key_ids = [key_ids] if isinstance(key_ids, str) else list(key_ids or [])  # type: ignore[call-overload]
+    key_ids = [key_ids] if isinstance(key_ids, str) else list(key_ids or [])
     model_id = value(_MODEL_ID, "model id", required=False)
     try:
         return PrivateInfo(
-            format_version=int(value(_VERSION, "format version")),  # type: ignore[call-overload]
+            format_version=int(value(_VERSION, "format version")),
             mode=str(value(_MODE, "mode")),
             key_ids=tuple(str(k) for k in key_ids),
             model_id=str(model_id) if model_id else None,

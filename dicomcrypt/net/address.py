@@ -9,15 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.errors import PeerAddressError
 
 # PS3.5 6.2: AE Title is up to 16 characters of the default repertoire, no backslash or control
 # characters; leading/trailing spaces are not significant.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
-
-
-class PeerAddressError(InvalidInputError):
-    """A peer address is not ``AET@host:port``, or one of its parts is invalid."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ MAX_CONTEXTS = 128
 NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 """The fallback offered for every SOP class; Explicit first, so private VRs travel as written."""
 
+VERIFICATION = UID("1.2.840.10008.1.1")
+"""The Verification SOP Class of C-ECHO (PS3.4 A.4). Spelled out: pynetdicom's ``sop_class``
+names are generated at run time, so a type checker cannot see them."""
+
 
 @dataclass(frozen=True)
 class ContextRequest:

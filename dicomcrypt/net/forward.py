@@ -22,32 +22,16 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import ForwardRefusedError, ForwardUnreachableError
 from dicomcrypt.net.address import Peer
 
-__all__ = ["ForwardError", "ForwardRefusedError", "ForwardUnreachableError", "Forwarder"]
+__all__ = ["Forwarder"]
 
 LOG = logging.getLogger("dicomcrypt.net.forward")
 
 _NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128
 _SUCCESS_OR_WARNING = frozenset({0x0000, 0x0001, 0x0107, 0x0116})
-
-
-class ForwardError(DicomCryptError):
-    """Forwarding to the downstream peer failed; the upstream sender should retry."""
-
-
-class ForwardUnreachableError(ForwardError):
-    """No association with the downstream peer (refused, rejected, timed out, aborted)."""
-
-
-class ForwardRefusedError(ForwardError):
-    """The downstream peer answered the C-STORE with a failure status."""
-
-    def __init__(self, peer: Peer, status: int) -> None:
-        self.status = status
-        super().__init__(f"{peer.ae_title} answered 0x{status:04X}")
 
 
 class Forwarder:
@@ -79,9 +63,9 @@ class Forwarder:
         tsyntax = str(ds.file_meta.TransferSyntaxUID)
         with self._lock:
             for attempt in (1, 2):
-                fresh = self._ensure_context(sop_class, tsyntax)
+                assoc, fresh = self._ensure_context(sop_class, tsyntax)
                 try:
-                    response = self._assoc.send_c_store(ds)  # type: ignore[union-attr]
+                    response = assoc.send_c_store(ds)
                 except (RuntimeError, ValueError) as exc:  # association gone, or no usable context
                     response, reason = None, str(exc)
                 else:
@@ -90,7 +74,7 @@ class Forwarder:
                 if status is not None:
                     if status in _SUCCESS_OR_WARNING or 0xB000 <= status <= 0xBFFF:
                         return int(status)
-                    raise ForwardRefusedError(self.peer, int(status))
+                    raise ForwardRefusedError(self.peer.ae_title, int(status))
                 self._drop()
                 if fresh or attempt == 2:
                     raise ForwardUnreachableError(f"forward to {self.peer}: {reason}")
@@ -104,10 +88,10 @@ class Forwarder:
                 self._assoc.release()
             self._assoc = None
 
-    def _ensure_context(self, sop_class: str, tsyntax: str) -> bool:
-        """Make sure the association can carry this SOP class; True when it was just opened."""
-        if self._assoc is not None and self._assoc.is_established and self._accepts(sop_class, tsyntax):
-            return False
+    def _ensure_context(self, sop_class: str, tsyntax: str) -> tuple[Association, bool]:
+        """An association that can carry this SOP class, and whether it was just opened."""
+        if self._assoc is not None and self._assoc.is_established and _accepts(self._assoc, sop_class, tsyntax):
+            return self._assoc, False
         syntaxes = self._wanted.setdefault(sop_class, [])
         for uid in (tsyntax, *_NATIVE):
             if uid not in syntaxes:
@@ -118,24 +102,14 @@ class Forwarder:
         if self._assoc is not None and self._assoc.is_established:
             self._assoc.release()
         self._assoc = None
-        self._open()
-        return True
+        return self._open(), True
 
-    def _accepts(self, sop_class: str, tsyntax: str) -> bool:
-        for cx in self._assoc.accepted_contexts:  # type: ignore[union-attr]
-            if cx.abstract_syntax != sop_class:
-                continue
-            # pynetdicom re-encodes between the native little endian syntaxes itself
-            if cx.transfer_syntax[0] == tsyntax or (tsyntax in _NATIVE and cx.transfer_syntax[0] in _NATIVE):
-                return True
-        return False
-
-    def _open(self) -> None:
+    def _open(self) -> Association:
         ae = AE(ae_title=self._calling)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self._timeout
         for sop_class, syntaxes in self._wanted.items():
             ae.add_requested_context(sop_class, syntaxes)
-        tls_args = (self._ssl_context, None) if self._ssl_context is not None else None
+        tls_args = (self._ssl_context, self.peer.host) if self._ssl_context is not None else None
         try:
             assoc = ae.associate(self.peer.host, self.peer.port, ae_title=self.peer.ae_title, tls_args=tls_args)
         except OSError as exc:
@@ -144,8 +118,20 @@ class Forwarder:
             what = "rejected the association" if assoc.is_rejected else "is unreachable or aborted"
             raise ForwardUnreachableError(f"forward to {self.peer}: peer {what}")
         self._assoc = assoc
+        return assoc
 
     def _drop(self) -> None:
         if self._assoc is not None and self._assoc.is_established:
             self._assoc.abort()
         self._assoc = None
+
+
+def _accepts(assoc: Association, sop_class: str, tsyntax: str) -> bool:
+    """Whether ``assoc`` accepted a context that can carry ``sop_class`` in ``tsyntax``."""
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax != sop_class:
+            continue
+        # pynetdicom re-encodes between the native little endian syntaxes itself
+        if cx.transfer_syntax[0] == tsyntax or (tsyntax in _NATIVE and cx.transfer_syntax[0] in _NATIVE):
+            return True
+    return False

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from dicomcrypt import dicom, quality
 from dicomcrypt.crypto import Key, KeyRing
@@ -83,7 +84,7 @@ def _filed_by_source(out: Path) -> dict[str, Path]:
 def _row(root: Path, mode: str, result: InstanceResult, filed: dict[str, Path]) -> RoundTripRow:
     path = Path(result.path)
     name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-    base = {
+    base: dict[str, Any] = {
         "path": name,
         "requested": mode,
         "modality": result.modality,

@@ -29,19 +29,24 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError, Future
+from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import AssociationError
 from dicomcrypt.net.address import Peer
-from dicomcrypt.net.contexts import NATIVE, ContextRequest, plan_groups
+from dicomcrypt.net.contexts import NATIVE, VERIFICATION, ContextRequest, plan_groups
 from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, Unsendable, plan
 from dicomcrypt.net.send_report import InstanceResult, SendReport
 from dicomcrypt.settings import EncryptionSettings
 
-__all__ = ["AssociationError", "DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
+if TYPE_CHECKING:
+    from pynetdicom.ae import ApplicationEntity
+    from pynetdicom.association import Association
+
+__all__ = ["DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for a C-STORE answer: the receiving node restores (decodes) before it
@@ -52,14 +57,10 @@ _RETRY_PAUSE = 1.0
 _OUT_OF_RESOURCES = range(0xA700, 0xA800)
 
 
-class AssociationError(DicomCryptError):
-    """The peer could not be reached, refused the association, or the TLS handshake failed."""
-
-
 # --------------------------------------------------------------------------- associations
 
 
-def _application_entity(calling_aet: str, timeout: float) -> object:
+def _application_entity(calling_aet: str, timeout: float) -> ApplicationEntity:
     from pynetdicom import AE
 
     ae = AE(ae_title=calling_aet)
@@ -71,26 +72,28 @@ def _application_entity(calling_aet: str, timeout: float) -> object:
 
 
 def open_association(
-    ae: object,
+    ae: ApplicationEntity,
     peer: Peer,
     contexts: Sequence[ContextRequest],
     ssl_context: ssl.SSLContext | None = None,
-) -> object:
+) -> Association:
     """An established association with ``peer`` proposing ``contexts``; else AssociationError
     saying why (unreachable, rejected with the peer's reason, aborted, TLS failure)."""
     from pynetdicom.presentation import build_context
 
     requested = [build_context(c.abstract_syntax, list(c.transfer_syntaxes)) for c in contexts]
     tls_args = (ssl_context, peer.host) if ssl_context is not None else None
-    assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args)  # type: ignore[attr-defined]
+    assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args)
     if assoc.is_established:
         return assoc
     raise AssociationError(f"association with {peer}: {_why_not_established(assoc, peer, ssl_context)}")
 
 
-def _why_not_established(assoc: object, peer: Peer, ssl_context: ssl.SSLContext | None) -> str:
-    if getattr(assoc, "is_rejected", False):
-        primitive = assoc.acceptor.primitive  # type: ignore[attr-defined]
+def _why_not_established(assoc: Association, peer: Peer, ssl_context: ssl.SSLContext | None) -> str:
+    if assoc.is_rejected:
+        primitive = assoc.acceptor.primitive
+        if primitive is None:
+            return "rejected by the peer"
         try:
             return (
                 f"rejected by the peer ({primitive.result_str.lower()}, {primitive.source_str}): "
@@ -104,8 +107,9 @@ def _why_not_established(assoc: object, peer: Peer, ssl_context: ssl.SSLContext 
     except OSError as exc:
         return f"cannot connect to {peer.host}:{peer.port}: {exc.strerror or exc}"
     if ssl_context is not None:
-        return "aborted during negotiation; the TLS handshake failed (is the peer using TLS, and are the certificates trusted?)"
-    if getattr(assoc, "is_aborted", False):
+        return ("aborted during negotiation; the TLS handshake failed "
+                "(is the peer using TLS, and are the certificates trusted?)")
+    if assoc.is_aborted:
         # A peer that rejects and closes at once can be seen either way: pynetdicom may notice
         # the closed socket before it reads the A-ASSOCIATE-RJ. So name both causes.
         return ("not accepted: the peer ended the negotiation (it may have rejected this calling AE "
@@ -113,23 +117,25 @@ def _why_not_established(assoc: object, peer: Peer, ssl_context: ssl.SSLContext 
     return "no answer to the association request (timeout)"
 
 
-def _abort_leftovers(ae: object) -> None:
+def _abort_leftovers(ae: ApplicationEntity) -> None:
     """Abort associations still alive on the way out, e.g. one whose negotiation Ctrl-C cut
     short: pynetdicom's DUL thread is not a daemon and would keep the process alive."""
-    for assoc in list(getattr(ae, "active_associations", [])):
+    for assoc in list(ae.active_associations):
         assoc.abort()
 
 
 class _Channel:
     """One association to the peer, reopened when it is lost; message IDs count per channel."""
 
-    def __init__(self, ae: object, peer: Peer, contexts: Sequence[ContextRequest], ssl_context: ssl.SSLContext | None):
+    def __init__(
+        self, ae: ApplicationEntity, peer: Peer, contexts: Sequence[ContextRequest], ssl_context: ssl.SSLContext | None
+    ) -> None:
         self.ae, self.peer, self.contexts, self.ssl_context = ae, peer, contexts, ssl_context
-        self.assoc: object | None = None
+        self.assoc: Association | None = None
         self._message_id = 0
 
-    def ensure(self) -> object:
-        if self.assoc is None or not self.assoc.is_established:  # type: ignore[attr-defined]
+    def ensure(self) -> Association:
+        if self.assoc is None or not self.assoc.is_established:
             self.assoc = None
             self.assoc = open_association(self.ae, self.peer, self.contexts, self.ssl_context)
         return self.assoc
@@ -139,13 +145,13 @@ class _Channel:
         return self._message_id
 
     def drop(self) -> None:
-        if self.assoc is not None and self.assoc.is_established:  # type: ignore[attr-defined]
-            self.assoc.abort()  # type: ignore[attr-defined]
+        if self.assoc is not None and self.assoc.is_established:
+            self.assoc.abort()
         self.assoc = None
 
     def close(self) -> None:
-        if self.assoc is not None and self.assoc.is_established:  # type: ignore[attr-defined]
-            self.assoc.release()  # type: ignore[attr-defined]
+        if self.assoc is not None and self.assoc.is_established:
+            self.assoc.release()
         self.assoc = None
 
 
@@ -159,18 +165,16 @@ def echo(
 
     Raises :class:`AssociationError` when no association could be made or no answer came.
     """
-    from pynetdicom.sop_class import Verification
-
     ae = _application_entity(calling_aet, timeout)
     try:
-        assoc = open_association(ae, peer, [ContextRequest(UID(Verification), NATIVE)], ssl_context)
+        assoc = open_association(ae, peer, [ContextRequest(VERIFICATION, NATIVE)], ssl_context)
     except BaseException:
         _abort_leftovers(ae)
         raise
     try:
-        status = assoc.send_c_echo()  # type: ignore[attr-defined]
-        if assoc.is_established:  # type: ignore[attr-defined]
-            assoc.release()  # type: ignore[attr-defined]
+        status = assoc.send_c_echo()
+        if assoc.is_established:
+            assoc.release()
     finally:
         _abort_leftovers(ae)
     if not status or "Status" not in status:
@@ -231,8 +235,8 @@ def send(
         for index, (contexts, group) in enumerate(_groups(items)):
             if stop.is_set():
                 break
-            _send_group(ae, peer, contexts, group, ssl_context, associations, retries, sealer, stop, recorder,
-                        first=index == 0)
+            _send_group(ae, peer, contexts, group, ssl_context=ssl_context, associations=associations,
+                        retries=retries, sealer=sealer, stop=stop, record=recorder, first=index == 0)
     except KeyboardInterrupt:
         stop.set()
     finally:
@@ -280,17 +284,17 @@ _Job = tuple[Outgoing, "Future[Sealed] | None"]
 
 
 def _send_group(
-    ae: object,
+    ae: ApplicationEntity,
     peer: Peer,
     contexts: list[ContextRequest],
     items: list[Outgoing],
+    *,
     ssl_context: ssl.SSLContext | None,
     associations: int,
     retries: int,
     sealer: Sealer | None,
     stop: threading.Event,
     record: _Recorder,
-    *,
     first: bool,
 ) -> None:
     """Send ``items`` over up to ``associations`` parallel associations proposing ``contexts``."""
@@ -372,7 +376,16 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
              stop: threading.Event) -> InstanceResult:
     """Prepare ``item`` (wait for its encryption, or read it) and C-STORE it, retrying on a
     lost connection. Returns its record; never raises for a per-instance problem."""
-    prepared: dict[str, object] = {}
+    prepared = _prepare(item, future)
+    if isinstance(prepared, InstanceResult):
+        return prepared
+    dataset, fields = prepared
+    return _store(channel, item, dataset, fields, retries=retries, stop=stop)
+
+
+def _prepare(item: Outgoing, future: Future[Sealed] | None) -> tuple[Dataset, dict[str, Any]] | InstanceResult:
+    """The data set to send and the report fields known before sending, or the failure record
+    of an instance that cannot be sent (its encryption failed or was cancelled, it cannot be read)."""
     if future is not None:
         try:
             sealed = future.result()
@@ -382,16 +395,19 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
             return _result(item, error=f"not sent: encryption worker failed: {type(exc).__name__}: {exc}")
         if sealed.error is not None:
             return _result(item, error=f"not sent: encryption failed: {sealed.error}", seal_seconds=sealed.seconds)
-        dataset = sealed.dataset()
-        prepared = {"bytes_sent": len(sealed.data), "seal_seconds": sealed.seconds, "mode": sealed.mode,
-                    "note": sealed.note, "envelope_bytes": sealed.envelope_bytes}
-    else:
-        try:
-            dataset = pydicom.dcmread(item.path)
-            prepared = {"bytes_sent": os.path.getsize(item.path)}
-        except Exception as exc:
-            return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}")
+        return sealed.dataset(), {"bytes_sent": len(sealed.data), "seal_seconds": sealed.seconds,
+                                  "mode": sealed.mode, "note": sealed.note, "envelope_bytes": sealed.envelope_bytes}
+    try:
+        return pydicom.dcmread(item.path), {"bytes_sent": os.path.getsize(item.path)}
+    except Exception as exc:
+        return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}")
 
+
+def _store(
+    channel: _Channel, item: Outgoing, dataset: Dataset, prepared: dict[str, Any], *, retries: int,
+    stop: threading.Event,
+) -> InstanceResult:
+    """C-STORE ``dataset``, reopening a lost association and re-sending up to ``retries`` times."""
     last_error = "not sent"
     for attempt in range(retries + 1):
         if stop.is_set():
@@ -409,7 +425,7 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
             return _result(item, error=f"not sent: {exc}", **prepared)
         started = time.perf_counter()
         try:
-            status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())  # type: ignore[attr-defined]
+            status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())
         except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
             return _result(item, error=f"not sent: {exc}", **prepared)
         seconds = time.perf_counter() - started
@@ -430,7 +446,7 @@ class _NoContext(Exception):
     """The peer accepted no presentation context this instance can be sent over."""
 
 
-def _fit_to_accepted(assoc: object, dataset: Dataset, item: Outgoing) -> Dataset:
+def _fit_to_accepted(assoc: Association, dataset: Dataset, item: Outgoing) -> Dataset:
     """``dataset`` ready for a context the peer accepted.
 
     Uncompressed syntaxes convert into one another (pynetdicom does it while encoding). A
@@ -440,7 +456,7 @@ def _fit_to_accepted(assoc: object, dataset: Dataset, item: Outgoing) -> Dataset
     """
     tsyntax = UID(str(dataset.file_meta.TransferSyntaxUID))
     accepted = [
-        cx.transfer_syntax[0] for cx in assoc.accepted_contexts  # type: ignore[attr-defined]
+        cx.transfer_syntax[0] for cx in assoc.accepted_contexts
         if cx.abstract_syntax == item.sop_class_uid
     ]
     name = UID(item.sop_class_uid).name
@@ -458,7 +474,7 @@ def _fit_to_accepted(assoc: object, dataset: Dataset, item: Outgoing) -> Dataset
     return dataset
 
 
-def _result(item: Outgoing, **fields: object) -> InstanceResult:
+def _result(item: Outgoing, **fields: Any) -> InstanceResult:
     return InstanceResult(
         path=item.path,
         sop_instance_uid=item.sop_instance_uid,
@@ -466,7 +482,7 @@ def _result(item: Outgoing, **fields: object) -> InstanceResult:
         study_uid=item.study_uid,
         modality=item.modality,
         treatment=item.treatment,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 

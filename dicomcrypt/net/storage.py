@@ -24,17 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydicom
-from pydicom.dataset import Dataset
 
-from dicomcrypt.errors import DicomCryptError, OutputExistsError
+from dicomcrypt.errors import DuplicateConflictError, OutputExistsError
 from dicomcrypt.files import write_bytes_atomic
 
 __all__ = [
     "DUPLICATE_POLICIES",
-    "DuplicateConflictError",
     "DuplicatePolicy",
     "Quarantine",
-    "encode_part10",
     "file_instance",
     "instance_path",
     "safe_uid",
@@ -48,14 +45,6 @@ stays. ``replace``: the new copy replaces the filed one, which moves to ``quaran
 Either way an identical copy is answered success without rewriting the file."""
 
 _UID_UNSAFE = re.compile(r"[^0-9.]")
-
-
-class DuplicateConflictError(DicomCryptError):
-    """The SOP Instance UID is already filed with different content (policy ``keep-first``)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        super().__init__(f"SOP Instance UID already filed with other content: {path.name}")
 
 
 def safe_uid(uid: str | None, fallback: str) -> str:
@@ -78,13 +67,6 @@ def instance_path(out: Path, study_uid: str, series_uid: str, sop_instance_uid: 
     )
 
 
-def encode_part10(ds: Dataset) -> bytes:
-    """``ds`` as the bytes of a DICOM Part 10 file (File Meta Information completed)."""
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _same_content(path: Path, data: bytes) -> bool:
     """Whether the filed ``path`` holds the same instance as ``data``: equal bytes, or equal
     data sets (the same instance sent again in another transfer syntax)."""
@@ -98,7 +80,7 @@ def _same_content(path: Path, data: bytes) -> bool:
 
 
 def file_instance(
-    data: bytes, path: Path, *, policy: DuplicatePolicy, quarantine: "Quarantine", context: dict[str, Any]
+    data: bytes, path: Path, *, policy: DuplicatePolicy, quarantine: Quarantine, context: dict[str, Any]
 ) -> Literal["stored", "duplicate", "replaced"]:
     """Write ``data`` at ``path`` atomically, applying the duplicate policy if it is taken.
 

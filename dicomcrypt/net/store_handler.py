@@ -30,10 +30,9 @@ from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom
 from dicomcrypt import status as st
-from dicomcrypt.errors import NotDicomError
-from dicomcrypt.net.forward import ForwardRefusedError, ForwardUnreachableError
+from dicomcrypt.errors import DuplicateConflictError, ForwardRefusedError, ForwardUnreachableError, NotDicomError
 from dicomcrypt.net.status import DUPLICATE_CONFLICT, FORWARD_REFUSED, FORWARD_UNREACHABLE
-from dicomcrypt.net.storage import DuplicateConflictError, Quarantine, file_instance, instance_path
+from dicomcrypt.net.storage import Quarantine, file_instance, instance_path
 from dicomcrypt.receive import Decision, ReceivePolicy, receive
 
 if TYPE_CHECKING:

@@ -10,17 +10,13 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.errors import TLSConfigError
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 """Older versions are refused in both directions (BCP 195; PS3.15 BCP 195 profiles)."""
 
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 """Forward-secret AEAD suites only for TLS 1.2; TLS 1.3 suites are all AEAD and stay default."""
-
-
-class TLSConfigError(InvalidInputError):
-    """A certificate, key or CA file is missing or unusable."""
 
 
 def _check_files(**paths: str | Path | None) -> None:

@@ -143,6 +143,7 @@ def test_encrypt_inspect_decrypt_tree(tmp_path, key, capsys):
     assert _hashes(src) == before  # inputs never modified
 
 
+@pytest.mark.slow
 def test_parallel_jobs(tmp_path, key, capsys):
     key_path, _ = key
     src = _make_tree(tmp_path / "in", text_file=False)
@@ -296,6 +297,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.parametrize("case", ["crash", "broken-init"])
+@pytest.mark.slow
 def test_a_worker_that_dies_fails_only_its_file(tmp_path, case):
     """A native crash in one file (simulated by os._exit) costs that file, not the batch;
     workers that cannot start at all end the batch instead of looping."""

@@ -15,6 +15,8 @@ from dicomcrypt.codec.registry import DEFAULT_MODELS
 from dicomcrypt.cli.main import main
 from dicomcrypt.noise import NOISE_KINDS
 
+pytestmark = pytest.mark.slow  # evaluates models over sample files
+
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:

@@ -81,6 +81,7 @@ def _digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_decode_is_bit_identical_across_thread_counts(grey: LoadedModel, tmp_path) -> None:
     latent = grey.encode(_smooth(1, 70, 52, 1, seed=3))
     before = torch.get_num_threads()

@@ -20,6 +20,8 @@ from dicomcrypt.crypto import Key
 from dicomcrypt.errors import TrainingError
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
+pytestmark = pytest.mark.slow  # trains models
+
 
 def _images(groups: int, per_group: int) -> list[TrainingImage]:
     rng = np.random.default_rng(0)

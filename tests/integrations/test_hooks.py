@@ -257,6 +257,7 @@ def test_the_documented_pynetdicom_pacs_restores_refuses_and_archives(tmp_path: 
     assert decrypt_dataset(lossless, keys=KeyRing([key])).SOPInstanceUID == ct.SOPInstanceUID
 
 
+@pytest.mark.slow
 def test_models_load_in_the_constructor_and_never_per_instance(key: Key) -> None:
     """The second hook, and every instance after construction, reuse the process's models."""
     from dicomcrypt.codec import registry

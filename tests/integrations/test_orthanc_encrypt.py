@@ -15,7 +15,7 @@ from dicomcrypt.dicom import read_private_block
 from helpers.corpus import fresh_copy, read_quietly, sample, to_bytes
 from helpers.orthanc import OrthancServer, start_orthanc
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from dicomcrypt.dicom.private_block import PRIVATE_CREATOR, PRIVATE_GROUP
 from helpers.corpus import fresh_copy, to_bytes
 from helpers.orthanc import OrthancServer
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 # Small images keep the codec's cost low: grey 16-bit, grey from JPEG-LS, RGB.
 IMAGES = ("CT_small.dcm", "MR_small_jpeg_ls_lossless.dcm", "SC_rgb.dcm")

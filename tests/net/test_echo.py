@@ -6,7 +6,8 @@ import pytest
 
 from dicomcrypt.cli.main import main
 from dicomcrypt.net.address import parse_peer
-from dicomcrypt.net.scu import AssociationError, echo
+from dicomcrypt.errors import AssociationError
+from dicomcrypt.net.scu import echo
 from helpers.dciodvfy import require_tool
 from net.conftest import dcmtk_env, free_port, wait_for_port
 

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pydicom.uid import generate_uid
 
 from dicomcrypt.dicom import read_frames, write_frames
@@ -21,6 +22,8 @@ from dicomcrypt.files import read_dicom, write_dicom_atomic
 from dicomcrypt.pipeline import pixel_digest
 from helpers.corpus import sample
 from helpers.study import derived_copy, pixels
+
+pytestmark = pytest.mark.slow  # several sender processes against one receiver
 
 SENDERS = 4
 STUDIES_PER_SENDER = 3

@@ -23,6 +23,8 @@ from dicomcrypt.net.tls import client_context, server_context
 from helpers.corpus import sample
 from helpers.study import derived_copy, pixels, write_study
 
+pytestmark = pytest.mark.slow  # our sender to our receiver: whole studies, TLS, the autoencoder
+
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_dicom"
 WG04 = SAMPLES / "wg04-study"
 
@@ -129,7 +131,7 @@ def test_tls_between_our_pair(tmp_path: Path, start_receiver, site_key, pki, mut
     np.testing.assert_array_equal(pixels(got), pixels(source))
 
     if mutual:  # a client certificate from another CA, and no certificate at all, are refused
-        from dicomcrypt.net.scu import AssociationError
+        from dicomcrypt.errors import AssociationError
 
         for refused in (client_context(pki.ca, pki.rogue_client_cert, pki.rogue_client_key), client_context(pki.ca)):
             with pytest.raises(AssociationError):

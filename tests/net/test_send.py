@@ -23,10 +23,11 @@ from dicomcrypt import KeyRing, decrypt_dataset
 from dicomcrypt.cli.main import main
 from dicomcrypt.dicom import read_frames, read_private_block
 from dicomcrypt.files import read_dicom, write_dicom_atomic
+from dicomcrypt.errors import AssociationError
 from dicomcrypt.net.address import parse_peer
 from dicomcrypt.net.contexts import MAX_CONTEXTS, NATIVE, plan_groups
 from dicomcrypt.net.outbox import PlaintextRefusedError
-from dicomcrypt.net.scu import AssociationError, send
+from dicomcrypt.net.scu import send
 from dicomcrypt.settings import EncryptionSettings
 from helpers.dciodvfy import require_tool
 
@@ -245,6 +246,7 @@ def test_mutual_tls_to_storescp(tmp_path: Path, storescp, pki, site_key, site_ke
 # --------------------------------------------------------------------------- pynetdicom SCP
 
 
+@pytest.mark.slow
 def test_failure_statuses_are_reported_per_study_and_retried_from_the_failed_list(
     tmp_path: Path, recording_scp, site_key_file, capsys
 ):
@@ -293,6 +295,7 @@ def test_config_file_and_parallel_associations(tmp_path: Path, recording_scp, si
     assert "unknown setting 'associatons'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_worker_processes_encrypt_lossless_while_sending(tmp_path: Path, recording_scp, site_key):
     """The default path of the CLI: a spawned process pool running the autoencoder."""
     study = _study(tmp_path / "study", "MR_small.dcm", "CT_small.dcm")
@@ -366,6 +369,7 @@ def test_our_receiver_rejects_an_unknown_calling_ae(tmp_path: Path, start_receiv
 
 
 @pytest.mark.peer
+@pytest.mark.slow
 def test_ctrl_c_finishes_the_instance_in_flight_and_lists_the_rest(tmp_path: Path, storescp, site_key_file):
     import signal
     import subprocess

@@ -57,6 +57,7 @@ def _assert_restored_value_by_value(study: Path, out: Path) -> None:
         np.testing.assert_array_equal(read_frames(restored)[0], read_frames(original)[0])
 
 
+@pytest.mark.slow
 def test_send_to_a_recipient_string_restored_by_serve_with_its_private_key(
     tmp_path: Path, study: Path, node_key, background, capsys
 ):
@@ -78,6 +79,7 @@ def test_send_to_a_recipient_string_restored_by_serve_with_its_private_key(
     assert key_file.read_text().split()[-1] not in server.output()
 
 
+@pytest.mark.slow
 def test_recipients_file_and_keyring_in_worker_processes(tmp_path: Path, study: Path, start_receiver, site_key):
     """Library path with a process pool: recipients and a keyring must reach the spawned workers."""
     node = RecipientKey.generate()

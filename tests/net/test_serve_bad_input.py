@@ -223,6 +223,7 @@ def test_unwritable_output_answers_out_of_resources(start_receiver, site_key, tm
     assert not any((tmp_path / "q").glob("*"))  # transient: the sender keeps it and retries
 
 
+@pytest.mark.slow
 def test_concurrent_associations_all_accounted_for(start_receiver, site_key):
     rx = start_receiver(max_associations=4)
     base = read_quietly(sample("CT_small.dcm"))
@@ -281,6 +282,7 @@ def test_contradictory_settings_are_refused(bad, tmp_path, site_key):
 
 
 @pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm"])
+@pytest.mark.slow
 def test_compressed_transfer_syntaxes(name, start_receiver, site_key, tmp_path):
     """Encrypted copies of compressed originals restore exactly; with --accept-plain the plain
     compressed instance is filed as received, still in its compressed syntax."""

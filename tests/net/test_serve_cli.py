@@ -21,6 +21,8 @@ from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, good_files, storescu
 from net.conftest import free_port, wait_for_port
 
+pytestmark = pytest.mark.slow  # starts `dicomcrypt serve` processes and signals them
+
 
 def serve(background, *options: str):
     argv = [sys.executable, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", *options]

@@ -23,7 +23,7 @@ from dicomcrypt.net.tls import server_context
 from helpers.corpus import read_quietly
 from helpers.store_clients import good_files, storescu
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 SYNTAXES = {
     "-xe": ExplicitVRLittleEndian,

@@ -19,7 +19,7 @@ from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, store, storescu
 from net.conftest import free_port, wait_for_port
 
-pytestmark = pytest.mark.peer
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
 def start_storescp(background, folder: Path, port: int, aet: str = "PACS"):

@@ -15,6 +15,7 @@ from helpers.corpus import read_quietly, sample
 from helpers.store_clients import store
 
 
+@pytest.mark.slow
 def test_stop_finishes_the_instance_in_flight(start_receiver, site_key):
     original = read_quietly(sample("CT_small.dcm"))  # lossless restore: tenths of a second in the handler
     sealed = encrypt_dataset(original, key=site_key, mode="lossless")

@@ -25,7 +25,7 @@ from dicomcrypt.errors import EnvelopeFormatError
 from helpers.corpus import sample
 from helpers.dciodvfy import require_tool
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 INFO = PrivateInfo(
     format_version=1,
     mode="LOSSLESS",

@@ -31,6 +31,7 @@ def ct_small() -> tuple:
     return evaluate_file(_file("CT_small.dcm"), "CT_small.dcm", model_id=None, key=KEY, seed=3)
 
 
+@pytest.mark.slow
 def test_ct_reconstruction_figures_are_sensible(ct_small: tuple) -> None:
     result, _ = ct_small
     q = result.reconstruction
@@ -47,6 +48,7 @@ def test_ct_reconstruction_figures_are_sensible(ct_small: tuple) -> None:
     assert result.envelope_bytes > result.latent_bytes
 
 
+@pytest.mark.slow
 def test_ct_noise_rows_cover_the_four_kinds(ct_small: tuple) -> None:
     result, _ = ct_small
     assert [n.kind for n in result.noise] == list(NOISE_KINDS)
@@ -58,12 +60,14 @@ def test_ct_noise_rows_cover_the_four_kinds(ct_small: tuple) -> None:
     assert gaussian.decoded_closer
 
 
+@pytest.mark.slow
 def test_same_seed_same_noise_figures(ct_small: tuple) -> None:
     again, _ = evaluate_file(_file("CT_small.dcm"), "CT_small.dcm", model_id=None, key=Key.generate(), seed=3)
     assert again.noise == ct_small[0].noise
     assert again.reconstruction == ct_small[0].reconstruction
 
 
+@pytest.mark.slow
 def test_panels_latent_survives_encryption_and_ciphertext_looks_random(ct_small: tuple) -> None:
     _, panels = ct_small
     assert panels.original.shape == panels.reconstruction.shape == (128, 128, 1)
@@ -84,6 +88,7 @@ def test_colour_image_uses_the_colour_model() -> None:
     assert panels.original.shape == (100, 100, 3)
 
 
+@pytest.mark.slow
 def test_multi_frame_middle_or_all() -> None:
     assert select_frames(10, "middle") == [5] and select_frames(1, "middle") == [0]
     assert select_frames(3, "all") == [0, 1, 2]
@@ -114,6 +119,7 @@ def test_psnr_on_bit_depth_beside_range() -> None:
     assert quality.compare(original, original, bits_stored=12).psnr_bits_db == math.inf
 
 
+@pytest.mark.slow
 def test_report_json_and_markdown(ct_small: tuple, tmp_path: Path) -> None:
     result, _ = ct_small
     doc = build_report([result], [Skipped("plan.dcm", "no Pixel Data"), Skipped("bad.dcm", "boom", failed=True)],
@@ -129,7 +135,8 @@ def test_report_json_and_markdown(ct_small: tuple, tmp_path: Path) -> None:
     assert loaded["summary"]["images"] == 1 and loaded["noise_parameters"][2]["parameters"] == {"peak_counts": 256.0}
     text = md_path.read_text()
     assert text == to_markdown(doc)
-    assert "## Denoising (the paper's Table 6)" in text and f"| CT_small.dcm | {DEFAULT_MODELS[1]} | CT | 128x128x1 | 16 |" in text
+    assert "## Denoising (the paper's Table 6)" in text
+    assert f"| CT_small.dcm | {DEFAULT_MODELS[1]} | CT | 128x128x1 | 16 |" in text
     assert not list(tmp_path.glob(".*.tmp"))
 
 

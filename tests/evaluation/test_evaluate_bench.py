@@ -33,6 +33,7 @@ def test_bench_file_on_mr_small() -> None:
     assert "JPEG-LS" in HEADER
 
 
+@pytest.mark.slow
 def test_multi_frame_times_the_middle_frame_and_sizes_the_object() -> None:
     row = bench_file(Path(get_testdata_file("emri_small.dcm")), "emri", model_id=None, key=Key.generate(), repeat=1)
     assert row.geometry == "64x64x1x1"

@@ -257,12 +257,9 @@ def test_the_same_target_twice_is_one_stanza(ct: pydicom.Dataset) -> None:
     assert inspect_dataset(encrypted).key_ids == (key.key_id, node.key_id)
 
 
-def test_ring_pickles_with_its_targets_and_old_import_path_works() -> None:
+def test_ring_pickles_with_its_targets() -> None:
     import pickle
 
-    from dicomcrypt.crypto.keys import KeyRing as OldPathKeyRing
-
-    assert OldPathKeyRing is KeyRing
     site, node = Key.generate(), RecipientKey.generate()
     ring = KeyRing([site, node], encrypt_to=[site, node.recipient])
     copy_ = pickle.loads(pickle.dumps(ring))

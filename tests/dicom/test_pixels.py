@@ -52,8 +52,11 @@ NATIVE_BYTES_DIFFER: dict[str, str] = {
     "MR_small_padded.dcm": "128 bytes of excess padding after the frame are dropped",
     "mlut_18.dcm": "12-bit signed data stored without sign extension; pydicom sign-extends",
 }
-#: Slow to decode (seconds): still run by default, deselect with -m "not slow".
-SLOW = {"RG1_J2KR.dcm"}
+#: Slow to decode (a third of a second or more): still run by default, deselected by -m "not slow".
+SLOW = {
+    "RG1_J2KR.dcm", "RG1_J2KI.dcm", "RG1_UNCI.dcm", "RG1_UNCR.dcm", "RG3_J2KR.dcm", "RG3_J2KI.dcm",
+    "MR2_J2KR.dcm", "color3d_jpeg_baseline.dcm", "examples_ybr_color.dcm",
+}
 #: Long encapsulated cines are cut to their first frames (same codec path, a fraction of the time).
 MAX_ENCAPSULATED_FRAMES = 16
 

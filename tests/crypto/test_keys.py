@@ -80,9 +80,10 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     key.save(path)
     assert Key.load(path) == key
     lines = path.read_text().splitlines()
-    assert [l for l in lines if not l.startswith("#")] == [f"DICOMCRYPT-KEY-1 {base64.urlsafe_b64encode(key._secret).rstrip(b'=').decode()}"]
+    encoded = base64.urlsafe_b64encode(key._secret).rstrip(b"=").decode()
+    assert [line for line in lines if not line.startswith("#")] == [f"DICOMCRYPT-KEY-1 {encoded}"]
     assert f"# key id: {key.key_id}" in lines
-    assert any(l.startswith("# created: ") for l in lines)
+    assert any(line.startswith("# created: ") for line in lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site.key"]  # no temp file left
 
 

@@ -84,7 +84,7 @@ def test_recipient_key_file_round_trip(tmp_path: Path) -> None:
     assert load_secret(path) == secret
     text = path.read_text()
     assert f"# recipient: {secret.recipient}" in text and f"# key id: {secret.key_id}" in text
-    assert [l.split()[0] for l in text.splitlines() if not l.startswith("#")] == ["DICOMCRYPT-RECIPIENT-KEY-1"]
+    assert [line.split()[0] for line in text.splitlines() if not line.startswith("#")] == ["DICOMCRYPT-RECIPIENT-KEY-1"]
     if POSIX:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["node.key"]
