@@ -33,14 +33,16 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dicomcrypt import status as dimse_status
 from dicomcrypt.config import ConfigError
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
-from dicomcrypt.receive import ReceivePolicy, receive
 from dicomcrypt.settings import EncryptionSettings
+
+if TYPE_CHECKING:
+    from dicomcrypt.receive import ReceivePolicy
 
 __all__ = [
     "HookCounts",
@@ -164,13 +166,17 @@ class StorageHook:
         self.encrypt_key = self._pick_encrypt_key(encrypt_key_id)
         # restore: what every receiver decides (dicomcrypt.receive); a PACS hook keeps plain images.
         # encrypt: one EncryptionSettings, checked here rather than on the first instance.
-        self._policy: ReceivePolicy | None = None
+        # pydicom (and the pixel codecs it loads) is imported here, not when this module is: the
+        # Orthanc plugin must load pyjpegls its own way first (orthanc_plugin.load_charls_isolated).
+        from dicomcrypt import dicom, files, pipeline, receive
+
+        self._policy: receive.ReceivePolicy | None = None
         self._settings: EncryptionSettings | None = None
         recipients = list(recipients)
         if mode == "restore":
             if recipients:
                 raise ConfigError("storage hook: recipients are for encrypt mode (restoring uses the keys)")
-            self._policy = ReceivePolicy(store="restored", keys=self.keys, accept_plain=True)
+            self._policy = receive.ReceivePolicy(store="restored", keys=self.keys, accept_plain=True)
         else:
             if not isinstance(self.encrypt_key, Key):
                 raise ConfigError(
@@ -184,9 +190,7 @@ class StorageHook:
         self._counts = HookCounts()
         self._models: tuple[str, ...] = ()
 
-        # Imported here, once: the first instance must not pay for pydicom/numpy imports.
-        from dicomcrypt import dicom, files, pipeline
-
+        self._receive = receive.receive
         self._dicom = dicom
         self._files = files
         self._pipeline = pipeline
@@ -238,7 +242,7 @@ class StorageHook:
 
     def _restore(self, data: bytes, policy: ReceivePolicy, started: float) -> HookResult:
         """The receiving decision every receiver shares; a refusal raises the library's error."""
-        decision = receive(data, policy)
+        decision = self._receive(data, policy)
         if decision.error is not None:
             raise decision.error
         uid = str(decision.dataset.get("SOPInstanceUID", "")) if decision.dataset is not None else ""

@@ -270,3 +270,16 @@ def test_models_load_in_the_constructor_and_never_per_instance(key: Key) -> None
         restore_hook.process(encrypt_hook.process(to_bytes(fresh_copy(name))).data)
     assert registry._load.cache_info().misses == loads_before  # noqa: SLF001
     assert restore_hook.status()["models_loaded"] == [DEFAULT_MODELS[1], DEFAULT_MODELS[3]]
+
+
+def test_importing_the_orthanc_plugin_loads_no_pixel_codec() -> None:
+    """Inside Orthanc, pyjpegls must be loaded by ``load_charls_isolated`` (RTLD_DEEPBIND) before
+    anything imports it: an import through pydicom first binds it to Orthanc's own CharLS, and
+    Orthanc crashes at start-up (SIGSEGV). So the plugin and the hook API import pydicom lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys, dicomcrypt.integrations.orthanc_plugin; "
+            "print(sorted(m for m in ('jpeg_ls', 'pydicom', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
