@@ -58,7 +58,7 @@ class Run:
     instances: int
     megabytes: float  # of plain input files
 
-    def line(self, reference: "Run | None") -> str:
+    def line(self, reference: Run | None) -> str:
         rate = self.instances / self.seconds
         ratio = f"{rate / (reference.instances / reference.seconds):6.2f}x" if reference else "      -"
         return f"{self.name:<62} {self.seconds:7.1f} s {rate:8.1f} inst/s {self.megabytes / self.seconds:7.1f} MB/s  {ratio}"

@@ -128,7 +128,7 @@ def train(spec: ShippedModel, paths: list[Path], args: argparse.Namespace) -> Pa
     model = registry.load_model(str(meta_path))
     by_name = {path.name: path for path in paths}
     levels, totals = training.choose_lossless_levels(model, [by_name[name] for name in summary["train_files"]])
-    print(f"  lossless latent levels: " + ", ".join(f"{k}: {v:,} B" for k, v in totals.items()) + f" -> {levels}")
+    print("  lossless latent levels: " + ", ".join(f"{k}: {v:,} B" for k, v in totals.items()) + f" -> {levels}")
     export.update_metadata(meta_path, lossless_latent_levels=levels,
                              validation=training.measure(model, validation_images))
     return meta_path

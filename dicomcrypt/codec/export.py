@@ -24,7 +24,7 @@ MODEL_FILE_MODE = 0o644
 
 
 def write_model(
-    network: "BaseAutoencoder",
+    network: BaseAutoencoder,
     fixed_state: dict,
     folder: Path,
     stem: str,

@@ -97,7 +97,7 @@ class FixedPointDecoder:
         self.out_channels = int(last.taps.shape[2]) // (4 if last.post == "shuffle" else 1)
 
     @classmethod
-    def from_state(cls, state: dict, plan: Plan) -> "FixedPointDecoder":
+    def from_state(cls, state: dict, plan: Plan) -> FixedPointDecoder:
         """Build from the exported integer state, refusing anything that breaks the bounds.
 
         ``plan`` is the architecture's layer recipe (``Decoder.PLAN``); the state holds numbers only.
@@ -137,7 +137,7 @@ class FixedPointDecoder:
             raise ModelError(f"fixed-point decoder state is incomplete or malformed ({exc!r})") from exc
         return cls(input_exp, layers)
 
-    def session(self) -> "_Session":
+    def session(self) -> _Session:
         """A callable decoding tiles one after another, reusing its buffers (one per thread)."""
         return _Session(self)
 
@@ -257,7 +257,7 @@ def _body(padded: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return flat[row + 1 : row + 1 + height * row]
 
 
-def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_Session") -> None:
+def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: _Session) -> None:
     """Exact 'same' 3x3 convolution of a zero-bordered ``(H + 2, W + 2, Cin)`` tensor into ``out``.
 
     ``out`` is ``(H * (W + 2), Cout)``: the output on an ``H x (W + 2)`` grid whose last two
@@ -290,7 +290,7 @@ def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_
     out[count:] = 0.0
 
 
-def _stacked_sums(padded: torch.Tensor, layer: _Layer, scratch: "_Session") -> torch.Tensor:
+def _stacked_sums(padded: torch.Tensor, layer: _Layer, scratch: _Session) -> torch.Tensor:
     """A 3x3 layer with few outputs, channels first: ``(Cout, H * (W + 2))`` on the wrap-around grid.
 
     One DGEMM against all nine taps, transposed so each (tap, output channel) row of partial sums

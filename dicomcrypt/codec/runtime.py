@@ -32,7 +32,7 @@ class ModelInfo:
     model_id: str
     sha256: bytes
     channels: int
-    architecture: "Architecture"
+    architecture: Architecture
     weights_path: Path
     metadata: dict[str, Any]
 
@@ -54,7 +54,7 @@ class ModelInfo:
 class LoadedModel:
     """A verified model: float encoder for senders, exact fixed-point decoder for both sides."""
 
-    def __init__(self, info: ModelInfo, network: "BaseAutoencoder", fixed: "FixedPointDecoder") -> None:
+    def __init__(self, info: ModelInfo, network: BaseAutoencoder, fixed: FixedPointDecoder) -> None:
         self.info = info
         self.network = network.eval()
         self.fixed = fixed

@@ -77,7 +77,7 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     @classmethod
-    def recipe(cls, arch: str = DEFAULT_ARCHITECTURE, init: str | None = None, **overrides: Any) -> "TrainConfig":
+    def recipe(cls, arch: str = DEFAULT_ARCHITECTURE, init: str | None = None, **overrides: Any) -> TrainConfig:
         """A config with the settings that suit the starting point, then ``overrides``.
 
         A Haar start already holds the detail, so it is refined gently (low rate, noisy crops

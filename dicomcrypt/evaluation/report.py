@@ -135,7 +135,7 @@ def build_report(
         {
             "report": "dicomcrypt evaluate",
             "format": REPORT_FORMAT,
-            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "dicomcrypt_version": __version__,
             "source": source,
             "models_requested": [m or "default for each image's channel count" for m in models],

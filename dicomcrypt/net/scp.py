@@ -82,7 +82,7 @@ class ReceiverConfig:
     """How long :meth:`Receiver.stop` waits for instances in flight before closing anyway."""
     forward_timeout: float = 30.0
 
-    def checked(self) -> "ReceiverConfig":
+    def checked(self) -> ReceiverConfig:
         """Raise :class:`ReceiverConfigError` naming the first contradiction; return self."""
         validate_ae_title(self.ae_title, what="receiver AE title")
         for title in self.allowed_aets:
@@ -149,7 +149,7 @@ class Receiver:
     def quarantine_dir(self) -> Path:
         return self.config.quarantine_dir
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         """Listen and serve in background threads; returns at once."""
         if self._server is not None:
             raise RuntimeError("receiver is already started")
@@ -206,7 +206,7 @@ class Receiver:
                              refused=counts.refused, series=counts.series, instances=counts.instances))
         LOG.info("stopped ae=%s", self.config.ae_title)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

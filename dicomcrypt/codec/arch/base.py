@@ -26,6 +26,6 @@ class BaseAutoencoder(nn.Module):
         return self.g_s(self.g_a(x))
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "BaseAutoencoder":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> BaseAutoencoder:
         """Rebuild from saved weights; each architecture reads its own sizes from them."""
         raise TypeError(f"{cls.__name__} is a base class: load weights through an architecture's class")

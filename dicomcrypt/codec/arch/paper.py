@@ -103,7 +103,7 @@ class PaperAutoencoder(BaseAutoencoder):
         self.g_s = Decoder(in_channels)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "PaperAutoencoder":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> PaperAutoencoder:
         """Rebuild from saved weights; the channel count is read off the first conv."""
         in_channels = int(state["g_a.conv1.weight"].shape[1])
         model = cls(in_channels)

@@ -94,7 +94,7 @@ class ShuffleAutoencoder(BaseAutoencoder):
         self.g_s = ShuffleDecoder(in_channels, width)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "ShuffleAutoencoder":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> ShuffleAutoencoder:
         in_channels = int(state["g_a.conv1.weight"].shape[1]) // FACTOR**2
         model = cls(in_channels, width=int(state["g_a.conv1.weight"].shape[0]))
         model.load_state_dict(state)
