@@ -53,11 +53,15 @@ import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dicomcrypt.errors import ModelError
+
+if TYPE_CHECKING:
+    from dicomcrypt.codec.arch.base import BaseDecoder
 
 WEIGHT_LIMIT = 2**14  # int16 storage holds it; see the bound argument above
 ACT_LIMIT = 2**16 - 1
@@ -105,7 +109,7 @@ class FixedPointDecoder:
         try:
             input_exp = _check_exp(state["input_exp"], "input_exp")
             act_exp = input_exp
-            layers = []
+            layers: list[_Layer] = []
             for index, (name, kernel, relu, post) in enumerate(plan):
                 last = index == len(plan) - 1
                 if post not in _POST_OPS or (post == "shuffle" and not last) or kernel not in (1, 3):
@@ -333,7 +337,7 @@ def _rescale_(acc: torch.Tensor, shift: int, *, relu: bool) -> None:
 
 
 @torch.inference_mode()
-def calibrate(decoder: torch.nn.Module, latents: Iterable[torch.Tensor]) -> dict[str, float]:
+def calibrate(decoder: BaseDecoder, latents: Iterable[torch.Tensor]) -> dict[str, float]:
     """Largest magnitude at each activation point of the float decoder over ``latents``.
 
     ``latents`` are ``(N, 3, h, w)`` tensors as the receiver sees them (dequantised). Keys:
@@ -354,7 +358,7 @@ def calibrate(decoder: torch.nn.Module, latents: Iterable[torch.Tensor]) -> dict
     return peaks
 
 
-def export_state(decoder: torch.nn.Module, peaks: dict[str, float]) -> dict:
+def export_state(decoder: BaseDecoder, peaks: dict[str, float]) -> dict:
     """Integer weights, biases and exponents of ``decoder`` (following its ``PLAN``) for ``peaks``.
 
     The result (ints and integer tensors only) is saved inside the weights file, so the exact

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from dicomcrypt.codec.arch import Architecture
-from dicomcrypt.codec.arch.base import BaseAutoencoder
+from dicomcrypt.codec.arch.base import BaseAutoencoder, BaseDecoder
 
 NAME = "paper-ae"
 FACTOR = 2
@@ -70,7 +70,7 @@ class Encoder(nn.Module):
         return self.dense(x)
 
 
-class Decoder(nn.Module):
+class Decoder(BaseDecoder):
     """``g_s``: latent ``(N, 3, h, w)`` -> image ``(N, C, 2h, 2w)``, unclamped (for training)."""
 
     PLAN = PLAN
