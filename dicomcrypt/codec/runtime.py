@@ -148,7 +148,7 @@ class LoadedModel:
             raise ValueError(f"tile must be a positive multiple of {factor}")
         frames = parsed.values.shape[0]
         height, width = parsed.original_size
-        out = np.empty((frames, height, width, self.info.channels), dtype=dtype)
+        out: np.ndarray = np.empty((frames, height, width, self.info.channels), dtype=dtype)
         for index in range(frames):
             run_tiled(parsed.values[index], fn, tile=tile // factor, halo=HALO // factor, up=factor, out=out[index])
         return out
