@@ -156,7 +156,10 @@ def plan(
     unsendable: list[Unsendable] = []
     for path in expand(paths):
         described = describe(path, settings)
-        (items if isinstance(described, Outgoing) else unsendable).append(described)
+        if isinstance(described, Outgoing):
+            items.append(described)
+        else:
+            unsendable.append(described)
     plain = [item for item in items if item.treatment == "plain"]
     if plain and not allow_plain:
         raise PlaintextRefusedError(

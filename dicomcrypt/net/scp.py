@@ -21,10 +21,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomcrypt.crypto import KeyRing
@@ -217,7 +218,8 @@ class Receiver:
         ae.maximum_associations = self.config.max_associations
         ae.require_calling_aet = sorted(self.config.allowed_aets)
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional
+                ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         return ae
 
@@ -229,8 +231,9 @@ class Receiver:
         requestor = event.assoc.requestor
         context = {"calling_ae": requestor.ae_title, "peer": requestor.address}
         if closing:
+            request = cast(C_STORE, event.request)  # this handler is bound to EVT_C_STORE only
             result = InstanceResult(st.SHUTTING_DOWN, "refused", "receiver is shutting down",
-                                    sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
+                                    sop_instance_uid=str(request.AffectedSOPInstanceUID))
         else:
             result = self._handler.handle(
                 event.encoded_dataset(include_meta=True), lambda: _dataset_with_meta(event), context
