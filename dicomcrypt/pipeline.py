@@ -234,7 +234,11 @@ def rekey_instance(
         out,
         dataclasses.replace(info, format_version=new_header.version, key_ids=new_header.key_ids, envelope=envelope),
     )
-    note = "" if header.version == new_header.version else f"version {header.version} envelope re-sealed as version {new_header.version}"
+    note = (
+        ""
+        if header.version == new_header.version
+        else f"version {header.version} envelope re-sealed as version {new_header.version}"
+    )
     return Outcome(out, "rekeyed", header.mode.name.lower(), note, metrics)
 
 
@@ -377,7 +381,8 @@ def _choose_mode(requested: Mode, fmt: dicom.PixelFormat) -> tuple[Mode, str]:
     """Fall back to the standard codec for pixels the autoencoder cannot serve."""
     if requested is Mode.STANDARD or fmt.model_ready:
         return requested, ""
-    return Mode.STANDARD, f"{_unsupported_reason(fmt)}: standard lossless codec used instead of {requested.name.lower()}"
+    reason = _unsupported_reason(fmt)
+    return Mode.STANDARD, f"{reason}: standard lossless codec used instead of {requested.name.lower()}"
 
 
 def _unsupported_reason(fmt: dicom.PixelFormat) -> str:

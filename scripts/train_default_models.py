@@ -54,7 +54,9 @@ HELD_OUT = ("files whose names start with " + ", ".join(f"`{p}`" for p in HELD_O
             + " (the evaluation families), and every other file of their studies or with their pixels")
 VALIDATION_SHARE = 0.15
 PIXELS_PER_BATCH = 16 * 96 * 96
-TRAINED_BY = "`scripts/train_default_models.py` through `dicomcrypt.codec.train` (the library behind `dicomcrypt train`)"
+TRAINED_BY = (
+    "`scripts/train_default_models.py` through `dicomcrypt.codec.train` (the library behind `dicomcrypt train`)"
+)
 
 
 @dataclass(frozen=True)

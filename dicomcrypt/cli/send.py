@@ -3,10 +3,11 @@
 Plain images are encrypted (in worker processes, while earlier instances are on the wire) for
 the site key --key and/or the public recipients --recipient / --recipients-file, as `encrypt`
 does (and --latent, --protect-identity --identity-cert too): with recipients only, nodes
-exchange nothing but public keys. Files already encrypted by
-dicomcrypt and non-images (SR, RT Plan, ...) are sent as they are. With neither a key nor a
-recipient, plain images are refused unless --plain: pixels never leave in clear by mistake. One association by default (--associations N for more, in parallel); presentation
-contexts are proposed from the files' SOP classes and transfer syntaxes.
+exchange nothing but public keys. Files already encrypted by dicomcrypt and non-images (SR,
+RT Plan, ...) are sent as they are. With neither a key nor a recipient, plain images are refused
+unless --plain: pixels never leave in clear by mistake. One association by default
+(--associations N for more, in parallel); presentation contexts are proposed from the files'
+SOP classes and transfer syntaxes.
 
 The run ends with a per-study summary: instances sent and how, non-images passed through, and
 each failure with the peer's status code and comment. --failed-list FILE writes the paths

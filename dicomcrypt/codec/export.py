@@ -29,6 +29,7 @@ def write_model(
     folder: Path,
     stem: str,
     model_id: str,
+    *,
     metadata: dict[str, Any] | None = None,
     card: str | None = None,
 ) -> Path:

@@ -155,7 +155,8 @@ class LoadedModel:
 
     def _check_image(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.ndim != 4 or 0 in image.shape:
-            raise ValueError(f"image must be a non-empty (F, H, W, C) array, not {getattr(image, 'shape', type(image))}")
+            found = getattr(image, "shape", type(image))
+            raise ValueError(f"image must be a non-empty (F, H, W, C) array, not {found}")
         if image.shape[3] != self.info.channels:
             raise ModelError(
                 f"model {self.info.model_id} takes {self.info.channels}-channel images, not {image.shape[3]}"

@@ -148,7 +148,9 @@ def build_report(
             "skipped": [{"file": s.file, "reason": s.reason} for s in skipped if not s.failed],
             "failed": [{"file": s.file, "error": s.reason} for s in skipped if s.failed],
             "summary": _summary(results),
-            "by_model": {m: _summary([r for r in results if r.model_id == m]) for m in sorted({r.model_id for r in results})},
+            "by_model": {
+                m: _summary([r for r in results if r.model_id == m]) for m in sorted({r.model_id for r in results})
+            },
         }
     )
 
@@ -213,7 +215,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# dicomcrypt evaluate",
         "",
         f"Source `{report['source']}`; model {', '.join(f'`{m}`' for m in report['models']) or '-'} "
-        f"(asked for: {', '.join(report['models_requested'])}); frames: {report['frames']}; noise seed {report['seed']}; "
+        f"(asked for: {', '.join(report['models_requested'])}); frames: {report['frames']}; "
+        f"noise seed {report['seed']}; "
         f"{report['created_utc']}, dicomcrypt {report['dicomcrypt_version']}.",
         "",
         "## Reconstruction (lossy mode)",
@@ -236,10 +239,12 @@ def to_markdown(report: dict[str, Any]) -> str:
     for model, summary in report["by_model"].items():
         lines += [
             "",
-            f"`{model}`, {summary['images']} image{'' if summary['images'] == 1 else 's'}: SSIM min {summary['ssim_min']:.4f}, median "
-            f"{summary['ssim_median']:.4f} (paper 0.9528); PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, "
+            f"`{model}`, {summary['images']} image{'' if summary['images'] == 1 else 's'}: "
+            f"SSIM min {summary['ssim_min']:.4f}, median {summary['ssim_median']:.4f} (paper 0.9528); "
+            f"PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, "
             f"median {_db(summary['psnr_bits_db_median'])}; over range min {_db(summary['psnr_range_db_min'])}; "
-            f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019); decode {summary['decode_s_total']:.1f} s "
+            f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019); "
+            f"decode {summary['decode_s_total']:.1f} s "
             "in all. Targets: " + "; ".join(
                 f"{name.replace('_', ' ')}: {'met' if met else 'NOT met'}" for name, met in summary["targets"].items()
             ) + ".",
@@ -256,7 +261,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     for r in images:
         for kind, n in r["noise"].items():
             lines.append(
-                f"| {r['file']} | {r['model_id']} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy']:.4f} | {n['ssim_decoded']:.4f} "
+                f"| {r['file']} | {r['model_id']} | {NOISE_PARAMETERS[kind].label} "
+                f"| {n['ssim_noisy']:.4f} | {n['ssim_decoded']:.4f} "
                 f"| {n['mse_noisy']:.2e} | {n['mse_decoded']:.2e} | {'yes' if n['decoded_closer'] else 'no'} |"
             )
     if images:
@@ -272,11 +278,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         for kind, n in summary["noise"].items():
             paper = PAPER_TABLE6[kind]
             lines.append(
-                f"| {model} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy_mean']:.4f} | {n['ssim_decoded_mean']:.4f} "
+                f"| {model} | {NOISE_PARAMETERS[kind].label} "
+                f"| {n['ssim_noisy_mean']:.4f} | {n['ssim_decoded_mean']:.4f} "
                 f"| {paper['ssim_noisy']:.2f} / {paper['ssim_decoded']:.2f} | {n['mse_noisy_mean']:.2e} "
                 f"| {n['mse_decoded_mean']:.2e} | {n['decoded_closer']} of {n['images']} |"
             )
-    lines += ["", "## Noise parameters (on the [0, 1] scale)", "", "| noise | parameters | model |", "| --- | --- | --- |"]
+    lines += [
+        "", "## Noise parameters (on the [0, 1] scale)", "", "| noise | parameters | model |", "| --- | --- | --- |"
+    ]
     for p in report["noise_parameters"]:
         params = ", ".join(f"{k} {v:g}" for k, v in p["parameters"].items())
         lines.append(f"| {p['label']} | {params} | {p['description']} |")

@@ -34,7 +34,8 @@ class BaseAutoencoder(nn.Module):
         self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Training forward pass: unclamped reconstruction of a batch whose sides are multiples of the downsampling factor."""
+        """Training forward pass: unclamped reconstruction of a batch whose sides are multiples of
+        the downsampling factor."""
         return self.g_s(self.g_a(x))
 
     @classmethod
