@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dicomcrypt.config import ConfigError
+from dicomcrypt.errors import ConfigError
 
 if TYPE_CHECKING:
     from dicomcrypt.integrations.hooks import HookMode

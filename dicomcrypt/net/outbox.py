@@ -34,15 +34,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomcrypt.errors import DicomCryptError, InvalidInputError
+from dicomcrypt.errors import DicomCryptError, PlaintextRefusedError
 from dicomcrypt.runner.worker import spawn_pool
 from dicomcrypt.settings import EncryptionSettings
 
 Treatment = Literal["encrypt", "already encrypted", "not an image", "plain"]
-
-
-class PlaintextRefusedError(InvalidInputError):
-    """Plain images were given with nobody to encrypt for and without permission to send them plain."""
 
 
 @dataclass(frozen=True)

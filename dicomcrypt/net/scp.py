@@ -29,7 +29,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicomcrypt.crypto import KeyRing
-from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.errors import ReceiverConfigError
 from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.forward import Forwarder
@@ -38,17 +38,13 @@ from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
 from dicomcrypt.net.studies import StudyCounts, StudyLedger
 from dicomcrypt.status import comment
 
-__all__ = ["Receiver", "ReceiverConfig", "ReceiverConfigError", "StudyCounts"]
+__all__ = ["Receiver", "ReceiverConfig", "StudyCounts"]
 
 LOG = logging.getLogger("dicomcrypt.serve")
 
 _P_DATA_TF = 0x04
 _RESPONSE_FLUSH_S = 0.3
 """After the last response is handed to pynetdicom, time for its socket thread to send it."""
-
-
-class ReceiverConfigError(InvalidInputError):
-    """The receiver's settings contradict each other or are incomplete."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dicomcrypt import Key
 from dicomcrypt.cli._common import EXIT_NOT_STARTED, EXIT_OK
 from dicomcrypt.cli.main import main
 from dicomcrypt.integrations.orthanc_config import current_site_packages, orthanc_dictionary, parse_settings
-from dicomcrypt.config import ConfigError
+from dicomcrypt.errors import ConfigError
 
 
 @pytest.fixture
