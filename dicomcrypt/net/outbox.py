@@ -185,19 +185,18 @@ def _start_sealer(settings: EncryptionSettings) -> None:
 
 def seal_file(path: str, settings: EncryptionSettings) -> Sealed:
     """Read, encrypt and encode one file. Never raises: errors come back in ``Sealed.error``."""
-    from dicomcrypt.files import read_dicom
+    from dicomcrypt.files import dicom_to_bytes, read_dicom
     from dicomcrypt.pipeline import encrypt_instance
 
     started = time.perf_counter()
     try:
         outcome = encrypt_instance(read_dicom(path), settings)
-        buffer = io.BytesIO()
-        pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
+        data = dicom_to_bytes(outcome.dataset)
     except DicomCryptError as exc:
         return Sealed(error=_strip(str(exc), Path(path)), seconds=time.perf_counter() - started)
     except Exception as exc:  # a bug or an unforeseen input: report it, keep sending
         return Sealed(error=f"internal error: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
-    return Sealed(buffer.getvalue(), outcome.mode, outcome.note or "", time.perf_counter() - started,
+    return Sealed(data, outcome.mode, outcome.note or "", time.perf_counter() - started,
                   int(outcome.metrics.get("envelope_bytes", 0)))
 
 
