@@ -26,7 +26,7 @@ from typing import Any, Literal, cast
 from pydicom.dataset import Dataset
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time, invisible to mypy
 
 from dicomcrypt.crypto import KeyRing
 from dicomcrypt.errors import ReceiverConfigError
