@@ -77,7 +77,8 @@ def main() -> None:
         cases: list[tuple[str, dict | None, list[Path]]] = [("plain Orthanc, plain instances", None, plain)]
         for mode in ("standard", "lossless"):
             sealed = write_instances(root / f"sealed-{mode}", args.image, args.count, key, mode)
-            cases.append((f"restore plugin, {mode} instances", {"Mode": "restore", "KeyFiles": [str(key_file)]}, sealed))
+            restore = {"Mode": "restore", "KeyFiles": [str(key_file)]}
+            cases.append((f"restore plugin, {mode} instances", restore, sealed))
         for mode in ("standard", "lossless"):
             cases.append((f"encrypt plugin ({mode}), plain instances",
                           {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": mode}, plain))

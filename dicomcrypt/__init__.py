@@ -35,7 +35,7 @@ _EXPORTS = {
     "IdentityKey": "dicomcrypt.identity_protection",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]  # noqa: PLE0605 -- the lazy names are listed once, in _EXPORTS
 
 
 def __getattr__(name: str) -> Any:

@@ -27,12 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dicomcrypt.errors import InvalidInputError
-
-
-class ConfigError(InvalidInputError):
-    """The config file is missing, is not valid TOML, or has an unknown or invalid setting."""
-
+from dicomcrypt.errors import ConfigError
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 

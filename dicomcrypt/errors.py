@@ -115,12 +115,24 @@ class IdentityKeyError(IdentityProtectionError):
     """No identity key given opens the Encrypted Attributes Sequence (names its recipients)."""
 
 
+class ConfigError(InvalidInputError):
+    """The config file is missing, is not valid TOML, or has an unknown or invalid setting."""
+
+
 class TLSConfigError(InvalidInputError):
     """A certificate, key or CA file is missing or unusable."""
 
 
 class PeerAddressError(InvalidInputError):
     """A peer address is not ``AET@host:port``, or one of its parts is invalid."""
+
+
+class ReceiverConfigError(InvalidInputError):
+    """The receiver's settings contradict each other or are incomplete."""
+
+
+class PlaintextRefusedError(InvalidInputError):
+    """Plain images were given with nobody to encrypt for and without permission to send them plain."""
 
 
 class AssociationError(DicomCryptError):

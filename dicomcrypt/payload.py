@@ -65,7 +65,7 @@ class Payload:
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "Payload":
+    def from_bytes(cls, blob: bytes) -> Payload:
         reader = _Reader(blob)
         if reader.take(4) != MAGIC:
             raise PayloadFormatError("payload: bad magic (not a dicomcrypt payload v1)")
@@ -120,7 +120,7 @@ class PayloadMeta:
     @classmethod
     def build(
         cls, *, pixel_format: PixelFormat, shape: tuple[int, ...], dtype: np.dtype | str, **optional: Any
-    ) -> "PayloadMeta":
+    ) -> PayloadMeta:
         """New metadata at the lowest version that holds its fields, so older readers open it."""
         version = PREDICTOR_VERSION if optional.get("residual_predictor") is not None else VERSION
         return cls(version, pixel_format, tuple(int(n) for n in shape), np.dtype(dtype), **optional)
@@ -143,7 +143,7 @@ class PayloadMeta:
         return data
 
     @classmethod
-    def from_json(cls, data: object) -> "PayloadMeta":
+    def from_json(cls, data: object) -> PayloadMeta:
         """Check and type the metadata; PayloadFormatError names the first bad field.
 
         Unknown keys are ignored (tolerant when reading); every known one must have its type.

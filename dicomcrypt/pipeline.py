@@ -173,7 +173,7 @@ def _working_copy(ds: Dataset, identity: IdentityProtection | None) -> Dataset:
 
 
 def _payload_meta(
-    frames: np.ndarray, fmt: "dicom.PixelFormat", coder: Coder, packed: Packed, protected: Dataset | None
+    frames: np.ndarray, fmt: dicom.PixelFormat, coder: Coder, packed: Packed, protected: Dataset | None
 ) -> PayloadMeta:
     """The coder's fields plus what every mode carries; the digest where the coder is exact."""
     return PayloadMeta.build(
@@ -189,7 +189,7 @@ def _payload_meta(
     )
 
 
-def _replace_pixels_by_envelope(out: Dataset, original: Dataset, fmt: "dicom.PixelFormat", envelope: bytes) -> None:
+def _replace_pixels_by_envelope(out: Dataset, original: Dataset, fmt: dicom.PixelFormat, envelope: bytes) -> None:
     """The placeholder image, and the private block with the envelope and its readable copies."""
     header = read_header(envelope)
     dicom.apply_placeholder(out, fmt)
@@ -234,7 +234,11 @@ def rekey_instance(
         out,
         dataclasses.replace(info, format_version=new_header.version, key_ids=new_header.key_ids, envelope=envelope),
     )
-    note = "" if header.version == new_header.version else f"version {header.version} envelope re-sealed as version {new_header.version}"
+    note = (
+        ""
+        if header.version == new_header.version
+        else f"version {header.version} envelope re-sealed as version {new_header.version}"
+    )
     return Outcome(out, "rekeyed", header.mode.name.lower(), note, metrics)
 
 
@@ -373,14 +377,15 @@ def pixel_digest(frames: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _choose_mode(requested: Mode, fmt: "dicom.PixelFormat") -> tuple[Mode, str]:
+def _choose_mode(requested: Mode, fmt: dicom.PixelFormat) -> tuple[Mode, str]:
     """Fall back to the standard codec for pixels the autoencoder cannot serve."""
     if requested is Mode.STANDARD or fmt.model_ready:
         return requested, ""
-    return Mode.STANDARD, f"{_unsupported_reason(fmt)}: standard lossless codec used instead of {requested.name.lower()}"
+    reason = _unsupported_reason(fmt)
+    return Mode.STANDARD, f"{reason}: standard lossless codec used instead of {requested.name.lower()}"
 
 
-def _unsupported_reason(fmt: "dicom.PixelFormat") -> str:
+def _unsupported_reason(fmt: dicom.PixelFormat) -> str:
     if fmt.is_palette:
         return "palette colour"
     if fmt.is_float:

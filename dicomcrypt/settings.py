@@ -23,8 +23,9 @@ because there it is a typo that may hide a recipient the caller meant to add.
 from __future__ import annotations
 
 from collections.abc import Iterable
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar
 
 from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.envelope import MAX_STANZAS, Mode
@@ -40,7 +41,7 @@ __all__ = ["EncryptionSettings", "LATENT_FORMATS", "KeyArgument", "parse_mode"]
 LATENT_FORMATS = ("u8", "f16")
 """How a latent is stored (docs/format.md): 8-bit affine per frame and channel, or IEEE half."""
 
-KeyArgument = Union[Key, KeyRing, Iterable[Key], None]
+KeyArgument = Key | KeyRing | Iterable[Key] | None
 """What ``key=`` accepts: a site key, several, or a keyring whose ``encrypt`` list is used."""
 
 
@@ -74,7 +75,7 @@ class EncryptionSettings:
         if not isinstance(self.mode, Mode):
             raise TypeError("EncryptionSettings.mode is a Mode (use build() or parse_mode() for names)")
         object.__setattr__(self, "model", self.model or None)
-        targets = [t.key_id for t in (*self.keys, *self.recipients)]
+        targets = self.key_ids
         if not targets:
             raise InvalidInputError("nothing to encrypt for: give a site key, a recipient, or both")
         if len(set(targets)) != len(targets):
@@ -122,11 +123,11 @@ class EncryptionSettings:
     @property
     def key_ids(self) -> tuple[str, ...]:
         """Key ids of every target, keys first: the stanzas an envelope will carry."""
-        return tuple(t.key_id for t in (*self.keys, *self.recipients))
+        return tuple(k.key_id for k in self.keys) + tuple(r.key_id for r in self.recipients)
 
     def with_mode(self, mode: str | Mode) -> EncryptionSettings:
         """The same targets with another mode (a caller that picks the mode per instance)."""
-        return EncryptionSettings(self.keys, self.recipients, parse_mode(mode), self.model, self.latent_format, self.identity)
+        return dataclasses.replace(self, mode=parse_mode(mode))
 
 
 def _key_targets(key: KeyArgument) -> tuple[list[Key], list[Recipient]]:
@@ -146,13 +147,15 @@ def _key_targets(key: KeyArgument) -> tuple[list[Key], list[Recipient]]:
         return [key], []
     keys = list(key)
     if not all(isinstance(k, Key) for k in keys):
-        raise TypeError("key= takes Key objects or a KeyRing; recipients= takes Recipient objects or 'dcrecip1...' strings")
+        raise TypeError(
+            "key= takes Key objects or a KeyRing; recipients= takes Recipient objects or 'dcrecip1...' strings"
+        )
     return keys, []
 
 
-def _unique(targets: Iterable[T]) -> list[T]:
+def _unique(targets: Iterable[T]) -> tuple[T, ...]:
     """The first target of each key id, in order: the same id is the same key."""
     first: dict[str, T] = {}
     for target in targets:
         first.setdefault(target.key_id, target)
-    return list(first.values())
+    return tuple(first.values())

@@ -54,7 +54,9 @@ HELD_OUT = ("files whose names start with " + ", ".join(f"`{p}`" for p in HELD_O
             + " (the evaluation families), and every other file of their studies or with their pixels")
 VALIDATION_SHARE = 0.15
 PIXELS_PER_BATCH = 16 * 96 * 96
-TRAINED_BY = "`scripts/train_default_models.py` through `dicomcrypt.codec.train` (the library behind `dicomcrypt train`)"
+TRAINED_BY = (
+    "`scripts/train_default_models.py` through `dicomcrypt.codec.train` (the library behind `dicomcrypt train`)"
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def train(spec: ShippedModel, paths: list[Path], args: argparse.Namespace) -> Pa
     model = registry.load_model(str(meta_path))
     by_name = {path.name: path for path in paths}
     levels, totals = training.choose_lossless_levels(model, [by_name[name] for name in summary["train_files"]])
-    print(f"  lossless latent levels: " + ", ".join(f"{k}: {v:,} B" for k, v in totals.items()) + f" -> {levels}")
+    print("  lossless latent levels: " + ", ".join(f"{k}: {v:,} B" for k, v in totals.items()) + f" -> {levels}")
     export.update_metadata(meta_path, lossless_latent_levels=levels,
                              validation=training.measure(model, validation_images))
     return meta_path

@@ -126,7 +126,12 @@ def test_lossless_mode_restores_every_pixel(path, tmp_path):
     "name, ssim_floor, psnr_floor",
     # Regression floors a little under what the shipped models measure (docs/models.md); the
     # targets to beat belong to the model work, not to this test.
-    [("CT_small.dcm", 0.93, 36.0), ("MR_small.dcm", 0.9, 30.0), ("US1_UNCR.dcm", 0.72, 18.5), ("emri_small.dcm", 0.85, 25.0)],
+    [
+        ("CT_small.dcm", 0.93, 36.0),
+        ("MR_small.dcm", 0.9, 30.0),
+        ("US1_UNCR.dcm", 0.72, 18.5),
+        ("emri_small.dcm", 0.85, 25.0),
+    ],
 )
 def test_lossy_mode_quality_floors(name, ssim_floor, psnr_floor, tmp_path):
     path = next((p for p in CORPUS if p.name == name), None)

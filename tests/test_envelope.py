@@ -130,7 +130,8 @@ def test_generate_vectors_reproduce_byte_for_byte(vector: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("vector", _by_name(VECTORS["verify"]))
 def test_verify_vectors_open(vector: dict[str, Any]) -> None:
-    _, plaintext = open_envelope(bytes.fromhex(vector["envelope"]), keys=_ring(vector), binding=bytes.fromhex(vector["binding"]))
+    envelope, binding = bytes.fromhex(vector["envelope"]), bytes.fromhex(vector["binding"])
+    _, plaintext = open_envelope(envelope, keys=_ring(vector), binding=binding)
     assert plaintext.hex() == vector["plaintext"]
 
 
@@ -152,10 +153,12 @@ def test_recipient_stanzas_open_with_the_independent_hpke() -> None:
     gen = _generator()
     secret = RecipientKey.from_bytes(bytes.fromhex(VECTORS["recipients"][0]["secret"]))
     key = Key.generate()
-    blob = seal(b"payload", key=key, recipients=[secret.recipient], mode=Mode.STANDARD, model_id="", model_sha256=bytes(32), binding=b"b")
+    blob = seal(b"payload", key=key, recipients=[secret.recipient], mode=Mode.STANDARD, model_id="",
+                model_sha256=bytes(32), binding=b"b")
     header = read_header(blob)
     hpke_stanza = next(s for s in header.stanzas if s.type == StanzaType.HPKE_X25519)
-    data_key = gen.hpke_open(bytes.fromhex(VECTORS["recipients"][0]["secret"]), gen.hpke_info(blob[: header.bound_length]), hpke_stanza.body)
+    secret_bytes = bytes.fromhex(VECTORS["recipients"][0]["secret"])
+    data_key = gen.hpke_open(secret_bytes, gen.hpke_info(blob[: header.bound_length]), hpke_stanza.body)
     assert gen.commitment(data_key) == header.commitment
     assert key.unwrap(header.stanzas[0].body) == data_key
 
@@ -217,8 +220,8 @@ def test_every_truncation_is_a_format_error(key: Key, sealed: bytes) -> None:
 
 
 def test_moved_to_another_instance_fails(key: Key, sealed: bytes) -> None:
-    for field in UIDS:
-        other = instance_binding(**{**UIDS, field: UIDS[field] + ".1"})
+    for field, uid in UIDS.items():
+        other = instance_binding(**{**UIDS, field: uid + ".1"})
         with pytest.raises(DecryptionError, match="^decryption failed"):
             open_envelope(sealed, keys=key, binding=other)
 
@@ -290,7 +293,9 @@ def test_seal_refuses_inconsistent_fields(key: Key, kwargs: dict[str, Any]) -> N
 
 def test_seal_deterministic_caps_keys() -> None:
     keys = [Key.from_bytes(bytes([i]) * 32) for i in range(MAX_STANZAS + 1)]
-    common: dict[str, Any] = dict(mode=Mode.STANDARD, model_id="", model_sha256=bytes(32), binding=b"", data_key=bytes(32), nonce=bytes(12))
+    common: dict[str, Any] = dict(
+        mode=Mode.STANDARD, model_id="", model_sha256=bytes(32), binding=b"", data_key=bytes(32), nonce=bytes(12)
+    )
     blob = _seal_deterministic(b"x", keys=keys[:MAX_STANZAS], **common)
     assert len(read_header(blob).key_ids) == MAX_STANZAS
     assert open_envelope(blob, keys=keys[-2], binding=b"")[1] == b"x"
@@ -329,5 +334,9 @@ def test_imports_only_stdlib_and_cryptography() -> None:
             else:
                 continue
             for name in roots:
-                ok = name.split(".")[0] in allowed or name in ("dicomcrypt.errors", "dicomcrypt.atomic") or name.startswith("dicomcrypt.crypto")
+                ok = (
+                    name.split(".")[0] in allowed
+                    or name in ("dicomcrypt.errors", "dicomcrypt.atomic")
+                    or name.startswith("dicomcrypt.crypto")
+                )
                 assert ok, f"{path.name} imports {name}"

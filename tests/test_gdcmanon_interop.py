@@ -73,7 +73,8 @@ def test_gdcmanon_reidentifies_what_we_protect(tmp_path: Path, pair, name):
 @pytest.mark.parametrize("name", FILES)
 def test_gdcmanon_reidentifies_our_pixel_encrypted_output(tmp_path: Path, pair, key, name):
     original = read_quietly(TEST_FILES_DIR / name)
-    encrypted = encrypt_instance(original, key=key, mode="standard", protect_identity=IdentityProtection.load([pair.cert]))
+    protection = IdentityProtection.load([pair.cert])
+    encrypted = encrypt_instance(original, key=key, mode="standard", protect_identity=protection)
     src = _write(encrypted.dataset, tmp_path / "encrypted.dcm")
     gdcmanon("--key", str(pair.key), "-d", "-i", str(src), "-o", str(tmp_path / "restored.dcm"))
     restored = read_quietly(tmp_path / "restored.dcm")
@@ -117,5 +118,6 @@ def test_cli_restores_a_gdcmanon_file_and_says_so_without_the_key(tmp_path: Path
     assert read_quietly(plain).PatientIdentityRemoved == "YES"
 
     restored = tmp_path / "restored.dcm"
-    assert main(["decrypt", "-k", str(site), "--identity-key", str(pair.key), "-j", "1", "-q", str(anon), str(restored)]) == 0
+    argv = ["decrypt", "-k", str(site), "--identity-key", str(pair.key), "-j", "1", "-q", str(anon), str(restored)]
+    assert main(argv) == 0
     assert attribute_differences(read_quietly(source), read_quietly(restored)) == []

@@ -237,7 +237,8 @@ def test_tampered_encrypted_attributes_fail_the_pixel_envelope_check(key, protec
 
 
 def test_tampered_cms_without_pixel_envelope_is_refused(key, protection, identity_key):
-    protected = through_bytes(encrypt_instance(read_quietly(TEST_FILES_DIR / "rtplan.dcm"), key=key, protect_identity=protection).dataset)
+    original = read_quietly(TEST_FILES_DIR / "rtplan.dcm")
+    protected = through_bytes(encrypt_instance(original, key=key, protect_identity=protection).dataset)
     item = protected.EncryptedAttributesSequence[0]
     iv = parse_enveloped(item.EncryptedContent).iv
     # A flipped IV bit flips the same bit of the first plaintext block: the (0400,0550) tag.
@@ -261,20 +262,23 @@ def test_cli_wrong_identity_key_writes_nothing(tmp_path: Path, pki, key):
     out = tmp_path / "dec.dcm"
     code = main(["decrypt", "-k", str(site), "--identity-key", str(pki[1].key), "-j", "1", str(enc), str(out)])
     assert code != 0 and not out.exists()
-    assert main(["decrypt", "-k", str(site), "--identity-key", str(pki[0].key), "-j", "1", "-q", str(enc), str(out)]) == 0
+    argv = ["decrypt", "-k", str(site), "--identity-key", str(pki[0].key), "-j", "1", "-q", str(enc), str(out)]
+    assert main(argv) == 0
     assert attribute_differences(read_quietly(src), read_quietly(out)) == []
 
 
 def test_cli_refuses_protect_identity_without_certificate(tmp_path: Path, key, capsys):
     site = tmp_path / "site.key"
     key.save(site)
-    assert main(["encrypt", "-k", str(site), "--protect-identity", str(TEST_FILES_DIR / "CT_small.dcm"), str(tmp_path / "o.dcm")]) != 0
+    source = TEST_FILES_DIR / "CT_small.dcm"
+    assert main(["encrypt", "-k", str(site), "--protect-identity", str(source), str(tmp_path / "o.dcm")]) != 0
     assert "--identity-cert" in capsys.readouterr().err
     assert not (tmp_path / "o.dcm").exists()
 
 
 def test_already_protected_instance_is_refused(key, protection):
-    protected = encrypt_instance(read_quietly(TEST_FILES_DIR / "rtplan.dcm"), key=key, protect_identity=protection).dataset
+    original = read_quietly(TEST_FILES_DIR / "rtplan.dcm")
+    protected = encrypt_instance(original, key=key, protect_identity=protection).dataset
     with pytest.raises(InvalidInputError, match="already protected"):
         protection.protect(protected)
 
@@ -282,7 +286,11 @@ def test_already_protected_instance_is_refused(key, protection):
 def test_identity_files_bad_input(tmp_path: Path, pki):
     ec_key = ec.generate_private_key(ec.SECP256R1())
     ec_path = tmp_path / "ec.pem"
-    ec_path.write_bytes(ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ec_path.write_bytes(
+        ec_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     ec_path.chmod(0o600)
     with pytest.raises(KeyFileError, match="not an RSA key"):
         IdentityKey.load(ec_path)
@@ -364,7 +372,8 @@ def test_rekeyed_instance_still_restores_its_identity(key, protection, identity_
     new_key = Key.generate()
     rekeyed = through_bytes(rekey_instance(protected, keys=key, to=[new_key]).dataset)
     # CT_small's own (0011,0010) block travels encrypted; ours stays off its slot after a rekey.
-    assert rekeyed.private_block(0x0011, "DICOMCRYPT 1").block_start == protected.private_block(0x0011, "DICOMCRYPT 1").block_start
+    block_start = protected.private_block(0x0011, "DICOMCRYPT 1").block_start
+    assert rekeyed.private_block(0x0011, "DICOMCRYPT 1").block_start == block_start
     assert (0x00110010) not in rekeyed
     restored = decrypt_instance(rekeyed, keys=new_key, identity_keys=[identity_key]).dataset
     assert attribute_differences(original, restored) == []

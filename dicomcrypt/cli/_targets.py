@@ -102,11 +102,14 @@ def read_recipients_file(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"recipients file {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise InvalidInputError(f"recipients file {path}: cannot read ({reason})") from None
     lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     found = [line for line in lines if line]
     if not found:
-        raise InvalidInputError(f"recipients file {path}: lists no recipients (expected one dcrecip1... string per line)")
+        raise InvalidInputError(
+            f"recipients file {path}: lists no recipients (expected one dcrecip1... string per line)"
+        )
     return found
 
 

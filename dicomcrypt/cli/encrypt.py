@@ -61,7 +61,7 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(verbosity=0)
 
 
-def add_parsers(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     enc = subparsers.add_parser(
         "encrypt",
         help="encrypt the pixel data of DICOM files",

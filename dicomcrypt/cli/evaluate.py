@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
                 results.append(outcome)
                 q = outcome.reconstruction
                 closer = sum(n.decoded_closer for n in outcome.noise)
-                bar.write(f"{outcome.file} [{outcome.model_id}]: PSNR {q.psnr_bits_db:.2f} dB (bit depth) / {q.psnr_range_db:.2f} dB "
-                          f"(range), SSIM {q.ssim:.4f}; decoder closer on {closer} of {len(outcome.noise)} noise types")
+                bar.write(f"{outcome.file} [{outcome.model_id}]: PSNR {q.psnr_bits_db:.2f} dB (bit depth) / "
+                          f"{q.psnr_range_db:.2f} dB (range), SSIM {q.ssim:.4f}; "
+                          f"decoder closer on {closer} of {len(outcome.noise)} noise types")
     doc = report.build_report(results, skipped, source=str(args.input), models=models, seed=args.seed,
                               frames=args.frames)
     json_path, md_path = report.write_report(args.report, doc)

@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         write_bytes_atomic(script.encode(), args.out, force=args.force)
     except DicomCryptError as exc:
         return error(str(exc))
-    snippet = oc.config_snippet(args.out.resolve(), plugin, keys, args.mode, args.encrypt_mode, args.model)
+    snippet = oc.config_snippet(
+        args.out.resolve(), plugin, keys, args.mode, encrypt_mode=args.encrypt_mode, model=args.model
+    )
     sys.stdout.write(oc.dumps(snippet))
     print(f"wrote {args.out}; merge the JSON above into Orthanc's configuration", file=sys.stderr)
     return EXIT_OK

@@ -7,7 +7,7 @@ import argparse
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG
 
 
-def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from dicomcrypt.cli.encrypt import _BATCH_NOTES, _add_batch_arguments, add_opening_keys
 
     parser = subparsers.add_parser(

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     failed = [r for r in rows if not r.ok]
     exact = sum(1 for r in rows if r.quality is not None and r.quality.exact)
-    lossy = [r for r in rows if r.mode == "lossy" and r.quality is not None]
+    lossy = [r.quality for r in rows if r.mode == "lossy" and r.quality is not None]
     passed = sum(1 for r in rows if r.action == "passed through")
     skipped = sum(1 for r in rows if r.action == "skipped")
     print(
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stdout,
     )
     if lossy:
-        ssims = sorted(r.quality.ssim for r in lossy)
-        psnrs = sorted(r.quality.psnr_db for r in lossy)
+        ssims = sorted(q.ssim for q in lossy)
+        psnrs = sorted(q.psnr_db for q in lossy)
         print(f"lossy: SSIM min {ssims[0]:.4f} median {ssims[len(ssims) // 2]:.4f}; "
               f"PSNR min {psnrs[0]:.1f} dB median {psnrs[len(psnrs) // 2]:.1f} dB")
     return EXIT_SOME_FAILED if failed else EXIT_OK

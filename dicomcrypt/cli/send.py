@@ -3,10 +3,11 @@
 Plain images are encrypted (in worker processes, while earlier instances are on the wire) for
 the site key --key and/or the public recipients --recipient / --recipients-file, as `encrypt`
 does (and --latent, --protect-identity --identity-cert too): with recipients only, nodes
-exchange nothing but public keys. Files already encrypted by
-dicomcrypt and non-images (SR, RT Plan, ...) are sent as they are. With neither a key nor a
-recipient, plain images are refused unless --plain: pixels never leave in clear by mistake. One association by default (--associations N for more, in parallel); presentation
-contexts are proposed from the files' SOP classes and transfer syntaxes.
+exchange nothing but public keys. Files already encrypted by dicomcrypt and non-images (SR,
+RT Plan, ...) are sent as they are. With neither a key nor a recipient, plain images are refused
+unless --plain: pixels never leave in clear by mistake. One association by default
+(--associations N for more, in parallel); presentation contexts are proposed from the files'
+SOP classes and transfer syntaxes.
 
 The run ends with a per-study summary: instances sent and how, non-images passed through, and
 each failure with the peer's status code and comment. --failed-list FILE writes the paths
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dicomcrypt.cli import _scu_options, _targets
 from dicomcrypt.cli._common import (
@@ -29,6 +32,13 @@ from dicomcrypt.cli._common import (
 )
 from dicomcrypt.cli.encrypt import default_jobs
 from dicomcrypt.config import Option, add_arguments, resolve
+
+if TYPE_CHECKING:
+    import ssl
+
+    from dicomcrypt.net.address import Peer
+    from dicomcrypt.net.send_report import InstanceResult, SendReport
+    from dicomcrypt.settings import EncryptionSettings
 
 MODES = ("lossless", "lossy", "standard")
 
@@ -85,66 +95,99 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dicomcrypt.errors import DicomCryptError
-    from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scu import send
-    from dicomcrypt.net.send_report import read_failed_list, write_failed_list
 
     try:
-        resolve(args, OPTIONS, table="send")
-        usage = _targets.identity_options_usage_error("send", args)
-        if usage is not None:
-            return usage
-        peer = parse_peer(args.peer)
-        paths = [str(p) for p in args.paths]
-        if args.retry_failed:
-            paths += read_failed_list(args.retry_failed)
-        if not paths:
-            return error("nothing to send: give PATH arguments or --retry-failed FILE")
-        for path in paths:
-            if not Path(path).exists():
-                return error(f"input {path}: no such file or folder")
-        settings = _targets.encryption_settings_from_args(args)
-        if settings is None and args.protect_identity:
-            return error("--protect-identity needs --key or --recipient: the identity is encrypted for them")
-        ssl_context = _scu_options.ssl_context(args)
+        plan = _plan(args)
     except DicomCryptError as exc:
         return error(str(exc))
-
-    show_bar = args.progress if args.progress is not None else sys.stderr.isatty()
-    bar = None
-    if show_bar:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="inst", file=sys.stderr, desc="send", dynamic_ncols=True)
-
-    def on_start(total: int) -> None:
-        if bar is not None:
-            bar.reset(total=total)
-
-    def progress(result) -> None:
-        from dicomcrypt.net.send_report import describe_failure, describe_treatment
-
-        if bar is not None:
-            bar.update(1)
-        if args.verbosity >= 1:
-            if result.arrived:
-                line = f"sent    {result.path} ({describe_treatment(result)})"
-            else:
-                line = f"FAILED  {result.path}: {describe_failure(result)}"
-            (bar.write if bar is not None else print)(line)
-
+    if isinstance(plan, int):
+        return plan
+    progress = _Progress(args)
     try:
         report = send(
-            paths, peer, calling_aet=args.aet, settings=settings,
-            allow_plain=args.plain, ssl_context=ssl_context, associations=args.associations,
-            retries=args.retries, workers=args.jobs, timeout=args.timeout, progress=progress,
-            on_start=on_start,
+            plan.paths, plan.peer, calling_aet=args.aet, settings=plan.settings,
+            allow_plain=args.plain, ssl_context=plan.ssl_context, associations=args.associations,
+            retries=args.retries, workers=args.jobs, timeout=args.timeout, progress=progress.instance_done,
+            on_start=progress.start,
         )
     except DicomCryptError as exc:  # plaintext refused, first association failed, bad input path
         return error(str(exc))
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
+    return _finish(args, report)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``send`` will do, checked before anything is read or sent."""
+
+    paths: list[str]
+    peer: Peer
+    settings: EncryptionSettings | None
+    ssl_context: ssl.SSLContext | None
+
+
+def _plan(args: argparse.Namespace) -> _Plan | int:
+    """The paths, peer, encryption settings and TLS context the options ask for, or the exit code
+    of a usage error. Raises :class:`DicomCryptError` (bad key, recipient, TLS or config file)."""
+    from dicomcrypt.net.address import parse_peer
+    from dicomcrypt.net.send_report import read_failed_list
+
+    resolve(args, OPTIONS, table="send")
+    usage = _targets.identity_options_usage_error("send", args)
+    if usage is not None:
+        return usage
+    peer = parse_peer(args.peer)
+    paths = [str(p) for p in args.paths]
+    if args.retry_failed:
+        paths += read_failed_list(args.retry_failed)
+    if not paths:
+        return error("nothing to send: give PATH arguments or --retry-failed FILE")
+    for path in paths:
+        if not Path(path).exists():
+            return error(f"input {path}: no such file or folder")
+    settings = _targets.encryption_settings_from_args(args)
+    if settings is None and args.protect_identity:
+        return error("--protect-identity needs --key or --recipient: the identity is encrypted for them")
+    return _Plan(paths, peer, settings, _scu_options.ssl_context(args))
+
+
+class _Progress:
+    """The progress bar (--progress, or stderr is a terminal) and the per-instance lines of --verbose."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.verbose = args.verbosity >= 1
+        self.bar = None
+        if args.progress if args.progress is not None else sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="inst", file=sys.stderr, desc="send", dynamic_ncols=True)
+
+    def start(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.reset(total=total)
+
+    def instance_done(self, result: InstanceResult) -> None:
+        from dicomcrypt.net.send_report import describe_failure, describe_treatment
+
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.verbose:
+            if result.arrived:
+                line = f"sent    {result.path} ({describe_treatment(result)})"
+            else:
+                line = f"FAILED  {result.path}: {describe_failure(result)}"
+            (self.bar.write if self.bar is not None else print)(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _finish(args: argparse.Namespace, report: SendReport) -> int:
+    """Print the summary, write --failed-list, and choose the exit code."""
+    from dicomcrypt.net.send_report import write_failed_list
 
     if args.verbosity >= 0 or report.failed:
         print(report.summary())

@@ -124,7 +124,7 @@ class _ProgressBar:
 
         self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=1.0)
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> _ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -24,11 +24,12 @@ MODEL_FILE_MODE = 0o644
 
 
 def write_model(
-    network: "BaseAutoencoder",
+    network: BaseAutoencoder,
     fixed_state: dict,
     folder: Path,
     stem: str,
     model_id: str,
+    *,
     metadata: dict[str, Any] | None = None,
     card: str | None = None,
 ) -> Path:

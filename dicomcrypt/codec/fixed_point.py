@@ -53,11 +53,15 @@ import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dicomcrypt.errors import ModelError
+
+if TYPE_CHECKING:
+    from dicomcrypt.codec.arch.base import BaseDecoder
 
 WEIGHT_LIMIT = 2**14  # int16 storage holds it; see the bound argument above
 ACT_LIMIT = 2**16 - 1
@@ -97,7 +101,7 @@ class FixedPointDecoder:
         self.out_channels = int(last.taps.shape[2]) // (4 if last.post == "shuffle" else 1)
 
     @classmethod
-    def from_state(cls, state: dict, plan: Plan) -> "FixedPointDecoder":
+    def from_state(cls, state: dict, plan: Plan) -> FixedPointDecoder:
         """Build from the exported integer state, refusing anything that breaks the bounds.
 
         ``plan`` is the architecture's layer recipe (``Decoder.PLAN``); the state holds numbers only.
@@ -105,7 +109,7 @@ class FixedPointDecoder:
         try:
             input_exp = _check_exp(state["input_exp"], "input_exp")
             act_exp = input_exp
-            layers = []
+            layers: list[_Layer] = []
             for index, (name, kernel, relu, post) in enumerate(plan):
                 last = index == len(plan) - 1
                 if post not in _POST_OPS or (post == "shuffle" and not last) or kernel not in (1, 3):
@@ -137,7 +141,7 @@ class FixedPointDecoder:
             raise ModelError(f"fixed-point decoder state is incomplete or malformed ({exc!r})") from exc
         return cls(input_exp, layers)
 
-    def session(self) -> "_Session":
+    def session(self) -> _Session:
         """A callable decoding tiles one after another, reusing its buffers (one per thread)."""
         return _Session(self)
 
@@ -257,7 +261,7 @@ def _body(padded: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return flat[row + 1 : row + 1 + height * row]
 
 
-def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_Session") -> None:
+def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: _Session) -> None:
     """Exact 'same' 3x3 convolution of a zero-bordered ``(H + 2, W + 2, Cin)`` tensor into ``out``.
 
     ``out`` is ``(H * (W + 2), Cout)``: the output on an ``H x (W + 2)`` grid whose last two
@@ -290,7 +294,7 @@ def _conv3x3(padded: torch.Tensor, out: torch.Tensor, layer: _Layer, scratch: "_
     out[count:] = 0.0
 
 
-def _stacked_sums(padded: torch.Tensor, layer: _Layer, scratch: "_Session") -> torch.Tensor:
+def _stacked_sums(padded: torch.Tensor, layer: _Layer, scratch: _Session) -> torch.Tensor:
     """A 3x3 layer with few outputs, channels first: ``(Cout, H * (W + 2))`` on the wrap-around grid.
 
     One DGEMM against all nine taps, transposed so each (tap, output channel) row of partial sums
@@ -333,7 +337,7 @@ def _rescale_(acc: torch.Tensor, shift: int, *, relu: bool) -> None:
 
 
 @torch.inference_mode()
-def calibrate(decoder: torch.nn.Module, latents: Iterable[torch.Tensor]) -> dict[str, float]:
+def calibrate(decoder: BaseDecoder, latents: Iterable[torch.Tensor]) -> dict[str, float]:
     """Largest magnitude at each activation point of the float decoder over ``latents``.
 
     ``latents`` are ``(N, 3, h, w)`` tensors as the receiver sees them (dequantised). Keys:
@@ -354,7 +358,7 @@ def calibrate(decoder: torch.nn.Module, latents: Iterable[torch.Tensor]) -> dict
     return peaks
 
 
-def export_state(decoder: torch.nn.Module, peaks: dict[str, float]) -> dict:
+def export_state(decoder: BaseDecoder, peaks: dict[str, float]) -> dict:
     """Integer weights, biases and exponents of ``decoder`` (following its ``PLAN``) for ``peaks``.
 
     The result (ints and integer tensors only) is saved inside the weights file, so the exact

@@ -77,7 +77,7 @@ def latent_to_bytes(
     if not np.all(np.isfinite(latent)):
         raise ValueError("latent has non-finite values")
     frames, height, width, channels = latent.shape
-    _check_geometry(frames, height, width, channels, factor, original_size)
+    _check_geometry(frames, height, width, channels, factor=factor, original_size=original_size)
     header = _HEADER.pack(MAGIC, VERSION, FORMATS[latent_format], factor, frames, height, width, channels,
                           original_size[0], original_size[1], tile)
     planar = np.ascontiguousarray(latent.transpose(0, 3, 1, 2), dtype=np.float32)
@@ -103,23 +103,39 @@ def latent_from_bytes(blob: bytes) -> Latent:
         raise PayloadFormatError(f"latent: version {version} is not supported (this build reads {VERSION})")
     if code not in _FORMAT_NAMES:
         raise PayloadFormatError(f"latent: unknown sample format {code}")
-    _check_geometry(frames, height, width, channels, factor, (orig_h, orig_w), error=PayloadFormatError)
+    _check_geometry(
+        frames, height, width, channels, factor=factor, original_size=(orig_h, orig_w), error=PayloadFormatError
+    )
     latent_format = _FORMAT_NAMES[code]
     offset = _HEADER.size
-    params = None
+    # Stored planar (F, C, h, w); returned channels-last (F, h, w, C).
+    shape = (frames, channels, height, width)
+    samples = frames * channels * height * width
     if latent_format == "u8":
         size = frames * channels * _PARAMS.size
-        if len(view) < offset + size:
-            raise PayloadFormatError("latent: quantisation parameters truncated")
-        params = np.frombuffer(view[offset : offset + size], dtype=">f4").reshape(frames, channels, 2)
-        offset += size
-        if not np.all(np.isfinite(params)) or np.any(params[..., 1] < 0):
-            raise PayloadFormatError("latent: quantisation parameters are not finite and non-negative")
-    itemsize = 1 if latent_format == "u8" else 2
-    expected = frames * channels * height * width * itemsize
+        params = _read_u8_params(view[offset : offset + size], frames, channels)
+        raw = _inflate(bytes(view[offset + size :]), samples)
+        q = np.frombuffer(raw, dtype=np.uint8).reshape(shape).transpose(0, 2, 3, 1)
+        values = _dequantise_u8(q, params)
+    else:
+        values = _f16_values(_inflate(bytes(view[offset:]), samples * 2), shape)
+    return Latent(values, latent_format, factor, (orig_h, orig_w), tile)
+
+
+def _read_u8_params(view: memoryview, frames: int, channels: int) -> np.ndarray:
+    """The u8 format's per frame and channel ``(low, step)`` pairs, checked finite and non-negative."""
+    if len(view) < frames * channels * _PARAMS.size:
+        raise PayloadFormatError("latent: quantisation parameters truncated")
+    params = np.frombuffer(view, dtype=">f4").reshape(frames, channels, 2)
+    if not np.all(np.isfinite(params)) or np.any(params[..., 1] < 0):
+        raise PayloadFormatError("latent: quantisation parameters are not finite and non-negative")
+    return params
+
+
+def _inflate(data: bytes, expected: int) -> bytes:
+    """The zstd-compressed samples, exactly ``expected`` bytes of them, checked before and after inflating."""
     import zstandard
 
-    data = bytes(view[offset:])
     try:
         # The frame header states its content size: check it before inflating anything.
         declared = zstandard.get_frame_parameters(data).content_size
@@ -133,18 +149,18 @@ def latent_from_bytes(blob: bytes) -> Latent:
         raise PayloadFormatError(f"latent: compressed samples truncated ({len(raw)} of {expected} bytes)")
     if inflater.unused_data:
         raise PayloadFormatError("latent: trailing bytes after the compressed samples")
-    # Stored planar (F, C, h, w); returned channels-last (F, h, w, C), converted in one pass.
-    shape = (frames, channels, height, width)
-    if latent_format == "f16":
-        samples = np.frombuffer(raw, dtype="<f2").reshape(shape).transpose(0, 2, 3, 1)
-        if not np.all(np.isfinite(samples)):
-            raise PayloadFormatError("latent: float16 samples are not all finite")
-        values = np.empty((frames, height, width, channels), np.float64)
-        values[...] = samples
-    else:
-        q = np.frombuffer(raw, dtype=np.uint8).reshape(shape).transpose(0, 2, 3, 1)
-        values = _dequantise_u8(q, params)
-    return Latent(values, latent_format, factor, (orig_h, orig_w), tile)
+    return raw
+
+
+def _f16_values(raw: bytes, shape: tuple[int, int, int, int]) -> np.ndarray:
+    """Planar float16 samples -> channels-last float64, in one pass; refuses non-finite samples."""
+    samples = np.frombuffer(raw, dtype="<f2").reshape(shape).transpose(0, 2, 3, 1)
+    if not np.all(np.isfinite(samples)):
+        raise PayloadFormatError("latent: float16 samples are not all finite")
+    frames, channels, height, width = shape
+    values = np.empty((frames, height, width, channels), np.float64)
+    values[...] = samples
+    return values
 
 
 def _quantise_u8(planar: np.ndarray, levels: int = 256) -> tuple[np.ndarray, bytes]:
@@ -176,6 +192,7 @@ def _check_geometry(
     height: int,
     width: int,
     channels: int,
+    *,
     factor: int,
     original_size: tuple[int, int],
     error: type[Exception] = ValueError,

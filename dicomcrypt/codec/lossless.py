@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from dicomcrypt.errors import PayloadFormatError
 
@@ -45,7 +46,7 @@ def pack_records(records: list[bytes]) -> bytes:
     return _HEADER.pack(len(records)) + b"".join(records)
 
 
-def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
+def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
     """Inverse of :func:`encode_frames`; ``shape`` is ``(F, H, W, C)``."""
     dtype = np.dtype(dtype)
     view = memoryview(blob)

@@ -40,7 +40,7 @@ class Normalisation:
         return {"low": list(self.low), "high": list(self.high), "padding": self.padding}
 
     @classmethod
-    def from_json(cls, data: object) -> "Normalisation":
+    def from_json(cls, data: object) -> Normalisation:
         """Inverse of :meth:`to_json`; PayloadFormatError unless it is exactly that shape."""
         if not isinstance(data, dict):
             raise PayloadFormatError(f"payload: normalisation must be an object, not {data!r}")

@@ -56,6 +56,7 @@ def encode(
         coded = {}
         for name in candidates:
             if name == DECODER:
+                assert prediction is not None  # checked above; narrows the type
                 coded[name] = lossless.encode_record(_modular(frame, prediction[index], modulus))
             else:
                 coded[name] = lossless.encode_record(lossless.to_unsigned(frame))
@@ -79,6 +80,7 @@ def decode(
     out = np.empty(shape, dtype=dtype)
     for index, name in enumerate(predictors):
         if name == DECODER:
+            assert prediction is not None  # checked above; narrows the type
             out[index] = _add_back(stored[index], prediction[index], modulus, dtype)
         elif name == NONE:
             out[index] = lossless.from_unsigned(stored[index], dtype)

@@ -32,7 +32,7 @@ class ModelInfo:
     model_id: str
     sha256: bytes
     channels: int
-    architecture: "Architecture"
+    architecture: Architecture
     weights_path: Path
     metadata: dict[str, Any]
 
@@ -54,7 +54,7 @@ class ModelInfo:
 class LoadedModel:
     """A verified model: float encoder for senders, exact fixed-point decoder for both sides."""
 
-    def __init__(self, info: ModelInfo, network: "BaseAutoencoder", fixed: "FixedPointDecoder") -> None:
+    def __init__(self, info: ModelInfo, network: BaseAutoencoder, fixed: FixedPointDecoder) -> None:
         self.info = info
         self.network = network.eval()
         self.fixed = fixed
@@ -148,14 +148,15 @@ class LoadedModel:
             raise ValueError(f"tile must be a positive multiple of {factor}")
         frames = parsed.values.shape[0]
         height, width = parsed.original_size
-        out = np.empty((frames, height, width, self.info.channels), dtype=dtype)
+        out: np.ndarray = np.empty((frames, height, width, self.info.channels), dtype=dtype)
         for index in range(frames):
             run_tiled(parsed.values[index], fn, tile=tile // factor, halo=HALO // factor, up=factor, out=out[index])
         return out
 
     def _check_image(self, image: np.ndarray) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.ndim != 4 or 0 in image.shape:
-            raise ValueError(f"image must be a non-empty (F, H, W, C) array, not {getattr(image, 'shape', type(image))}")
+            found = getattr(image, "shape", type(image))
+            raise ValueError(f"image must be a non-empty (F, H, W, C) array, not {found}")
         if image.shape[3] != self.info.channels:
             raise ModelError(
                 f"model {self.info.model_id} takes {self.info.channels}-channel images, not {image.shape[3]}"

@@ -77,7 +77,7 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     @classmethod
-    def recipe(cls, arch: str = DEFAULT_ARCHITECTURE, init: str | None = None, **overrides: Any) -> "TrainConfig":
+    def recipe(cls, arch: str = DEFAULT_ARCHITECTURE, init: str | None = None, **overrides: Any) -> TrainConfig:
         """A config with the settings that suit the starting point, then ``overrides``.
 
         A Haar start already holds the detail, so it is refined gently (low rate, noisy crops
@@ -215,8 +215,8 @@ def train(
                 history.validation.append((done, validation))
         seconds = seconds_before + time.perf_counter() - started
         if done % config.checkpoint_every == 0 or done == config.steps:
-            _save_checkpoint(checkpoint_path, fingerprint, network, optimiser, schedule, rng, history,
-                             done, seconds, running)
+            _save_checkpoint(checkpoint_path, fingerprint, network=network, optimiser=optimiser, schedule=schedule,
+                             rng=rng, history=history, step=done, seconds=seconds, running=running)
         if on_step is not None:
             on_step(Progress(done, config.steps, running, validation, seconds))
     network = network.cpu().eval()
@@ -303,7 +303,7 @@ def _validation_batches(images: list[TrainingImage], config: TrainConfig) -> lis
     return batches
 
 
-def _save_checkpoint(path: Path, fingerprint: str, network: torch.nn.Module, optimiser: Any, schedule: Any,
+def _save_checkpoint(path: Path, fingerprint: str, *, network: torch.nn.Module, optimiser: Any, schedule: Any,
                      rng: np.random.Generator, history: History, step: int, seconds: float,
                      running: float | None) -> None:
     state = {
@@ -342,7 +342,7 @@ def export(
     peaks = fixed_point.calibrate(network.g_s, calibration_latents(network, images, seed))
     state = fixed_point.export_state(network.g_s, peaks)
     meta = {**metadata, "calibration_peaks": peaks}
-    return write_model(network, state, folder, stem, model_id, meta, card="(evaluation pending)\n")
+    return write_model(network, state, folder, stem, model_id, metadata=meta, card="(evaluation pending)\n")
 
 
 @torch.inference_mode()
@@ -383,7 +383,8 @@ def measure(model: LoadedModel, images: list[TrainingImage]) -> list[dict[str, A
         finished = time.perf_counter()
         mse = float(np.mean((decoded - frames) ** 2))
         ssim = float(np.mean([
-            structural_similarity(a.astype(np.float64), b, data_range=1.0, channel_axis=-1) for a, b in zip(frames, decoded)
+            structural_similarity(a.astype(np.float64), b, data_range=1.0, channel_axis=-1)
+            for a, b in zip(frames, decoded)
         ])) if min(frames.shape[1:3]) >= 7 else float("nan")
         rows.append({
             "file": image.name, "size": f"{frames.shape[1]}x{frames.shape[2]}", "frames": int(frames.shape[0]),
@@ -476,7 +477,8 @@ def model_card(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "",
         "## Training",
         "",
-        f"- {config.get('steps')} steps, seed {config.get('seed')}, {training.get('seconds')} s on {training.get('device')}; "
+        f"- {config.get('steps')} steps, seed {config.get('seed')}, "
+        f"{training.get('seconds')} s on {training.get('device')}; "
         f"starting from the `{config.get('init')}` initialisation; "
         f"Adam, one-cycle schedule peaking at {config.get('learning_rate')}; random crops of "
         f"{', '.join(str(c) for c in config.get('crop_sizes', []))} px; {config.get('noise_share', 0) * 100:.0f} % of "
@@ -527,7 +529,8 @@ def _held_out_section(rows: list[dict[str, Any]]) -> list[str]:
         "SSIM over the range; for CT the mean absolute error in the brain window (C40/W100). Payloads as "
         "`encrypt_instance` seals them.",
         "",
-        "| file | size | PSNR (range) | PSNR (bits) | SSIM | CT window MAE | latent bytes | lossless / standard payload |",
+        "| file | size | PSNR (range) | PSNR (bits) | SSIM | CT window MAE | latent bytes "
+        "| lossless / standard payload |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:

@@ -14,11 +14,14 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dicomcrypt.codec import normalise
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 MIN_SIDE = 32
 MAX_FRAMES_PER_FILE = 8
@@ -98,7 +101,7 @@ def collect(
     return images, skipped
 
 
-def read_image(path: Path, modality: str | None = None) -> tuple[Any, np.ndarray, int | None] | Skipped:
+def read_image(path: Path, modality: str | None = None) -> tuple[Dataset, np.ndarray, int | None] | Skipped:
     """``(dataset, frames, padding value)`` as the codec sees them (palette through its LUT), or why not."""
     import pydicom
 
@@ -167,7 +170,7 @@ def sampling_weights(images: list[TrainingImage]) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _group(ds: object, fallback: str) -> str:
+def _group(ds: Dataset, fallback: str) -> str:
     for keyword in ("StudyInstanceUID", "PatientID"):
         value = str(getattr(ds, keyword, "") or "")
         if value:
@@ -175,7 +178,7 @@ def _group(ds: object, fallback: str) -> str:
     return f"file:{fallback}"
 
 
-def _through_palette(ds: object, frames: np.ndarray) -> np.ndarray:
+def _through_palette(ds: Dataset, frames: np.ndarray) -> np.ndarray:
     """Palette colour as the RGB a viewer shows (training only: the codec itself sends palette as standard)."""
     from pydicom.pixels import apply_color_lut
 

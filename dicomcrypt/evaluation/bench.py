@@ -161,7 +161,8 @@ def payload_bytes(ds: Any, mode: str, *, model_id: str, key: Key) -> int:
 
 
 HEADER = (
-    f"{'file':<28} {'model':<16} {'WxHxFxC':<16} {'AES raw':>9} {'enc+AES':>9} {'ratio':>7} {'AES raw':>9} {'AES+dec':>9}"
+    f"{'file':<28} {'model':<16} {'WxHxFxC':<16} {'AES raw':>9} {'enc+AES':>9} {'ratio':>7}"
+    f" {'AES raw':>9} {'AES+dec':>9}"
     f" {'ratio':>7} {'raw kB':>8} {'lossy':>13} {'lossless':>13} {'JPEG-LS kB':>10}"
 )
 SUBHEADER = f"{'':<28} {'':<16} {'':<16} {'sender (ms)':^27} {'receiver (ms)':^27} {'':>8} {'kB (x JPEG-LS)':^27}"
@@ -176,7 +177,8 @@ def format_row(row: BenchRow) -> str:
         return f"{n / 1e3:7.1f} ({n / row.jpegls_bytes:.2f})"
 
     return (
-        f"{row.file[-28:]:<28} {row.model_id[:16]:<16} {row.geometry:<16} {ms(row.aes_raw_encrypt_s)} {ms(row.ae_aes_encrypt_s)}"
+        f"{row.file[-28:]:<28} {row.model_id[:16]:<16} {row.geometry:<16}"
+        f" {ms(row.aes_raw_encrypt_s)} {ms(row.ae_aes_encrypt_s)}"
         f" {row.ae_aes_encrypt_s / row.aes_raw_encrypt_s:6.0f}x {ms(row.aes_raw_decrypt_s)} {ms(row.ae_aes_decrypt_s)}"
         f" {row.ae_aes_decrypt_s / row.aes_raw_decrypt_s:6.0f}x {row.raw_bytes / 1e3:8.1f} {size(row.lossy_bytes):>13}"
         f" {size(row.lossless_bytes):>13} {row.jpegls_bytes / 1e3:10.1f}"

@@ -188,8 +188,9 @@ def evaluate_file(
     stored = quality.compare(original, restored, rescale=rescale, bits_stored=fmt.bits_stored)
     restored_unit = normalise.to_unit(restored, norm)
     on_unit = quality.compare(unit, restored_unit)
+    assert stored.psnr_bits_db is not None  # compare() gives it whenever bits_stored is given
     reconstruction = Reconstruction(
-        psnr_bits_db=float(stored.psnr_bits_db),  # type: ignore[arg-type]
+        psnr_bits_db=float(stored.psnr_bits_db),
         psnr_range_db=stored.psnr_db,
         ssim=stored.ssim,
         mse=stored.mse,

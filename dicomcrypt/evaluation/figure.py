@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import io
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dicomcrypt.evaluation.evaluate import Panels
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def figure6_png(panels: Panels, title: str) -> bytes:
@@ -43,29 +47,29 @@ def figure6_png(panels: Panels, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def _show_unit(ax: object, image: np.ndarray, title: str) -> None:
+def _show_unit(ax: Axes, image: np.ndarray, title: str) -> None:
     if image.shape[2] == 1:
-        ax.imshow(image[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)  # type: ignore[attr-defined]
+        ax.imshow(image[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0)
     else:
-        ax.imshow(np.clip(image, 0.0, 1.0))  # type: ignore[attr-defined]
-    ax.set_title(title)  # type: ignore[attr-defined]
+        ax.imshow(np.clip(image, 0.0, 1.0))
+    ax.set_title(title)
 
 
-def _show_latent(ax: object, latent: np.ndarray | None, fallback: bytes, title: str) -> None:
+def _show_latent(ax: Axes, latent: np.ndarray | None, fallback: bytes, title: str) -> None:
     """Three channels as RGB, each stretched over its own range; other counts side by side."""
     if latent is None:
-        ax.imshow(_bytes_image(fallback), cmap="gray", vmin=0, vmax=255)  # type: ignore[attr-defined]
-        ax.set_title(f"{title} (bytes)")  # type: ignore[attr-defined]
+        ax.imshow(_bytes_image(fallback), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{title} (bytes)")
         return
     low = latent.min(axis=(0, 1), keepdims=True)
     span = np.maximum(latent.max(axis=(0, 1), keepdims=True) - low, 1e-12)
     scaled = (latent - low) / span
     channels = latent.shape[2]
     if channels == 3:
-        ax.imshow(scaled)  # type: ignore[attr-defined]
+        ax.imshow(scaled)
     else:
-        ax.imshow(np.concatenate(list(np.moveaxis(scaled, 2, 0)), axis=1), cmap="gray")  # type: ignore[attr-defined]
-    ax.set_title(f"{title}\n{latent.shape[1]}x{latent.shape[0]}x{channels}")  # type: ignore[attr-defined]
+        ax.imshow(np.concatenate(list(np.moveaxis(scaled, 2, 0)), axis=1), cmap="gray")
+    ax.set_title(f"{title}\n{latent.shape[1]}x{latent.shape[0]}x{channels}")
 
 
 def _bytes_image(data: bytes) -> np.ndarray:

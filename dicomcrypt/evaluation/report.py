@@ -45,15 +45,14 @@ CONVENTIONS = {
 }
 
 # design.md section 1: the paper's own figures, shown beside ours.
-PAPER = {
-    "reconstruction": {"ssim": 0.9528, "mse": 0.0019},
-    "table6": {
-        "salt_and_pepper": {"ssim_noisy": 0.93, "ssim_decoded": 0.94},
-        "speckle": {"ssim_noisy": 0.06, "ssim_decoded": 0.23},
-        "poisson": {"ssim_noisy": 0.79, "ssim_decoded": 0.90},
-        "gaussian": {"ssim_noisy": 0.13, "ssim_decoded": 0.41},
-    },
+PAPER_RECONSTRUCTION: dict[str, float] = {"ssim": 0.9528, "mse": 0.0019}
+PAPER_TABLE6: dict[str, dict[str, float]] = {
+    "salt_and_pepper": {"ssim_noisy": 0.93, "ssim_decoded": 0.94},
+    "speckle": {"ssim_noisy": 0.06, "ssim_decoded": 0.23},
+    "poisson": {"ssim_noisy": 0.79, "ssim_decoded": 0.90},
+    "gaussian": {"ssim_noisy": 0.13, "ssim_decoded": 0.41},
 }
+PAPER = {"reconstruction": PAPER_RECONSTRUCTION, "table6": PAPER_TABLE6}
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ def build_report(
         {
             "report": "dicomcrypt evaluate",
             "format": REPORT_FORMAT,
-            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "dicomcrypt_version": __version__,
             "source": source,
             "models_requested": [m or "default for each image's channel count" for m in models],
@@ -149,7 +148,9 @@ def build_report(
             "skipped": [{"file": s.file, "reason": s.reason} for s in skipped if not s.failed],
             "failed": [{"file": s.file, "error": s.reason} for s in skipped if s.failed],
             "summary": _summary(results),
-            "by_model": {m: _summary([r for r in results if r.model_id == m]) for m in sorted({r.model_id for r in results})},
+            "by_model": {
+                m: _summary([r for r in results if r.model_id == m]) for m in sorted({r.model_id for r in results})
+            },
         }
     )
 
@@ -199,7 +200,7 @@ def _targets(results: list[ImageResult]) -> dict[str, bool]:
     """The issue's lossy-mode and denoising targets, met or not, on these images."""
     ssims = [r.reconstruction.ssim for r in results]
     return {
-        "ssim_above_paper_on_every_image": min(ssims) > PAPER["reconstruction"]["ssim"],
+        "ssim_above_paper_on_every_image": min(ssims) > PAPER_RECONSTRUCTION["ssim"],
         "ssim_median_at_least_0.98": statistics.median(ssims) >= 0.98,
         "psnr_bits_at_least_45_db_on_every_image": min(r.reconstruction.psnr_bits_db for r in results) >= 45.0,
         "latent_smaller_than_raw_on_every_image": all(r.latent_bytes < r.raw_bytes for r in results),
@@ -214,7 +215,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# dicomcrypt evaluate",
         "",
         f"Source `{report['source']}`; model {', '.join(f'`{m}`' for m in report['models']) or '-'} "
-        f"(asked for: {', '.join(report['models_requested'])}); frames: {report['frames']}; noise seed {report['seed']}; "
+        f"(asked for: {', '.join(report['models_requested'])}); frames: {report['frames']}; "
+        f"noise seed {report['seed']}; "
         f"{report['created_utc']}, dicomcrypt {report['dicomcrypt_version']}.",
         "",
         "## Reconstruction (lossy mode)",
@@ -237,10 +239,12 @@ def to_markdown(report: dict[str, Any]) -> str:
     for model, summary in report["by_model"].items():
         lines += [
             "",
-            f"`{model}`, {summary['images']} image{'' if summary['images'] == 1 else 's'}: SSIM min {summary['ssim_min']:.4f}, median "
-            f"{summary['ssim_median']:.4f} (paper 0.9528); PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, "
+            f"`{model}`, {summary['images']} image{'' if summary['images'] == 1 else 's'}: "
+            f"SSIM min {summary['ssim_min']:.4f}, median {summary['ssim_median']:.4f} (paper 0.9528); "
+            f"PSNR on the bit depth min {_db(summary['psnr_bits_db_min'])}, "
             f"median {_db(summary['psnr_bits_db_median'])}; over range min {_db(summary['psnr_range_db_min'])}; "
-            f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019); decode {summary['decode_s_total']:.1f} s "
+            f"MSE on [0, 1] mean {summary['mse_unit_mean']:.2e} (paper 0.0019); "
+            f"decode {summary['decode_s_total']:.1f} s "
             "in all. Targets: " + "; ".join(
                 f"{name.replace('_', ' ')}: {'met' if met else 'NOT met'}" for name, met in summary["targets"].items()
             ) + ".",
@@ -257,7 +261,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     for r in images:
         for kind, n in r["noise"].items():
             lines.append(
-                f"| {r['file']} | {r['model_id']} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy']:.4f} | {n['ssim_decoded']:.4f} "
+                f"| {r['file']} | {r['model_id']} | {NOISE_PARAMETERS[kind].label} "
+                f"| {n['ssim_noisy']:.4f} | {n['ssim_decoded']:.4f} "
                 f"| {n['mse_noisy']:.2e} | {n['mse_decoded']:.2e} | {'yes' if n['decoded_closer'] else 'no'} |"
             )
     if images:
@@ -271,13 +276,16 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
     for model, summary in report["by_model"].items():
         for kind, n in summary["noise"].items():
-            paper = PAPER["table6"][kind]
+            paper = PAPER_TABLE6[kind]
             lines.append(
-                f"| {model} | {NOISE_PARAMETERS[kind].label} | {n['ssim_noisy_mean']:.4f} | {n['ssim_decoded_mean']:.4f} "
+                f"| {model} | {NOISE_PARAMETERS[kind].label} "
+                f"| {n['ssim_noisy_mean']:.4f} | {n['ssim_decoded_mean']:.4f} "
                 f"| {paper['ssim_noisy']:.2f} / {paper['ssim_decoded']:.2f} | {n['mse_noisy_mean']:.2e} "
                 f"| {n['mse_decoded_mean']:.2e} | {n['decoded_closer']} of {n['images']} |"
             )
-    lines += ["", "## Noise parameters (on the [0, 1] scale)", "", "| noise | parameters | model |", "| --- | --- | --- |"]
+    lines += [
+        "", "## Noise parameters (on the [0, 1] scale)", "", "| noise | parameters | model |", "| --- | --- | --- |"
+    ]
     for p in report["noise_parameters"]:
         params = ", ".join(f"{k} {v:g}" for k, v in p["parameters"].items())
         lines.append(f"| {p['label']} | {params} | {p['description']} |")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from dicomcrypt import status as dimse_status
-from dicomcrypt.config import ConfigError
+from dicomcrypt.errors import ConfigError
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
 from dicomcrypt.settings import EncryptionSettings

@@ -18,9 +18,12 @@ import sysconfig
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dicomcrypt.config import ConfigError
+from dicomcrypt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dicomcrypt.integrations.hooks import HookMode
 
 SECTION = "DicomCrypt"
 STATUS_ROUTE = "/dicomcrypt/status"
@@ -31,7 +34,7 @@ _KEYS = {"Mode", "KeyFiles", "EncryptMode", "Model", "EncryptKeyId"}
 class OrthancSettings:
     """The "DicomCrypt" section of Orthanc's configuration, checked."""
 
-    mode: str
+    mode: HookMode
     key_files: tuple[str, ...]
     encrypt_mode: str = "lossless"
     model: str | None = None
@@ -131,7 +134,7 @@ def loader_script(site_dir: Path, extra_paths: Sequence[Path] = ()) -> str:
 
 
 def config_snippet(script: Path, plugin: Path | None, key_files: Sequence[str], mode: str,
-                   encrypt_mode: str = "lossless", model: str | None = None) -> dict[str, Any]:
+                   *, encrypt_mode: str = "lossless", model: str | None = None) -> dict[str, Any]:
     """The Orthanc configuration entries to merge into a site's configuration file."""
     section: dict[str, Any] = {"Mode": mode, "KeyFiles": list(key_files)}
     if mode == "encrypt":

@@ -144,7 +144,9 @@ def install(orthanc: Any = None) -> OrthancHook:
     the site configured.
     """
     if orthanc is None:
-        import orthanc  # provided by Orthanc's Python plugin only
+        import orthanc as provided  # provided by Orthanc's Python plugin only
+
+        orthanc = provided
     load_charls_isolated()
     logger = logging.getLogger("dicomcrypt")
     logger.addHandler(_OrthancLogHandler(orthanc))

@@ -34,15 +34,11 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicomcrypt.errors import DicomCryptError, InvalidInputError
+from dicomcrypt.errors import DicomCryptError, PlaintextRefusedError
 from dicomcrypt.runner.worker import spawn_pool
 from dicomcrypt.settings import EncryptionSettings
 
 Treatment = Literal["encrypt", "already encrypted", "not an image", "plain"]
-
-
-class PlaintextRefusedError(InvalidInputError):
-    """Plain images were given with nobody to encrypt for and without permission to send them plain."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +152,10 @@ def plan(
     unsendable: list[Unsendable] = []
     for path in expand(paths):
         described = describe(path, settings)
-        (items if isinstance(described, Outgoing) else unsendable).append(described)
+        if isinstance(described, Outgoing):
+            items.append(described)
+        else:
+            unsendable.append(described)
     plain = [item for item in items if item.treatment == "plain"]
     if plain and not allow_plain:
         raise PlaintextRefusedError(
@@ -186,19 +185,18 @@ def _start_sealer(settings: EncryptionSettings) -> None:
 
 def seal_file(path: str, settings: EncryptionSettings) -> Sealed:
     """Read, encrypt and encode one file. Never raises: errors come back in ``Sealed.error``."""
-    from dicomcrypt.files import read_dicom
+    from dicomcrypt.files import dicom_to_bytes, read_dicom
     from dicomcrypt.pipeline import encrypt_instance
 
     started = time.perf_counter()
     try:
         outcome = encrypt_instance(read_dicom(path), settings)
-        buffer = io.BytesIO()
-        pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
+        data = dicom_to_bytes(outcome.dataset)
     except DicomCryptError as exc:
         return Sealed(error=_strip(str(exc), Path(path)), seconds=time.perf_counter() - started)
     except Exception as exc:  # a bug or an unforeseen input: report it, keep sending
         return Sealed(error=f"internal error: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
-    return Sealed(buffer.getvalue(), outcome.mode, outcome.note or "", time.perf_counter() - started,
+    return Sealed(data, outcome.mode, outcome.note or "", time.perf_counter() - started,
                   int(outcome.metrics.get("envelope_bytes", 0)))
 
 

@@ -21,14 +21,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time, invisible to mypy
 
 from dicomcrypt.crypto import KeyRing
-from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.errors import ReceiverConfigError
 from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.forward import Forwarder
@@ -37,17 +38,13 @@ from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
 from dicomcrypt.net.studies import StudyCounts, StudyLedger
 from dicomcrypt.status import comment
 
-__all__ = ["Receiver", "ReceiverConfig", "ReceiverConfigError", "StudyCounts"]
+__all__ = ["Receiver", "ReceiverConfig", "StudyCounts"]
 
 LOG = logging.getLogger("dicomcrypt.serve")
 
 _P_DATA_TF = 0x04
 _RESPONSE_FLUSH_S = 0.3
 """After the last response is handed to pynetdicom, time for its socket thread to send it."""
-
-
-class ReceiverConfigError(InvalidInputError):
-    """The receiver's settings contradict each other or are incomplete."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class ReceiverConfig:
     """How long :meth:`Receiver.stop` waits for instances in flight before closing anyway."""
     forward_timeout: float = 30.0
 
-    def checked(self) -> "ReceiverConfig":
+    def checked(self) -> ReceiverConfig:
         """Raise :class:`ReceiverConfigError` naming the first contradiction; return self."""
         validate_ae_title(self.ae_title, what="receiver AE title")
         for title in self.allowed_aets:
@@ -149,7 +146,7 @@ class Receiver:
     def quarantine_dir(self) -> Path:
         return self.config.quarantine_dir
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         """Listen and serve in background threads; returns at once."""
         if self._server is not None:
             raise RuntimeError("receiver is already started")
@@ -206,7 +203,7 @@ class Receiver:
                              refused=counts.refused, series=counts.series, instances=counts.instances))
         LOG.info("stopped ae=%s", self.config.ae_title)
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -217,7 +214,8 @@ class Receiver:
         ae.maximum_associations = self.config.max_associations
         ae.require_calling_aet = sorted(self.config.allowed_aets)
         for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional
+                ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         return ae
 
@@ -229,8 +227,9 @@ class Receiver:
         requestor = event.assoc.requestor
         context = {"calling_ae": requestor.ae_title, "peer": requestor.address}
         if closing:
+            request = cast(C_STORE, event.request)  # this handler is bound to EVT_C_STORE only
             result = InstanceResult(st.SHUTTING_DOWN, "refused", "receiver is shutting down",
-                                    sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
+                                    sop_instance_uid=str(request.AffectedSOPInstanceUID))
         else:
             result = self._handler.handle(
                 event.encoded_dataset(include_meta=True), lambda: _dataset_with_meta(event), context

@@ -208,7 +208,7 @@ def send(
     Plain images are encrypted as ``settings`` say (targets, mode, model, latent format,
     identity protection), in ``workers`` processes; files that are already encrypted, and
     non-images, are sent as they are. With no settings (nobody to encrypt for), plain images
-    raise :class:`~dicomcrypt.net.outbox.PlaintextRefusedError` unless ``allow_plain``.
+    raise :class:`~dicomcrypt.errors.PlaintextRefusedError` unless ``allow_plain``.
 
     Raises :class:`AssociationError` when the first association cannot be made (nothing was
     sent). Every later problem is recorded per instance. Ctrl-C stops sending after the

@@ -145,7 +145,10 @@ def _announced_instance(decode: Callable[[], Dataset]) -> Dataset:
         named = {keyword: ds.get(keyword) for keyword in ("SOPClassUID", "SOPInstanceUID")}
     except Exception as exc:  # noqa: BLE001 - decoding raises many types
         raise NotDicomError(f"data set cannot be decoded ({type(exc).__name__})") from None
-    for keyword, announced in (("SOPClassUID", "MediaStorageSOPClassUID"), ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+    for keyword, announced in (
+        ("SOPClassUID", "MediaStorageSOPClassUID"),
+        ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+    ):
         value = named[keyword]
         if not value:
             raise NotDicomError(f"data set has no {keyword}: not a DICOM instance")

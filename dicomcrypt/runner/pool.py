@@ -95,6 +95,19 @@ def _run_in_pool(job: Job, tasks: Sequence[Task], workers: int) -> Results:
             yield result
 
 
+def _fill(
+    pool: ProcessPoolExecutor, remaining: deque[Task], pending: dict[Future[FileResult], Task], limit: int
+) -> None:
+    """Submit queued tasks until ``limit`` are in flight; a broken pool leaves the task queued."""
+    while remaining and len(pending) < limit:
+        task = remaining.popleft()
+        try:
+            pending[pool.submit(run_in_worker, task)] = task
+        except BrokenProcessPool:
+            remaining.appendleft(task)
+            return
+
+
 def _drain(
     pool: ProcessPoolExecutor, remaining: deque[Task], workers: int, suspects: list[Task]
 ) -> Results:
@@ -103,13 +116,8 @@ def _drain(
     pending: dict[Future[FileResult], Task] = {}
     try:
         while remaining or pending:
-            while remaining and not suspects and len(pending) < workers + _QUEUED_EXTRA:
-                task = remaining.popleft()
-                try:
-                    pending[pool.submit(run_in_worker, task)] = task
-                except BrokenProcessPool:
-                    remaining.appendleft(task)
-                    break
+            if not suspects:
+                _fill(pool, remaining, pending, workers + _QUEUED_EXTRA)
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -16,7 +16,8 @@ import pytest
 
 from dicomcrypt.cli import echo, send, serve
 from dicomcrypt.cli.main import _setup_argparser, main
-from dicomcrypt.config import ConfigError, read_table, resolve
+from dicomcrypt.config import read_table, resolve
+from dicomcrypt.errors import ConfigError
 
 COMMANDS = {"serve": serve.OPTIONS, "send": send.OPTIONS, "echo": echo.OPTIONS}
 PEER = "RECEIVER@127.0.0.1:1"

@@ -99,7 +99,8 @@ def test_encrypt_to_recipients_and_decrypt_with_either(tmp_path: Path, capsys: p
     b = _recipient(tmp_path / "b.key", capsys)
     listing = tmp_path / "recipients.txt"
     listing.write_text(f"# partner hospital\n{b}  # node b\n\n")
-    assert main(["encrypt", *ENC, "--recipient", a, "--recipients-file", str(listing), str(src), str(tmp_path / "enc")]) == 0
+    argv = ["encrypt", *ENC, "--recipient", a, "--recipients-file", str(listing), str(src), str(tmp_path / "enc")]
+    assert main(argv) == 0
     capsys.readouterr()
     ids = read_header(_envelope(tmp_path / "enc" / "ct" / "CT_small.dcm")).key_ids
     assert ids == (Recipient.parse(a).key_id, Recipient.parse(b).key_id)
@@ -110,14 +111,17 @@ def test_encrypt_to_recipients_and_decrypt_with_either(tmp_path: Path, capsys: p
     capsys.readouterr()
 
 
-def test_private_key_matching_no_stanza_fails_naming_the_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_private_key_matching_no_stanza_fails_naming_the_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = _tree(tmp_path / "in")
     a = _recipient(tmp_path / "a.key", capsys)
     _recipient(tmp_path / "stranger.key", capsys)
     assert main(["encrypt", *ENC, "--recipient", a, str(src), str(tmp_path / "enc")]) == 0
     capsys.readouterr()
     out = tmp_path / "dec"
-    assert main(["decrypt", "--jobs", "1", "--key", str(tmp_path / "stranger.key"), str(tmp_path / "enc"), str(out)]) == 1
+    stranger = tmp_path / "stranger.key"
+    assert main(["decrypt", "--jobs", "1", "--key", str(stranger), str(tmp_path / "enc"), str(out)]) == 1
     report = capsys.readouterr().out
     assert f"no key for key id {Recipient.parse(a).key_id}" in report
     assert _files(out) == set()
@@ -131,7 +135,9 @@ def test_private_key_matching_no_stanza_fails_naming_the_ids(tmp_path: Path, cap
         pytest.param("length", "wrong length", id="wrong length"),
     ],
 )
-def test_malformed_recipient_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str, message: str) -> None:
+def test_malformed_recipient_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str, message: str
+) -> None:
     src = _tree(tmp_path / "in")
     good = _recipient(tmp_path / "a.key", capsys)
     text = {
@@ -200,7 +206,8 @@ def test_rotation_with_a_keyring_and_rekey(tmp_path: Path, capsys: pytest.Captur
     assert "2 rekeyed" in capsys.readouterr().out
     for rel in ("ct/CT_small.dcm", "mr/MR_small.dcm"):
         assert _ciphertext(tmp_path / "rekeyed" / rel) == _ciphertext(tmp_path / "enc" / rel)
-    assert main(["decrypt", "--jobs", "1", "--key", str(keys / "2026.key"), str(tmp_path / "rekeyed"), str(tmp_path / "no")]) == 1
+    argv = ["decrypt", "--jobs", "1", "--key", str(keys / "2026.key"), str(tmp_path / "rekeyed"), str(tmp_path / "no")]
+    assert main(argv) == 1
     assert "no key for key id" in capsys.readouterr().out
     assert _files(tmp_path / "no") == set()
     for holder in ("2027.key", "node.key"):

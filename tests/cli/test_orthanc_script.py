@@ -15,7 +15,7 @@ from dicomcrypt import Key
 from dicomcrypt.cli._common import EXIT_NOT_STARTED, EXIT_OK
 from dicomcrypt.cli.main import main
 from dicomcrypt.integrations.orthanc_config import current_site_packages, orthanc_dictionary, parse_settings
-from dicomcrypt.config import ConfigError
+from dicomcrypt.errors import ConfigError
 
 
 @pytest.fixture
@@ -38,7 +38,9 @@ def test_writes_the_script_and_prints_the_configuration(
     snippet = json.loads(captured.out)
     assert snippet["PythonScript"] == str(script.resolve())
     assert snippet["Plugins"] == [str(plugin)]
-    assert snippet["DicomCrypt"] == {"Mode": "encrypt", "KeyFiles": [str(key_file.resolve())], "EncryptMode": "standard"}
+    assert snippet["DicomCrypt"] == {
+        "Mode": "encrypt", "KeyFiles": [str(key_file.resolve())], "EncryptMode": "standard"
+    }
     assert snippet["Dictionary"] == orthanc_dictionary()
     settings = parse_settings(snippet)
     assert (settings.mode, settings.encrypt_mode) == ("encrypt", "standard")
@@ -72,7 +74,9 @@ def test_refuses_a_venv_for_another_python_than_the_plugin_embeds(
     assert not (tmp_path / "s.py").exists()
 
 
-def test_refuses_a_folder_that_is_not_a_venv(tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_a_folder_that_is_not_a_venv(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["orthanc-script", "--out", str(tmp_path / "s.py"), "--key", str(key_file), "--venv", str(tmp_path)])
     assert code == EXIT_NOT_STARTED
     assert "not a Python venv" in capsys.readouterr().err

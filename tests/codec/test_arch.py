@@ -13,7 +13,10 @@ from dicomcrypt.errors import ModelError
 
 
 def test_reading_the_names_does_not_import_torch() -> None:
-    code = "import sys; from dicomcrypt.codec.arch import ARCHITECTURES; print(sorted(ARCHITECTURES), 'torch' in sys.modules)"
+    code = (
+        "import sys; from dicomcrypt.codec.arch import ARCHITECTURES; "
+        "print(sorted(ARCHITECTURES), 'torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "['paper-ae', 'ps-ae'] False"
 

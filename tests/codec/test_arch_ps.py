@@ -87,7 +87,7 @@ def test_lossless_mode_uses_the_models_coarse_latent_and_stays_exact(tmp_path) -
     from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
     net, state = _network(1)
-    write_model(net, state, tmp_path, "model", "ps-levels@1", {"lossless_latent_levels": 4})
+    write_model(net, state, tmp_path, "model", "ps-levels@1", metadata={"lossless_latent_levels": 4})
     registry.clear_cache()
     try:
         model = registry.load_model(str(tmp_path))

@@ -81,7 +81,8 @@ def test_export_of_a_fresh_network_is_close_to_float() -> None:
     with torch.no_grad():
         net.g_s.out.bias.fill_(0.5)
     latent = net.g_a(torch.rand(1, 1, 24, 24)).detach()
-    decoder = FixedPointDecoder.from_state(fixed_point.export_state(net.g_s, fixed_point.calibrate(net.g_s, [latent])), plan=PLAN)
+    peaks = fixed_point.calibrate(net.g_s, [latent])
+    decoder = FixedPointDecoder.from_state(fixed_point.export_state(net.g_s, peaks), plan=PLAN)
     exact = decoder(latent[0].permute(1, 2, 0).double().numpy())
     with torch.no_grad():
         floating = net.g_s.double()(latent.double()).clamp(0, 1)[0].permute(1, 2, 0).numpy()

@@ -89,7 +89,11 @@ def _patch(blob: bytes, offset: int, fmt: str, value: int) -> bytes:
         (lambda b: _patch(b, 7, ">I", 0), "zero"),  # frames
         (lambda b: _patch(b, 11, ">I", 6), "does not fit"),  # latent height vs original 9
         (lambda b: _patch(b, 11, ">I", 1 << 30), "does not fit"),
-        (lambda b: _patch(_patch(_patch(_patch(b, 11, ">I", 1 << 20), 21, ">I", 1 << 21), 15, ">I", 1 << 20), 25, ">I", 1 << 21), "too large"),
+        (
+            lambda b: _patch(_patch(_patch(_patch(b, 11, ">I", 1 << 20), 21, ">I", 1 << 21), 15, ">I", 1 << 20),
+                             25, ">I", 1 << 21),
+            "too large",
+        ),
         (lambda b: b[:40], "parameters truncated"),
         (lambda b: b[:-5], "truncated"),
         (lambda b: b + b"\x00", "trailing"),

@@ -33,7 +33,8 @@ def test_standard_round_trip_is_exact_over_the_full_range(dtype, samples):
 
 def test_standard_takes_float_pixels():
     frames = np.random.default_rng(1).normal(size=(1, 8, 8, 1)).astype(np.float32)
-    np.testing.assert_array_equal(standard.decode_pixels(standard.encode_pixels(frames), frames.shape, np.float32), frames)
+    decoded = standard.decode_pixels(standard.encode_pixels(frames), frames.shape, np.float32)
+    np.testing.assert_array_equal(decoded, frames)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

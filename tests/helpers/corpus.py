@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pydicom
 
-__all__ = ["all_files", "image_files", "pydicom_data_dir", "read_quietly", "sample", "through_bytes", "to_bytes", "fresh_copy", "TEST_FILES_DIR"]
+__all__ = [
+    "all_files", "image_files", "pydicom_data_dir", "read_quietly", "sample", "through_bytes", "to_bytes", "fresh_copy",
+    "TEST_FILES_DIR",
+]
 
 TEST_FILES_DIR = Path(pydicom.__file__).parent / "data" / "test_files"
 _NOT_DICOM = {".txt", ".json", ".dump", ".icc", ".gz", ".py"}

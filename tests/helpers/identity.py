@@ -28,7 +28,7 @@ def make_identity(folder: Path, common_name: str = "identity-restorer", *, bits:
     folder.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -41,14 +41,18 @@ def make_identity(folder: Path, common_name: str = "identity-restorer", *, bits:
     )
     key_path, cert_path = folder / f"{common_name}.key.pem", folder / f"{common_name}.cert.pem"
     key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
     )
     key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return IdentityPair(key_path, cert_path, common_name)
 
 
-def attribute_differences(expected: pydicom.Dataset, actual: pydicom.Dataset, *, skip: frozenset[int] = PIXEL_TAGS) -> list[str]:
+def attribute_differences(
+    expected: pydicom.Dataset, actual: pydicom.Dataset, *, skip: frozenset[int] = PIXEL_TAGS
+) -> list[str]:
     """Top-level attributes whose presence or value differ (names for the assertion message)."""
     tags = (set(expected.keys()) | set(actual.keys())) - skip
     return sorted(

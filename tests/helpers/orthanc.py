@@ -137,8 +137,8 @@ class OrthancServer:
         exe = require_tool("storescu")
         env = dict(os.environ, TCP_NODELAY="1")
         return subprocess.run(
-            [exe, "-v", *([] if halt else ["--no-halt"]), "-aet", calling_aet, "-aec", self.aet, "127.0.0.1", str(self.dicom_port),
-             *[str(p) for p in paths]],
+            [exe, "-v", *([] if halt else ["--no-halt"]), "-aet", calling_aet, "-aec", self.aet, "127.0.0.1",
+             str(self.dicom_port), *[str(p) for p in paths]],
             capture_output=True, text=True, timeout=timeout, env=env,
         )
 

@@ -14,7 +14,7 @@ import pytest
 
 from dicomcrypt import Key, KeyRing, decrypt_dataset, encrypt_dataset
 from dicomcrypt.codec.registry import DEFAULT_MODELS
-from dicomcrypt.config import ConfigError
+from dicomcrypt.errors import ConfigError
 from dicomcrypt.dicom import read_private_block
 from dicomcrypt.dicom.private_block import PRIVATE_CREATOR, PRIVATE_GROUP
 from dicomcrypt.errors import (

@@ -26,7 +26,7 @@ from dicomcrypt.files import read_dicom, write_dicom_atomic
 from dicomcrypt.errors import AssociationError
 from dicomcrypt.net.address import parse_peer
 from dicomcrypt.net.contexts import MAX_CONTEXTS, NATIVE, plan_groups
-from dicomcrypt.net.outbox import PlaintextRefusedError
+from dicomcrypt.errors import PlaintextRefusedError
 from dicomcrypt.net.scu import send
 from dicomcrypt.settings import EncryptionSettings
 from helpers.dciodvfy import require_tool

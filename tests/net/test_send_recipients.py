@@ -105,7 +105,8 @@ def test_receiver_without_a_matching_key_answers_c002_and_the_summary_says_so(
     summary = capsys.readouterr().out
     assert code == 1, summary
     assert "0 arrived, 1 failed" in summary
-    assert f"peer answered 0xC002 (failure: Cannot Understand): no key for key id {RecipientKey.load(key_file).key_id}" in summary
+    key_id = RecipientKey.load(key_file).key_id
+    assert f"peer answered 0xC002 (failure: Cannot Understand): no key for key id {key_id}" in summary
     assert not good_files(tmp_path / "received")
 
 

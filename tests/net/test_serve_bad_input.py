@@ -273,7 +273,8 @@ def test_status_table_is_consistent():
 
 @pytest.mark.parametrize("bad", [dict(store="restored", keys=None), dict(out=None), dict(store="sideways")])
 def test_contradictory_settings_are_refused(bad, tmp_path, site_key):
-    from dicomcrypt.net.scp import Receiver, ReceiverConfig, ReceiverConfigError
+    from dicomcrypt.errors import ReceiverConfigError
+    from dicomcrypt.net.scp import Receiver, ReceiverConfig
 
     settings = dict(port=0, keys=KeyRing([site_key]), out=tmp_path)
     settings.update(bad)

@@ -129,7 +129,8 @@ def test_vault_with_key_authenticates_and_refuses_tampered(start_receiver, encry
     assert "Error: CannotUnderstand" in refused.stdout + refused.stderr
     done = storescu(rx.port, [encrypted_files.encrypted[1]])
     assert done.returncode == 0, done.stderr
-    assert [p.name for p in good_files(rx.config.out)] == [f"{pydicom.dcmread(encrypted_files.encrypted[1]).SOPInstanceUID}.dcm"]
+    expected = f"{pydicom.dcmread(encrypted_files.encrypted[1]).SOPInstanceUID}.dcm"
+    assert [p.name for p in good_files(rx.config.out)] == [expected]
     assert len(list(rx.quarantine_dir.glob("*.json"))) == 1
 
 

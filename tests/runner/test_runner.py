@@ -107,7 +107,8 @@ def test_local_pool_yields_a_result_per_task(tmp_path: Path, key: Key, workers: 
     assert {rel: r.status for rel, r in results.items()} == {
         "CT_small.dcm": "done", "MR_small.dcm": "done", "rtplan.dcm": "passed", "notes.txt": "failed"
     }
-    restored = {r.rel: r for r in LocalPool(workers).run(DecryptJob(KeyRing([key])), plan(tmp_path / "enc", tmp_path / "dec"))}
+    decrypt_plan = plan(tmp_path / "enc", tmp_path / "dec")
+    restored = {r.rel: r for r in LocalPool(workers).run(DecryptJob(KeyRing([key])), decrypt_plan)}
     assert restored["CT_small.dcm"].status == "done"
     assert (read_dicom(tmp_path / "dec" / "CT_small.dcm").pixel_array
             == read_quietly(src / "CT_small.dcm").pixel_array).all()

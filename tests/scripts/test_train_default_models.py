@@ -40,7 +40,8 @@ def data(tmp_path: Path) -> Path:
 
 def test_the_shipped_recipes_are_the_librarys(script: ModuleType) -> None:
     grey, colour = script.MODELS["grey"].config(), script.MODELS["colour"].config()
-    assert (grey.arch, grey.init, grey.steps, grey.learning_rate, grey.noise_loss_weight) == ("ps-ae", "haar", 1000, 3e-4, 0.03)
+    recipe = (grey.arch, grey.init, grey.steps, grey.learning_rate, grey.noise_loss_weight)
+    assert recipe == ("ps-ae", "haar", 1000, 3e-4, 0.03)
     assert (colour.channels, colour.init, colour.steps, colour.learning_rate) == (3, "random", 4000, 3e-3)
     assert grey.seed == colour.seed == 20221130 and grey.pixels_per_batch == 16 * 96 * 96
     assert script.HELD_OUT_PREFIXES == ("693_", "MR2_", "RG1_", "US1_")

@@ -49,8 +49,8 @@ class Architecture:
     default_init: str
     # Latent levels in lossless mode for a model whose metadata records none (older models).
     lossless_levels: int
-    network: type["BaseAutoencoder"]
-    build: Callable[[int, str, int], "BaseAutoencoder"]
+    network: type[BaseAutoencoder]
+    build: Callable[[int, str, int], BaseAutoencoder]
 
     def __post_init__(self) -> None:
         if self.default_init not in self.inits:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from dicomcrypt.codec.arch import Architecture
-from dicomcrypt.codec.arch.base import BaseAutoencoder
+from dicomcrypt.codec.arch.base import BaseAutoencoder, BaseDecoder
 
 NAME = "paper-ae"
 FACTOR = 2
@@ -70,7 +70,7 @@ class Encoder(nn.Module):
         return self.dense(x)
 
 
-class Decoder(nn.Module):
+class Decoder(BaseDecoder):
     """``g_s``: latent ``(N, 3, h, w)`` -> image ``(N, C, 2h, 2w)``, unclamped (for training)."""
 
     PLAN = PLAN
@@ -103,7 +103,7 @@ class PaperAutoencoder(BaseAutoencoder):
         self.g_s = Decoder(in_channels)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "PaperAutoencoder":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> PaperAutoencoder:
         """Rebuild from saved weights; the channel count is read off the first conv."""
         in_channels = int(state["g_a.conv1.weight"].shape[1])
         model = cls(in_channels)

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dicomcrypt.codec.arch import Architecture
-from dicomcrypt.codec.arch.base import BaseAutoencoder
+from dicomcrypt.codec.arch.base import BaseAutoencoder, BaseDecoder
 
 NAME = "ps-ae"
 FACTOR = 2  # the paper's latent shape: 3 x H/2 x W/2
@@ -64,7 +64,7 @@ class ShuffleEncoder(nn.Module):
         return self.dense(x)
 
 
-class ShuffleDecoder(nn.Module):
+class ShuffleDecoder(BaseDecoder):
     """``g_s``: latent ``(N, 3, h, w)`` -> image ``(N, C, 2h, 2w)``, unclamped (for training)."""
 
     PLAN = PLAN
@@ -86,6 +86,8 @@ class ShuffleAutoencoder(BaseAutoencoder):
     """Encoder and decoder together; ``width`` is read back from saved weights."""
 
     arch = NAME
+    g_a: ShuffleEncoder
+    g_s: ShuffleDecoder
 
     def __init__(self, in_channels: int = 1, width: int = DEFAULT_WIDTH) -> None:
         super().__init__(in_channels)
@@ -94,7 +96,7 @@ class ShuffleAutoencoder(BaseAutoencoder):
         self.g_s = ShuffleDecoder(in_channels, width)
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "ShuffleAutoencoder":
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> ShuffleAutoencoder:
         in_channels = int(state["g_a.conv1.weight"].shape[1]) // FACTOR**2
         model = cls(in_channels, width=int(state["g_a.conv1.weight"].shape[0]))
         model.load_state_dict(state)
@@ -142,27 +144,27 @@ def haar_init_(model: ShuffleAutoencoder, *, leak: float = 0.0) -> ShuffleAutoen
     # Encoder conv1: input channel c*4 + 2i + j (PixelUnshuffle order) -> channel 2*band + (0: +, 1: -).
     enc1 = model.g_a.conv1
     enc1.weight[:6] = 0.0
-    enc1.bias[:6] = 0.0
+    _bias(enc1)[:6] = 0.0
     centre = (bands[:, None, None, :] * pair[None, :, None, None] * weights[None, None, :, None])  # (3, 2, C, 4)
     enc1.weight[:6, :, 1, 1] = centre.reshape(6, channels * 4)
     _pass_through_(model.g_a.conv2, leak)
     dense = model.g_a.dense
     dense.weight *= leak
-    dense.bias.zero_()
+    _bias(dense).zero_()
     for band in range(3):
         dense.weight[band, 2 * band, 0, 0] = 1.0
         dense.weight[band, 2 * band + 1, 0, 0] = -1.0
     # Decoder conv1: latent band -> +band, -band on channels 0..5.
     dec1 = model.g_s.conv1
     dec1.weight[:6] = 0.0
-    dec1.bias[:6] = 0.0
+    _bias(dec1)[:6] = 0.0
     for band in range(3):
         dec1.weight[2 * band, band, 1, 1] = 1.0
         dec1.weight[2 * band + 1, band, 1, 1] = -1.0
     _pass_through_(model.g_s.conv2, leak)
     out = model.g_s.out
     out.weight *= leak
-    out.bias.zero_()
+    _bias(out).zero_()
     # Pixel p of the block = sum over bands of sign[band][p] * band, i.e. the transposed Haar signs.
     synthesis = torch.tensor(_HAAR_SIGNS).T  # (4 pixels, 3 bands)
     for c in range(channels):
@@ -178,10 +180,17 @@ def _pass_through_(conv: nn.Conv2d, leak: float) -> None:
     """Channels 0..5 copy themselves (centre tap 1); everything reaching them from other channels
     is scaled by ``leak``; the other channels keep their random weights."""
     conv.weight[:6] *= leak
-    conv.bias[:6] = 0.0
+    _bias(conv)[:6] = 0.0
     for index in range(6):
         conv.weight[index, index] = 0.0
         conv.weight[index, index, 1, 1] = 1.0
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The layer's bias: every convolution here is built with one, but torch types it optional."""
+    if conv.bias is None:
+        raise ValueError("the Haar init expects convolutions with a bias")
+    return conv.bias
 
 
 def build(channels: int, init: str = "haar", width: int = DEFAULT_WIDTH) -> ShuffleAutoencoder:
