@@ -276,8 +276,9 @@ def decrypt_instance(
     dicom.restore_attributes(out, payload.section("attributes"))
     dicom.write_frames(out, frames, meta.pixel_format)
     note = _restore_identity(out, identity_keys)
-    if not coder.exact:
-        _mark_derived(out, coder.derivation(frames, payload.sections, header.model_id))
+    derivation = coder.derivation(frames, payload.sections, header.model_id)
+    if derivation is not None:
+        _mark_derived(out, derivation)
     return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
 
 

@@ -90,6 +90,15 @@ def test_a_second_coder_for_a_mode_is_refused_unless_it_replaces() -> None:
     assert register(original, replace=True) is original
 
 
+def test_an_inexact_coder_must_say_how_its_output_is_described() -> None:
+    class Blurry(ZstdCoder):
+        exact = False
+
+    with pytest.raises(ValueError, match="derivation"):
+        register(Blurry(), replace=True)
+    assert type(coder_for(Mode.STANDARD)) is StandardCoder  # nothing was replaced
+
+
 class ZstdCoder(Coder):
     """A codec a newcomer might add: zstd of the raw little-endian samples."""
 

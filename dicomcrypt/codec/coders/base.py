@@ -83,9 +83,10 @@ class Coder(ABC):
     def unpack(self, sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
         """Rebuild frames of ``meta.shape`` and ``meta.dtype`` from what :meth:`pack` made."""
 
-    def derivation(self, frames: np.ndarray, sections: Mapping[str, bytes], model_id: str) -> Derivation:
-        """How restored ``frames`` are described as a derived image; inexact coders only."""
-        raise NotImplementedError(f"{type(self).__name__} restores the original image, not a derived one")
+    def derivation(self, frames: np.ndarray, sections: Mapping[str, bytes], model_id: str) -> Derivation | None:
+        """How restored ``frames`` are described as a derived image; None for an exact coder,
+        whose output is the original image. Inexact coders must override it (see :func:`register`)."""
+        return None
 
 
 _CODERS: dict[Mode, Coder] = {}
@@ -97,6 +98,8 @@ def register(coder: Coder, *, replace: bool = False) -> Coder | None:
     A second coder for a mode is refused unless ``replace`` is given, so two plug-ins cannot
     silently fight over one mode.
     """
+    if not coder.exact and type(coder).derivation is Coder.derivation:
+        raise ValueError(f"{type(coder).__name__} is inexact: it must say how its output is described (derivation)")
     previous = _CODERS.get(coder.mode)
     if previous is not None and not replace:
         raise ValueError(f"mode {coder.mode.name} already has a coder ({type(previous).__name__})")
