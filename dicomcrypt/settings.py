@@ -23,7 +23,6 @@ because there it is a typo that may hide a recipient the caller meant to add.
 from __future__ import annotations
 
 from collections.abc import Iterable
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -108,7 +107,9 @@ class EncryptionSettings:
         repeated, unknown mode or latent format) and :class:`RecipientFormatError`.
         """
         listed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
-        if len({r.key_id for r in listed if isinstance(r, Recipient)}) != len(listed):
+        if not all(isinstance(r, Recipient) for r in listed):
+            raise TypeError("recipients= takes Recipient objects or 'dcrecip1...' strings")
+        if len({r.key_id for r in listed}) != len(listed):
             raise InvalidInputError("the same recipient was given twice")
         keys, ring_recipients = _key_targets(key)
         return cls(
@@ -124,10 +125,6 @@ class EncryptionSettings:
     def key_ids(self) -> tuple[str, ...]:
         """Key ids of every target, keys first: the stanzas an envelope will carry."""
         return tuple(k.key_id for k in self.keys) + tuple(r.key_id for r in self.recipients)
-
-    def with_mode(self, mode: str | Mode) -> EncryptionSettings:
-        """The same targets with another mode (a caller that picks the mode per instance)."""
-        return dataclasses.replace(self, mode=parse_mode(mode))
 
 
 def _key_targets(key: KeyArgument) -> tuple[list[Key], list[Recipient]]:
