@@ -274,6 +274,7 @@ def decrypt_instance(
     out = copy.deepcopy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
+    _check_bound_identity(out, ds)
     dicom.write_frames(out, frames, meta.pixel_format)
     note = _restore_identity(out, identity_keys)
     derivation = coder.derivation(frames, payload.sections, header.model_id)
@@ -300,6 +301,21 @@ def _check_restored(ds: Dataset, frames: np.ndarray, meta: PayloadMeta, coder: C
     if coder.exact and pixel_digest(frames) != meta.digest:
         raise IntegrityError("restored pixels do not match the digest of the original pixels")
     _check_encrypted_attributes(ds, meta)
+
+
+def _check_bound_identity(restored: Dataset, encrypted: Dataset) -> None:
+    """The restored instance is the one the envelope authenticated: same SOP Class/Instance,
+    Study and Series UIDs. The payload is sealed by whoever knows a public recipient string, so
+    nothing in it may rename the instance (a lossy restore's new UID comes later, from us)."""
+    bound, restored_uids = dicom.uids(encrypted), dicom.uids(restored)
+    changed = [name for name, a, b in zip(_IDENTITY_NAMES, bound, restored_uids) if a != b]
+    if changed:
+        raise PayloadFormatError(
+            f"the payload would change the {', '.join(changed)} the envelope is bound to"
+        )
+
+
+_IDENTITY_NAMES = ("SOP Class UID", "SOP Instance UID", "Study Instance UID", "Series Instance UID")
 
 
 def _check_encrypted_attributes(ds: Dataset, meta: PayloadMeta) -> None:

@@ -77,7 +77,7 @@ from dicomcrypt.dicom.encoding import is_big_endian, set_transfer_syntax
 from dicomcrypt.dicom.encrypted_attributes import has_encrypted_attributes
 from dicomcrypt.dicom.private_block import check_readable_elements
 from dicomcrypt.envelope import instance_binding, open_envelope, read_header
-from dicomcrypt.errors import InvalidInputError, NotDicomError, NotEncryptedError
+from dicomcrypt.errors import InvalidInputError, NotDicomError, NotEncryptedError, PayloadFormatError
 from dicomcrypt.files import dicom_to_bytes, read_dicom_bytes
 from dicomcrypt.identity_protection import NOT_RESTORED_NOTE
 from dicomcrypt.status import SUCCESS, StoreStatus, status_for_error
@@ -165,11 +165,23 @@ def _decide(data: bytes, ds: Dataset, policy: ReceivePolicy) -> Decision:
     assert policy.keys is not None  # ReceivePolicy: restoring has keys
     outcome = decrypt_instance(ds, keys=policy.keys)
     restored = outcome.dataset
+    _check_same_instance(ds, restored, lossy=outcome.mode == "lossy")
     _normalise_encoding(restored)
     return Decision(
         "restored", SUCCESS, dicom_to_bytes(restored), restored,
         mode=outcome.mode, note=outcome.note, metrics=dict(outcome.metrics),
     )
+
+
+def _check_same_instance(received: Dataset, restored: Dataset, *, lossy: bool) -> None:
+    """What is filed is the instance that was received (and, for ``serve``, the one its C-STORE
+    request named): the only difference allowed is the new SOP Instance UID of a lossy restore."""
+    before, after = dicom.uids(received), dicom.uids(restored)
+    same = [a == b for a, b in zip(before, after)]
+    if lossy:
+        same[1] = True
+    if not all(same):
+        raise PayloadFormatError("restored instance has other UIDs than the one received")
 
 
 def _decoded_whole(data: bytes, dataset: Dataset | None) -> Dataset:

@@ -8,6 +8,11 @@ original Transfer Syntax UID.
 Blob layout: ``MAGIC`` (8 bytes) | header length (uint32 LE) | header JSON (UTF-8) | dataset.
 The pixel elements themselves (Pixel Data, Float/Double Float Pixel Data) are not here: they are
 the payload proper, written back by :func:`dicomcrypt.dicom.write_frames`.
+
+Anyone who knows a node's public recipient string can seal a payload for it, so a snapshot is
+untrusted input: restore puts back only :data:`SNAPSHOT_TAGS` and the :data:`OVERLAY_GROUPS`,
+the fixed list every snapshot is made of, and refuses a snapshot holding anything else (a
+SOP Instance UID, a Patient Name): that is not a snapshot dicomcrypt wrote.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian
 
 from dicomcrypt.dicom.encoding import (
     is_big_endian,
@@ -113,14 +118,10 @@ SNAPSHOT_TAGS: dict[int, str] = {
 OVERLAY_GROUPS: tuple[int, ...] = tuple(range(0x6000, 0x6020, 2))
 
 
-def snapshot_attributes(
-    ds: Dataset,
-    tags: Collection[int] = tuple(SNAPSHOT_TAGS),
-    groups: Collection[int] = OVERLAY_GROUPS,
-) -> bytes:
-    """Encode the selected attributes of ``ds`` (and which are absent) for later restore."""
-    selected = sorted({int(t) for t in tags})
-    group_set = sorted({int(g) for g in groups})
+def snapshot_attributes(ds: Dataset) -> bytes:
+    """Encode the attributes of ``ds`` the placeholder changes (and which are absent) for later restore."""
+    selected = sorted(SNAPSHOT_TAGS)
+    group_set = sorted(OVERLAY_GROUPS)
     snap = Dataset()
     swap = is_big_endian(ds)
     for elem in _selected_elements(ds, selected, group_set):
@@ -152,29 +153,65 @@ def restore_attributes(ds: Dataset, blob: bytes) -> None:
     Also restores (0002,0010), except that a big endian original comes back as Explicit VR
     Little Endian: its binary values were converted when the placeholder was written. Call
     :func:`write_frames` afterwards: it turns a compressed transfer syntax into a native one.
+    ``PayloadFormatError`` for a snapshot that lists or holds an attribute outside the fixed
+    list, or names something other than a transfer syntax: it was not written by us.
     """
     header, encoded = _parse(blob)
-    tags = [int(t, 16) for t in header["tags"]]
-    groups = [int(g, 16) for g in header["groups"]]
+    tags, groups = _listed_selection(header)
     try:
         snap = read_dataset(io.BytesIO(encoded), is_implicit_VR=False, is_little_endian=True)
         restored = [snap[tag] for tag in snap.keys() if tag != _SPECIFIC_CHARACTER_SET]
     except Exception as exc:  # pydicom raises several types on corrupt data
         raise PayloadFormatError(f"attribute snapshot is not readable DICOM: {exc}") from exc
-    if _SPECIFIC_CHARACTER_SET in snap._dict and _SPECIFIC_CHARACTER_SET in tags:
-        restored.append(snap[_SPECIFIC_CHARACTER_SET])
+    foreign = [elem.tag for elem in restored if int(elem.tag) not in tags and elem.tag.group not in groups]
+    if foreign:
+        raise PayloadFormatError(
+            f"attribute snapshot holds {_tag_list(foreign)}, which the placeholder never changes: "
+            "not a snapshot dicomcrypt wrote"
+        )
+    original = _original_transfer_syntax(header)
 
     for elem in list(_selected_elements(ds, tags, groups)):
         del ds[elem.tag]
     for elem in restored:
         ds.add(elem)
 
-    original = header.get("transfer_syntax")
     if original is None:
         return  # the original had no file meta; keep what the encrypted copy has
     if original == ExplicitVRBigEndian:
         original = ExplicitVRLittleEndian
     set_transfer_syntax(ds, original)
+
+
+def _listed_selection(header: dict[str, Any]) -> tuple[set[int], set[int]]:
+    """The header's tags and groups, refused unless they are part of the fixed list."""
+    try:
+        tags = {int(t, 16) for t in header["tags"]}
+        groups = {int(g, 16) for g in header["groups"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PayloadFormatError("attribute snapshot header: tags and groups must be lists of hex numbers") from exc
+    outside = sorted(tags - set(SNAPSHOT_TAGS)) + sorted(g << 16 for g in groups - set(OVERLAY_GROUPS))
+    if outside:
+        raise PayloadFormatError(
+            f"attribute snapshot lists {_tag_list(outside)}, which the placeholder never changes: "
+            "not a snapshot dicomcrypt wrote"
+        )
+    return tags, groups
+
+
+def _original_transfer_syntax(header: dict[str, Any]) -> str | None:
+    """The transfer syntax the header names; ``PayloadFormatError`` if it is not one."""
+    value = header.get("transfer_syntax")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not UID(value).is_transfer_syntax:
+        raise PayloadFormatError("attribute snapshot names a transfer syntax that does not exist")
+    return value
+
+
+def _tag_list(tags: Iterable[int]) -> str:
+    shown = [f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in tags]
+    return ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
 
 
 def _selected_elements(

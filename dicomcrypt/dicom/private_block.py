@@ -109,11 +109,13 @@ def write_private_block(ds: Dataset, info: PrivateInfo) -> None:
 def read_private_block(ds: Dataset) -> PrivateInfo | None:
     """Our block's content, or None when ``ds`` has no "DICOMCRYPT 1" block.
 
-    ``EnvelopeFormatError`` when the block exists but is malformed.
+    ``EnvelopeFormatError`` when the block exists but is malformed, or when it does not but an
+    envelope sits in the group all the same (its creator element damaged or removed).
     """
     try:
         block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR)
     except KeyError:
+        _refuse_orphaned_envelope(ds)
         return None
 
     def value(offset: int, name: str, required: bool = True) -> Any:
@@ -148,6 +150,28 @@ def read_private_block(ds: Dataset) -> PrivateInfo | None:
         )
     except (TypeError, ValueError) as exc:
         raise EnvelopeFormatError(f"dicomcrypt private block is malformed: {exc}") from exc
+
+
+_ENVELOPE_STARTS = (b"DCEV\x01", b"DCEV\x02")
+"""The first bytes of every envelope version (``envelope.MAGIC`` and the version byte)."""
+
+
+def _refuse_orphaned_envelope(ds: Dataset) -> None:
+    """``EnvelopeFormatError`` if an element of our group holds an envelope but no "DICOMCRYPT 1"
+    creator claims it: a damaged creator must not turn an encrypted instance into a "plain" one
+    whose placeholder is then filed or passed through as if it were the image.
+
+    Cheap: only the private data elements of group 0x0011, and only their first bytes.
+    """
+    for tag in ds._dict:
+        if tag >> 16 != PRIVATE_GROUP or tag & 0xFFFF < 0x1000:
+            continue
+        value = ds._dict[tag].value  # raw or decoded: OB and UN values are bytes either way
+        if isinstance(value, (bytes, bytearray)) and bytes(value[:5]) in _ENVELOPE_STARTS:
+            raise EnvelopeFormatError(
+                f"dicomcrypt envelope found in ({PRIVATE_GROUP:04X},{tag & 0xFFFF:04X}) "
+                "but its private creator is damaged"
+            )
 
 
 def check_readable_elements(info: PrivateInfo, header: EnvelopeHeader) -> None:
