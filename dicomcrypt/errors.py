@@ -99,6 +99,28 @@ class OutputExistsError(DicomCryptError):
     """The output path exists and overwriting was not requested."""
 
 
+class OutputWriteError(DicomCryptError):
+    """An output file could not be written (disk full, read-only, permission): says which and why.
+
+    Built with :meth:`for_path`, which finds the operating system's reason even under pydicom's
+    re-raised copy of the error (that copy has the traceback text in its message and no errno).
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    @classmethod
+    def for_path(cls, path: object, exc: BaseException) -> OutputWriteError:
+        cause: BaseException | None = exc
+        while cause is not None and not (isinstance(cause, OSError) and cause.strerror):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, OSError) and cause.strerror:
+            reason = cause.strerror[:1].lower() + cause.strerror[1:]
+            return cls(f"cannot write {path}: {reason}", cause.errno)
+        return cls(f"cannot write {path}: {type(exc).__name__}")
+
+
 class PayloadFormatError(DicomCryptError):
     """The decrypted payload (or a part of it, like the latent) is malformed."""
 

@@ -16,9 +16,6 @@ import struct
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
 from dicomcrypt import dicom, pipeline
@@ -30,46 +27,13 @@ from dicomcrypt.pipeline import decrypt_instance, encrypt_instance, inspect_data
 from dicomcrypt.receive import ReceivePolicy, receive
 from dicomcrypt.status import ENVELOPE_DAMAGED
 from helpers.corpus import fresh_copy, to_bytes
+from helpers.hostile import FOREIGN, sealed_by_stranger, snapshot_with
 
-FOREIGN = {"SOPInstanceUID": "1.2.3.4.5.6.7", "StudyInstanceUID": "1.2.3.4.5.6.8",
-           "SeriesInstanceUID": "1.2.3.4.5.6.9", "PatientName": "Mallory^Eve"}
 
 
 @pytest.fixture(scope="module")
 def node_key() -> RecipientKey:
     return RecipientKey.generate()
-
-
-def snapshot_with(ds: Dataset, extra: dict[str, str], *, listed: bool) -> bytes:
-    """A real snapshot of ``ds`` plus ``extra`` attributes; ``listed``: named in its header too."""
-    blob = attributes.snapshot_attributes(ds)
-    start = len(attributes.MAGIC) + 4
-    (size,) = struct.unpack_from("<I", blob, len(attributes.MAGIC))
-    header = json.loads(blob[start:start + size])
-    snap = read_dataset(io.BytesIO(blob[start + size:]), is_implicit_VR=False, is_little_endian=True)
-    extra_ds = Dataset()
-    for keyword, value in extra.items():
-        setattr(extra_ds, keyword, value)
-    for elem in extra_ds:
-        snap.add(elem)
-        if listed:
-            header["tags"].append(f"{int(elem.tag):08X}")
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
-    write_dataset(fp, snap)
-    head = json.dumps(header).encode()
-    return attributes.MAGIC + struct.pack("<I", len(head)) + head + fp.getvalue()
-
-
-def sealed_by_stranger(node_key: RecipientKey, monkeypatch, extra: dict[str, str], *, listed: bool) -> Dataset:
-    """CT_small encrypted for the node's public recipient string only, its snapshot doctored."""
-    real = dicom.snapshot_attributes
-    monkeypatch.setattr(pipeline.dicom, "snapshot_attributes", lambda ds: snapshot_with(ds, extra, listed=listed))
-    try:
-        return encrypt_instance(fresh_copy("CT_small.dcm"), recipients=[str(node_key.recipient)],
-                                mode="standard").dataset
-    finally:
-        monkeypatch.setattr(pipeline.dicom, "snapshot_attributes", real)
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["listed-in-header", "only-in-dataset"])

@@ -26,6 +26,7 @@ from dicomcrypt.cli._common import (
     plural,
 )
 from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.logsafe import escape
 from dicomcrypt.runner import FileResult, Job, LocalPool, Operation, guard_inputs, plan
 
 PROGRESS_MIN_FILES = 4
@@ -56,19 +57,21 @@ class Report:
             print(text, file=self.out)
 
     def _line(self, r: FileResult) -> str:
+        """One line per file; names and messages may come from a hostile file: escaped."""
+        rel = escape(r.rel)
         if r.status == "failed":
-            return f"FAILED          {r.rel}: {r.error}"
+            return f"FAILED          {rel}: {escape(r.error)}"
         if r.status == "skipped":
-            return f"skipped         {r.rel} ({r.note})"
+            return f"skipped         {rel} ({r.note})"
         detail = f"{human_bytes(r.bytes_in)} -> {human_bytes(r.bytes_out)}, {r.seconds:.2f} s"
         if r.status == "passed":
-            return f"passed through  {r.rel} ({r.note or 'unchanged'}; {detail})"
+            return f"passed through  {rel} ({escape(r.note or 'unchanged')}; {detail})"
         extra = [detail]
         if self.operation == "decrypt":
             extra.append(_restored_note(r.mode))
         if r.note:
-            extra.append(r.note)
-        return f"{r.action:<15} {r.rel} [{r.mode}] ({'; '.join(extra)})"
+            extra.append(escape(r.note))
+        return f"{r.action:<15} {rel} [{r.mode}] ({'; '.join(extra)})"
 
     def summary(self, wall: float, interrupted: bool = False) -> str:
         count = Counter(r.status for r in self.results)
@@ -93,11 +96,11 @@ class Report:
             lines.append(f"  modes: {by_mode}{suffix}")
         notes = Counter(r.note for r in self.results if r.status in ("done", "passed", "skipped") and r.note)
         for note, n in sorted(notes.items()):
-            lines.append(f"  {plural(n, 'file')}: {note}")
+            lines.append(f"  {plural(n, 'file')}: {escape(note)}")
         failed = sorted((r for r in self.results if r.status == "failed"), key=lambda r: r.rel)
         if failed:
             lines.append(f"failed ({len(failed)}):")
-            lines.extend(f"  {r.rel}: {r.error}" for r in failed)
+            lines.extend(f"  {escape(r.rel)}: {escape(r.error)}" for r in failed)
         return "\n".join(lines)
 
 

@@ -169,16 +169,12 @@ class _Progress:
             self.bar.reset(total=total)
 
     def instance_done(self, result: InstanceResult) -> None:
-        from dicomcrypt.net.send_report import describe_failure, describe_treatment
+        from dicomcrypt.net.send_report import instance_line
 
         if self.bar is not None:
             self.bar.update(1)
         if self.verbose:
-            if result.arrived:
-                line = f"sent    {result.path} ({describe_treatment(result)})"
-            else:
-                line = f"FAILED  {result.path}: {describe_failure(result)}"
-            (self.bar.write if self.bar is not None else print)(line)
+            (self.bar.write if self.bar is not None else print)(instance_line(result))
 
     def close(self) -> None:
         if self.bar is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
 from dicomcrypt.config import Option, add_arguments, resolve
+from dicomcrypt.logsafe import SafeFormatter
 
 _SERVER_TLS = "TLS (server side; with --tls-ca, clients need a certificate it signed)"
 _FORWARD_TLS = "TLS to the --forward peer"
@@ -164,7 +165,7 @@ def _setup_logging(level: str) -> Callable[[], None]:
     """``time level message`` lines (UTC) on stderr; pynetdicom's own chatter only from warnings
     up. Returns a function that puts the previous settings back (``main`` may run in-process)."""
     handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     ours, theirs = logging.getLogger("dicomcrypt"), logging.getLogger("pynetdicom")

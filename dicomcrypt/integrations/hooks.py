@@ -39,6 +39,7 @@ from dicomcrypt import status as dimse_status
 from dicomcrypt.errors import ConfigError
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
+from dicomcrypt.logsafe import escape
 from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
@@ -209,7 +210,7 @@ class StorageHook:
             result = self._process(data, started)
         except DicomCryptError as exc:
             self._count(refused=1, seconds=time.perf_counter() - started)
-            logger.warning("refused an instance: %s", exc)
+            logger.warning("refused an instance: %s", escape(exc))
             raise
         except Exception:
             self._count(refused=1, seconds=time.perf_counter() - started)
@@ -218,8 +219,8 @@ class StorageHook:
         self._count(**{counted[result.action]: 1}, seconds=result.seconds)
         logger.info(
             "%s %s (%s) in %.3f s%s",
-            result.action, result.sop_instance_uid, result.mode or "-", result.seconds,
-            f": {result.note}" if result.note else "",
+            result.action, escape(result.sop_instance_uid), result.mode or "-", result.seconds,
+            f": {escape(result.note)}" if result.note else "",
         )
         return result
 

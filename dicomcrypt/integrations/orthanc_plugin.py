@@ -33,6 +33,7 @@ from typing import Any
 from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.integrations.hooks import STATUS_CANNOT_UNDERSTAND, StorageHook, failure_status
 from dicomcrypt.integrations.orthanc_config import STATUS_ROUTE, parse_settings
+from dicomcrypt.logsafe import SafeFormatter
 
 _PENDING_LIMIT = 1024  # refusals awaiting their C-STORE filter call; bounded in case one never comes
 
@@ -107,6 +108,7 @@ class _OrthancLogHandler(logging.Handler):
     def __init__(self, orthanc: Any) -> None:
         super().__init__()
         self.orthanc = orthanc
+        self.setFormatter(SafeFormatter())  # a UID with a newline cannot forge an Orthanc log line
 
     def emit(self, record: logging.LogRecord) -> None:
         message = f"dicomcrypt: {self.format(record)}"

@@ -2,10 +2,12 @@
 
 Each SOP class gets one context per transfer syntax its files are in (so a JPEG 2000 file can
 travel as it is when the peer accepts that), plus one context offering Explicit and Implicit
-VR Little Endian, which every Storage SCP must accept (PS3.5 10.1) and which the encrypted
-output uses. A peer may accept only that fallback: pynetdicom then converts between the
-uncompressed syntaxes itself, and the SCU decompresses a compressed file (see
-:mod:`dicomcrypt.net.scu`).
+VR Little Endian, which every Storage SCP must accept (PS3.5 10.1) and in which the encrypted
+output is encoded. The acceptor picks the transfer syntax of each context, not us: pynetdicom
+(and so ``serve``) takes the first of *its own* list that was proposed, which is Implicit VR
+Little Endian for the fallback context; DCMTK's ``storescp`` prefers Explicit. pynetdicom then
+re-encodes an uncompressed instance between Explicit and Implicit VR while sending, and the SCU
+decompresses a compressed file whose own context was refused (see :mod:`dicomcrypt.net.scu`).
 
 An association can carry at most 128 presentation contexts (PS3.8 9.3.2.2: the context ID is an
 odd number 1-255), so a send that needs more is split into groups of SOP classes, each sent
@@ -23,11 +25,24 @@ MAX_CONTEXTS = 128
 """PS3.8 9.3.2.2: presentation context IDs are odd integers 1-255."""
 
 NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-"""The fallback offered for every SOP class; Explicit first, so private VRs travel as written."""
+"""The fallback offered for every SOP class, Explicit first; which one travels is the peer's choice."""
 
 VERIFICATION = UID("1.2.840.10008.1.1")
 """The Verification SOP Class of C-ECHO (PS3.4 A.4). Spelled out: pynetdicom's ``sop_class``
 names are generated at run time, so a type checker cannot see them."""
+
+
+RETIRED_IMAGE_STORAGE: tuple[UID, ...] = (
+    UID("1.2.840.10008.5.1.4.1.1.3"),  # Ultrasound Multi-frame Image Storage (Retired)
+    UID("1.2.840.10008.5.1.4.1.1.5"),  # Nuclear Medicine Image Storage (Retired)
+    UID("1.2.840.10008.5.1.4.1.1.6"),  # Ultrasound Image Storage (Retired)
+    UID("1.2.840.10008.5.1.4.1.1.12.3"),  # X-Ray Angiographic Bi-Plane Image Storage (Retired)
+    UID("1.2.840.10008.5.1.4.1.1.77.1"),  # VL Image Storage - Trial (Retired)
+    UID("1.2.840.10008.5.1.4.1.1.77.2"),  # VL Multi-frame Image Storage - Trial (Retired)
+)
+"""Retired image Storage SOP classes that pynetdicom's ``AllStoragePresentationContexts`` lacks
+and old archives still hold (ultrasound above all): ``serve`` accepts them too. ``send`` needs no
+list: it proposes the SOP class each file names."""
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,19 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time, invisible to mypy
 
 from dicomcrypt.crypto import KeyRing
 from dicomcrypt.errors import ReceiverConfigError
+from dicomcrypt.logsafe import escape
 from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
+from dicomcrypt.net.contexts import RETIRED_IMAGE_STORAGE
 from dicomcrypt.net.forward import Forwarder
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
@@ -216,6 +221,9 @@ class Receiver:
         for cx in AllStoragePresentationContexts:
             if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional
                 ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        for sop_class in RETIRED_IMAGE_STORAGE:  # old archives hold them; pynetdicom lists none
+            _register_storage_class(sop_class)
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         return ae
 
@@ -264,6 +272,13 @@ class Receiver:
                          peer=f"{requestor.address}:{requestor.port}"))
 
 
+def _register_storage_class(sop_class: UID) -> None:
+    """Tell pynetdicom that C-STOREs of ``sop_class`` are the Storage service (it routes a SOP
+    class it does not know to no service at all). Idempotent."""
+    if uid_to_service_class(sop_class) is not StorageServiceClass:
+        register_uid(sop_class, sop_class.keyword, StorageServiceClass)
+
+
 def _dataset_with_meta(event: evt.Event) -> Dataset:
     ds = event.dataset
     ds.file_meta = event.file_meta
@@ -289,12 +304,14 @@ def _log_instance(context: dict[str, Any], result: InstanceResult) -> None:
 
 
 def _fields(**fields: Any) -> str:
-    """``key=value`` pairs, values quoted when they hold spaces; ``None`` values left out."""
+    """``key=value`` pairs, values quoted when they hold spaces; ``None`` values left out. Values
+    come from peers (AE titles, UIDs, comments): control characters are escaped, so a newline
+    in a UID cannot start a line of its own."""
     parts = []
     for key, value in fields.items():
         if value is None:
             continue
-        text = str(value)
+        text = escape(value)
         if not text or any(ch in text for ch in ' "='):
             text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
         parts.append(f"{key}={text}")

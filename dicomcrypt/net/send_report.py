@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicomcrypt.atomic import write_atomic
+from dicomcrypt.logsafe import escape
 
 
 _GENERAL_WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
@@ -98,11 +99,19 @@ class SendReport:
             + (" (interrupted: the rest was not sent)" if self.interrupted else "")
         ]
         for study, results in self.by_study().items():
-            lines.append(f"  study {study} [{_modalities(results)}]: {_study_counts(results)}")
+            lines.append(f"  study {escape(study)} [{escape(_modalities(results))}]: {_study_counts(results)}")
         if self.failed:
             lines.append(f"failed ({len(self.failed)}):")
-            lines.extend(f"  {r.path}: {describe_failure(r)}" for r in sorted(self.failed, key=lambda r: r.path))
+            lines.extend(f"  {escape(r.path)}: {describe_failure(r)}"
+                         for r in sorted(self.failed, key=lambda r: r.path))
         return "\n".join(lines)
+
+
+def instance_line(result: InstanceResult) -> str:
+    """The ``--verbose`` line of one instance: ``sent <path> (<how>)`` or ``FAILED <path>: <why>``."""
+    if result.arrived:
+        return f"sent    {escape(result.path)} ({describe_treatment(result)})"
+    return f"FAILED  {escape(result.path)}: {describe_failure(result)}"
 
 
 def _modalities(results: Iterable[InstanceResult]) -> str:
@@ -133,13 +142,14 @@ def describe_treatment(result: InstanceResult) -> str:
 
 
 def describe_failure(result: InstanceResult) -> str:
-    """``0xA700 Out of resources: <peer's comment>`` or the local reason."""
+    """``0xA700 Out of resources: <peer's comment>`` or the local reason, on one line (the
+    comment is the peer's and a reason may quote a file: control characters are escaped)."""
     if result.error is not None:
-        return result.error
+        return escape(result.error)
     if result.status is None:
         return "no answer from the peer"
     text = f"peer answered 0x{result.status:04X} {status_meaning(result.status)}"
-    return f"{text}: {result.comment}" if result.comment else text
+    return f"{text}: {escape(result.comment)}" if result.comment else text
 
 
 def status_meaning(code: int) -> str:

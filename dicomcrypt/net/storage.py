@@ -5,8 +5,9 @@ Rules kept here so every path through ``serve`` obeys them:
 - good data lives at ``out/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``, each
   file written to a hidden temporary file, fsynced and renamed (:mod:`dicomcrypt.files`), so a
   crash or a dying sender never leaves a partial file among good data;
-- UIDs become path parts only after :func:`safe_uid` (digits and dots; anything else is
-  replaced), so a hostile UID cannot climb out of ``out``;
+- UIDs become path parts only after :func:`safe_uid`: a conformant UID is its own name, any
+  other gets a readable part plus a hash of the whole value, so a hostile UID cannot climb out
+  of ``out``, two distinct UIDs never share a file, and no name is hidden (starts with a dot);
 - a SOP Instance UID already filed is a duplicate: same content is accepted without a rewrite,
   different content is handled by the :data:`DuplicatePolicy`;
 - refused instances go to the quarantine folder, each with a JSON sidecar saying why.
@@ -14,6 +15,7 @@ Rules kept here so every path through ``serve`` obeys them:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -44,21 +46,36 @@ content is refused (status 0xC006) and kept under ``quarantine/duplicates``; the
 stays. ``replace``: the new copy replaces the filed one, which moves to ``quarantine/replaced``.
 Either way an identical copy is answered success without rewriting the file."""
 
-_UID_UNSAFE = re.compile(r"[^0-9.]")
+_CONFORMANT_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+"""PS3.5 9.1: numeric components without leading zeros, separated by single dots."""
+_UNSAFE = re.compile(r"[^0-9.]")
+_READABLE_MAX = 32
+"""How much of a non-conformant UID is kept readable in its name, before the hash."""
 
 
 def safe_uid(uid: str | None, fallback: str) -> str:
-    """``uid`` usable as one path part: digits and dots kept, anything else as ``_``.
+    """``uid`` as one path part, distinct for distinct UIDs and never hidden.
 
-    An empty UID, or one made only of dots (``.``, ``..``), becomes ``fallback``; fallbacks
-    contain letters, so they never collide with a real UID.
+    A conformant UID (PS3.5 9.1, at most 64 characters) is used as it is: digits and dots, no
+    leading dot. Anything else (letters, slashes, ``..``, control characters, too long) becomes
+    its first characters with everything but digits and dots as ``_`` and leading dots dropped,
+    then ``_`` and the SHA-256 of the whole value (32 hex digits): readable, safe, and injective,
+    and never equal to a conformant UID's name (it has an underscore). Only the DICOM padding
+    (trailing spaces and NULs) is ignored; an empty UID becomes ``fallback`` (letters and a
+    hyphen, so it matches neither kind).
     """
-    text = _UID_UNSAFE.sub("_", (uid or "").strip())[:64]
-    return fallback if not text.strip(".") else text
+    text = (uid or "").rstrip(" \0")
+    if not text:
+        return fallback
+    if len(text) <= 64 and _CONFORMANT_UID.fullmatch(text):
+        return text
+    readable = _UNSAFE.sub("_", text[:_READABLE_MAX]).lstrip(".") or "uid"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{readable}_{digest}"
 
 
 def instance_path(out: Path, study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
-    """``out/<study>/<series>/<instance>.dcm`` with every UID made safe."""
+    """``out/<study>/<series>/<instance>.dcm`` with every UID made safe (:func:`safe_uid`)."""
     return (
         out
         / safe_uid(study_uid, "unknown-study")

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dicomcrypt.errors import DicomCryptError, OutputExistsError
+from dicomcrypt.errors import DicomCryptError, OutputExistsError, OutputWriteError
 from dicomcrypt.runner.jobs import Job
 from dicomcrypt.runner.tasks import FileResult, Status, Task
 
@@ -98,12 +98,15 @@ class Worker:
         ds = read_dicom(src)
         outcome = self.job.apply(ds)
         del ds
-        if outcome.action == "passed through":
-            copy_file_atomic(src, dst, force=task.overwrite)  # byte for byte: truly unchanged
-            status: Status = "passed"
-        else:
-            write_dicom_atomic(outcome.dataset, dst, force=task.overwrite)
-            status = "done"
+        try:
+            if outcome.action == "passed through":
+                copy_file_atomic(src, dst, force=task.overwrite)  # byte for byte: truly unchanged
+                status: Status = "passed"
+            else:
+                write_dicom_atomic(outcome.dataset, dst, force=task.overwrite)
+                status = "done"
+        except OSError as exc:  # a full or read-only disk: say so, not pydicom's traceback text
+            raise OutputWriteError.for_path(dst, exc) from exc
         mode = getattr(outcome.mode, "name", outcome.mode)
         return FileResult(
             task.rel,
