@@ -121,3 +121,15 @@ def test_plain_private_elements_of_group_0011_are_not_mistaken_for_an_envelope()
     block.add_new(0x10, "OB", b"DCEX" + bytes(20))
     block.add_new(0x11, "OB", b"DCEV")  # too short to be an envelope start
     assert dicom.read_private_block(ds) is None
+
+
+def test_inspect_says_the_creator_is_damaged(node_key, tmp_path):
+    from dicomcrypt.cli.inspect import format_record, inspect_file
+
+    encrypted = encrypt_instance(fresh_copy("CT_small.dcm"), recipients=[str(node_key.recipient)],
+                                 mode="standard").dataset
+    path = tmp_path / "damaged.dcm"
+    path.write_bytes(to_bytes(damaged_creator(encrypted, "flipped bit")))
+    record = inspect_file(path)
+    assert record["status"] == "error"
+    assert "private creator is damaged" in format_record(record)
