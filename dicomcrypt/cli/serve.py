@@ -52,9 +52,10 @@ OPTIONS: list[Option] = [
     Option("--tls-handshake-timeout", type=float, metavar="SECONDS",
            help="time a client has to finish the TLS handshake (default: 10)"),
     Option("--pdu-timeout", type=float, metavar="SECONDS",
-           help="time within which each PDU, once started, must arrive whole (default: 30)"),
+           help="time for each PDU to arrive whole once started, and for the association "
+                "request after connecting (default: 30)"),
     Option("--idle-timeout", type=float, metavar="SECONDS",
-           help="abort an association silent this long (default: 60)"),
+           help="abort an established association silent this long (default: 60)"),
     Option("--association-timeout", type=float, metavar="SECONDS",
            help="longest life of one association (default: 3600)"),
     Option("--max-instance-mb", type=int, parse=whole_number(1), metavar="MIB",

@@ -88,9 +88,10 @@ class ReceiverConfig:
     tls_handshake_timeout: float = 10.0
     """Seconds a client has to complete the TLS handshake, in the connection's own thread."""
     pdu_timeout: float = 30.0
-    """Seconds within which each PDU, once started, must arrive whole (a trickling peer is cut)."""
+    """Seconds within which each PDU, once started, must arrive whole (a trickling peer is cut),
+    and the association request after connecting."""
     idle_timeout: float = 60.0
-    """Seconds without a PDU before the association is aborted; also the wait for the request."""
+    """Seconds without a PDU before an established association is aborted."""
     association_timeout: float = 3600.0
     """Ceiling on one association's life, however busy; the peer may associate again."""
     max_instance_mb: int = 512
@@ -264,8 +265,10 @@ class Receiver:
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_associations = self.config.max_associations
-        # idle time between PDUs, and the wait for the association request or release
-        ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = self.config.idle_timeout
+        ae.network_timeout = ae.dimse_timeout = self.config.idle_timeout  # silence between PDUs
+        # the wait for the association request (and release) is the time for one PDU: a
+        # connection that sends nothing gives its slot back as soon as one that trickles
+        ae.acse_timeout = self.config.pdu_timeout
         ae.require_calling_aet = sorted(self.config.allowed_aets)
         for cx in AllStoragePresentationContexts:
             if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional

@@ -123,8 +123,8 @@ def test_dcmtk_echoscu_over_tls_while_a_socket_is_silent(start_receiver, pki):
 def test_a_peer_trickling_its_association_request_is_cut_at_the_pdu_deadline(start_receiver, caplog):
     """Before: a peer sending one byte every 20 s held its slot as long as it kept sending. Now
     the PDU is cut at its deadline and the slot is free again once the wait for an association
-    request (the idle timeout) is over."""
-    rx = start_receiver(pdu_timeout=1.0, idle_timeout=2.0, max_associations=1)
+    request (the same deadline, from the connection) is over."""
+    rx = start_receiver(pdu_timeout=1.0, max_associations=1)
     caplog.set_level(logging.WARNING, logger="dicomcrypt.serve")
     request = _associate_rq()
     with socket.create_connection(("127.0.0.1", rx.port)) as slow:
@@ -141,12 +141,12 @@ def test_a_peer_trickling_its_association_request_is_cut_at_the_pdu_deadline(sta
                 break
     assert cut is not None and cut < 3.0, "the trickling peer kept its association"
     assert any("reason=pdu-timeout" in r.getMessage() for r in caplog.records)
-    time.sleep(2.0)
+    time.sleep(0.5)
     assert echo(parse_peer(_peer(rx)), calling_aet="SENDER", timeout=5) == 0x0000  # its slot is free again
 
 
 def test_one_host_cannot_take_every_association_slot(start_receiver, caplog):
-    rx = start_receiver(max_associations=3, max_associations_per_peer=2, idle_timeout=30.0)
+    rx = start_receiver(max_associations=3, max_associations_per_peer=2)
     caplog.set_level(logging.WARNING, logger="dicomcrypt.serve")
     held = [socket.create_connection(("127.0.0.1", rx.port)) for _ in range(2)]
     try:
@@ -333,8 +333,16 @@ def test_limits_must_be_positive(tmp_path, field):
         ReceiverConfig(store="encrypted", out=tmp_path, **{field: 0}).checked()
 
 
+def test_silent_connections_give_their_slot_back(start_receiver):
+    """A connection that never sends its association request is closed at the PDU deadline."""
+    rx = start_receiver(pdu_timeout=1.0, max_associations=3)
+    with socket.create_connection(("127.0.0.1", rx.port)) as silent:
+        closed = _closed_within(silent, 4.0)
+    assert closed is not None and 0.5 < closed < 3.0
+
+
 def test_idle_peers_do_not_leak_threads(start_receiver):
-    rx = start_receiver(tls_handshake_timeout=0.5, ssl_context=None, idle_timeout=1.0)
+    rx = start_receiver(pdu_timeout=1.0)
     before = threading.active_count()
     socks = [socket.create_connection(("127.0.0.1", rx.port)) for _ in range(3)]
     time.sleep(3.0)
