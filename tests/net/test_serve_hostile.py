@@ -215,21 +215,18 @@ def test_an_instance_over_the_size_limit_is_cut_off(start_receiver, caplog):
 def test_serve_memory_stays_bounded_on_a_large_send(tmp_path, site_key_file):
     """A real ``serve`` process under an address-space limit; a 96 MB plain image at a
     --max-instance-mb 8 receiver costs it less than a third of that in peak RSS."""
-    import resource
     import subprocess
     import sys
 
     from net.conftest import free_port, wait_for_port
 
     port = free_port()
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
+    under_limit = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30)); "
+                   "sys.argv[0] = 'dicomcrypt'; runpy.run_module('dicomcrypt', run_name='__main__')")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-c", under_limit, "serve", "--host", "127.0.0.1", "--port", str(port),
          "--key", str(site_key_file), "--out", str(tmp_path / "in"), "--max-instance-mb", "8"],
-        preexec_fn=limit, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port)
