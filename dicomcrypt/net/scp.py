@@ -9,8 +9,10 @@ Usable in-process (tests, the demo) and behind the CLI::
     rx.stop()           # stops accepting, lets instances in flight finish, then closes
 
 This module owns the association life cycle (presentation contexts, allow-list, TLS, limits,
-graceful stop) and the per-instance log line; what happens to an instance is
-:mod:`dicomcrypt.net.store_handler`'s job, where it is filed :mod:`dicomcrypt.net.storage`'s.
+graceful stop) and the per-instance log line; the accept path that bounds each connection
+(TLS handshake deadline, per-peer limit, PDU deadlines) is :mod:`dicomcrypt.net.server`'s, what
+happens to an instance is :mod:`dicomcrypt.net.store_handler`'s job, where it is filed
+:mod:`dicomcrypt.net.storage`'s.
 """
 
 from __future__ import annotations
