@@ -152,9 +152,9 @@ class Quarantine:
 
     The data file is written first and the sidecar second, both atomically, so a sidecar
     always describes a complete file. The folder is bounded: records older than ``max_age_s``
-    and, past ``max_bytes``, the oldest records are deleted (:meth:`prune`, run at start and
-    whenever a record would take the folder past its cap, at most once a second otherwise
-    hourly), so a flood of refusals cannot fill the disk.
+    are deleted and, once a record would take it past ``max_bytes``, the oldest records down to
+    nine tenths of the cap (:meth:`prune`: at start, hourly, and when the cap is reached, at most
+    once a second), so a flood of refusals cannot fill the disk.
     """
 
     root: Path
@@ -205,9 +205,11 @@ class Quarantine:
         records = _records(self.root)
         cutoff = time.time() - self.max_age_s
         total = sum(size for _, size, _ in records)
+        # past the cap, make room for a tenth of it, so a flood is not one folder scan per record
+        target = self.max_bytes if total + reserve <= self.max_bytes else self.max_bytes - self.max_bytes // 10
         removed = 0
         for mtime, size, files in records:  # oldest first
-            if mtime >= cutoff and total + reserve <= self.max_bytes:
+            if mtime >= cutoff and total + reserve <= target:
                 break
             for path in files:
                 path.unlink(missing_ok=True)
