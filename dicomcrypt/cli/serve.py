@@ -95,8 +95,9 @@ on disk (written to a temporary file, fsynced, renamed) or acknowledged by the -
 Tampered, wrong-key, unknown-key and undecodable instances get a failure status with an error
 comment and are kept under the quarantine folder with a JSON note, never among good data.
 Plain images are refused (0xC005) unless --accept-plain (quarantine keeps their header, never
-their pixels); non-image objects (SR, ...) pass through. --store encrypted keeps instances byte for byte as received; a key, if given, is used
-only to authenticate them. A SOP Instance UID received again with the same content is answered
+their pixels); non-image objects (SR, ...) pass through. --store encrypted keeps instances
+byte for byte as received; a key, if given, is used only to authenticate them.
+A SOP Instance UID received again with the same content is answered
 success without a rewrite; with other content, --duplicates keep-first (default) refuses it
 (0xC006) and quarantines it, replace files it and quarantines the old copy.
 
