@@ -132,8 +132,8 @@ def _strip_bulk(ds: Dataset) -> None:
     for elem in list(ds.elements()):
         if not isinstance(elem, DataElement):  # a raw element never decoded: decode to judge it
             elem = ds[elem.tag]
-        if elem.VR == "SQ":
-            elem.value = [_stripped_copy(item) for item in elem.value]
+        if elem.VR == "SQ":  # a new element: the caller's sequence is left as it was
+            ds[elem.tag] = DataElement(elem.tag, "SQ", [_stripped_copy(item) for item in elem.value])
         elif int(elem.tag) in _PIXEL_TAGS or (elem.VR in _BULK_VRS and len(elem.value or b"") > _BULK_BYTES):
             del ds[elem.tag]
 

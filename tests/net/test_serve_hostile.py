@@ -9,6 +9,7 @@ the size limit. Also what the quarantine keeps of a plain image, and its cap and
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from dicomcrypt.cli import serve
 from dicomcrypt.net.address import parse_peer
 from dicomcrypt.net.scp import ReceiverConfig
 from dicomcrypt.net.scu import echo
-from dicomcrypt.net.storage import Quarantine
+from dicomcrypt.net.storage import Quarantine, header_only
 from dicomcrypt.net.tls import client_context, server_context
 from helpers.corpus import read_quietly, sample
 from helpers.dciodvfy import require_tool
@@ -263,6 +264,21 @@ def test_a_refused_plain_image_leaves_its_header_but_never_its_pixels(start_rece
     assert record.SOPInstanceUID == ds.SOPInstanceUID
     assert note["kept"] == "header without pixel or bulk data" and note["status"] == "0xC005"
     assert kept.stat().st_size < 8192
+
+
+def test_header_only_strips_bulk_data_in_sequences_and_leaves_the_caller_alone():
+    from pydicom.dataset import Dataset
+
+    ds = read_quietly(sample("CT_small.dcm"))
+    icon = Dataset()
+    icon.Rows = 8
+    icon.PixelData = bytes(128)
+    icon.add_new(0x00091010, "OB", b"1" * 5000)
+    ds.IconImageSequence = [icon]
+    record = pydicom.dcmread(io.BytesIO(header_only(ds)))
+    assert "PixelData" not in record and "PixelData" not in record.IconImageSequence[0]
+    assert 0x00091010 not in record.IconImageSequence[0] and record.IconImageSequence[0].Rows == 8
+    assert "PixelData" in ds and "PixelData" in ds.IconImageSequence[0]  # the caller's data set is intact
 
 
 def _record(q: Quarantine, age_days: float, size: int) -> Path:
