@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from pynetdicom import evt
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 if TYPE_CHECKING:
@@ -121,11 +122,9 @@ class _GuardedHandler(RequestHandler):
                 if tls is None:
                     return
                 self.request = tls
-            assoc = self._create_association()
+            assoc = self._create_association()  # what pynetdicom's own handle() does, from here on
             _DeadlineSocket.adopt(cast(AssociationSocket, assoc.dul.socket), self.server.limits,
                                   _peer(self.client_address))
-            from pynetdicom import evt
-
             evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
             assoc.start()
         finally:
