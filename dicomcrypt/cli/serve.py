@@ -48,6 +48,23 @@ OPTIONS: list[Option] = [
            help="associations served at once (default: 10)"),
     Option("--stop-timeout", type=float, metavar="SECONDS",
            help="on SIGTERM, how long to wait for instances in flight (default: 60)"),
+    Option("--max-associations-per-peer", type=int, parse=whole_number(1), metavar="N",
+           help="connections one peer host may hold at once; more are closed (default: 4)"),
+    Option("--tls-handshake-timeout", type=float, metavar="SECONDS",
+           help="time a client has to finish the TLS handshake (default: 10)"),
+    Option("--pdu-timeout", type=float, metavar="SECONDS",
+           help="time for each PDU to arrive whole once started, and for the association "
+                "request after connecting (default: 30)"),
+    Option("--idle-timeout", type=float, metavar="SECONDS",
+           help="abort an established association silent this long (default: 60)"),
+    Option("--association-timeout", type=float, metavar="SECONDS",
+           help="longest life of one association (default: 3600)"),
+    Option("--max-instance-mb", type=int, parse=whole_number(1), metavar="MIB",
+           help="largest instance accepted; a bigger one aborts its association (default: 512)"),
+    Option("--quarantine-max-mb", type=int, parse=whole_number(1), metavar="MIB",
+           help="size cap of the quarantine folder, oldest records deleted first (default: 1024)"),
+    Option("--quarantine-days", type=float, metavar="DAYS",
+           help="delete quarantine records older than this (default: 30)"),
     Option("--log-level", choices=("debug", "info", "warning"), default="info",
            help="info: a line per instance (default); warning: refusals only"),
     Option("--tls-cert", metavar="FILE", group=_SERVER_TLS, help="our server certificate (PEM)"),
@@ -78,9 +95,10 @@ Each encrypted instance is verified and restored before it is answered; success 
 on disk (written to a temporary file, fsynced, renamed) or acknowledged by the --forward peer.
 Tampered, wrong-key, unknown-key and undecodable instances get a failure status with an error
 comment and are kept under the quarantine folder with a JSON note, never among good data.
-Plain images are refused (0xC005) unless --accept-plain; non-image objects (SR, ...) pass
-through. --store encrypted keeps instances byte for byte as received; a key, if given, is used
-only to authenticate them. A SOP Instance UID received again with the same content is answered
+Plain images are refused (0xC005) unless --accept-plain (quarantine keeps their header, never
+their pixels); non-image objects (SR, ...) pass through. --store encrypted keeps instances
+byte for byte as received; a key, if given, is used only to authenticate them.
+A SOP Instance UID received again with the same content is answered
 success without a rewrite; with other content, --duplicates keep-first (default) refuses it
 (0xC006) and quarantines it, replace files it and quarantines the old copy.
 

@@ -9,8 +9,10 @@ Usable in-process (tests, the demo) and behind the CLI::
     rx.stop()           # stops accepting, lets instances in flight finish, then closes
 
 This module owns the association life cycle (presentation contexts, allow-list, TLS, limits,
-graceful stop) and the per-instance log line; what happens to an instance is
-:mod:`dicomcrypt.net.store_handler`'s job, where it is filed :mod:`dicomcrypt.net.storage`'s.
+graceful stop) and the per-instance log line; the accept path that bounds each connection
+(TLS handshake deadline, per-peer limit, PDU deadlines) is :mod:`dicomcrypt.net.server`'s, what
+happens to an instance is :mod:`dicomcrypt.net.store_handler`'s job, where it is filed
+:mod:`dicomcrypt.net.storage`'s.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.contexts import RETIRED_IMAGE_STORAGE
 from dicomcrypt.net.forward import Forwarder
+from dicomcrypt.net.server import ConnectionLimits, GuardedServer
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
 from dicomcrypt.net.studies import StudyCounts, StudyLedger
@@ -50,6 +53,10 @@ LOG = logging.getLogger("dicomcrypt.serve")
 _P_DATA_TF = 0x04
 _RESPONSE_FLUSH_S = 0.3
 """After the last response is handed to pynetdicom, time for its socket thread to send it."""
+_MAX_PDU_BYTES = 4 * 1024 * 1024
+"""Largest PDU a peer may announce. We offer pynetdicom's maximum PDU length (16 kB) for
+P-DATA; association requests are a few kB. A peer announcing more is cut before it is read."""
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,23 @@ class ReceiverConfig:
     stop_timeout: float = 60.0
     """How long :meth:`Receiver.stop` waits for instances in flight before closing anyway."""
     forward_timeout: float = 30.0
+    max_associations_per_peer: int = 4
+    """Connections one peer host may hold at once (handshaking or associated); more are closed."""
+    tls_handshake_timeout: float = 10.0
+    """Seconds a client has to complete the TLS handshake, in the connection's own thread."""
+    pdu_timeout: float = 30.0
+    """Seconds within which each PDU, once started, must arrive whole (a trickling peer is cut),
+    and the association request after connecting."""
+    idle_timeout: float = 60.0
+    """Seconds without a PDU before an established association is aborted."""
+    association_timeout: float = 3600.0
+    """Ceiling on one association's life, however busy; the peer may associate again."""
+    max_instance_mb: int = 512
+    """Largest instance (MiB of P-DATA) accepted; a bigger one aborts its association."""
+    quarantine_max_mb: int = 1024
+    """Size cap of the quarantine folder (MiB); the oldest records go first."""
+    quarantine_days: float = 30.0
+    """Quarantine records older than this many days are deleted."""
 
     def checked(self) -> ReceiverConfig:
         """Raise :class:`ReceiverConfigError` naming the first contradiction; return self."""
@@ -107,7 +131,28 @@ class ReceiverConfig:
             raise ReceiverConfigError(f"port {self.port} is not between 0 and 65535")
         if self.max_associations < 1:
             raise ReceiverConfigError("max associations must be 1 or more")
+        self._check_limits()
         return self
+
+    def _check_limits(self) -> None:
+        if self.max_associations_per_peer < 1:
+            raise ReceiverConfigError("max associations per peer must be 1 or more")
+        for name in ("tls_handshake_timeout", "pdu_timeout", "idle_timeout", "association_timeout",
+                     "quarantine_days"):
+            if not getattr(self, name) > 0:
+                raise ReceiverConfigError(f"{name.replace('_', ' ')} must be more than 0 seconds or days")
+        if self.max_instance_mb < 1 or self.quarantine_max_mb < 1:
+            raise ReceiverConfigError("max instance and quarantine sizes must be 1 MiB or more")
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            tls_handshake_timeout=self.tls_handshake_timeout,
+            pdu_timeout=self.pdu_timeout,
+            association_timeout=self.association_timeout,
+            max_per_peer=self.max_associations_per_peer,
+            max_pdu_bytes=_MAX_PDU_BYTES,
+        )
 
     @property
     def quarantine_dir(self) -> Path:
@@ -122,6 +167,8 @@ class _Activity:
 
     cond: threading.Condition = field(default_factory=threading.Condition)
     busy: dict[Any, bool] = field(default_factory=dict)
+    received: dict[Any, int] = field(default_factory=dict)
+    """P-DATA bytes received per association since its last response: the instance's size so far."""
     closing: bool = False
 
 
@@ -136,7 +183,9 @@ class Receiver:
                       timeout=config.forward_timeout)
             if config.forward is not None else None
         )
-        self._handler = StoreHandler(config, Quarantine(config.quarantine_dir), self._forwarder)
+        quarantine = Quarantine(config.quarantine_dir, max_bytes=config.quarantine_max_mb * _MIB,
+                                max_age_s=config.quarantine_days * 86400)
+        self._handler = StoreHandler(config, quarantine, self._forwarder)
         self._activity = _Activity()
         self._server: Any = None
 
@@ -155,9 +204,9 @@ class Receiver:
         """Listen and serve in background threads; returns at once."""
         if self._server is not None:
             raise RuntimeError("receiver is already started")
-        self._server = self._make_ae().start_server(
+        ae = self._make_ae()
+        self._server = ae.make_server(
             (self.config.host, self.config.port),
-            block=False,
             evt_handlers=[
                 (evt.EVT_C_STORE, self._on_c_store),
                 (evt.EVT_DATA_RECV, self._on_data_received),
@@ -169,7 +218,13 @@ class Receiver:
                 (evt.EVT_CONN_CLOSE, self._on_connection_closed),
             ],
             ssl_context=self.config.ssl_context,
+            server_class=GuardedServer,
+            limits=self.config.connection_limits,
         )
+        # as AE.start_server(block=False) does, so server.shutdown() finds it in the AE's list
+        ae._servers.append(self._server)
+        threading.Thread(target=self._server.serve_forever, name="AcceptorServer", daemon=True).start()
+        self._handler.quarantine.prune()
         LOG.info(
             "listening ae=%s host=%s port=%d store=%s tls=%s forward=%s out=%s quarantine=%s",
             self.config.ae_title, self.config.host, self.port, self.config.store,
@@ -217,6 +272,10 @@ class Receiver:
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
         ae.maximum_associations = self.config.max_associations
+        ae.network_timeout = ae.dimse_timeout = self.config.idle_timeout  # silence between PDUs
+        # the wait for the association request (and release) is the time for one PDU: a
+        # connection that sends nothing gives its slot back as soon as one that trickles
+        ae.acse_timeout = self.config.pdu_timeout
         ae.require_calling_aet = sorted(self.config.allowed_aets)
         for cx in AllStoragePresentationContexts:
             if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional
@@ -252,18 +311,33 @@ class Receiver:
         return response
 
     def _on_data_received(self, event: evt.Event) -> None:
-        if event.data[:1] == bytes([_P_DATA_TF]):
-            with self._activity.cond:
-                self._activity.busy[event.assoc] = True
+        """Runs in the association's socket thread after each PDU: marks it busy, and aborts it
+        once the instance in progress passes ``max_instance_mb`` (pynetdicom would buffer it all
+        before any handler could answer a status; aborting frees it and stops the stream)."""
+        if event.data[:1] != bytes([_P_DATA_TF]):
+            return
+        limit = self.config.max_instance_mb * _MIB
+        with self._activity.cond:
+            self._activity.busy[event.assoc] = True
+            before = self._activity.received.get(event.assoc, 0)
+            size = self._activity.received[event.assoc] = before + len(event.data)
+        if size > limit >= before:  # crossed now: log once and abort
+            requestor = event.assoc.requestor
+            LOG.warning(_fields(event="store", outcome="refused", reason="instance too large",
+                                calling_ae=requestor.ae_title, peer=f"{requestor.address}:{requestor.port}",
+                                bytes=size, limit=f"{self.config.max_instance_mb}MiB", action="abort"))
+            event.assoc.abort(block=False)
 
     def _on_response_sent(self, event: evt.Event) -> None:
         with self._activity.cond:
             self._activity.busy[event.assoc] = False
+            self._activity.received.pop(event.assoc, None)
             self._activity.cond.notify_all()
 
     def _on_connection_closed(self, event: evt.Event) -> None:
         with self._activity.cond:
             self._activity.busy.pop(event.assoc, None)
+            self._activity.received.pop(event.assoc, None)
             self._activity.cond.notify_all()
 
     def _on_association(self, event: evt.Event, what: str) -> None:

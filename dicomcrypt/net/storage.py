@@ -10,7 +10,10 @@ Rules kept here so every path through ``serve`` obeys them:
   of ``out``, two distinct UIDs never share a file, and no name is hidden (starts with a dot);
 - a SOP Instance UID already filed is a duplicate: same content is accepted without a rewrite,
   different content is handled by the :data:`DuplicatePolicy`;
-- refused instances go to the quarantine folder, each with a JSON sidecar saying why.
+- refused instances go to the quarantine folder, each with a JSON sidecar saying why; an
+  instance without a dicomcrypt envelope (a plain image refused 0xC005, an undecodable one) is
+  kept as its header only, never its pixels (:func:`header_only`), and the folder is pruned to
+  a size cap and an age (:meth:`Quarantine.prune`).
 """
 
 from __future__ import annotations
@@ -20,21 +23,25 @@ import io
 import json
 import re
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
 
 from dicomcrypt.errors import DuplicateConflictError, OutputExistsError
-from dicomcrypt.files import write_bytes_atomic
+from dicomcrypt.files import dicom_to_bytes, is_hidden, write_bytes_atomic
 
 __all__ = [
     "DUPLICATE_POLICIES",
     "DuplicatePolicy",
     "Quarantine",
     "file_instance",
+    "header_only",
     "instance_path",
     "safe_uid",
 ]
@@ -120,18 +127,65 @@ def file_instance(
     raise DuplicateConflictError(path)
 
 
-@dataclass(frozen=True)
+_BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_BULK_BYTES = 1024
+"""Binary values longer than this are bulk data (pixels, waveforms, overlays, documents)."""
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+"""Float, Double Float and plain Pixel Data: removed whatever their length."""
+
+
+def header_only(ds: Dataset) -> bytes:
+    """``ds`` as Part 10 bytes without Pixel Data and without any other bulk binary value (in
+    sequences too): what the quarantine keeps of an instance that carries no envelope, so an
+    administrator can see what was sent and by whom, but no image is stored in the clear."""
+    record = Dataset()
+    record.update(ds)  # a shallow copy: the elements removed below stay in the caller's data set
+    record.file_meta = ds.file_meta
+    _strip_bulk(record)
+    return dicom_to_bytes(record)
+
+
+def _strip_bulk(ds: Dataset) -> None:
+    for elem in list(ds.elements()):
+        if not isinstance(elem, DataElement):  # a raw element never decoded: decode to judge it
+            elem = ds[elem.tag]
+        if elem.VR == "SQ":  # a new element: the caller's sequence is left as it was
+            ds[elem.tag] = DataElement(elem.tag, "SQ", [_stripped_copy(item) for item in elem.value])
+        elif int(elem.tag) in _PIXEL_TAGS or (elem.VR in _BULK_VRS and len(elem.value or b"") > _BULK_BYTES):
+            del ds[elem.tag]
+
+
+def _stripped_copy(item: Dataset) -> Dataset:
+    copy = Dataset()
+    copy.update(item)
+    _strip_bulk(copy)
+    return copy
+
+
+@dataclass
 class Quarantine:
     """The folder of refused instances: ``<root>/[<folder>/]<time>-<SOPInstanceUID>-<random>.dcm``
-    beside a ``.json`` sidecar (reason, status, calling AE, UIDs, time in UTC).
+    beside a ``.json`` sidecar (reason, status, calling AE, UIDs, time in UTC, what was kept).
 
     The data file is written first and the sidecar second, both atomically, so a sidecar
-    always describes a complete file.
+    always describes a complete file. The folder is bounded: records older than ``max_age_s``
+    are deleted and, once a record would take it past ``max_bytes``, the oldest records down to
+    nine tenths of the cap (:meth:`prune`: at start, hourly, and when the cap is reached, at most
+    once a second), so a flood of refusals cannot fill the disk.
     """
 
     root: Path
+    max_bytes: int = 1024 * 1024 * 1024
+    max_age_s: float = 30 * 86400
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _size: int | None = field(default=None, repr=False, compare=False)
+    """Bytes in the folder as of the last prune plus what was kept since; ``None``: not counted yet."""
+    _pruned_at: float = field(default=0.0, repr=False, compare=False)
 
-    def keep(self, data: bytes, *, reason: str, context: dict[str, Any], folder: str = "") -> Path:
+    def keep(self, data: bytes | None, *, reason: str, context: dict[str, Any], folder: str = "",
+             kept: str = "as received") -> Path:
+        """Keep ``data`` (``None``: the sidecar only) with its note; returns the sidecar's path
+        when no data is kept, else the data file's."""
         now = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:].replace(".", "")
         sop = safe_uid(context.get("sop_instance_uid"), "unknown-instance")
@@ -140,8 +194,59 @@ class Quarantine:
             "reason": reason,
             **context,
             "received_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            "bytes": len(data),
+            "bytes": len(data) if data is not None else 0,
+            "kept": kept if data is not None else "note only",
         }
-        write_bytes_atomic(data, target)
-        write_bytes_atomic(json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n", target.with_suffix(".json"))
-        return target
+        note = json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n"
+        self._make_room(len(data or b"") + len(note))
+        if data is not None:
+            write_bytes_atomic(data, target)
+        write_bytes_atomic(note, target.with_suffix(".json"))
+        return target if data is not None else target.with_suffix(".json")
+
+    def _make_room(self, adding: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            due = self._size is None or now - self._pruned_at > 3600
+            over = self._size is not None and self._size + adding > self.max_bytes and now - self._pruned_at > 1
+            if due or over:
+                self._prune_locked(reserve=adding)
+            self._size = (self._size or 0) + adding
+
+    def prune(self) -> int:
+        """Delete records past the age, then the oldest past the size cap; returns how many."""
+        with self._lock:
+            return self._prune_locked(reserve=0)
+
+    def _prune_locked(self, *, reserve: int) -> int:
+        records = _records(self.root)
+        cutoff = time.time() - self.max_age_s
+        total = sum(size for _, size, _ in records)
+        # past the cap, make room for a tenth of it, so a flood is not one folder scan per record
+        target = self.max_bytes if total + reserve <= self.max_bytes else self.max_bytes - self.max_bytes // 10
+        removed = 0
+        for mtime, size, files in records:  # oldest first
+            if mtime >= cutoff and total + reserve <= target:
+                break
+            for path in files:
+                path.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        self._size, self._pruned_at = total, time.monotonic()
+        return removed
+
+
+def _records(root: Path) -> list[tuple[float, int, list[Path]]]:
+    """Every quarantine record under ``root`` (a data file and/or its sidecar, by name), oldest first."""
+    groups: dict[Path, list[Path]] = {}
+    for path in root.rglob("*") if root.is_dir() else ():
+        if path.suffix in (".dcm", ".json") and not is_hidden(path.name) and path.is_file():
+            groups.setdefault(path.with_suffix(""), []).append(path)
+    records = []
+    for files in groups.values():
+        try:
+            stats = [path.stat() for path in files]
+        except FileNotFoundError:  # pruned by another thread meanwhile
+            continue
+        records.append((min(st.st_mtime for st in stats), sum(st.st_size for st in stats), files))
+    return sorted(records, key=lambda record: record[0])

@@ -14,8 +14,11 @@ it runs before :func:`receive` so a mismatched instance is never decrypted.
 
 Any failure maps to one status: :mod:`dicomcrypt.status` for what the library decides,
 :mod:`dicomcrypt.net.status` for the node's own (duplicates, forwarding). Instances refused for
-their content are quarantined with the bytes as received; transient failures (disk,
-downstream) are not, because the sender still holds the instance and should retry.
+their content are quarantined: with the bytes as received when they carry a dicomcrypt
+envelope (their pixels are the placeholder), as the header without pixel or other bulk data
+when they do not (a plain image refused 0xC005: its pixels are never stored in the clear), or
+as the note alone when the data set cannot be decoded. Transient failures (disk, downstream)
+are not quarantined, because the sender still holds the instance and should retry.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dicomcrypt import dicom
 from dicomcrypt import status as st
 from dicomcrypt.errors import DuplicateConflictError, ForwardRefusedError, ForwardUnreachableError, NotDicomError
 from dicomcrypt.net.status import DUPLICATE_CONFLICT, FORWARD_REFUSED, FORWARD_UNREACHABLE
-from dicomcrypt.net.storage import Quarantine, file_instance, instance_path
+from dicomcrypt.net.storage import Quarantine, file_instance, header_only, instance_path
 from dicomcrypt.receive import Decision, ReceivePolicy, receive
 
 if TYPE_CHECKING:
@@ -88,6 +91,7 @@ class StoreHandler:
         with file meta; ``context``: calling AE and peer, for logs and quarantine sidecars."""
         started = time.perf_counter()
         uids: dict[str, str] = {}
+        ds: Dataset | None = None
         try:
             ds = _announced_instance(decode)
             uids = _uid_fields(ds)
@@ -97,7 +101,7 @@ class StoreHandler:
             status, comment = decision.status, decision.comment
         except Exception as exc:  # noqa: BLE001 - every failure is a status; none reaches pynetdicom
             status, comment = classify(exc)
-        quarantined = None if status.retry else self._quarantine(raw, status, comment, {**context, **uids})
+        quarantined = None if status.retry else self._quarantine(raw, ds, status, comment, {**context, **uids})
         return InstanceResult(
             status, "refused", comment, quarantined=quarantined,
             seconds=time.perf_counter() - started, **_result_uids(uids),
@@ -126,13 +130,34 @@ class StoreHandler:
             seconds=time.perf_counter() - started, **_result_uids(uids),
         )
 
-    def _quarantine(self, raw: bytes, status: st.StoreStatus, comment: str, context: dict[str, Any]) -> Path | None:
+    def _quarantine(
+        self, raw: bytes, ds: Dataset | None, status: st.StoreStatus, comment: str, context: dict[str, Any]
+    ) -> Path | None:
+        """Keep a bounded record of a refused instance: see the module docstring for what is kept."""
+        data: bytes | None = None
+        kept = "as received"
+        try:
+            if ds is not None and _carries_envelope(ds):
+                data = raw
+            elif ds is not None:
+                data, kept = header_only(ds), "header without pixel or bulk data"
+        except Exception:  # noqa: BLE001 - a header that will not encode: the note alone is kept
+            data = None
         try:
             return self.quarantine.keep(
-                raw, reason=status.name, context={**context, "status": f"0x{status.code:04X}", "comment": comment}
+                data, reason=status.name, kept=kept,
+                context={**context, "status": f"0x{status.code:04X}", "comment": comment},
             )
         except OSError:
             return None  # the receiver logs the refusal; a full disk must not hide the status
+
+
+def _carries_envelope(ds: Dataset) -> bool:
+    """Whether ``ds`` has a dicomcrypt private block (a damaged one counts: its pixels are ours)."""
+    try:
+        return dicom.read_private_block(ds) is not None
+    except Exception:  # noqa: BLE001 - malformed block content is still an envelope's
+        return True
 
 
 def _announced_instance(decode: Callable[[], Dataset]) -> Dataset:
