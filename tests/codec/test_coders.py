@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -57,7 +58,12 @@ def test_the_standard_coder_restores_every_value(name: str) -> None:
 def test_the_standard_coder_takes_every_sample_type(dtype: type) -> None:
     rng = np.random.default_rng(7)
     frames = rng.integers(-1000, 1000, size=(2, 9, 7, 1)).astype(dtype)
-    fmt = _frames("CT_small.dcm")[1]
+    # The payload's pixel format must describe the frames (PayloadMeta.from_json checks it).
+    kind = np.dtype(dtype).kind
+    fmt = dataclasses.replace(
+        _frames("CT_small.dcm")[1], frames=2, rows=9, columns=7, bits_allocated=8 * np.dtype(dtype).itemsize,
+        bits_stored=8 * np.dtype(dtype).itemsize, pixel_representation=int(kind == "i"), is_float=kind == "f",
+    )
     np.testing.assert_array_equal(_round_trip(coder_for(Mode.STANDARD), frames, fmt)[0], frames)
 
 
