@@ -44,7 +44,7 @@ class DecodeLimits:
     max_frame_pixels: int = 8192 * 8192
     max_frames: int = 10_000
     max_pixel_bytes: int = 1024 * MEBIBYTE
-    max_model_pixels: int = 32 * MEGAPIXEL
+    max_model_pixels: int = 16 * MEGAPIXEL
     max_metadata_bytes: int = 1 * MEBIBYTE
     max_metadata_depth: int = 8
 

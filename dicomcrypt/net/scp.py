@@ -30,6 +30,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 
 from dicomcrypt.crypto import KeyRing
 from dicomcrypt.errors import ReceiverConfigError
+from dicomcrypt.limits import DEFAULT_IMAGE_MB, DEFAULT_MODEL_MEGAPIXELS, DecodeLimits
 from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.forward import Forwarder
@@ -78,6 +79,15 @@ class ReceiverConfig:
     stop_timeout: float = 60.0
     """How long :meth:`Receiver.stop` waits for instances in flight before closing anyway."""
     forward_timeout: float = 30.0
+    max_image_mb: int = DEFAULT_IMAGE_MB
+    """Largest restored pixel data one instance may declare, in MiB (:class:`DecodeLimits`)."""
+    max_model_megapixels: int = DEFAULT_MODEL_MEGAPIXELS
+    """Most pixels the model may decode for one instance, in millions: the decode-work ceiling."""
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """What a received payload may declare before it is refused unread (0xC003)."""
+        return DecodeLimits.from_options(max_image_mb=self.max_image_mb, max_model_megapixels=self.max_model_megapixels)
 
     def checked(self) -> ReceiverConfig:
         """Raise :class:`ReceiverConfigError` naming the first contradiction; return self."""
@@ -102,6 +112,8 @@ class ReceiverConfig:
             raise ReceiverConfigError(f"port {self.port} is not between 0 and 65535")
         if self.max_associations < 1:
             raise ReceiverConfigError("max associations must be 1 or more")
+        if self.max_image_mb < 1 or self.max_model_megapixels < 1:
+            raise ReceiverConfigError("the decode limits (max image MB, max model megapixels) must be 1 or more")
         return self
 
     @property

@@ -174,6 +174,7 @@ def test_every_option_is_in_the_help_and_the_file_schema(tmp_path, command):
 @pytest.mark.parametrize(("flag", "field"), [
     ("--host", "host"), ("--port", "port"), ("--aet", "ae_title"), ("--duplicates", "duplicates"),
     ("--max-associations", "max_associations"), ("--stop-timeout", "stop_timeout"),
+    ("--max-image-mb", "max_image_mb"), ("--max-model-megapixels", "max_model_megapixels"),
 ])
 def test_serve_help_states_the_receiver_config_default(flag, field):
     """serve's receiver settings take ReceiverConfig's defaults; the help text must say the same."""
