@@ -278,12 +278,21 @@ def decrypt_instance(
     out = copy.deepcopy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
-    dicom.write_frames(out, frames, meta.pixel_format)
+    _write_restored_frames(out, frames, meta)
     note = _restore_identity(out, identity_keys)
     derivation = coder.derivation(frames, payload.sections, header.model_id)
     if derivation is not None:
         _mark_derived(out, derivation)
     return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
+
+
+def _write_restored_frames(out: Dataset, frames: np.ndarray, meta: PayloadMeta) -> None:
+    """The restored pixels into ``out``; pixels their declared format cannot hold (a crafted,
+    digest-consistent payload can declare 1-bit data holding 5) are a damaged payload."""
+    try:
+        dicom.write_frames(out, frames, meta.pixel_format)
+    except ValueError as exc:
+        raise PayloadFormatError(f"payload: the restored pixels do not fit their pixel format ({exc})") from exc
 
 
 def _without_envelope(ds: Dataset, identity_keys: list[IdentityKey]) -> Outcome:

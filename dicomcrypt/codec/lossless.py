@@ -198,7 +198,8 @@ def _decode_zstd(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.nda
     try:
         declared = zstandard.get_frame_parameters(data).content_size
         if declared != expected:
-            raise PayloadFormatError(f"coded frames: zstd frame declares {declared} bytes, the frame is {expected}")
+            said = "no size" if declared == zstandard.CONTENTSIZE_UNKNOWN else f"{declared} bytes"
+            raise PayloadFormatError(f"coded frames: zstd frame declares {said}, the frame is {expected} bytes")
         raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected)
     except zstandard.ZstdError as exc:
         raise PayloadFormatError(f"coded frames: zstd data does not decode ({exc})") from exc

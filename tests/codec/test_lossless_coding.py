@@ -236,5 +236,5 @@ def test_a_zstd_frame_must_declare_exactly_the_frame_size(content_size) -> None:
     frames = np.zeros((1, 4, 4, 1), np.uint16)
     data = zstandard.ZstdCompressor(write_content_size=content_size).compress(bytes(1 << 20))
     blob = struct.pack(">IBI", 1, lossless.ZSTD, len(data)) + data
-    with pytest.raises(PayloadFormatError, match="zstd frame declares .* bytes, the frame is 32"):
+    with pytest.raises(PayloadFormatError, match="zstd frame declares .*, the frame is 32 bytes"):
         lossless.decode_frames(blob, frames.shape, frames.dtype)

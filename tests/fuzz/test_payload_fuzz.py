@@ -214,3 +214,54 @@ def test_the_unmutated_templates_restore_under_the_tight_limits(mode: str) -> No
     assert decrypt_instance(sealed(base, payload(base.meta, base.sections)), keys=KEY, limits=TIGHT).action == (
         "decrypted"
     )
+
+
+# -- damaged files: reading and decoding raise only our errors (defect 9) -----------------------
+
+
+def _file_target(data: st.DataObject) -> None:
+    from helpers.corpus import to_bytes
+
+    from dicomcrypt.files import read_dicom_bytes
+    from dicomcrypt.pipeline import encrypt_instance
+
+    mode = data.draw(st.sampled_from(MODES))
+    base = template(mode)
+    raw = to_bytes(base.dataset) if data.draw(st.booleans()) else _original_bytes()
+    damaged = data.draw(mutated_bytes(raw, head=1200))
+    try:
+        ds = read_dicom_bytes(damaged)
+        if dicom_has_envelope(ds):
+            decrypt_instance(ds, keys=KEY, limits=TIGHT)
+        else:
+            encrypt_instance(ds, key=KEY, mode="standard")
+    except DicomCryptError:
+        pass
+
+
+def dicom_has_envelope(ds: Any) -> bool:
+    from dicomcrypt import dicom
+
+    return dicom.read_private_block(ds) is not None
+
+
+def _original_bytes() -> bytes:
+    from pydicom.data import get_testdata_file
+
+    with open(get_testdata_file("CT_small.dcm"), "rb") as fh:
+        return fh.read()
+
+
+@FAST
+@given(st.data())
+@pytest.mark.filterwarnings("ignore")
+def test_damaged_files_raise_only_our_errors(data: st.DataObject) -> None:
+    _file_target(data)
+
+
+@pytest.mark.slow
+@SLOW
+@given(st.data())
+@pytest.mark.filterwarnings("ignore")
+def test_damaged_files_raise_only_our_errors_long_run(data: st.DataObject) -> None:
+    _file_target(data)

@@ -127,7 +127,7 @@ def huge_shape(frames: int = 12, rows: int = 8192, columns: int = 8192) -> Datas
                    {**base.sections, "pixels": _records([(2, frame)] * frames)})
 
 
-def jpeg_ls_patched_height(lines: int = 65535, columns: int = 65535) -> Dataset:
+def jpeg_ls_patched_height(lines: int = 30000, columns: int = 30000) -> Dataset:
     """Standard mode: the real JPEG-LS codestream with its frame header patched to ``lines`` x ``columns``."""
     base = template("standard")
     blob = bytearray(base.sections["pixels"])
