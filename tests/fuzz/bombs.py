@@ -43,8 +43,10 @@ def main(name: str, headroom_mib: int = 1536) -> None:
         outcome, error, message = "refused", type(exc).__name__, str(exc)[:300]
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"bomb": name, "outcome": outcome, "error": error, "message": message,
-                      "seconds": round(seconds, 3), "peak_rss_mib": round(peak), "baseline_rss_mib": round(baseline_rss)}))
+    print(json.dumps({
+        "bomb": name, "outcome": outcome, "error": error, "message": message, "seconds": round(seconds, 3),
+        "peak_rss_mib": round(peak), "baseline_rss_mib": round(baseline_rss),
+    }))
 
 
 if __name__ == "__main__":

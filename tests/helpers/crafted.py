@@ -140,7 +140,8 @@ def zstd_bomb(size: int = 1 << 30) -> Dataset:
     """Standard mode: a frame record holding ``size`` bytes of zeros in a zstd frame that does
     not declare its size (the decompressor cannot know it in advance)."""
     base = template("standard")
-    return crafted("standard", base.meta, {**base.sections, "pixels": _records([(2, _zstd_zeros(size, content_size=False))])})
+    pixels = _records([(2, _zstd_zeros(size, content_size=False))])
+    return crafted("standard", base.meta, {**base.sections, "pixels": pixels})
 
 
 def _latent(frames: int, height: int, width: int, channels: int, factor: int) -> bytes:
