@@ -48,7 +48,7 @@ OPTIONS: list[Option] = [
     Option("--max-image-mb", type=int, parse=whole_number(1), metavar="MB",
            help="refuse (0xC003) a payload that declares more restored pixel data than this (default: 1024)"),
     Option("--max-model-megapixels", type=int, parse=whole_number(1), metavar="N",
-           help="refuse (0xC003) a payload whose model decoding exceeds N million pixels (default: 16)"),
+           help="refuse (0xC003) a payload whose model decoding exceeds N million pixels (default: 40)"),
     Option("--stop-timeout", type=float, metavar="SECONDS",
            help="on SIGTERM, how long to wait for instances in flight (default: 60)"),
     Option("--log-level", choices=("debug", "info", "warning"), default="info",

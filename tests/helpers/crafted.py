@@ -172,7 +172,7 @@ def latent_near_max() -> Dataset:
     return crafted("lossy", base.meta, {**base.sections, "latent": _latent(1, side, side, channels, factor)})
 
 
-def many_frames_lossy(frames: int = 5000, size: int = 64, *, declared_frames: int | None = None) -> Dataset:
+def many_frames_lossy(frames: int = 8000, size: int = 80, *, declared_frames: int | None = None) -> Dataset:
     """Lossy mode: ``frames`` frames of ``size`` x ``size`` in a latent of zeros (a few kB).
 
     ``declared_frames``: what the metadata says (default: the same); fewer makes the latent
