@@ -399,3 +399,11 @@ def test_the_pixel_digest_is_the_same_for_any_layout_and_byte_order() -> None:
     expected = pixel_digest(frames)
     for variant in (frames.astype(">u2"), np.asfortranarray(frames), frames[:, ::-1][:, ::-1]):
         assert pixel_digest(variant) == expected
+
+
+@pytest.mark.filterwarnings("ignore:A value of type")
+def test_a_damaged_image_pixel_attribute_is_a_pixel_decode_error() -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PixelPaddingValue = "not a number"
+    with pytest.raises(PixelDecodeError, match="Image Pixel attributes cannot be read"):
+        encrypt_instance(ds, key=Key.generate(), mode="standard")
