@@ -11,7 +11,7 @@ it declared and the limit.
 The defaults pass every legitimate file we know of (the largest model decode among them: a
 120-frame 480 x 640 RGB cine, 37 million pixels; a 4096 x 3328 mammogram; 1955 x 1841
 radiographs; a few hundred CT slices in the standard mode) and keep one instance's decoding
-within about a gigabyte of pixels and, on a slow two-core machine, about 90 s of model
+within about a gigabyte of pixels and, on a slow two-core machine, 40 to 90 s of model
 decoding. Sites tune the two that matter (``serve`` and ``decrypt`` ``--max-image-mb`` and
 ``--max-model-megapixels``; ``ReceivePolicy(limits=...)``, ``StorageHook(limits=...)``).
 """
