@@ -288,11 +288,12 @@ def decrypt_instance(
 
 def _write_restored_frames(out: Dataset, frames: np.ndarray, meta: PayloadMeta) -> None:
     """The restored pixels into ``out``; pixels their declared format cannot hold (a crafted,
-    digest-consistent payload can declare 1-bit data holding 5) are a damaged payload."""
+    digest-consistent payload can declare 1-bit data holding 5, or a bogus transfer syntax) are a
+    damaged payload."""
     try:
         dicom.write_frames(out, frames, meta.pixel_format)
     except ValueError as exc:
-        raise PayloadFormatError(f"payload: the restored pixels do not fit their pixel format ({exc})") from exc
+        raise PayloadFormatError(f"payload: the restored pixels cannot be written as declared ({exc})") from exc
 
 
 def _without_envelope(ds: Dataset, identity_keys: list[IdentityKey]) -> Outcome:

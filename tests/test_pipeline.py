@@ -390,7 +390,7 @@ def test_pixels_their_declared_format_cannot_hold_are_a_damaged_payload() -> Non
     meta["pixel_format"].update(is_single_bit=True, bits_allocated=1, bits_stored=1, high_bit=0, pixel_representation=0)
     meta.update(dtype="|u1", digest=pixel_digest(frames))
     ds = crafted.crafted("standard", meta, {**base.sections, "pixels": encode_pixels(frames)})
-    with pytest.raises(PayloadFormatError, match="do not fit their pixel format .*1-bit pixel data must hold only 0"):
+    with pytest.raises(PayloadFormatError, match="cannot be written as declared .*1-bit pixel data must hold only 0"):
         decrypt_instance(ds, keys=crafted.KEY)
 
 
@@ -407,3 +407,22 @@ def test_a_damaged_image_pixel_attribute_is_a_pixel_decode_error() -> None:
     ds.PixelPaddingValue = "not a number"
     with pytest.raises(PixelDecodeError, match="Image Pixel attributes cannot be read"):
         encrypt_instance(ds, key=Key.generate(), mode="standard")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("tags", ["!0280125"]), ("groups", "6000"), ("transfer_syntax", "1.2.3"), ("transfer_syntax", ["x"]),
+])
+def test_a_crafted_attribute_snapshot_is_a_damaged_payload(field, value) -> None:
+    import json
+    import struct
+
+    from helpers import crafted
+
+    base = crafted.template("standard")
+    blob = base.sections["attributes"]
+    size = struct.unpack_from("<I", blob, 8)[0]
+    head = json.dumps({**json.loads(blob[12 : 12 + size]), field: value}).encode()
+    attributes = blob[:8] + struct.pack("<I", len(head)) + head + blob[12 + size :]
+    with pytest.raises(PayloadFormatError):
+        decrypt_instance(crafted.crafted("standard", base.meta, {**base.sections, "attributes": attributes}),
+                         keys=crafted.KEY)
