@@ -42,7 +42,7 @@ def main(name: str, headroom_mib: int = 1536) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported, whatever it is
         outcome, error, message = "refused", type(exc).__name__, str(exc)[:300]
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _vm_kib("VmHWM") / 1024  # this process's own high-water mark (ru_maxrss inherits the parent's)
     print(json.dumps({
         "bomb": name, "outcome": outcome, "error": error, "message": message, "seconds": round(seconds, 3),
         "peak_rss_mib": round(peak), "baseline_rss_mib": round(baseline_rss),
