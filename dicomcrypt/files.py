@@ -2,7 +2,10 @@
 careful implementation.
 
 - :func:`read_dicom` turns every parse failure into :class:`NotDicomError` naming the file, so
-  a batch can report it and carry on.
+  a batch can report it and carry on. pydicom converts element values lazily, so the data set
+  is decoded whole here (:func:`decode_whole`): a damaged value (a UID that is not ASCII, an
+  unknown VR, a length that is not a multiple of the value size) fails on reading, as
+  ``NotDicomError``, not later inside the pipeline as pydicom's own exception.
 - :func:`write_dicom_atomic` and :func:`copy_file_atomic` never leave a partial file at the
   destination: they write a hidden temporary file in the target folder, fsync it and rename
   it into place. A crash leaves at worst a hidden ``.NAME.*.tmp`` file, which
@@ -30,6 +33,7 @@ from dicomcrypt.errors import InvalidInputError, NotDicomError
 __all__ = [
     "read_dicom",
     "read_dicom_bytes",
+    "decode_whole",
     "dicom_to_bytes",
     "write_dicom_atomic",
     "copy_file_atomic",
@@ -86,7 +90,26 @@ def _parse(source: Path | IO[bytes], label: str) -> Dataset:
         # pydicom stops quietly at end of file; a truncated file can parse as an empty data set.
         # Truncation further in is caught where it matters (pixel decoding, a missing Pixel Data).
         raise NotDicomError(f"{label}: damaged DICOM file: no data set after the File Meta Information (truncated?)")
+    return decode_whole(ds, label)
+
+
+def decode_whole(ds: Dataset, label: str = "instance") -> Dataset:
+    """Convert every element's value now, so a damaged one raises :class:`NotDicomError` here.
+
+    pydicom reads values lazily and raises its own exceptions (ValueError, NotImplementedError,
+    BytesLengthException, ...) wherever a value is first used; callers get one error, early.
+    """
+    try:
+        ds.walk(lambda _ds, _elem: None)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types
+        raise NotDicomError(f"{label}: damaged DICOM file, an element does not decode ({_brief(exc)})") from exc
     return ds
+
+
+def _brief(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 200 characters (pydicom's texts can be long)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def write_dicom_atomic(ds: Dataset, path: str | os.PathLike[str], *, force: bool = False) -> None:

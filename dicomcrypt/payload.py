@@ -3,8 +3,12 @@
 The metadata says how to rebuild the pixels (mode, model, pixel format, normalisation, digest
 of the original pixels); the sections hold the bytes (quantised latent, residual, standard-coded
 pixels, the snapshot of the attributes the placeholder replaced). Everything here is inside the
-AES-GCM ciphertext, so it is authenticated before it is parsed; the checks below catch bugs and
-version skew, not attackers.
+AES-GCM ciphertext, so it is authenticated before it is parsed, but authenticated is not trusted:
+a valid envelope for a public recipient needs no secret, so whoever knows a node's ``dcrecip1...``
+string can seal any payload for it. The metadata is therefore checked like any hostile input:
+bounded in size and depth, every field typed, the declared shape, dtype and pixel format
+consistent with each other and within :class:`~dicomcrypt.limits.DecodeLimits`, all before a
+single pixel is allocated (docs/format.md, "What is checked before allocating").
 
 The metadata is typed by :class:`PayloadMeta`: :meth:`PayloadMeta.to_json` writes exactly the
 JSON earlier versions wrote, and :meth:`PayloadMeta.from_json` checks every field with a
@@ -34,6 +38,7 @@ import numpy as np
 from dicomcrypt.codec.normalise import Normalisation
 from dicomcrypt.dicom import PixelFormat
 from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 
 MAGIC = b"DCP1"
 SECTIONS = frozenset({"latent", "residual", "pixels", "attributes", "padding"})
@@ -65,17 +70,17 @@ class Payload:
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> Payload:
+    def from_bytes(cls, blob: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Payload:
+        """Parse the layout; the metadata is bounded by ``limits`` (size, nesting) before and while parsing."""
         reader = _Reader(blob)
         if reader.take(4) != MAGIC:
             raise PayloadFormatError("payload: bad magic (not a dicomcrypt payload v1)")
-        meta_bytes = reader.take(reader.unpack(_U32))
-        try:
-            meta = json.loads(meta_bytes)
-        except ValueError as exc:
-            raise PayloadFormatError("payload: metadata is not JSON") from exc
-        if not isinstance(meta, dict):
-            raise PayloadFormatError("payload: metadata is not a JSON object")
+        meta_length = reader.unpack(_U32)
+        if meta_length > limits.max_metadata_bytes:
+            raise PayloadFormatError(
+                f"payload: metadata declares {meta_length} bytes, the limit is {limits.max_metadata_bytes}"
+            )
+        meta = _parse_metadata(reader.take(meta_length), limits.max_metadata_depth)
         sections: dict[str, bytes] = {}
         for _ in range(reader.take(1)[0]):
             name = reader.take(reader.take(1)[0]).decode("ascii", "replace")
@@ -143,22 +148,28 @@ class PayloadMeta:
         return data
 
     @classmethod
-    def from_json(cls, data: object) -> PayloadMeta:
+    def from_json(cls, data: object, limits: DecodeLimits = DEFAULT_LIMITS) -> PayloadMeta:
         """Check and type the metadata; PayloadFormatError names the first bad field.
 
         Unknown keys are ignored (tolerant when reading); every known one must have its type.
+        Shape, dtype and pixel format must describe the same image, and that image must be
+        within ``limits``: what the coders then allocate follows from the shape and dtype.
         """
         if not isinstance(data, dict):
             raise PayloadFormatError("payload: metadata is not a JSON object")
         version = _version(data)
         shape = _shape(_required(data, "shape"))
+        pixel_format = _pixel_format(_required(data, "pixel_format"))
+        dtype = _dtype(_required(data, "dtype"))
+        _check_geometry(shape, dtype, pixel_format)
+        _check_limits(shape, dtype, limits)
         normalisation = data.get("normalisation")
         return cls(
             payload_version=version,
-            pixel_format=_pixel_format(_required(data, "pixel_format")),
+            pixel_format=pixel_format,
             shape=shape,
-            dtype=_dtype(_required(data, "dtype")),
-            normalisation=None if normalisation is None else _normalisation(normalisation, shape[0]),
+            dtype=dtype,
+            normalisation=None if normalisation is None else _normalisation(normalisation, shape[0], dtype),
             digest=_sha256_hex(data, "digest"),
             residual_predictor=_predictors(data, version),
             encrypted_attributes_sha256=_sha256_hex(data, "encrypted_attributes_sha256"),
@@ -166,6 +177,74 @@ class PayloadMeta:
 
 
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _parse_metadata(meta_bytes: bytes, max_depth: int) -> dict[str, Any]:
+    """The metadata object; deeper nesting than ``max_depth`` is refused (json recurses)."""
+    try:
+        meta = json.loads(meta_bytes)
+    except RecursionError:
+        raise PayloadFormatError("payload: metadata is nested too deeply") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise PayloadFormatError("payload: metadata is not JSON") from exc
+    if not isinstance(meta, dict):
+        raise PayloadFormatError("payload: metadata is not a JSON object")
+    depth = _depth(meta)
+    if depth > max_depth:
+        raise PayloadFormatError(f"payload: metadata is nested {depth} deep, the limit is {max_depth}")
+    return meta
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _check_geometry(shape: tuple[int, ...], dtype: np.dtype, fmt: PixelFormat) -> None:
+    """Shape, dtype and pixel format describe one image (as :func:`dicomcrypt.dicom.read_frames` makes them)."""
+    described = (fmt.frames, fmt.rows, fmt.columns, fmt.samples_per_pixel)
+    if tuple(shape) != described:
+        raise PayloadFormatError(
+            f"payload: shape {list(shape)} does not match pixel_format (frames, rows, columns, samples) "
+            f"{list(described)}"
+        )
+    if min(shape) < 1:
+        raise PayloadFormatError(f"payload: shape {list(shape)} has an empty dimension")
+    if not 1 <= fmt.bits_stored <= fmt.bits_allocated:
+        raise PayloadFormatError(
+            f"payload: pixel_format bits_stored {fmt.bits_stored} is not between 1 and bits_allocated "
+            f"{fmt.bits_allocated}"
+        )
+    if fmt.bits_allocated not in (1, 8, 16, 32, 64) or dtype.newbyteorder("=") != fmt.dtype:
+        raise PayloadFormatError(
+            f"payload: dtype {dtype.str} does not match pixel_format (bits_allocated {fmt.bits_allocated}, "
+            f"pixel_representation {fmt.pixel_representation}, float {fmt.is_float}, 1-bit {fmt.is_single_bit})"
+        )
+
+
+def _check_limits(shape: tuple[int, ...], dtype: np.dtype, limits: DecodeLimits) -> None:
+    """The declared image is within the receiver's limits (checked before anything is allocated)."""
+    frames, rows, columns, samples = shape
+    if rows * columns > limits.max_frame_pixels:
+        raise PayloadFormatError(
+            f"payload declares {rows} x {columns} pixels per frame, the limit is {limits.max_frame_pixels} pixels"
+        )
+    if frames > limits.max_frames:
+        raise PayloadFormatError(f"payload declares {frames} frames, the limit is {limits.max_frames}")
+    size = frames * rows * columns * samples * dtype.itemsize
+    if size > limits.max_pixel_bytes:
+        raise PayloadFormatError(
+            f"payload declares {size} bytes of pixels ({frames} x {rows} x {columns} x {samples} x "
+            f"{dtype.itemsize}), the limit is {limits.max_pixel_bytes} bytes"
+        )
 
 
 def _required(data: dict[str, Any], name: str) -> Any:
@@ -238,10 +317,16 @@ def _type_name(hint: Any) -> str:
     return " or ".join(names[option] for option in (typing.get_args(hint) or (hint,)))
 
 
-def _normalisation(value: object, frames: int) -> Normalisation:
+def _normalisation(value: object, frames: int, dtype: np.dtype) -> Normalisation:
     norm = Normalisation.from_json(value)
     if len(norm.low) != frames:
         raise PayloadFormatError(f"payload: normalisation has {len(norm.low)} ranges, the image has {frames} frames")
+    if dtype.kind not in "iu":
+        raise PayloadFormatError(f"payload: normalisation of {dtype.str} pixels (model modes code integers)")
+    info = np.iinfo(dtype)
+    values = [*norm.low, *norm.high, *(() if norm.padding is None else (norm.padding,))]
+    if values and not info.min <= min(values) <= max(values) <= info.max:
+        raise PayloadFormatError(f"payload: normalisation values outside the range of {dtype.str} pixels")
     return norm
 
 

@@ -54,6 +54,7 @@ from dicomcrypt.identity_protection import (
     original_private_slots_reserved,
     restore_identity,
 )
+from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 from dicomcrypt.payload import Payload, PayloadMeta
 from dicomcrypt.settings import EncryptionSettings, KeyArgument
 from dicomcrypt.timing import timed
@@ -247,6 +248,7 @@ def decrypt_instance(
     *,
     keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey],
     identity_keys: Iterable[IdentityKey] = (),
+    limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> Outcome:
     """Restore an instance encrypted by :func:`encrypt_instance`.
 
@@ -254,6 +256,8 @@ def decrypt_instance(
     folder mixing encrypted and plain objects can be restored in one run. An Encrypted
     Attributes Sequence (ours or another de-identifier's) is opened with ``identity_keys``;
     without them the pixels are still restored and ``note`` says the identity was not.
+    The payload is untrusted input (anyone may seal for a public recipient): what it declares
+    is checked against ``limits`` before anything is allocated or decoded.
     """
     identity_keys = list(identity_keys)
     info = dicom.read_private_block(ds)
@@ -263,24 +267,34 @@ def decrypt_instance(
     with timed(metrics, "decrypt_s"):
         header, plaintext = open_envelope(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)))
         check_readable_elements(info, header)
-    payload = Payload.from_bytes(plaintext)
-    meta = PayloadMeta.from_json(payload.meta)
+    payload = Payload.from_bytes(plaintext, limits)
+    meta = PayloadMeta.from_json(payload.meta, limits)
     coder = coder_for(header.mode)
     with timed(metrics, "decode_s"):
         model = _checked_model(header, meta.pixel_format.samples_per_pixel) if coder.needs_model else None
-        frames = coder.unpack(payload.sections, meta, CodingContext(model, metrics=metrics))
+        frames = coder.unpack(payload.sections, meta, CodingContext(model, metrics=metrics, limits=limits))
     _check_restored(ds, frames, meta, coder)
 
     out = copy.deepcopy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
     _check_bound_identity(out, ds)
-    dicom.write_frames(out, frames, meta.pixel_format)
+    _write_restored_frames(out, frames, meta)
     note = _restore_identity(out, identity_keys)
     derivation = coder.derivation(frames, payload.sections, header.model_id)
     if derivation is not None:
         _mark_derived(out, derivation)
     return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
+
+
+def _write_restored_frames(out: Dataset, frames: np.ndarray, meta: PayloadMeta) -> None:
+    """The restored pixels into ``out``; pixels their declared format cannot hold (a crafted,
+    digest-consistent payload can declare 1-bit data holding 5, or a bogus transfer syntax) are a
+    damaged payload."""
+    try:
+        dicom.write_frames(out, frames, meta.pixel_format)
+    except ValueError as exc:
+        raise PayloadFormatError(f"payload: the restored pixels cannot be written as declared ({exc})") from exc
 
 
 def _without_envelope(ds: Dataset, identity_keys: list[IdentityKey]) -> Outcome:
@@ -386,11 +400,16 @@ def inspect_dataset(ds: Dataset) -> Inspection:
 
 
 def pixel_digest(frames: np.ndarray) -> str:
-    """SHA-256 over shape, dtype and little-endian values: what "identical pixels" means."""
-    little = np.ascontiguousarray(frames, dtype=frames.dtype.newbyteorder("<"))
+    """SHA-256 over shape, dtype and little-endian values: what "identical pixels" means.
+
+    Hashed a frame at a time from the array's own memory: no second full copy of the image
+    (a frame is copied only when it is not little endian and contiguous already).
+    """
+    little_dtype = frames.dtype.newbyteorder("<")
     digest = hashlib.sha256(b"dicomcrypt/v1/pixels\0")
-    digest.update(f"{list(frames.shape)}|{little.dtype.str}\0".encode())
-    digest.update(little.tobytes())
+    digest.update(f"{list(frames.shape)}|{little_dtype.str}\0".encode())
+    for frame in frames:
+        digest.update(np.ascontiguousarray(frame, dtype=little_dtype).reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 

@@ -80,6 +80,7 @@ from dicomcrypt.envelope import instance_binding, open_envelope, read_header
 from dicomcrypt.errors import InvalidInputError, NotDicomError, NotEncryptedError, PayloadFormatError
 from dicomcrypt.files import dicom_to_bytes, read_dicom_bytes
 from dicomcrypt.identity_protection import NOT_RESTORED_NOTE
+from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 from dicomcrypt.status import SUCCESS, StoreStatus, status_for_error
 
 __all__ = ["Decision", "ReceiveAction", "ReceivePolicy", "receive"]
@@ -95,11 +96,13 @@ class ReceivePolicy:
     ``store``: ``"restored"`` (decrypt what arrives encrypted; needs ``keys``) or ``"encrypted"``
     (keep it as received, a vault; ``keys`` optional, then used to authenticate).
     ``accept_plain``: accept images without an envelope as received, instead of refusing them.
+    ``limits``: what a payload may declare before it is refused unread (:mod:`dicomcrypt.limits`).
     """
 
     store: Literal["restored", "encrypted"] = "restored"
     keys: KeyRing | None = None
     accept_plain: bool = False
+    limits: DecodeLimits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if self.store not in STORE_CHOICES:
@@ -108,6 +111,8 @@ class ReceivePolicy:
             raise TypeError("receive policy: keys is a KeyRing")
         if self.store == "restored" and (self.keys is None or not self.keys.key_ids):
             raise InvalidInputError("receive policy: restoring needs at least one key")
+        if not isinstance(self.limits, DecodeLimits):
+            raise TypeError("receive policy: limits is a DecodeLimits")
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,7 @@ def _decide(data: bytes, ds: Dataset, policy: ReceivePolicy) -> Decision:
     from dicomcrypt.pipeline import decrypt_instance  # the codec only where something is restored
 
     assert policy.keys is not None  # ReceivePolicy: restoring has keys
-    outcome = decrypt_instance(ds, keys=policy.keys)
+    outcome = decrypt_instance(ds, keys=policy.keys, limits=policy.limits)
     restored = outcome.dataset
     _check_same_instance(ds, restored, lossy=outcome.mode == "lossy")
     _normalise_encoding(restored)

@@ -15,6 +15,7 @@ from pydicom.data import get_testdata_file
 from dicomcrypt import dicom
 from dicomcrypt.codec.normalise import Normalisation
 from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.limits import DecodeLimits
 from dicomcrypt.payload import Payload, PayloadMeta
 
 DIGEST = "ab" * 32
@@ -124,3 +125,82 @@ def test_each_bad_field_is_named(edit, message, fmt) -> None:
 def test_metadata_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(PayloadFormatError, match="metadata is not a JSON object"):
         PayloadMeta.from_json([1, 2])
+
+
+# -- untrusted metadata: consistency and limits, checked before anything is allocated (issue 12) --
+
+
+def _standard_json(fmt: dicom.PixelFormat) -> dict[str, Any]:
+    return PayloadMeta.build(pixel_format=fmt, shape=(1, 128, 128, 1), dtype="<i2", digest=DIGEST).to_json()
+
+
+def _declaring(fmt: dicom.PixelFormat, shape: tuple[int, int, int, int]) -> dict[str, Any]:
+    data = _standard_json(fmt)
+    frames, rows, columns, samples = shape
+    data["shape"] = list(shape)
+    data["pixel_format"].update(frames=frames, rows=rows, columns=columns, samples_per_pixel=samples)
+    return data
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.update(shape=[1, 128, 129, 1]), "does not match pixel_format"),
+    (lambda d: d["pixel_format"].update(frames=2), "does not match pixel_format"),
+    (lambda d: d.update(dtype="<u2"), "dtype <u2 does not match pixel_format"),
+    (lambda d: d.update(dtype="<i4"), "does not match pixel_format"),
+    (lambda d: d["pixel_format"].update(bits_allocated=24), "does not match pixel_format"),
+    (lambda d: d["pixel_format"].update(bits_stored=17), "bits_stored 17 is not between 1 and bits_allocated 16"),
+    (lambda d: d.update(shape=[0, 128, 128, 1]) or d["pixel_format"].update(frames=0), "empty dimension"),
+])
+def test_shape_dtype_and_pixel_format_must_describe_one_image(edit, message, fmt) -> None:
+    data = _standard_json(fmt)
+    edit(data)
+    with pytest.raises(PayloadFormatError, match=re.escape(message)):
+        PayloadMeta.from_json(data)
+
+
+@pytest.mark.parametrize(("shape", "limits", "message"), [
+    ((1, 100_000, 100_000, 1), DecodeLimits(), "100000 x 100000 pixels per frame, the limit is 67108864"),
+    ((20_000, 16, 16, 1), DecodeLimits(), "declares 20000 frames, the limit is 10000"),
+    ((12, 8192, 8192, 1), DecodeLimits(), "declares 1610612736 bytes of pixels (12 x 8192 x 8192 x 1 x 2), the limit "
+                                          "is 1073741824 bytes"),
+    ((1, 128, 128, 1), DecodeLimits(max_pixel_bytes=1000), "declares 32768 bytes of pixels"),
+])
+def test_a_declared_image_over_the_limits_is_refused_naming_both(shape, limits, message, fmt) -> None:
+    with pytest.raises(PayloadFormatError, match=re.escape(message)):
+        PayloadMeta.from_json(_declaring(fmt, shape), limits)
+
+
+def test_the_default_limits_pass_the_largest_real_images(fmt) -> None:
+    """A 4096 x 3328 mammogram, a 1955 x 1841 RGB radiograph, 400 CT slices of 512 x 512."""
+    for shape in [(1, 4096, 3328, 1), (1, 1955, 1841, 3), (400, 512, 512, 1)]:
+        assert PayloadMeta.from_json(_declaring(fmt, shape)).shape == shape
+
+
+def test_normalisation_values_must_fit_the_pixel_type(fmt) -> None:
+    data = _lossless(fmt).to_json()
+    data["normalisation"]["high"] = [2**200]
+    with pytest.raises(PayloadFormatError, match="outside the range of <i2 pixels"):
+        PayloadMeta.from_json(data)
+
+
+def test_metadata_larger_than_the_limit_is_refused_before_parsing(fmt) -> None:
+    blob = Payload(_standard_json(fmt), {"pixels": b""}).to_bytes()
+    with pytest.raises(PayloadFormatError, match=r"metadata declares \d+ bytes, the limit is 100"):
+        Payload.from_bytes(blob, DecodeLimits(max_metadata_bytes=100))
+    huge_length = blob[:4] + (2**32 - 1).to_bytes(4, "big") + blob[8:]
+    with pytest.raises(PayloadFormatError, match="metadata declares 4294967295 bytes"):
+        Payload.from_bytes(huge_length)
+
+
+@pytest.mark.parametrize("depth", [9, 100, 100_000])
+def test_deeply_nested_metadata_is_refused(depth) -> None:
+    meta = b'{"a":' + b"[" * depth + b"]" * depth + b"}"
+    blob = b"DCP1" + len(meta).to_bytes(4, "big") + meta + b"\x00"
+    with pytest.raises(PayloadFormatError, match="nested"):
+        Payload.from_bytes(blob)
+
+
+def test_metadata_that_is_not_utf8_is_refused() -> None:
+    blob = b"DCP1" + (2).to_bytes(4, "big") + b"\xff\xfe" + b"\x00"
+    with pytest.raises(PayloadFormatError, match="not JSON"):
+        Payload.from_bytes(blob)

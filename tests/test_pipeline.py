@@ -23,6 +23,7 @@ from dicomcrypt.errors import (
     KeyNotFoundError,
     ModelMismatchError,
     NoPixelDataError,
+    PayloadFormatError,
     PixelDecodeError,
 )
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance, inspect_dataset, pixel_digest
@@ -362,3 +363,66 @@ def test_unknown_or_misplaced_predictors_are_refused(changes, message, key):
     _reseal(encrypted, key, edit)
     with pytest.raises(PayloadFormatError, match=message):
         decrypt_instance(encrypted, keys=[key])
+
+
+# -- decode limits and untrusted payloads (issue 12) -------------------------------------------
+
+
+def test_decrypt_refuses_a_payload_over_the_callers_limits() -> None:
+    from dicomcrypt.limits import DecodeLimits
+
+    key = Key.generate()
+    encrypted = encrypt_instance(pydicom.dcmread(get_testdata_file("CT_small.dcm")), key=key, mode="standard").dataset
+    with pytest.raises(PayloadFormatError, match=r"declares 32768 bytes of pixels .* the limit is 1024 bytes"):
+        decrypt_instance(encrypted, keys=key, limits=DecodeLimits(max_pixel_bytes=1024))
+    assert decrypt_instance(encrypted, keys=key).action == "decrypted"
+
+
+def test_pixels_their_declared_format_cannot_hold_are_a_damaged_payload() -> None:
+    """A crafted payload can carry a digest that matches: 1-bit pixels holding 5 must still be refused."""
+    from helpers import crafted
+
+    from dicomcrypt.codec.coders.standard import encode_pixels
+
+    base = crafted.template("standard")
+    frames = np.full((1, 8, 8, 1), 5, np.uint8)
+    meta = crafted.with_shape(base.meta, (1, 8, 8, 1))
+    meta["pixel_format"].update(is_single_bit=True, bits_allocated=1, bits_stored=1, high_bit=0, pixel_representation=0)
+    meta.update(dtype="|u1", digest=pixel_digest(frames))
+    ds = crafted.crafted("standard", meta, {**base.sections, "pixels": encode_pixels(frames)})
+    with pytest.raises(PayloadFormatError, match="cannot be written as declared .*1-bit pixel data must hold only 0"):
+        decrypt_instance(ds, keys=crafted.KEY)
+
+
+def test_the_pixel_digest_is_the_same_for_any_layout_and_byte_order() -> None:
+    frames = np.random.default_rng(5).integers(0, 60000, size=(3, 5, 7, 3)).astype("<u2")
+    expected = pixel_digest(frames)
+    for variant in (frames.astype(">u2"), np.asfortranarray(frames), frames[:, ::-1][:, ::-1]):
+        assert pixel_digest(variant) == expected
+
+
+@pytest.mark.filterwarnings("ignore:A value of type")
+def test_a_damaged_image_pixel_attribute_is_a_pixel_decode_error() -> None:
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PixelPaddingValue = "not a number"
+    with pytest.raises(PixelDecodeError, match="Image Pixel attributes cannot be read"):
+        encrypt_instance(ds, key=Key.generate(), mode="standard")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("tags", ["!0280125"]), ("groups", "6000"), ("transfer_syntax", "1.2.3"), ("transfer_syntax", ["x"]),
+])
+def test_a_crafted_attribute_snapshot_is_a_damaged_payload(field, value) -> None:
+    import json
+    import struct
+
+    from helpers import crafted
+
+    base = crafted.template("standard")
+    blob = base.sections["attributes"]
+    size = struct.unpack_from("<I", blob, 8)[0]
+    head = json.dumps({**json.loads(blob[12 : 12 + size]), field: value}).encode()
+    attributes = blob[:8] + struct.pack("<I", len(head)) + head + blob[12 + size :]
+    with pytest.raises(PayloadFormatError):
+        decrypt_instance(crafted.crafted("standard", base.meta, {**base.sections, "attributes": attributes}),
+                         keys=crafted.KEY)

@@ -30,8 +30,11 @@ from dicomcrypt.errors import (
     KeyNotFoundError,
     NotDicomError,
     NotEncryptedError,
+    PayloadFormatError,
 )
+from dicomcrypt.limits import DecodeLimits
 from dicomcrypt.receive import Decision, ReceivePolicy, receive
+from helpers import crafted
 from helpers.corpus import fresh_copy, read_quietly, sample, to_bytes
 
 
@@ -261,3 +264,51 @@ def test_a_policy_is_valid_once_built(key: Key) -> None:
     with pytest.raises(InvalidInputError, match="'sideways'"):
         ReceivePolicy(store="sideways", keys=KeyRing([key]))  # type: ignore[arg-type]
     assert ReceivePolicy(store="encrypted").keys is None
+
+
+# -- hostile payloads and damaged files are answered as such, never 0x0110 (issue 12) ----------
+
+
+@pytest.fixture(scope="module")
+def restoring_crafted() -> ReceivePolicy:
+    """Restores what helpers.crafted seals; small limits, so a regression here allocates little."""
+    return ReceivePolicy(store="restored", keys=KeyRing([crafted.KEY]), limits=DecodeLimits(max_pixel_bytes=2**19))
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: crafted.huge_shape(frames=2, rows=512, columns=512), "bytes of pixels"),
+    (lambda: crafted.jpeg_ls_patched_height(300, 300), "JPEG-LS codestream declares 300 x 300"),
+    (lambda: crafted.zstd_bomb(1 << 22), "zstd frame declares"),
+    (lambda: crafted.crafted("standard", {"a": [[[[[[[[[[]]]]]]]]]]}, {}), "nested"),
+])
+def test_a_sealed_hostile_payload_is_refused_as_damaged(restoring_crafted: ReceivePolicy, build, message) -> None:
+    decision = receive(to_bytes(build()), restoring_crafted)
+    assert_refused(decision, st.ENVELOPE_DAMAGED, PayloadFormatError)
+    assert message in str(decision.error)
+
+
+def _uid_not_ascii(data: bytes, uid: bytes) -> bytes:
+    return data.replace(uid, b"\xe9" + uid[1:])
+
+
+def _rows_of_three_bytes(data: bytes, uid: bytes) -> bytes:
+    return data.replace(b"(\x00\x10\x00US\x02\x00", b"(\x00\x10\x00US\x03\x00", 1)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+@pytest.mark.parametrize(("damage", "encrypted"), [
+    (_uid_not_ascii, True), (_rows_of_three_bytes, True), (_rows_of_three_bytes, False),
+])
+def test_a_damaged_file_cannot_be_understood(key: Key, restoring: ReceivePolicy, damage, encrypted) -> None:
+    original, sealed_copy = sealed(key)
+    ds = sealed_copy if encrypted else original
+    data = damage(to_bytes(ds), str(ds.SOPInstanceUID).encode())
+    assert data != to_bytes(ds)
+    decision = receive(data, ReceivePolicy(store="restored", keys=KeyRing([key]), accept_plain=True))
+    assert_refused(decision, st.CANNOT_UNDERSTAND, NotDicomError)
+
+
+def test_a_policy_takes_decode_limits(key: Key) -> None:
+    assert ReceivePolicy(store="restored", keys=KeyRing([key])).limits == DecodeLimits()
+    with pytest.raises(TypeError, match="limits is a DecodeLimits"):
+        ReceivePolicy(store="restored", keys=KeyRing([key]), limits=1024)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from dicomcrypt.cli._targets import (
     identity_options_usage_error,
 )
 from dicomcrypt.config import add_arguments, resolve
+from dicomcrypt.limits import DEFAULT_IMAGE_MB, DEFAULT_MODEL_MEGAPIXELS
 
 if TYPE_CHECKING:
     from dicomcrypt.runner import Job
@@ -105,6 +106,12 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
                      help="RSA private key that restores identities protected with --protect-identity (or by "
                           "another PS3.15 de-identifier); without it pixels are restored and the identity stays "
                           "de-identified, with a note")
+    limits = dec.add_argument_group("decode limits (a payload over one is refused unread; docs/security.md)")
+    limits.add_argument("--max-image-mb", type=whole_number(1), default=DEFAULT_IMAGE_MB, metavar="MB",
+                        help=f"largest restored pixel data of one file, in MiB (default: {DEFAULT_IMAGE_MB})")
+    limits.add_argument("--max-model-megapixels", type=whole_number(1), default=DEFAULT_MODEL_MEGAPIXELS,
+                        metavar="N", help="most pixels the model may decode for one file, in millions "
+                                          f"(default: {DEFAULT_MODEL_MEGAPIXELS})")
     _add_batch_arguments(dec)
     dec.set_defaults(func=run, operation="decrypt")
 
@@ -121,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from dicomcrypt.crypto import KeyRing
     from dicomcrypt.crypto.cms import IdentityKey
     from dicomcrypt.errors import DicomCryptError
+    from dicomcrypt.limits import DecodeLimits
     from dicomcrypt.runner import DecryptJob, EncryptJob
 
     job: Job
@@ -139,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
         job = EncryptJob(settings)
     else:
         try:
-            job = DecryptJob(KeyRing.load(args.keys), tuple(IdentityKey.load(p) for p in args.identity_key))
+            limits = DecodeLimits.from_options(
+                max_image_mb=args.max_image_mb, max_model_megapixels=args.max_model_megapixels
+            )
+            job = DecryptJob(KeyRing.load(args.keys), tuple(IdentityKey.load(p) for p in args.identity_key), limits)
         except (DicomCryptError, OSError) as exc:
             return error(str(exc))
     return run_job(job, args)

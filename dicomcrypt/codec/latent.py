@@ -43,6 +43,22 @@ MAX_SAMPLES = 2**31
 
 
 @dataclass(frozen=True)
+class LatentGeometry:
+    """What a latent's header declares, read without allocating anything (:func:`read_geometry`)."""
+
+    format: str
+    factor: int
+    frames: int
+    channels: int
+    size: tuple[int, int]  # latent height, width
+    original_size: tuple[int, int]
+
+    @property
+    def samples(self) -> int:
+        return self.frames * self.channels * self.size[0] * self.size[1]
+
+
+@dataclass(frozen=True)
 class Latent:
     """A parsed latent: dequantised values and the geometry needed to decode them."""
 
@@ -91,12 +107,16 @@ def latent_to_bytes(
     return header + params + data
 
 
-def latent_from_bytes(blob: bytes) -> Latent:
-    """Parse and dequantise; :class:`PayloadFormatError` on anything malformed."""
+def read_geometry(blob: bytes) -> LatentGeometry:
+    """The header's declared geometry, checked for consistency; nothing is allocated or inflated.
+
+    A receiver checks it against the payload's shape and its model before decoding
+    (:func:`dicomcrypt.codec.coders.lossy.check_latent`).
+    """
     view = memoryview(blob)
     if len(view) < _HEADER.size:
         raise PayloadFormatError(f"latent: {len(view)} bytes is shorter than the {_HEADER.size}-byte header")
-    magic, version, code, factor, frames, height, width, channels, orig_h, orig_w, tile = _HEADER.unpack_from(view)
+    magic, version, code, factor, frames, height, width, channels, orig_h, orig_w, _ = _HEADER.unpack_from(view)
     if magic != MAGIC:
         raise PayloadFormatError("latent: bad magic (not a dicomcrypt latent)")
     if version != VERSION:
@@ -106,7 +126,15 @@ def latent_from_bytes(blob: bytes) -> Latent:
     _check_geometry(
         frames, height, width, channels, factor=factor, original_size=(orig_h, orig_w), error=PayloadFormatError
     )
-    latent_format = _FORMAT_NAMES[code]
+    return LatentGeometry(_FORMAT_NAMES[code], factor, frames, channels, (height, width), (orig_h, orig_w))
+
+
+def latent_from_bytes(blob: bytes) -> Latent:
+    """Parse and dequantise; :class:`PayloadFormatError` on anything malformed."""
+    view = memoryview(blob)
+    geometry = read_geometry(blob)
+    _, _, _, factor, frames, height, width, channels, orig_h, orig_w, tile = _HEADER.unpack_from(view)
+    latent_format = geometry.format
     offset = _HEADER.size
     # Stored planar (F, C, h, w); returned channels-last (F, h, w, C).
     shape = (frames, channels, height, width)

@@ -12,6 +12,12 @@ Blob layout (all integers big-endian)::
 
     u32 frame count
     per frame: u8 codec (1 = JPEG-LS, 2 = zstd), u32 length, codestream
+
+Decoding trusts nothing in the blob: the caller's shape and dtype (checked against the decode
+limits with the payload metadata) fix what each frame must be, and each codestream's own
+declaration is checked against them before the codec runs: a JPEG-LS frame header (SOF-55)
+must state exactly the frame's height, width, components and at most the dtype's bits; a zstd
+frame must declare exactly the frame's byte count and is inflated with that as the bound.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ ZSTD = 2
 _ZSTD_LEVEL = 9
 _HEADER = struct.Struct(">I")
 _FRAME_HEADER = struct.Struct(">BI")
+_MARKER = struct.Struct(">BBH")  # 0xFF, marker code, segment length (including itself)
+_SOF55 = struct.Struct(">BHHB")  # precision, lines, samples per line, components
+_SOI, _SOF_JPEG_LS = 0xD8, 0xF7
 
 
 def encode_frames(frames: np.ndarray) -> bytes:
@@ -140,6 +149,7 @@ def _decode_frame(codec: int, data: bytes, shape: tuple[int, ...], dtype: np.dty
 def _decode_jpeg_ls(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     import jpeg_ls
 
+    _check_jpeg_ls_header(data, shape, dtype)
     try:
         decoded = jpeg_ls.decode(np.frombuffer(data, dtype=np.uint8))
     except Exception as exc:  # CharLS raises RuntimeError with its own text
@@ -149,12 +159,47 @@ def _decode_jpeg_ls(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.
     return decoded.reshape(shape).astype(dtype, copy=False)
 
 
+def _check_jpeg_ls_header(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """The codestream's frame header states the frame we expect, read before CharLS allocates for it."""
+    height, width, components = shape
+    precision, lines, columns, count = _jpeg_ls_frame_header(data)
+    if (lines, columns, count) != (height, width, components) or not 2 <= precision <= 8 * dtype.itemsize:
+        raise PayloadFormatError(
+            f"coded frames: JPEG-LS codestream declares {lines} x {columns} x {count} at {precision} bits, "
+            f"the payload declares {height} x {width} x {components} {dtype.str}"
+        )
+    if dtype not in (np.uint8, np.uint16):
+        raise PayloadFormatError(f"coded frames: a JPEG-LS frame for {dtype.str} pixels (JPEG-LS codes 2..16 bits)")
+
+
+def _jpeg_ls_frame_header(data: bytes) -> tuple[int, int, int, int]:
+    """(precision, lines, samples per line, components) of the SOF-55 segment (ITU-T T.87 C.2.2)."""
+    if data[:2] != bytes((0xFF, _SOI)):
+        raise PayloadFormatError("coded frames: JPEG-LS codestream does not start with SOI")
+    offset = 2
+    while offset + _MARKER.size <= len(data):
+        prefix, code, length = _MARKER.unpack_from(data, offset)
+        if prefix != 0xFF or length < 2:
+            break
+        if code == _SOF_JPEG_LS:
+            if length < 2 + _SOF55.size or offset + 4 + _SOF55.size > len(data):
+                break
+            precision, lines, columns, count = _SOF55.unpack_from(data, offset + 4)
+            return precision, lines, columns, count
+        offset += 2 + length
+    raise PayloadFormatError("coded frames: JPEG-LS codestream has no readable frame header (SOF-55)")
+
+
 def _decode_zstd(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     import zstandard
 
     itemsize = dtype.itemsize
     expected = int(np.prod(shape)) * itemsize
     try:
+        declared = zstandard.get_frame_parameters(data).content_size
+        if declared != expected:
+            said = "no size" if declared == zstandard.CONTENTSIZE_UNKNOWN else f"{declared} bytes"
+            raise PayloadFormatError(f"coded frames: zstd frame declares {said}, the frame is {expected} bytes")
         raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=expected)
     except zstandard.ZstdError as exc:
         raise PayloadFormatError(f"coded frames: zstd data does not decode ({exc})") from exc

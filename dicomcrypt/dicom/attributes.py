@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import struct
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
@@ -235,11 +236,27 @@ def _parse(blob: bytes) -> tuple[dict[str, Any], bytes]:
         raise PayloadFormatError("attribute snapshot: truncated header")
     try:
         header = json.loads(blob[start : start + size].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise PayloadFormatError("attribute snapshot: header is not JSON") from exc
     if not isinstance(header, dict) or header.get("version") != _VERSION:
         raise PayloadFormatError(
             f"attribute snapshot version {header.get('version') if isinstance(header, dict) else '?'}"
             " is not supported"
         )
+    _check_header(header)
     return header, blob[start + size :]
+
+
+_HEX = {"tags": re.compile(r"[0-9A-Fa-f]{8}"), "groups": re.compile(r"[0-9A-Fa-f]{4}")}
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    """The snapshot is sealed, not trusted (anyone may seal for a public recipient): its tag and
+    group lists and transfer syntax must have their form before they are used."""
+    for name, form in _HEX.items():
+        value = header.get(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) and form.fullmatch(v) for v in value):
+            raise PayloadFormatError(f"attribute snapshot: {name} must be a list of hex strings")
+    syntax = header.get("transfer_syntax")
+    if syntax is not None and not (isinstance(syntax, str) and re.fullmatch(r"[0-9.]{1,64}", syntax)):
+        raise PayloadFormatError("attribute snapshot: transfer_syntax must be a UID or null")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
-from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.errors import InvalidInputError, NotDicomError
 
 __all__ = ["uids"]
 
@@ -29,4 +29,8 @@ def uids(ds: Dataset) -> tuple[str, str, str, str]:
         raise InvalidInputError(f"instance has no {', '.join(missing)}")
     study = ds.get("StudyInstanceUID") or ""
     series = ds.get("SeriesInstanceUID") or ""
-    return (str(found[0]), str(found[1]), str(study), str(series))
+    values = (str(found[0]), str(found[1]), str(study), str(series))
+    for name, value in zip(_NAMES, values):
+        if not value.isascii():
+            raise NotDicomError(f"damaged instance: its {name} is not ASCII text")
+    return values

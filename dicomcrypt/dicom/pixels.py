@@ -173,7 +173,10 @@ def read_frames(ds: Dataset) -> tuple[np.ndarray, PixelFormat]:
             f"{declared_frames}"
         )
 
-    fmt = _pixel_format(ds, keyword, out, props)
+    try:
+        fmt = _pixel_format(ds, keyword, out, props)
+    except (TypeError, ValueError) as exc:  # a damaged Image Pixel attribute (multi-valued, not a number)
+        raise PixelDecodeError(f"the Image Pixel attributes cannot be read ({type(exc).__name__}: {exc})") from exc
     return out, fmt
 
 

@@ -40,6 +40,7 @@ from dicomcrypt.errors import ConfigError
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.errors import DicomCryptError, KeyNotFoundError
 from dicomcrypt.logsafe import escape
+from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
@@ -138,7 +139,8 @@ class StorageHook:
     ``encrypt_mode``, ``recipients`` (public recipients, ``Recipient`` objects or ``dcrecip1...``
     strings, encrypted for beside the site key) and ``model`` matter in ``encrypt`` mode
     (restoring reads mode and model from the envelope; ``model`` there only chooses what to
-    preload). Raises :class:`ConfigError` for a bad mode or recipients given to ``restore``,
+    preload). ``limits`` bound what a received payload may make the hook allocate and decode
+    (:mod:`dicomcrypt.limits`). Raises :class:`ConfigError` for a bad mode or recipients given to ``restore``,
     :class:`KeyFileError` for unreadable key files, :class:`ModelError` for a bad model, and
     :class:`InvalidInputError` / :class:`RecipientFormatError` for bad recipients.
     """
@@ -153,6 +155,7 @@ class StorageHook:
         encrypt_key_id: str | None = None,
         recipients: Iterable[Recipient | str] = (),
         preload: bool = True,
+        limits: DecodeLimits = DEFAULT_LIMITS,
     ) -> None:
         if mode not in HOOK_MODES:
             raise ConfigError(f"storage hook mode {mode!r}: expected one of {', '.join(HOOK_MODES)}")
@@ -177,7 +180,7 @@ class StorageHook:
         if mode == "restore":
             if recipients:
                 raise ConfigError("storage hook: recipients are for encrypt mode (restoring uses the keys)")
-            self._policy = receive.ReceivePolicy(store="restored", keys=self.keys, accept_plain=True)
+            self._policy = receive.ReceivePolicy(store="restored", keys=self.keys, accept_plain=True, limits=limits)
         else:
             if not isinstance(self.encrypt_key, Key):
                 raise ConfigError(

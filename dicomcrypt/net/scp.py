@@ -36,6 +36,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 from dicomcrypt.crypto import KeyRing
 from dicomcrypt.errors import ReceiverConfigError
 from dicomcrypt.logsafe import escape
+from dicomcrypt.limits import DEFAULT_IMAGE_MB, DEFAULT_MODEL_MEGAPIXELS, DecodeLimits
 from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.contexts import RETIRED_IMAGE_STORAGE
@@ -107,6 +108,15 @@ class ReceiverConfig:
     """Size cap of the quarantine folder (MiB); the oldest records go first."""
     quarantine_days: float = 30.0
     """Quarantine records older than this many days are deleted."""
+    max_image_mb: int = DEFAULT_IMAGE_MB
+    """Largest restored pixel data one instance may declare, in MiB (:class:`DecodeLimits`)."""
+    max_model_megapixels: int = DEFAULT_MODEL_MEGAPIXELS
+    """Most pixels the model may decode for one instance, in millions: the decode-work ceiling."""
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        """What a received payload may declare before it is refused unread (0xC003)."""
+        return DecodeLimits.from_options(max_image_mb=self.max_image_mb, max_model_megapixels=self.max_model_megapixels)
 
     def checked(self) -> ReceiverConfig:
         """Raise :class:`ReceiverConfigError` naming the first contradiction; return self."""
@@ -143,6 +153,8 @@ class ReceiverConfig:
                 raise ReceiverConfigError(f"{name.replace('_', ' ')} must be more than 0 seconds or days")
         if self.max_instance_mb < 1 or self.quarantine_max_mb < 1:
             raise ReceiverConfigError("max instance and quarantine sizes must be 1 MiB or more")
+        if self.max_image_mb < 1 or self.max_model_megapixels < 1:
+            raise ReceiverConfigError("the decode limits (max image MB, max model megapixels) must be 1 or more")
 
     @property
     def connection_limits(self) -> ConnectionLimits:

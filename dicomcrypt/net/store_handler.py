@@ -82,7 +82,9 @@ class StoreHandler:
 
     def __init__(self, config: ReceiverConfig, quarantine: Quarantine, forwarder: Forwarder | None) -> None:
         self.config = config
-        self.policy = ReceivePolicy(store=config.store, keys=config.keys, accept_plain=config.accept_plain)
+        self.policy = ReceivePolicy(
+            store=config.store, keys=config.keys, accept_plain=config.accept_plain, limits=config.decode_limits
+        )
         self.quarantine = quarantine
         self.forwarder = forwarder
 

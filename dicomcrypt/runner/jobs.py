@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from dicomcrypt.crypto import Key, KeyRing, Recipient
 from dicomcrypt.crypto.cms import IdentityKey
+from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
@@ -50,12 +51,13 @@ class DecryptJob:
 
     keys: KeyRing
     identity_keys: tuple[IdentityKey, ...] = ()
+    limits: DecodeLimits = DEFAULT_LIMITS
     operation: ClassVar[Operation] = "decrypt"
 
     def apply(self, ds: Dataset) -> Outcome:
         from dicomcrypt import pipeline
 
-        return pipeline.decrypt_instance(ds, keys=self.keys, identity_keys=self.identity_keys)
+        return pipeline.decrypt_instance(ds, keys=self.keys, identity_keys=self.identity_keys, limits=self.limits)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,25 @@ def test_serve_precedence_command_line_over_file_over_receiver_default(tmp_path)
     assert serve._receiver_config(_parse(*base, "--config", config, "--max-associations", "7")).max_associations == 7
 
 
+def test_serve_decode_limits_reach_the_receive_policy(tmp_path):
+    from dicomcrypt.limits import MEBIBYTE, MEGAPIXEL, DecodeLimits
+
+    base = ["serve", "--store", "encrypted", "--out", str(tmp_path / "vault")]
+    assert serve._receiver_config(_parse(*base)).decode_limits == DecodeLimits()
+    config = _config(tmp_path, "serve", "max-image-mb = 64")
+    limits = serve._receiver_config(_parse(*base, "--config", config, "--max-model-megapixels", "5")).decode_limits
+    assert (limits.max_pixel_bytes, limits.max_model_pixels) == (64 * MEBIBYTE, 5 * MEGAPIXEL)
+
+
+def test_decrypt_takes_the_decode_limits():
+    from dicomcrypt.limits import DEFAULT_IMAGE_MB
+
+    args = _setup_argparser().parse_args(["decrypt", "-k", "site.key", "IN", "OUT", "--max-image-mb", "12"])
+    assert (args.max_image_mb, _setup_argparser().parse_args(["decrypt", "-k", "k", "I", "O"]).max_image_mb) == (
+        12, DEFAULT_IMAGE_MB,
+    )
+
+
 @pytest.mark.parametrize(("command", "flag", "value", "default"), [
     ("send", "--mode", "standard", "lossless"),
     ("send", "--associations", 3, 1),
@@ -174,6 +193,7 @@ def test_every_option_is_in_the_help_and_the_file_schema(tmp_path, command):
 @pytest.mark.parametrize(("flag", "field"), [
     ("--host", "host"), ("--port", "port"), ("--aet", "ae_title"), ("--duplicates", "duplicates"),
     ("--max-associations", "max_associations"), ("--stop-timeout", "stop_timeout"),
+    ("--max-image-mb", "max_image_mb"), ("--max-model-megapixels", "max_model_megapixels"),
 ])
 def test_serve_help_states_the_receiver_config_default(flag, field):
     """serve's receiver settings take ReceiverConfig's defaults; the help text must say the same."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -18,7 +19,8 @@ from dicomcrypt.codec.registry import load_model
 from dicomcrypt.crypto import Key
 from dicomcrypt.dicom import PixelFormat
 from dicomcrypt.envelope import Mode, instance_binding, open_envelope
-from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.errors import InvalidInputError, PayloadFormatError
+from dicomcrypt.limits import DecodeLimits
 from dicomcrypt.payload import Payload, PayloadMeta, section
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance, pixel_digest
 from dicomcrypt.quality import compare
@@ -57,7 +59,12 @@ def test_the_standard_coder_restores_every_value(name: str) -> None:
 def test_the_standard_coder_takes_every_sample_type(dtype: type) -> None:
     rng = np.random.default_rng(7)
     frames = rng.integers(-1000, 1000, size=(2, 9, 7, 1)).astype(dtype)
-    fmt = _frames("CT_small.dcm")[1]
+    # The payload's pixel format must describe the frames (PayloadMeta.from_json checks it).
+    kind = np.dtype(dtype).kind
+    fmt = dataclasses.replace(
+        _frames("CT_small.dcm")[1], frames=2, rows=9, columns=7, bits_allocated=8 * np.dtype(dtype).itemsize,
+        bits_stored=8 * np.dtype(dtype).itemsize, pixel_representation=int(kind == "i"), is_float=kind == "f",
+    )
     np.testing.assert_array_equal(_round_trip(coder_for(Mode.STANDARD), frames, fmt)[0], frames)
 
 
@@ -149,3 +156,34 @@ def test_a_registered_coder_is_used_by_the_pipeline_unchanged(zstd_coder: ZstdCo
     assert payload.meta["digest"] == pixel_digest(frames)  # the recipe still seals the digest
     restored = decrypt_instance(sealed.dataset, keys=[key]).dataset
     np.testing.assert_array_equal(dicom.read_frames(restored)[0], frames)
+
+
+# -- a latent is checked against the payload and the model before the decoder runs (issue 12) --
+
+
+def _lossy_packed() -> tuple[Packed, PayloadMeta, object]:
+    frames, fmt = _frames("CT_small.dcm")
+    model = load_model(None, channels=1)
+    packed = LossyCoder().pack(frames, fmt, CodingContext(model))
+    meta = PayloadMeta.build(pixel_format=fmt, shape=frames.shape, dtype=frames.dtype, **packed.meta)
+    return packed, meta, model
+
+
+def test_a_latent_for_another_image_is_refused_before_decoding() -> None:
+    packed, meta, model = _lossy_packed()
+    other = load_model(None, channels=1).encode(np.zeros((3, 128, 128, 1), np.float32))
+    with pytest.raises(PayloadFormatError, match="latent declares 3 frames of 128 x 128, the payload 1 of 128 x 128"):
+        LossyCoder().unpack({**packed.sections, "latent": other}, meta, CodingContext(model))
+
+
+def test_decoding_work_over_the_limit_is_refused_before_decoding() -> None:
+    packed, meta, model = _lossy_packed()
+    tight = CodingContext(model, limits=DecodeLimits(max_model_pixels=10_000))
+    with pytest.raises(PayloadFormatError, match=r"needs 16384 pixels decoded by the model \(1 frames of 128 x 128\), "
+                                                 "the limit is 10000"):
+        LossyCoder().unpack(packed.sections, meta, tight)
+    with pytest.raises(PayloadFormatError, match="the limit is 10000"):
+        LosslessCoder().unpack(
+            {**packed.sections, "residual": b""},
+            dataclasses.replace(meta, payload_version=2, residual_predictor=("decoder",)), tight,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pydicom
 import pytest
@@ -196,3 +198,43 @@ def test_detected_padding_is_reported_and_its_mask_round_trips():
     assert mask is not None and mask.sum() == 2 * 2 * 10
     np.testing.assert_array_equal(normalise.decode_mask(normalise.encode_mask(mask), mask.shape), mask)
     assert normalise.Normalisation.from_json(norm.to_json()) == norm
+
+
+# -- every declared size is checked before the codec allocates for it (issue 12) --------------
+
+
+def _jpeg_ls_blob() -> tuple[bytes, tuple[int, int, int, int], np.dtype]:
+    frames = np.random.default_rng(3).integers(0, 4000, size=(1, 32, 24, 1)).astype(np.uint16)
+    blob = lossless.encode_frames(frames)
+    assert blob[4] == lossless.JPEG_LS
+    return blob, frames.shape, frames.dtype
+
+
+@pytest.mark.parametrize(("lines", "columns"), [(60000, 24), (32, 60000), (0, 24)])
+def test_a_jpeg_ls_frame_header_that_disagrees_with_the_shape_is_refused_before_decoding(lines, columns) -> None:
+    blob, shape, dtype = _jpeg_ls_blob()
+    patched = bytearray(blob)
+    sof = patched.index(b"\xff\xf7")
+    struct.pack_into(">HH", patched, sof + 5, lines, columns)
+    with pytest.raises(PayloadFormatError, match=f"JPEG-LS codestream declares {lines} x {columns} x 1 at 12 bits, "
+                                                 "the payload declares 32 x 24 x 1 <u2"):
+        lossless.decode_frames(bytes(patched), shape, dtype)
+
+
+def test_a_jpeg_ls_codestream_without_a_frame_header_is_refused() -> None:
+    blob, shape, dtype = _jpeg_ls_blob()
+    patched = bytearray(blob)
+    patched[patched.index(b"\xff\xf7") + 1] = 0xF8  # SOF-55 becomes another marker
+    with pytest.raises(PayloadFormatError, match="no readable frame header"):
+        lossless.decode_frames(bytes(patched), shape, dtype)
+
+
+@pytest.mark.parametrize("content_size", [True, False])
+def test_a_zstd_frame_must_declare_exactly_the_frame_size(content_size) -> None:
+    import zstandard
+
+    frames = np.zeros((1, 4, 4, 1), np.uint16)
+    data = zstandard.ZstdCompressor(write_content_size=content_size).compress(bytes(1 << 20))
+    blob = struct.pack(">IBI", 1, lossless.ZSTD, len(data)) + data
+    with pytest.raises(PayloadFormatError, match="zstd frame declares .*, the frame is 32 bytes"):
+        lossless.decode_frames(blob, frames.shape, frames.dtype)

@@ -20,6 +20,7 @@ import numpy as np
 
 from dicomcrypt.envelope import Mode
 from dicomcrypt.errors import InvalidInputError
+from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 
 if TYPE_CHECKING:
     from dicomcrypt.dicom import PixelFormat
@@ -35,11 +36,15 @@ class CodingContext:
     ``model`` is the loaded autoencoder when the coder ``needs_model`` (the pipeline loads it,
     and checks it against the envelope when restoring), else None. Coders record their sizes
     in ``metrics`` (``latent_bytes``, ``residual_bytes``, ...), which end up in the outcome.
+    ``limits`` bound what :meth:`Coder.unpack` may allocate and compute: the payload's
+    metadata was checked against them, and a coder checks every section's own declared sizes
+    against that metadata before decoding it (the sections are untrusted input too).
     """
 
     model: Any = None
     latent_format: str = "u8"
     metrics: dict[str, float] = field(default_factory=dict)
+    limits: DecodeLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)

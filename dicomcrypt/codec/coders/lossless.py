@@ -49,9 +49,11 @@ class LosslessCoder(Coder):
         decoder is skipped. The pipeline has already checked the model named in the envelope,
         and the digest check that follows is the same either way.
         """
+        lossy.check_model_payload(meta)
         norm = lossy.normalisation_of(meta)
         predictors = predictors_of(meta)
         if residual.DECODER in predictors:
+            lossy.check_latent(sections, meta, context)
             prediction = lossy.reconstruct(context.model, sections, norm, meta.shape, meta.dtype)
         else:
             section(sections, "latent")  # still part of a well-formed lossless payload

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dicomcrypt.codec import latent as latent_codec
 from dicomcrypt.codec import normalise
 from dicomcrypt.codec.coders.base import Coder, CodingContext, Derivation, Packed
 from dicomcrypt.envelope import Mode
@@ -39,6 +40,7 @@ class LossyCoder(Coder):
         return Packed(sections, {"normalisation": norm})
 
     def unpack(self, sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+        check_latent(sections, meta, context)
         return reconstruct(context.model, sections, normalisation_of(meta), meta.shape, meta.dtype)
 
     def derivation(self, frames: np.ndarray, sections: Mapping[str, bytes], model_id: str) -> Derivation:
@@ -79,6 +81,44 @@ def reconstruct(
             raise PayloadFormatError("payload: a padding mask without a padding value")
         frames[normalise.decode_mask(sections["padding"], frames.shape)] = norm.padding
     return frames
+
+
+def check_model_payload(meta: PayloadMeta) -> None:
+    """A model-coded payload describes pixels a model codes (8 to 16-bit integers, 1 or 3 samples)."""
+    if not meta.pixel_format.model_ready:
+        raise PayloadFormatError(
+            f"payload: a model-coded payload for {meta.dtype.str} pixels with {meta.shape[3]} samples "
+            "(models code 8 to 16-bit integers with 1 or 3 samples)"
+        )
+
+
+def check_latent(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> None:
+    """Before the decoder runs: the latent's declared geometry is the payload's image at the
+    model's factor and channels, and decoding it stays within the decode-work limit.
+
+    The latent cannot declare a cheaper or larger image than the metadata (already within the
+    limits), so the decoder's work is fixed by the validated shape: frames x rows x columns.
+    """
+    check_model_payload(meta)
+    geometry = latent_codec.read_geometry(section(sections, "latent"))
+    frames, rows, columns, samples = meta.shape
+    info = context.model.info
+    if (geometry.frames, *geometry.original_size) != (frames, rows, columns):
+        raise PayloadFormatError(
+            f"latent declares {geometry.frames} frames of {geometry.original_size[0]} x {geometry.original_size[1]}, "
+            f"the payload {frames} of {rows} x {columns}"
+        )
+    if (geometry.factor, geometry.channels, samples) != (info.factor, info.latent_channels, info.channels):
+        raise PayloadFormatError(
+            f"latent has {geometry.channels} channels at factor {geometry.factor} for {samples}-sample pixels; model "
+            f"{info.model_id} needs {info.latent_channels} at factor {info.factor} for {info.channels}-sample pixels"
+        )
+    work = frames * rows * columns
+    if work > context.limits.max_model_pixels:
+        raise PayloadFormatError(
+            f"payload needs {work} pixels decoded by the model ({frames} frames of {rows} x {columns}), "
+            f"the limit is {context.limits.max_model_pixels}"
+        )
 
 
 def normalisation_of(meta: PayloadMeta) -> normalise.Normalisation:
