@@ -252,11 +252,9 @@ _HEX = {"tags": re.compile(r"[0-9A-Fa-f]{8}"), "groups": re.compile(r"[0-9A-Fa-f
 
 def _check_header(header: dict[str, Any]) -> None:
     """The snapshot is sealed, not trusted (anyone may seal for a public recipient): its tag and
-    group lists and transfer syntax must have their form before they are used."""
+    group lists must have their form before they are used (the transfer syntax is checked where
+    it is read, :func:`_original_transfer_syntax`)."""
     for name, form in _HEX.items():
         value = header.get(name)
         if not isinstance(value, list) or not all(isinstance(v, str) and form.fullmatch(v) for v in value):
             raise PayloadFormatError(f"attribute snapshot: {name} must be a list of hex strings")
-    syntax = header.get("transfer_syntax")
-    if syntax is not None and not (isinstance(syntax, str) and re.fullmatch(r"[0-9.]{1,64}", syntax)):
-        raise PayloadFormatError("attribute snapshot: transfer_syntax must be a UID or null")
