@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from dicomcrypt import dicom
 from dicomcrypt.codec.coders import Coder, CodingContext, Derivation, Packed, coder_for
@@ -435,7 +436,7 @@ def _unsupported_reason(fmt: dicom.PixelFormat) -> str:
 
 def _sop_class_name(ds: Dataset) -> str:
     uid = ds.get("SOPClassUID")
-    return uid.name if uid is not None else "unknown SOP class"
+    return uid.name if isinstance(uid, UID) else "unknown SOP class"  # a damaged file may hold several
 
 
 def _is_image_storage(ds: Dataset) -> bool:
