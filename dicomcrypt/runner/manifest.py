@@ -161,6 +161,7 @@ class Manifest:
         existed = path.exists()
         try:
             Path(out_root).mkdir(parents=True, exist_ok=True)
+            path.touch()  # the file system's own reason (read-only, full), not SQLite's
             db = _connect(path)
         except (OSError, sqlite3.Error) as exc:
             raise ManifestError(f"cannot keep the job manifest {path}: {_reason(exc)}") from None

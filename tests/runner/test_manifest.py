@@ -251,3 +251,15 @@ def test_the_library_manifest_plans_and_records(tmp_path, key, src):
     manifest.close()
     status = Manifest.read(tmp_path / "out").status()
     assert status.counts["left"] == 2 and status.identity == json.loads(json.dumps(identity))
+
+
+def test_an_out_where_the_manifest_cannot_be_written_runs_without_it_and_says_so(tmp_path, key, src, capsys):
+    from helpers.disks import read_only_disk
+
+    with read_only_disk(tmp_path / "out") as out:
+        assert _encrypt(key, src, out) == 1  # each file: cannot write (as without a manifest)
+        captured = capsys.readouterr()
+        assert not (out / MANIFEST_NAME).exists()
+    assert f"warning: cannot keep the job manifest {out / MANIFEST_NAME}" in captured.err
+    assert "going on without it" in captured.err and "Traceback" not in captured.err
+    assert "2 failed" in captured.out
