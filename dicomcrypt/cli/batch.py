@@ -49,7 +49,8 @@ PROGRESS_MIN_FILES = 4
 
 @dataclass
 class Report:
-    """Collects results, prints per-file lines (-v) and the summary."""
+    """Collects results, records each in the job manifest (if any), prints per-file lines (-v)
+    and the summary."""
 
     operation: Operation
     verbosity: int
@@ -185,8 +186,8 @@ def run_batch(
     for result in refused:
         report.add(result)
 
+    show_bar = progress if progress is not None else (sys.stderr.isatty() and len(tasks) >= PROGRESS_MIN_FILES)
     planned = len(report.results) + len(tasks)
-    show_bar = progress if progress is not None else (sys.stderr.isatty() and planned >= PROGRESS_MIN_FILES)
     if show_bar:
         from tqdm import tqdm
 
