@@ -121,6 +121,14 @@ class OutputWriteError(DicomCryptError):
         return cls(f"cannot write {path}: {type(exc).__name__}")
 
 
+class ManifestError(DicomCryptError):
+    """A batch's job manifest (OUT/.dicomcrypt-manifest.sqlite) is missing, unreadable or unwritable."""
+
+
+class JobMismatchError(ManifestError):
+    """OUT holds the manifest of another job (other operation, settings or IN): resuming would mix two jobs."""
+
+
 class PayloadFormatError(DicomCryptError):
     """The decrypted payload (or a part of it, like the latent) is malformed."""
 

@@ -5,6 +5,10 @@ choose the exit code.
 The runner keeps the rules (a file's failure never stops the batch, outputs are atomic and never
 written over an input or an existing file without ``--force``, a crashed worker costs only its
 file, Ctrl-C lets the files in flight finish); this module only says what happened.
+
+For a folder IN it also keeps the job manifest in OUT (:mod:`dicomcrypt.runner.manifest`): it is
+opened before the run (another job's manifest refuses the run), filters out the files already
+done, and records each result as it arrives, here on the client: backends never touch it.
 """
 
 from __future__ import annotations
@@ -25,9 +29,19 @@ from dicomcrypt.cli._common import (
     human_bytes,
     plural,
 )
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import DicomCryptError, JobMismatchError, ManifestError
 from dicomcrypt.logsafe import escape
-from dicomcrypt.runner import FileResult, Job, LocalPool, Operation, guard_inputs, plan
+from dicomcrypt.runner import (
+    FileResult,
+    Job,
+    LocalPool,
+    Manifest,
+    Operation,
+    Task,
+    guard_inputs,
+    job_identity,
+    plan,
+)
 
 PROGRESS_MIN_FILES = 4
 """Below this many files an automatic progress bar is more noise than help."""
@@ -35,20 +49,47 @@ PROGRESS_MIN_FILES = 4
 
 @dataclass
 class Report:
-    """Collects results, prints per-file lines (-v) and the summary."""
+    """Collects results, records each in the job manifest (if any), prints per-file lines (-v)
+    and the summary."""
 
     operation: Operation
     verbosity: int
     out: TextIO
     results: list[FileResult] = field(default_factory=list)
     bar: Any = None
+    manifest: Manifest | None = None
 
-    def add(self, result: FileResult) -> None:
+    def add(self, result: FileResult, *, record: bool = True) -> None:
+        """Count and show a result; ``record`` it in the job manifest, if there is one."""
         self.results.append(result)
+        if record and self.manifest is not None:
+            try:
+                self.manifest.record(result)
+            except ManifestError as exc:
+                self.drop_manifest(exc)
         if self.bar is not None:
             self.bar.update(1)
         if self.verbosity >= 1:
             self._write(self._line(result))
+
+    def drop_manifest(self, exc: ManifestError) -> None:
+        """A manifest that cannot be written: warn and go on without it (outputs stay complete,
+        and a re-run still skips existing outputs)."""
+        print(f"dicomcrypt: warning: {exc}; going on without it", file=sys.stderr)
+        manifest, self.manifest = self.manifest, None
+        if manifest is not None:
+            try:
+                manifest.close()
+            except ManifestError:
+                pass
+
+    def close_manifest(self) -> None:
+        manifest, self.manifest = self.manifest, None
+        if manifest is not None:
+            try:
+                manifest.close()
+            except ManifestError as exc:
+                print(f"dicomcrypt: warning: {exc}", file=sys.stderr)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -138,14 +179,19 @@ def run_batch(
         if verbosity >= 0:
             print(f"{job.operation}: nothing to do: no input files under {src_root}", file=out)
         return EXIT_OK
+    try:
+        tasks = _resume(report, job, src_root, dst_root, tasks, force=force)
+    except JobMismatchError as exc:
+        return error(str(exc))
     for result in refused:
         report.add(result)
 
     show_bar = progress if progress is not None else (sys.stderr.isatty() and len(tasks) >= PROGRESS_MIN_FILES)
+    planned = len(report.results) + len(tasks)
     if show_bar:
         from tqdm import tqdm
 
-        report.bar = tqdm(total=len(tasks) + len(refused), initial=len(refused), unit="file", file=sys.stderr,
+        report.bar = tqdm(total=planned, initial=planned - len(tasks), unit="file", file=sys.stderr,
                           desc=job.operation, dynamic_ncols=True)
     interrupted = False
     results = LocalPool(jobs).run(job, tasks)
@@ -158,9 +204,32 @@ def run_batch(
         results.close()  # stopped early: queued files cancelled, running ones finish
         if report.bar is not None:
             report.bar.close()
+        report.close_manifest()
 
     if verbosity >= 0 or any(r.status == "failed" for r in report.results):
         print(report.summary(time.perf_counter() - started, interrupted), file=out)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if any(r.status == "failed" for r in report.results) else EXIT_OK
+
+
+def _resume(
+    report: Report, job: Job, src_root: Path, dst_root: str | os.PathLike[str], tasks: list[Task], *, force: bool
+) -> list[Task]:
+    """Open the job's manifest in OUT into ``report`` (for a folder IN; a single file has nothing
+    to resume), report the files already done as skipped, and return the tasks still to do.
+    Raises :class:`JobMismatchError` for another job's OUT; a manifest that cannot be kept is
+    warned about and the batch runs without it, as before manifests."""
+    if not src_root.is_dir():
+        return tasks
+    try:
+        report.manifest = Manifest.open(dst_root, job_identity(job, src_root))
+        tasks, already_done = report.manifest.plan(tasks, force=force)
+    except JobMismatchError:
+        raise
+    except ManifestError as exc:
+        report.drop_manifest(exc)
+        return tasks
+    for result in already_done:
+        report.add(result, record=False)
+    return tasks

@@ -17,6 +17,7 @@ from dicomcrypt.cli import (
     encrypt,
     evaluate,
     inspect,
+    jobs,
     keygen,
     models,
     orthanc_script,
@@ -59,6 +60,7 @@ def _setup_argparser() -> argparse.ArgumentParser:
     keygen.add_parser(subparsers)
     encrypt.add_parsers(subparsers)
     rekey.add_parser(subparsers)
+    jobs.add_parser(subparsers)
     inspect.add_parser(subparsers)
     roundtrip.add_parser(subparsers)
     send.add_parser(subparsers)

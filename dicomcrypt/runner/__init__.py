@@ -12,10 +12,13 @@ same :func:`~dicomcrypt.runner.worker.prepare_process`.
 - :mod:`~dicomcrypt.runner.tasks`: :class:`Task`, :class:`FileResult`, :func:`plan`, :func:`guard_inputs`;
 - :mod:`~dicomcrypt.runner.jobs`: :class:`EncryptJob`, :class:`DecryptJob`, :class:`RekeyJob`;
 - :mod:`~dicomcrypt.runner.worker`: process set-up and the :class:`Worker` that runs one task;
-- :mod:`~dicomcrypt.runner.pool`: :class:`Backend` (the interface) and :class:`LocalPool`.
+- :mod:`~dicomcrypt.runner.pool`: :class:`Backend` (the interface) and :class:`LocalPool`;
+- :mod:`~dicomcrypt.runner.manifest`: the job :class:`Manifest` kept in OUT (resume, status),
+  written by the client only.
 """
 
 from dicomcrypt.runner.jobs import DecryptJob, EncryptJob, Job, Operation, RekeyJob
+from dicomcrypt.runner.manifest import JobStatus, Manifest, job_identity
 from dicomcrypt.runner.pool import Backend, LocalPool
 from dicomcrypt.runner.tasks import FileResult, Status, Task, guard_inputs, plan
 from dicomcrypt.runner.worker import Worker
@@ -26,12 +29,15 @@ __all__ = [
     "EncryptJob",
     "FileResult",
     "Job",
+    "JobStatus",
     "LocalPool",
+    "Manifest",
     "Operation",
     "RekeyJob",
     "Status",
     "Task",
     "Worker",
     "guard_inputs",
+    "job_identity",
     "plan",
 ]

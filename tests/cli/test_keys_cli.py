@@ -20,6 +20,7 @@ from dicomcrypt.cli.main import main
 from dicomcrypt.crypto import Recipient, RecipientKey
 from dicomcrypt.envelope import MAX_STANZAS, read_header
 from dicomcrypt.files import read_dicom
+from dicomcrypt.runner.manifest import MANIFEST_NAME
 
 POSIX = os.name == "posix"
 
@@ -32,7 +33,8 @@ def _tree(root: Path) -> Path:
 
 
 def _files(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    return {f for f in files if not f.startswith(MANIFEST_NAME)}  # the job manifest is not an output
 
 
 def _recipient(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
