@@ -27,7 +27,7 @@ from dicomcrypt.cli._common import (
 )
 from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.logsafe import escape
-from dicomcrypt.runner import FileResult, Job, LocalPool, Operation, guard_inputs, plan
+from dicomcrypt.runner import Backend, FileResult, Job, LocalPool, Operation, guard_inputs, plan
 
 PROGRESS_MIN_FILES = 4
 """Below this many files an automatic progress bar is more noise than help."""
@@ -122,9 +122,10 @@ def run_batch(
     progress: bool | None,
     verbosity: int,
     out: TextIO | None = None,
+    backend: Backend | None = None,
 ) -> int:
-    """Run ``job`` over IN -> OUT in up to ``jobs`` processes; returns the exit code. Prints the
-    report on ``out`` (stdout), the progress bar on stderr."""
+    """Run ``job`` over IN -> OUT on ``backend`` (default: a local pool of ``jobs`` processes);
+    returns the exit code. Prints the report on ``out`` (stdout), the progress bar on stderr."""
     out = out or sys.stdout
     started = time.perf_counter()
     try:
@@ -148,7 +149,7 @@ def run_batch(
         report.bar = tqdm(total=len(tasks) + len(refused), initial=len(refused), unit="file", file=sys.stderr,
                           desc=job.operation, dynamic_ncols=True)
     interrupted = False
-    results = LocalPool(jobs).run(job, tasks)
+    results = (backend or LocalPool(jobs)).run(job, tasks)
     try:
         for result in results:
             report.add(result)

@@ -12,8 +12,12 @@ same :func:`~dicomcrypt.runner.worker.prepare_process`.
 - :mod:`~dicomcrypt.runner.tasks`: :class:`Task`, :class:`FileResult`, :func:`plan`, :func:`guard_inputs`;
 - :mod:`~dicomcrypt.runner.jobs`: :class:`EncryptJob`, :class:`DecryptJob`, :class:`RekeyJob`;
 - :mod:`~dicomcrypt.runner.worker`: process set-up and the :class:`Worker` that runs one task;
-- :mod:`~dicomcrypt.runner.pool`: :class:`Backend` (the interface) and :class:`LocalPool`.
+- :mod:`~dicomcrypt.runner.pool`: :class:`Backend` (the interface) and :class:`LocalPool`;
+- :mod:`~dicomcrypt.runner.dask`: :class:`DaskBackend`, the same jobs on a Dask cluster
+  (imported on first use: ``distributed`` loads only when a cluster is asked for).
 """
+
+from typing import Any
 
 from dicomcrypt.runner.jobs import DecryptJob, EncryptJob, Job, Operation, RekeyJob
 from dicomcrypt.runner.pool import Backend, LocalPool
@@ -22,6 +26,7 @@ from dicomcrypt.runner.worker import Worker
 
 __all__ = [
     "Backend",
+    "DaskBackend",
     "DecryptJob",
     "EncryptJob",
     "FileResult",
@@ -35,3 +40,11 @@ __all__ = [
     "guard_inputs",
     "plan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DaskBackend":
+        from dicomcrypt.runner.dask import DaskBackend
+
+        return DaskBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
