@@ -14,8 +14,9 @@ sees (a shared file system). What it guarantees, beside the local pool's rules:
   built the job (read its keys), sees IN and can write OUT; any "no" is one
   :class:`~dicomcrypt.errors.ClusterError` naming the workers;
 - **batched**: many small files per Dask task (up to ``max_files`` or ``max_bytes`` of input),
-  a file over ``max_bytes`` alone, so the scheduler's per-task cost (about a millisecond) is
-  paid per batch, not per file;
+  a file over ``max_bytes`` alone, so the scheduler's per-task cost (milliseconds) is paid per
+  batch, not per file; a small job is cut into at least 4 batches per worker thread, so every
+  worker gets some;
 - **idempotent tasks**: outputs are atomic and never clobbered; an output that was absent when
   the job started may be replaced (it can only be this job's own, from an attempt whose worker
   died), so a task run twice leaves one complete output; temporary files of dead attempts are
@@ -62,6 +63,7 @@ __all__ = ["DaskBackend", "batch_tasks", "check_address", "cluster_security"]
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 MAX_BATCH_FILES = 50
+_BATCHES_PER_THREAD = 4
 _SCHEMES = ("tcp://", "tls://")
 _CHECK_TIMEOUT = "60s"
 
@@ -198,7 +200,10 @@ class DaskBackend:
         existed = {t.dst for t in tasks if os.path.lexists(t.dst)}
         # An output absent now can only be this job's own later (an attempt whose worker died).
         ready = [t if t.overwrite or t.dst in existed else dataclasses.replace(t, overwrite=True) for t in tasks]
-        queue = batch_tasks(ready, [_size(t.src) for t in tasks], max_bytes=self.max_bytes, max_files=self.max_files)
+        # Small jobs: at least _BATCHES_PER_THREAD batches per worker thread, so every worker works.
+        threads = max(1, sum(client.nthreads().values()))
+        max_files = max(1, min(self.max_files, -(-len(tasks) // (_BATCHES_PER_THREAD * threads))))
+        queue = batch_tasks(ready, [_size(t.src) for t in tasks], max_bytes=self.max_bytes, max_files=max_files)
         queue.reverse()  # popped from the end: the plan's order
         in_flight: dict[str, list[Task]] = {}
         pending = as_completed()
