@@ -56,7 +56,7 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     cluster = parser.add_argument_group("Dask cluster (docs/scale.md; keys on a cluster: docs/security.md)")
     cluster.add_argument(
-        "--cluster", metavar="ADDRESS",
+        "--cluster", metavar="ADDRESS", type=_cluster_address,
         help="run on a Dask cluster: tcp://HOST:PORT or tls://HOST:PORT of its scheduler (IN, OUT and, over "
              "tcp://, the key files at the same absolute paths on every worker), or local:N for N worker "
              "processes on this machine",
@@ -72,6 +72,17 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
                            help="no summary unless something failed")
     parser.set_defaults(verbosity=0)
+
+
+def _cluster_address(text: str) -> str:
+    """An argparse ``type``: a wrong ``--cluster`` is a usage error."""
+    from dicomcrypt.errors import InvalidInputError
+    from dicomcrypt.runner.dask import check_address
+
+    try:
+        return check_address(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -200,9 +211,8 @@ def cluster_backend(args: argparse.Namespace) -> Backend | None:
         if args.cluster_tls_ca or args.cluster_tls_cert or args.cluster_tls_key:
             raise InvalidInputError("--cluster-tls-* options need --cluster tls://HOST:PORT")
         return None
-    from dicomcrypt.runner.dask import DaskBackend, check_address, cluster_security
+    from dicomcrypt.runner.dask import DaskBackend, cluster_security
 
-    check_address(args.cluster)
     opened = getattr(args, "keys", None) or ([Path(args.key)] if getattr(args, "key", None) else [])
     new = [Path(t) for t in getattr(args, "to", []) if not t.startswith("dcrecip")]
     return DaskBackend(
