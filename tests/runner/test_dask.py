@@ -230,3 +230,30 @@ def test_local_cluster_from_the_command_line(site: tuple[Key, Path], tmp_path: P
     code = main(["encrypt", "-q", "--key", str(key_file), "--cluster", "local:2", str(src), str(tmp_path / "out")])
     assert code == 0, time.monotonic() - started
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in CORPUS)
+
+
+def test_rekey_on_the_cluster_loads_the_new_key_file_on_the_workers(
+    cluster: LoopbackCluster, site: tuple[Key, Path], tmp_path: Path
+):
+    key, key_file = site
+    new_file = tmp_path / "new.key"
+    new = Key.generate()
+    new.save(new_file)
+    src = _corpus(tmp_path / "in")
+    assert main(["encrypt", "-q", "-j", "1", "--key", str(key_file), str(src), str(tmp_path / "enc")]) == 0
+    assert main(["rekey", "-q", "--key", str(key_file), "--to", str(new_file), "--cluster", cluster.address,
+                 str(tmp_path / "enc"), str(tmp_path / "rekeyed")]) == 0
+    restored = _restored_pixels(new, tmp_path / "rekeyed", tmp_path / "restored")
+    assert len(restored) == 4
+    for rel, pixels in restored.items():
+        np.testing.assert_array_equal(pixels, read_dicom(src / rel).pixel_array)
+
+
+def test_batches_group_small_files_and_leave_a_large_one_alone():
+    from dicomcrypt.runner.dask import batch_tasks
+    from dicomcrypt.runner.tasks import Task
+
+    tasks = [Task(f"s{i}", f"r{i}", f"d{i}") for i in range(7)]
+    sizes = [10, 10, 10, 500, 10, 10, 10]
+    batches = batch_tasks(tasks, sizes, max_bytes=100, max_files=2)
+    assert [[t.rel for t in b] for b in batches] == [["r0", "r1"], ["r2"], ["r3"], ["r4", "r5"], ["r6"]]
