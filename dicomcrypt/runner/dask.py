@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from distributed import Client
     from distributed.security import Security
 
+    from dicomcrypt.crypto import KeyRing
+
 __all__ = ["DaskBackend", "batch_tasks", "check_address", "cluster_security"]
 
 MAX_BATCH_BYTES = 64 * 1024 * 1024
@@ -158,13 +160,14 @@ class DaskBackend:
         """The job as bytes; over plain TCP without its secrets (see :class:`_SecretFreePickler`)."""
         if self.carries_keys:
             return pickle.dumps(job), False, ()
-        if not self.key_paths:
+        buffer = io.BytesIO()
+        pickler = _SecretFreePickler(buffer)
+        pickler.dump(job)
+        if pickler.key_ids and not self.key_paths:
             raise InsecureClusterError(
                 "over plain tcp:// the workers load the keys from their own key files, and none were given; "
                 "use a tls:// cluster or local:N to send the job with its keys"
             )
-        buffer = io.BytesIO()
-        _SecretFreePickler(buffer).dump(job)
         return buffer.getvalue(), True, tuple(str(Path(p).resolve()) for p in self.key_paths)
 
     @contextmanager
@@ -250,12 +253,17 @@ class DaskBackend:
 class _SecretFreePickler(pickle.Pickler):
     """Pickles a job with each site or recipient key replaced by its key id (never the secret)."""
 
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self.key_ids: list[str] = []
+
     def persistent_id(self, obj: Any) -> Any:
         from dicomcrypt.crypto import Key, RecipientKey
         from dicomcrypt.crypto.cms import IdentityKey
         from dicomcrypt.identity_protection import IdentityProtection
 
         if isinstance(obj, Key | RecipientKey):
+            self.key_ids.append(obj.key_id)
             return ("secret", obj.key_id)
         if isinstance(obj, IdentityKey | IdentityProtection):
             raise InsecureClusterError(
@@ -269,13 +277,15 @@ class _KeyFileUnpickler(pickle.Unpickler):
     """Unpickles a :class:`_SecretFreePickler` job, each key id resolved in this worker's key files."""
 
     def __init__(self, data: bytes, key_paths: tuple[str, ...]) -> None:
-        from dicomcrypt.crypto import KeyRing
-
         super().__init__(io.BytesIO(data))
         self.key_paths = key_paths
-        self.ring = KeyRing.load([Path(p) for p in key_paths])
+        self.ring: KeyRing | None = None
 
     def persistent_load(self, pid: Any) -> Any:
+        from dicomcrypt.crypto import KeyRing
+
+        if self.ring is None:  # read the key files once, and only for a job that has secrets
+            self.ring = KeyRing.load([Path(p) for p in self.key_paths])
         kind, key_id = pid
         secret = self.ring.get(key_id) if kind == "secret" else None
         if secret is None:

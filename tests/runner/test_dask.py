@@ -25,7 +25,7 @@ from helpers.orthanc import free_port
 from dicomcrypt.cli import encrypt as encrypt_cli
 from dicomcrypt.cli._common import EXIT_NOT_STARTED
 from dicomcrypt.cli.main import main
-from dicomcrypt.crypto import Key, KeyRing
+from dicomcrypt.crypto import Key, KeyRing, RecipientKey
 from dicomcrypt.errors import ClusterError, InsecureClusterError
 from dicomcrypt.files import read_dicom
 from dicomcrypt.identity_protection import IdentityProtection
@@ -218,6 +218,14 @@ def test_plain_tcp_refuses_secrets_without_key_files(tmp_path: Path):
     tasks = plan(_corpus(tmp_path / "in"), tmp_path / "out")
     with pytest.raises(InsecureClusterError, match="none were given"):
         next(DaskBackend("tcp://127.0.0.1:9").run(EncryptJob(EncryptionSettings.build(key=key)), tasks))
+    recipients_only = EncryptJob(EncryptionSettings.build(recipients=[RecipientKey.generate().recipient]))
+    blob, sealed, paths = DaskBackend("tcp://127.0.0.1:9")._pack(recipients_only)  # no secret: no key file
+    assert sealed and paths == ()
+    blob, sealed, paths = DaskBackend("tcp://127.0.0.1:9", key_paths=(tmp_path / "k.key",))._pack(
+        EncryptJob(EncryptionSettings.build(key=key))
+    )
+    assert sealed and paths == (str(tmp_path / "k.key"),)
+    assert key._secret not in blob and key.key_id.encode() in blob  # the id travels, never the secret
     with_identity = EncryptJob(EncryptionSettings.build(key=key, protect_identity=identity))
     with pytest.raises(InsecureClusterError, match="protect-identity"):
         next(DaskBackend("tcp://127.0.0.1:9", key_paths=(tmp_path,)).run(with_identity, tasks))
