@@ -21,6 +21,7 @@ import pytest
 from helpers.corpus import TEST_FILES_DIR
 from helpers.identity import make_identity
 from helpers.orthanc import free_port
+from helpers.tls import TLSFiles, make_pki
 
 from dicomcrypt.cli import encrypt as encrypt_cli
 from dicomcrypt.cli._common import EXIT_NOT_STARTED
@@ -29,6 +30,7 @@ from dicomcrypt.crypto import Key, KeyRing, RecipientKey
 from dicomcrypt.errors import ClusterError, InsecureClusterError
 from dicomcrypt.files import read_dicom
 from dicomcrypt.identity_protection import IdentityProtection
+from dicomcrypt.runner.dask import cluster_security
 from dicomcrypt.runner import DaskBackend, DecryptJob, EncryptJob, FileResult, LocalPool, guard_inputs, plan
 from dicomcrypt.settings import EncryptionSettings
 
@@ -48,17 +50,20 @@ CORPUS = (
 class LoopbackCluster:
     """A real scheduler and ``workers`` single-thread workers (no nanny: SIGKILL kills the worker)."""
 
-    def __init__(self, workers: int) -> None:
-        self.address = f"tcp://127.0.0.1:{free_port()}"
+    def __init__(self, workers: int, pki: TLSFiles | None = None) -> None:
+        self.address = f"{'tls' if pki else 'tcp'}://127.0.0.1:{free_port()}"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         self.env = env
+        self.tls = ["--tls-ca-file", str(pki.ca), "--tls-cert", str(pki.server_cert),
+                    "--tls-key", str(pki.server_key)] if pki else []
+        self.security = cluster_security(pki.ca, pki.client_cert, pki.client_key) if pki else None
         self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", self.address.rsplit(":", 1)[1],
-                                     "--dashboard-address", "127.0.0.1:0")
+                                     "--dashboard-address", "127.0.0.1:0", *(["--protocol", "tls"] if pki else []))
         self.workers = [self._start_worker() for _ in range(workers)]
         self.wait_for(workers)
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([str(BIN / "dask"), *args], env=self.env, stdout=subprocess.DEVNULL,
+        return subprocess.Popen([str(BIN / "dask"), *args, *self.tls], env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
 
     def _start_worker(self) -> subprocess.Popen[bytes]:
@@ -68,7 +73,7 @@ class LoopbackCluster:
     def wait_for(self, workers: int) -> None:
         from distributed import Client
 
-        with Client(self.address, timeout="60s") as client:
+        with Client(self.address, security=self.security, timeout="60s") as client:
             client.wait_for_workers(workers, timeout=60)
 
     def replace_dead_workers(self) -> None:
@@ -193,6 +198,34 @@ def test_a_worker_without_the_key_file_is_one_clear_error(
     assert "2 of 2 Dask workers cannot run this job" in err and "cannot load the job's keys" in err
     assert err.count("dicomcrypt: error:") == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_over_tls_the_job_carries_its_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """No key file on the workers is needed: the key travels inside the TLS comms."""
+    pki = make_pki(tmp_path / "pki")
+    tls_cluster = LoopbackCluster(1, pki)
+    try:
+        key_file = tmp_path / "site.key"
+        key = Key.generate()
+        key.save(key_file)
+        src = _corpus(tmp_path / "in")
+        real_backend = encrypt_cli.cluster_backend
+
+        def key_file_not_on_the_workers(args: object) -> object:
+            backend = real_backend(args)  # type: ignore[arg-type]
+            key_file.unlink()
+            return backend
+
+        monkeypatch.setattr(encrypt_cli, "cluster_backend", key_file_not_on_the_workers)
+        code = main(["encrypt", "-q", "--key", str(key_file), "--cluster", tls_cluster.address,
+                     "--cluster-tls-ca", str(pki.ca), "--cluster-tls-cert", str(pki.client_cert),
+                     "--cluster-tls-key", str(pki.client_key), str(src), str(tmp_path / "out")])
+        assert code == 0, capsys.readouterr().err
+        assert len(_restored_pixels(key, tmp_path / "out", tmp_path / "restored")) == 4
+    finally:
+        tls_cluster.stop()
 
 
 def test_a_key_id_the_workers_key_files_lack_and_an_unwritable_out(
