@@ -191,3 +191,11 @@ class DuplicateConflictError(DicomCryptError):
     def __init__(self, path: Path) -> None:
         self.path = path
         super().__init__(f"SOP Instance UID already filed with other content: {path.name}")
+
+
+class ClusterError(DicomCryptError):
+    """A Dask cluster cannot run the job: unreachable, or a worker lacks the key, IN or a writable OUT."""
+
+
+class InsecureClusterError(ClusterError):
+    """The job would send secrets in clear over plain TCP (use workers' key files, TLS or ``local:N``)."""

@@ -32,6 +32,7 @@ from dicomcrypt.cli._common import (
 from dicomcrypt.errors import DicomCryptError, JobMismatchError, ManifestError
 from dicomcrypt.logsafe import escape
 from dicomcrypt.runner import (
+    Backend,
     FileResult,
     Job,
     LocalPool,
@@ -163,9 +164,10 @@ def run_batch(
     progress: bool | None,
     verbosity: int,
     out: TextIO | None = None,
+    backend: Backend | None = None,
 ) -> int:
-    """Run ``job`` over IN -> OUT in up to ``jobs`` processes; returns the exit code. Prints the
-    report on ``out`` (stdout), the progress bar on stderr."""
+    """Run ``job`` over IN -> OUT on ``backend`` (default: a local pool of ``jobs`` processes);
+    returns the exit code. Prints the report on ``out`` (stdout), the progress bar on stderr."""
     out = out or sys.stdout
     started = time.perf_counter()
     try:
@@ -194,7 +196,7 @@ def run_batch(
         report.bar = tqdm(total=planned, initial=planned - len(tasks), unit="file", file=sys.stderr,
                           desc=job.operation, dynamic_ncols=True)
     interrupted = False
-    results = LocalPool(jobs).run(job, tasks)
+    results = (backend or LocalPool(jobs)).run(job, tasks)
     try:
         for result in results:
             report.add(result)

@@ -19,7 +19,7 @@ from dicomcrypt.config import add_arguments, resolve
 from dicomcrypt.limits import DEFAULT_IMAGE_MB, DEFAULT_MODEL_MEGAPIXELS
 
 if TYPE_CHECKING:
-    from dicomcrypt.runner import Job
+    from dicomcrypt.runner import Backend, Job
 
 MODES = ("lossless", "lossy", "standard")
 
@@ -54,12 +54,35 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=None,
         help="progress bar on stderr (default: when stderr is a terminal and there are several files)",
     )
+    cluster = parser.add_argument_group("Dask cluster (docs/scale.md; keys on a cluster: docs/security.md)")
+    cluster.add_argument(
+        "--cluster", metavar="ADDRESS", type=_cluster_address,
+        help="run on a Dask cluster: tcp://HOST:PORT or tls://HOST:PORT of its scheduler (IN, OUT and, over "
+             "tcp://, the key files at the same absolute paths on every worker), or local:N for N worker "
+             "processes on this machine",
+    )
+    cluster.add_argument("--cluster-tls-ca", type=Path, metavar="PEM", help="CA certificate of a tls:// cluster")
+    cluster.add_argument("--cluster-tls-cert", type=Path, metavar="PEM",
+                         help="this client's certificate for a tls:// cluster")
+    cluster.add_argument("--cluster-tls-key", type=Path, metavar="PEM",
+                         help="the private key of --cluster-tls-cert (if not in the same file)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
                            help="a line per file")
     verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
                            help="no summary unless something failed")
     parser.set_defaults(verbosity=0)
+
+
+def _cluster_address(text: str) -> str:
+    """An argparse ``type``: a wrong ``--cluster`` is a usage error."""
+    from dicomcrypt.errors import InvalidInputError
+    from dicomcrypt.runner.dask import check_address
+
+    try:
+        return check_address(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,14 +181,42 @@ def run(args: argparse.Namespace) -> int:
 
 def run_job(job: Job, args: argparse.Namespace) -> int:
     """Run a batch job with the batch options of :func:`_add_batch_arguments` (also for ``rekey``)."""
+    from dicomcrypt.cli._common import error
     from dicomcrypt.cli.batch import run_batch
+    from dicomcrypt.errors import ClusterError, InvalidInputError
 
-    return run_batch(
-        job,
-        args.input,
-        args.output,
-        jobs=args.jobs or default_jobs(),
-        force=args.force,
-        progress=args.progress,
-        verbosity=args.verbosity,
+    try:
+        backend = cluster_backend(args)
+        return run_batch(
+            job,
+            args.input,
+            args.output,
+            jobs=args.jobs or default_jobs(),
+            force=args.force,
+            progress=args.progress,
+            verbosity=args.verbosity,
+            backend=backend,
+        )
+    except (ClusterError, InvalidInputError) as exc:
+        return error(str(exc))
+
+
+def cluster_backend(args: argparse.Namespace) -> Backend | None:
+    """The Dask backend that ``--cluster`` asks for, or None (the local pool). Over plain tcp://
+    the workers load the keys themselves: from the key files given here (``--key``, and
+    ``--to`` files for rekey), at the same absolute paths."""
+    from dicomcrypt.errors import InvalidInputError
+
+    if args.cluster is None:
+        if args.cluster_tls_ca or args.cluster_tls_cert or args.cluster_tls_key:
+            raise InvalidInputError("--cluster-tls-* options need --cluster tls://HOST:PORT")
+        return None
+    from dicomcrypt.runner.dask import DaskBackend, cluster_security
+
+    opened = getattr(args, "keys", None) or ([Path(args.key)] if getattr(args, "key", None) else [])
+    new = [Path(t) for t in getattr(args, "to", []) if not t.startswith("dcrecip")]
+    return DaskBackend(
+        args.cluster,
+        security=cluster_security(args.cluster_tls_ca, args.cluster_tls_cert, args.cluster_tls_key),
+        key_paths=tuple(p.resolve() for p in [*opened, *new]),
     )

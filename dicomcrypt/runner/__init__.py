@@ -15,7 +15,11 @@ same :func:`~dicomcrypt.runner.worker.prepare_process`.
 - :mod:`~dicomcrypt.runner.pool`: :class:`Backend` (the interface) and :class:`LocalPool`;
 - :mod:`~dicomcrypt.runner.manifest`: the job :class:`Manifest` kept in OUT (resume, status),
   written by the client only.
+- :mod:`~dicomcrypt.runner.dask`: :class:`DaskBackend`, the same jobs on a Dask cluster
+  (imported on first use: ``distributed`` loads only when a cluster is asked for).
 """
+
+from typing import Any
 
 from dicomcrypt.runner.jobs import DecryptJob, EncryptJob, Job, Operation, RekeyJob
 from dicomcrypt.runner.manifest import JobStatus, Manifest, job_identity
@@ -25,6 +29,7 @@ from dicomcrypt.runner.worker import Worker
 
 __all__ = [
     "Backend",
+    "DaskBackend",
     "DecryptJob",
     "EncryptJob",
     "FileResult",
@@ -41,3 +46,11 @@ __all__ = [
     "job_identity",
     "plan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DaskBackend":
+        from dicomcrypt.runner.dask import DaskBackend
+
+        return DaskBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,13 +41,17 @@ DICOMDIR_NOTE = "DICOMDIR not copied: its records would be stale and its icons u
 OUTPUT_EXISTS_NOTE = "output exists (--force overwrites)"
 
 
-def prepare_process() -> None:
-    """Make this process a pool worker: one thread, Ctrl-C left to the parent, warnings off."""
+def prepare_process(*, ignore_sigint: bool = True) -> None:
+    """Make this process a pool worker: one thread, Ctrl-C left to the parent, warnings off.
+
+    A Dask worker passes ``ignore_sigint=False``: its Ctrl-C belongs to whoever started it (and
+    Python sets signal handlers only from the main thread, where a Dask plugin does not run)."""
     for var in THREAD_VARIABLES:
         os.environ[var] = "1"
     if "torch" in sys.modules:  # should not happen, but then the variables came too late
         sys.modules["torch"].set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.simplefilter("ignore")
 
 
