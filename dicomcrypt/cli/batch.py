@@ -43,6 +43,8 @@ from dicomcrypt.runner import (
     job_identity,
     plan,
 )
+from dicomcrypt.runner.manifest import manifest_path
+from dicomcrypt.runner.pool import Results
 
 PROGRESS_MIN_FILES = 4
 """Below this many files an automatic progress bar is more noise than help."""
@@ -83,6 +85,12 @@ class Report:
                 manifest.close()
             except ManifestError:
                 pass
+
+    def discard_manifest(self, *, delete: bool) -> None:
+        """Forget the manifest; ``delete`` it too when this run created it."""
+        manifest, self.manifest = self.manifest, None
+        if manifest is not None:
+            manifest.discard() if delete else manifest.close()
 
     def close_manifest(self) -> None:
         manifest, self.manifest = self.manifest, None
@@ -181,6 +189,7 @@ def run_batch(
         if verbosity >= 0:
             print(f"{job.operation}: nothing to do: no input files under {src_root}", file=out)
         return EXIT_OK
+    out_existed, manifest_existed = os.path.lexists(dst_root), manifest_path(dst_root).exists()
     try:
         tasks = _resume(report, job, src_root, dst_root, tasks, force=force)
     except JobMismatchError as exc:
@@ -195,24 +204,50 @@ def run_batch(
 
         report.bar = tqdm(total=planned, initial=planned - len(tasks), unit="file", file=sys.stderr,
                           desc=job.operation, dynamic_ncols=True)
-    interrupted = False
-    results = (backend or LocalPool(jobs)).run(job, tasks)
-    try:
-        for result in results:
-            report.add(result)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        results.close()  # stopped early: queued files cancelled, running ones finish
-        if report.bar is not None:
-            report.bar.close()
-        report.close_manifest()
+    interrupted = _collect(report, (backend or LocalPool(jobs)).run(job, tasks),
+                           leave_out_as_it_was=(Path(dst_root), out_existed, manifest_existed))
 
     if verbosity >= 0 or any(r.status == "failed" for r in report.results):
         print(report.summary(time.perf_counter() - started, interrupted), file=out)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if any(r.status == "failed" for r in report.results) else EXIT_OK
+
+
+def _collect(report: Report, results: Results, *, leave_out_as_it_was: tuple[Path, bool, bool]) -> bool:
+    """Add every result to ``report`` as it arrives; True when Ctrl-C stopped the run.
+
+    A backend that refuses the whole job before any file (a Dask cluster whose workers cannot
+    run it) raises its error here; then OUT is left as it was: the manifest this run created and
+    an OUT it created are removed again.
+    """
+    ran = False
+    try:
+        for result in results:
+            ran = True
+            report.add(result)
+    except KeyboardInterrupt:
+        return True
+    except DicomCryptError:
+        if not ran:
+            dst_root, out_existed, manifest_existed = leave_out_as_it_was
+            report.discard_manifest(delete=not manifest_existed)
+            if not out_existed:
+                _remove_if_empty(dst_root)
+        raise
+    finally:
+        results.close()  # stopped early: queued files cancelled, running ones finish
+        if report.bar is not None:
+            report.bar.close()
+        report.close_manifest()
+    return False
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty, or gone: nothing of ours to undo
 
 
 def _resume(

@@ -265,6 +265,12 @@ class Manifest:
         finally:
             self._db.close()
 
+    def discard(self) -> None:
+        """Close and delete this manifest: for a job refused before it ran anything (a cluster
+        whose workers cannot run it), so OUT is left as it was."""
+        self._db.close()
+        _remove(self.path)
+
     def status(self) -> JobStatus:
         """Counts, failures and the job identity, as stored."""
         identity, started, updated = self._db.execute("SELECT identity, started, updated FROM job").fetchone()

@@ -270,7 +270,28 @@ def test_local_cluster_from_the_command_line(site: tuple[Key, Path], tmp_path: P
     started = time.monotonic()
     code = main(["encrypt", "-q", "--key", str(key_file), "--cluster", "local:2", str(src), str(tmp_path / "out")])
     assert code == 0, time.monotonic() - started
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in CORPUS)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))  # not the manifest
+    assert written == sorted(p.name for p in CORPUS)
+
+
+def test_rerunning_a_cluster_job_resumes_from_its_manifest(
+    cluster: LoopbackCluster, site: tuple[Key, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """The client keeps the manifest whatever the backend: a re-run redoes only what is missing."""
+    _, key_file = site
+    src, out = _corpus(tmp_path / "in"), tmp_path / "out"
+    command = ["encrypt", "-q", "--key", str(key_file), "--cluster", cluster.address, str(src), str(out)]
+    assert main(command) == 0
+    outputs = {p.name: p.stat().st_ino for p in out.iterdir() if not p.name.startswith(".")}
+    lost = sorted(outputs)[0]
+    (out / lost).unlink()  # as if the first run had stopped before this file
+    assert main(command[:1] + ["-v"] + command[2:]) == 0
+    log = capsys.readouterr().out
+    assert log.count("(already done (job manifest))") == len(outputs) - 1  # one line per skipped file
+    after = {p.name: p.stat().st_ino for p in out.iterdir() if not p.name.startswith(".")}
+    assert after.keys() == outputs.keys() and after[lost] != outputs[lost]
+    assert all(after[name] == inode for name, inode in outputs.items() if name != lost)  # not done twice
+    assert main(["jobs", "status", str(out)]) == 0
 
 
 def test_rekey_on_the_cluster_loads_the_new_key_file_on_the_workers(
