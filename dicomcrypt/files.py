@@ -101,6 +101,9 @@ def decode_whole(ds: Dataset, label: str = "instance") -> Dataset:
     """
     try:
         ds.walk(lambda _ds, _elem: None)
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:  # the File Meta Information is a data set of its own
+            meta.walk(lambda _ds, _elem: None)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types
         raise NotDicomError(f"{label}: damaged DICOM file, an element does not decode ({_brief(exc)})") from exc
     return ds

@@ -194,6 +194,8 @@ def _decoded_whole(data: bytes, dataset: Dataset | None) -> Dataset:
     ds = read_dicom_bytes(data) if dataset is None else dataset
     try:
         ds.walk(lambda _ds, _elem: None)
+        if getattr(ds, "file_meta", None) is not None:
+            ds.file_meta.walk(lambda _ds, _elem: None)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types
         raise NotDicomError(f"data set cannot be decoded ({type(exc).__name__})") from None
     if len(ds) == 0:
