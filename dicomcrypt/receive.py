@@ -78,7 +78,7 @@ from dicomcrypt.dicom.encrypted_attributes import has_encrypted_attributes
 from dicomcrypt.dicom.private_block import check_readable_elements
 from dicomcrypt.envelope import instance_binding, open_envelope, read_header
 from dicomcrypt.errors import InvalidInputError, NotDicomError, NotEncryptedError, PayloadFormatError
-from dicomcrypt.files import dicom_to_bytes, read_dicom_bytes
+from dicomcrypt.files import decode_whole, dicom_to_bytes, read_dicom_bytes
 from dicomcrypt.identity_protection import NOT_RESTORED_NOTE
 from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 from dicomcrypt.status import SUCCESS, StoreStatus, status_for_error
@@ -190,14 +190,9 @@ def _check_same_instance(received: Dataset, restored: Dataset, *, lossy: bool) -
 
 
 def _decoded_whole(data: bytes, dataset: Dataset | None) -> Dataset:
-    """The received data set, every element decoded now so a damaged one fails here."""
-    ds = read_dicom_bytes(data) if dataset is None else dataset
-    try:
-        ds.walk(lambda _ds, _elem: None)
-        if getattr(ds, "file_meta", None) is not None:
-            ds.file_meta.walk(lambda _ds, _elem: None)
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types
-        raise NotDicomError(f"data set cannot be decoded ({type(exc).__name__})") from None
+    """The received data set, every element decoded now (:func:`files.decode_whole`) so a damaged
+    one fails here; parsing ``data`` decodes it whole already."""
+    ds = read_dicom_bytes(data) if dataset is None else decode_whole(dataset)
     if len(ds) == 0:
         raise NotDicomError("data set is empty")
     return ds
