@@ -54,7 +54,7 @@ def write_model(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     weights = folder / f"{stem}.pt"
-    write_atomic(weights, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
+    write_model_file(weights, buffer.getvalue())
     meta: dict[str, Any] = {
         "model_id": model_id,
         "arch": arch,
@@ -83,9 +83,15 @@ def update_metadata(meta_path: Path, **fields: Any) -> dict[str, Any]:
 def write_card(meta_path: Path, meta: dict[str, Any], text: str) -> Path:
     """Write the model card the metadata names (``<stem>.md`` if it names none)."""
     card_path = meta_path.parent / (meta.get("card") or f"{meta_path.stem}.md")
-    write_atomic(card_path, text.encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+    write_model_file(card_path, text.encode("utf-8"))
     return card_path
 
 
 def _write_metadata(meta_path: Path, meta: dict[str, Any]) -> None:
-    write_atomic(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"), force=True, mode=MODEL_FILE_MODE)
+    write_model_file(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+
+
+def write_model_file(path: Path, data: bytes) -> None:
+    """Write one file of a model folder (weights, metadata, card, checkpoint, loss curve): atomic,
+    replacing an older version, readable by all (:data:`MODEL_FILE_MODE`)."""
+    write_atomic(path, data, force=True, mode=MODEL_FILE_MODE)

@@ -30,11 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dicomcrypt.atomic import write_atomic
 from dicomcrypt.codec import fixed_point
 from dicomcrypt.codec.arch import ARCHITECTURES, DEFAULT_ARCHITECTURE, architecture
 from dicomcrypt.codec.arch.base import BaseAutoencoder
-from dicomcrypt.codec.export import MODEL_FILE_MODE, update_metadata, write_card, write_model
+from dicomcrypt.codec.export import update_metadata, write_card, write_model, write_model_file
 from dicomcrypt.codec.latent import latent_from_bytes, latent_to_bytes
 from dicomcrypt.codec.runtime import LoadedModel
 from dicomcrypt.codec.tiling import TILE
@@ -321,7 +320,7 @@ def _save_checkpoint(path: Path, fingerprint: str, *, network: torch.nn.Module, 
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
+    write_model_file(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +415,7 @@ def plot_loss_curve(history: History, path: Path, title: str) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    write_atomic(path, buffer.getvalue(), force=True, mode=MODEL_FILE_MODE)
+    write_model_file(path, buffer.getvalue())
 
 
 LOSSLESS_LEVEL_CHOICES = (256, 64, 16, 4, 2)
