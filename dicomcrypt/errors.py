@@ -185,6 +185,10 @@ class ForwardRefusedError(ForwardError):
         super().__init__(f"{peer_ae_title} answered 0x{status:04X}")
 
 
+class ForwardQueueError(DicomCryptError):
+    """The gateway's forward queue (SPOOL/.dicomcrypt-forward) cannot be created, read or written."""
+
+
 class DuplicateConflictError(DicomCryptError):
     """The SOP Instance UID is already filed with different content (policy ``keep-first``)."""
 

@@ -22,6 +22,16 @@ from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
 from dicomcrypt.config import Option, add_arguments, resolve
 from dicomcrypt.logsafe import SafeFormatter
 
+def _http_address(text: str) -> tuple[str, int]:
+    """An argparse ``type`` for ``--http HOST:PORT``."""
+    from dicomcrypt.net.http_status import parse_http_address
+
+    try:
+        return parse_http_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 _SERVER_TLS = "TLS (server side; with --tls-ca, clients need a certificate it signed)"
 _FORWARD_TLS = "TLS to the --forward peer"
 
@@ -77,6 +87,16 @@ OPTIONS: list[Option] = [
     Option("--forward-tls-ca", metavar="FILE", group=_FORWARD_TLS, help="CA that signed the peer's certificate"),
     Option("--forward-tls-cert", metavar="FILE", group=_FORWARD_TLS, help="our client certificate"),
     Option("--forward-tls-key", metavar="FILE", group=_FORWARD_TLS, help="its private key"),
+    Option("--spool", parse=Path, metavar="DIR",
+           help="folder of the --forward queue (default: the --out folder; --forward needs one of them)"),
+    Option("--forward-retry-first", type=float, metavar="SECONDS",
+           help="wait before retrying a failed forward, doubled per failure in a row (default: 1)"),
+    Option("--forward-retry-max", type=float, metavar="SECONDS",
+           help="longest wait between forward retries (default: 300)"),
+    Option("--forward-max-refusals", type=int, parse=whole_number(1), metavar="N",
+           help="failure statuses from the --forward peer before an instance is quarantined (default: 10)"),
+    Option("--http", parse=_http_address, metavar="HOST:PORT",
+           help="serve /metrics, /healthz and /studies over HTTP here (default: off; e.g. 127.0.0.1:9110)"),
 ]
 """Every option of ``serve``; a ``[serve]`` table of ``--config`` may set each of them.
 
@@ -93,10 +113,12 @@ Receive DICOM instances (C-STORE) and file them by study:
 
   dicomcrypt serve --port 11112 --aet RECEIVER --key site.key --out /data/incoming
   dicomcrypt serve --port 11112 --aet VAULT --store encrypted --out /data/vault
-  dicomcrypt serve --port 11112 --aet GATEWAY --key site.key --forward PACS@10.0.0.5:104
+  dicomcrypt serve --port 11112 --aet GATEWAY --key site.key --forward PACS@10.0.0.5:104 --spool /var/spool/dicomcrypt
 
 Each encrypted instance is verified and restored before it is answered; success means it is
-on disk (written to a temporary file, fsynced, renamed) or acknowledged by the --forward peer.
+on disk (written to a temporary file, fsynced, renamed) and, with --forward, in the forward
+queue (SPOOL/.dicomcrypt-forward), which is delivered to the peer in the background with retries
+and survives a PACS outage and a restart. --http HOST:PORT serves /metrics, /healthz, /studies.
 Tampered, wrong-key, unknown-key and undecodable instances get a failure status with an error
 comment and are kept under the quarantine folder with a JSON note, never among good data.
 Plain images are refused (0xC005) unless --accept-plain (quarantine keeps their header, never
@@ -142,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
             receiver.start()
         except OSError as exc:
             return error(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+        except DicomCryptError as exc:  # the status endpoint's address
+            return error(str(exc))
         while not stop.wait(timeout=1.0):
             pass
         logging.getLogger("dicomcrypt.serve").info("signal received: finishing instances in flight")

@@ -9,6 +9,13 @@ handshake per instance.
 Presentation contexts are requested for the SOP classes seen so far; an instance of a new SOP
 class (or transfer syntax) re-opens the association with the larger set, up to the 128
 contexts an association may carry.
+
+:class:`QueueDrain` is the store-and-forward side: ``serve`` answers its sender once an instance
+is in the persistent :class:`~dicomcrypt.net.forward_queue.ForwardQueue`, and the drain, one
+thread, sends the queue downstream oldest first through a :class:`Forwarder`, with exponential
+backoff: the whole queue waits while the peer is unreachable (a PACS outage can last hours; the
+queue keeps everything), one instance waits when the peer refuses it, and after
+``max_refusals`` refusals that instance goes to ``QUARANTINE/forward-refused`` with a note.
 """
 
 from __future__ import annotations
@@ -16,16 +23,22 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from dicomcrypt.errors import ForwardRefusedError, ForwardUnreachableError
+from dicomcrypt.errors import ForwardRefusedError, ForwardUnreachableError, InvalidInputError
+from dicomcrypt.files import read_dicom_bytes
 from dicomcrypt.net.address import Peer
+from dicomcrypt.net.forward_queue import ForwardQueue, QueueItem
+from dicomcrypt.net.storage import Quarantine
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "QueueDrain", "RetryPolicy"]
 
 LOG = logging.getLogger("dicomcrypt.net.forward")
 
@@ -135,3 +148,147 @@ def _accepts(assoc: Association, sop_class: str, tsyntax: str) -> bool:
         if cx.transfer_syntax[0] == tsyntax or (tsyntax in _NATIVE and cx.transfer_syntax[0] in _NATIVE):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: ``first_s``, doubling per consecutive failure, at most ``max_s``."""
+
+    first_s: float = 1.0
+    max_s: float = 300.0
+    max_refusals: int = 10
+    """Failure statuses from the downstream for one instance before it is given up (quarantined)."""
+
+    def delay(self, failures: int) -> float:
+        return float(min(self.max_s, self.first_s * 2 ** min(max(0, failures - 1), 60)))
+
+
+ForwardListener = Callable[[str, "QueueItem | None"], None]
+"""Told of each ``attempt``, ``forwarded``, ``unreachable``, ``refused`` and ``gave_up`` (metrics, counts)."""
+
+
+class QueueDrain:
+    """The thread that empties a :class:`ForwardQueue` into a :class:`Forwarder`; see the module docstring."""
+
+    def __init__(
+        self,
+        queue: ForwardQueue,
+        forwarder: Forwarder,
+        *,
+        retry: RetryPolicy,
+        quarantine: Quarantine,
+        listener: ForwardListener | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.queue = queue
+        self.forwarder = forwarder
+        self.retry = retry
+        self.quarantine = quarantine
+        self._listener = listener or (lambda event, item: None)
+        self._poll_s = poll_s
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._peer_failures = 0
+        self._peer_retry_at = 0.0
+        self.downstream_ok: bool | None = None
+        """``None`` until the first attempt; then whether the last contact with the peer worked."""
+        self.last_error = ""
+
+    def start(self) -> QueueDrain:
+        self._thread = threading.Thread(target=self._run, name="ForwardDrain", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float) -> None:
+        """Finish the instance being sent (so its delivery is recorded: never sent twice), then
+        release the downstream association. What is still queued stays for the next start."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.forwarder.close()
+        self.queue.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            wait = self._peer_retry_at - time.monotonic()
+            if wait > 0:
+                self._sleep(wait)
+                continue
+            try:
+                items = self.queue.due()
+            except Exception as exc:  # noqa: BLE001 - a locked or damaged database: try again later
+                LOG.warning("event=forward outcome=error reason=%r", f"cannot read the forward queue: {exc}")
+                self._sleep(self._poll_s)
+                continue
+            if not items:
+                self._sleep(self._poll_s)
+                continue
+            for item in items:
+                if self._stopping.is_set() or not self._deliver(item):
+                    break
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(min(seconds, self._poll_s))
+        self._wake.clear()
+
+    def _deliver(self, item: QueueItem) -> bool:
+        """Send one item; False when the peer is unreachable (the rest of the batch waits)."""
+        try:
+            ds = read_dicom_bytes(item.path.read_bytes(), label=f"queued instance {item.path.name}")
+        except (OSError, InvalidInputError) as exc:
+            self._give_up(item, None, f"queued copy unreadable: {exc}")
+            return True
+        self._listener("attempt", item)
+        try:
+            self.forwarder.send(ds)
+        except ForwardUnreachableError as exc:
+            self._peer_failures += 1
+            delay = self.retry.delay(self._peer_failures)
+            self._peer_retry_at = time.monotonic() + delay
+            if self.downstream_ok is not False:
+                LOG.warning("event=forward outcome=unreachable peer=%s reason=%r retry_in=%.1fs", self.forwarder.peer,
+                            str(exc), delay)
+            self.downstream_ok, self.last_error = False, str(exc)
+            self._listener("unreachable", item)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a failure status, or a data set pynetdicom cannot send
+            reason = str(exc) if isinstance(exc, ForwardRefusedError) else f"cannot send: {type(exc).__name__}"
+            self.downstream_ok, self.last_error = True, reason
+            if item.attempts + 1 >= self.retry.max_refusals:
+                self._give_up(item, ds, f"downstream refused it {item.attempts + 1} times, last: {reason}")
+            else:
+                delay = self.retry.delay(item.attempts + 1)
+                self.queue.retry_later(item, delay, reason)
+                LOG.warning("event=forward outcome=refused sop=%s reason=%r retry_in=%.1fs", item.sop_instance_uid,
+                            reason, delay)
+                self._listener("refused", item)
+            return True
+        if self.downstream_ok is False:
+            LOG.info("event=forward outcome=reachable peer=%s", self.forwarder.peer)
+        self._peer_failures, self.downstream_ok, self.last_error = 0, True, ""
+        self.queue.done(item)
+        LOG.debug("event=forward outcome=forwarded study=%s sop=%s", item.study_uid, item.sop_instance_uid)
+        self._listener("forwarded", item)
+        return True
+
+    def _give_up(self, item: QueueItem, ds: object, reason: str) -> None:
+        """Move ``item`` out of the queue into ``QUARANTINE/forward-refused`` with a note."""
+        try:
+            data = item.path.read_bytes() if ds is not None else None
+            self.quarantine.keep(data, reason=reason, folder="forward-refused", context={
+                "study_uid": item.study_uid, "sop_instance_uid": item.sop_instance_uid,
+                "attempts": item.attempts + 1,
+            })
+        except OSError as exc:
+            LOG.error("event=forward outcome=error sop=%s reason=%r", item.sop_instance_uid,
+                      f"cannot quarantine a given-up instance: {exc}")
+            return  # stays queued: nothing is deleted that was not kept
+        self.queue.done(item)
+        LOG.warning("event=forward outcome=gave_up sop=%s reason=%r", item.sop_instance_uid, reason)
+        self._listener("gave_up", item)

@@ -5,8 +5,13 @@ Usable in-process (tests, the demo) and behind the CLI::
     rx = Receiver(ReceiverConfig(ae_title="RECEIVER", port=0, keys=KeyRing.load(["site.key"]),
                                  out=Path("/data/incoming")))
     rx.start()          # returns at once; rx.port is the bound port
-    rx.studies()        # {study UID: StudyCounts(received, stored, refused, series, instances)}
+    rx.studies()        # {study UID: StudyCounts(received, stored, refused, series, instances, forwarded)}
     rx.stop()           # stops accepting, lets instances in flight finish, then closes
+
+With ``forward=``, each accepted instance goes to a persistent queue in the spool folder before it
+is answered (:mod:`dicomcrypt.net.forward_queue`) and a drain thread delivers it
+(:class:`~dicomcrypt.net.forward.QueueDrain`). With ``http=``, ``/metrics``, ``/healthz`` and
+``/studies`` are served (:mod:`dicomcrypt.net.http_status`) from this receiver's own metrics.
 
 This module owns the association life cycle (presentation contexts, allow-list, TLS, limits,
 graceful stop) and the per-instance log line; the accept path that bounds each connection
@@ -17,6 +22,7 @@ happens to an instance is :mod:`dicomcrypt.net.store_handler`'s job, where it is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import ssl
 import threading
@@ -40,7 +46,11 @@ from dicomcrypt.limits import DEFAULT_IMAGE_MB, DEFAULT_MODEL_MEGAPIXELS, Decode
 from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.contexts import RETIRED_IMAGE_STORAGE
-from dicomcrypt.net.forward import Forwarder
+from dicomcrypt.net.forward import Forwarder, QueueDrain, RetryPolicy
+from dicomcrypt.net.forward_queue import ForwardQueue
+from dicomcrypt.net.health import check_health
+from dicomcrypt.net.http_status import StatusServer
+from dicomcrypt.net.metrics import ReceiverMetrics, rejection_reason
 from dicomcrypt.net.server import ConnectionLimits, GuardedServer
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
@@ -112,6 +122,16 @@ class ReceiverConfig:
     """Largest restored pixel data one instance may declare, in MiB (:class:`DecodeLimits`)."""
     max_model_megapixels: int = DEFAULT_MODEL_MEGAPIXELS
     """Most pixels the model may decode for one instance, in millions: the decode-work ceiling."""
+    spool: Path | None = None
+    """Folder of the forward queue (``SPOOL/.dicomcrypt-forward``); default ``out``. ``forward`` needs one."""
+    forward_retry_first: float = 1.0
+    """Seconds before the first retry of a failed forward; doubled per failure in a row."""
+    forward_retry_max: float = 300.0
+    """Longest wait between forward retries."""
+    forward_max_refusals: int = 10
+    """Failure statuses the downstream may answer for one instance before it is quarantined."""
+    http: tuple[str, int] | None = None
+    """(host, port) of the status endpoint (/metrics, /healthz, /studies); ``None``: off."""
 
     @property
     def decode_limits(self) -> DecodeLimits:
@@ -133,6 +153,10 @@ class ReceiverConfig:
             raise ReceiverConfigError("restoring needs at least one key (--key), or --store encrypted")
         if self.out is None and self.forward is None:
             raise ReceiverConfigError("nothing to do with received instances: give --out, --forward or both")
+        if self.forward is not None and self.spool_dir is None:
+            raise ReceiverConfigError("--forward keeps a queue on disk: give --out or --spool for it")
+        if self.spool is not None and self.forward is None:
+            raise ReceiverConfigError("--spool holds the forward queue: it needs --forward")
         if self.store == "encrypted" and self.forward is not None:
             raise ReceiverConfigError("--forward sends restored instances: it needs --store restored")
         if self.store == "encrypted" and self.out is None:
@@ -155,6 +179,10 @@ class ReceiverConfig:
             raise ReceiverConfigError("max instance and quarantine sizes must be 1 MiB or more")
         if self.max_image_mb < 1 or self.max_model_megapixels < 1:
             raise ReceiverConfigError("the decode limits (max image MB, max model megapixels) must be 1 or more")
+        if not 0 < self.forward_retry_first <= self.forward_retry_max:
+            raise ReceiverConfigError("forward retry times must be more than 0, the first at most the longest")
+        if self.forward_max_refusals < 1:
+            raise ReceiverConfigError("forward max refusals must be 1 or more")
 
     @property
     def connection_limits(self) -> ConnectionLimits:
@@ -165,6 +193,11 @@ class ReceiverConfig:
             max_per_peer=self.max_associations_per_peer,
             max_pdu_bytes=_MAX_PDU_BYTES,
         )
+
+    @property
+    def spool_dir(self) -> Path | None:
+        """Where the forward queue lives: ``spool``, else ``out``."""
+        return self.spool if self.spool is not None else self.out
 
     @property
     def quarantine_dir(self) -> Path:
@@ -190,16 +223,24 @@ class Receiver:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config.checked()
         self._ledger = StudyLedger()
-        self._forwarder = (
-            Forwarder(config.forward, calling_ae_title=config.ae_title, ssl_context=config.forward_ssl_context,
-                      timeout=config.forward_timeout)
-            if config.forward is not None else None
-        )
         quarantine = Quarantine(config.quarantine_dir, max_bytes=config.quarantine_max_mb * _MIB,
                                 max_age_s=config.quarantine_days * 86400)
-        self._handler = StoreHandler(config, quarantine, self._forwarder)
+        self._queue: ForwardQueue | None = None
+        self._drain: QueueDrain | None = None
+        if config.forward is not None and config.spool_dir is not None:
+            self._queue = ForwardQueue(config.spool_dir)  # raises ForwardQueueError: refused at start
+        self.metrics = ReceiverMetrics(self._queue.stats if self._queue is not None else None)
+        if config.forward is not None and self._queue is not None:
+            forwarder = Forwarder(config.forward, calling_ae_title=config.ae_title,
+                                  ssl_context=config.forward_ssl_context, timeout=config.forward_timeout)
+            self._drain = QueueDrain(
+                self._queue, forwarder, quarantine=quarantine, listener=self._on_forward_event,
+                retry=RetryPolicy(config.forward_retry_first, config.forward_retry_max, config.forward_max_refusals),
+            )
+        self._handler = StoreHandler(config, quarantine, self._queue)
         self._activity = _Activity()
         self._server: Any = None
+        self._http: StatusServer | None = None
 
     @property
     def port(self) -> int:
@@ -211,6 +252,13 @@ class Receiver:
     @property
     def quarantine_dir(self) -> Path:
         return self.config.quarantine_dir
+
+    @property
+    def http_port(self) -> int:
+        """The status endpoint's port (the OS's choice when configured with 0)."""
+        if self._http is None:
+            raise RuntimeError("the status endpoint is not running (no http address, or not started)")
+        return self._http.port
 
     def start(self) -> Receiver:
         """Listen and serve in background threads; returns at once."""
@@ -237,17 +285,51 @@ class Receiver:
         ae._servers.append(self._server)
         threading.Thread(target=self._server.serve_forever, name="AcceptorServer", daemon=True).start()
         self._handler.quarantine.prune()
+        if self._drain is not None:
+            self._drain.start()  # what a previous run queued is delivered first
+        if self.config.http is not None:
+            try:
+                self._http = StatusServer(self.config.http, registry=self.metrics.registry, health=self.health,
+                                          studies=self.studies_document).start()
+            except OSError as exc:
+                self.stop()
+                host, port = self.config.http
+                raise ReceiverConfigError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from None
         LOG.info(
             "listening ae=%s host=%s port=%d store=%s tls=%s forward=%s out=%s quarantine=%s",
             self.config.ae_title, self.config.host, self.port, self.config.store,
             "mutual" if _is_mutual(self.config.ssl_context) else ("on" if self.config.ssl_context else "off"),
             self.config.forward or "-", self.config.out or "-", self.quarantine_dir,
         )
+        if self._http is not None and self.config.http is not None:
+            LOG.info("status endpoint http://%s:%d/ (metrics, healthz, studies)", self.config.http[0], self._http.port)
         return self
 
     def studies(self) -> dict[str, StudyCounts]:
         """Per-study counts since start: study UID -> received/stored/refused, series, instances."""
         return self._ledger.snapshot()
+
+    def health(self) -> dict[str, Any]:
+        """``/healthz``: whether keys, models, output folder and downstream are usable, and the queue."""
+        document = check_health(self.config, self._drain)
+        document["queue"] = self._queue_document()
+        return document
+
+    def studies_document(self) -> dict[str, Any]:
+        """``/studies``: per-study counts as JSON, with what each study still has queued."""
+        queued = self._queue.stats().by_study if self._queue is not None else {}
+        counts = self.studies()
+        studies = {
+            uid or "-": {**dataclasses.asdict(counts.get(uid, StudyCounts())), "queued": queued.get(uid, 0)}
+            for uid in sorted(set(counts) | set(queued))
+        }
+        return {"studies": studies, "queue": self._queue_document()}
+
+    def _queue_document(self) -> dict[str, Any] | None:
+        if self._queue is None:
+            return None
+        stats = self._queue.stats()
+        return {"depth": stats.depth, "bytes": stats.bytes, "oldest_age_seconds": round(stats.oldest_age_s, 3)}
 
     def stop(self) -> None:
         """Stop accepting associations, let instances in flight finish and be answered (up to
@@ -268,8 +350,11 @@ class Receiver:
             assoc.abort()
         for assoc in associations:
             assoc.join(timeout=5)
-        if self._forwarder is not None:
-            self._forwarder.close()
+        if self._drain is not None:  # finishes the instance on the wire; the rest waits for the next start
+            self._drain.stop(timeout=self.config.forward_timeout + 5)
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         for study_uid, counts in sorted(self.studies().items()):
             LOG.info(_fields(event="study", study=study_uid or "-", received=counts.received, stored=counts.stored,
                              refused=counts.refused, series=counts.series, instances=counts.instances))
@@ -315,6 +400,9 @@ class Receiver:
             )
         self._ledger.record(result.study_uid, result.series_uid, result.sop_instance_uid,
                             success=result.status.is_success)
+        self.metrics.record_instance(result, self._instance_bytes(event.assoc))
+        if result.forwarded and self._drain is not None:
+            self._drain.wake()
         _log_instance(context, result)
         response = Dataset()
         response.Status = result.status.code
@@ -340,6 +428,15 @@ class Receiver:
                                 bytes=size, limit=f"{self.config.max_instance_mb}MiB", action="abort"))
             event.assoc.abort(block=False)
 
+    def _instance_bytes(self, assoc: Any) -> int:
+        with self._activity.cond:
+            return self._activity.received.get(assoc, 0)
+
+    def _on_forward_event(self, event: str, item: Any) -> None:
+        self.metrics.record_forward(event, item)
+        if event == "forwarded" and item is not None:
+            self._ledger.record_forwarded(item.study_uid)
+
     def _on_response_sent(self, event: evt.Event) -> None:
         with self._activity.cond:
             self._activity.busy[event.assoc] = False
@@ -347,6 +444,7 @@ class Receiver:
             self._activity.cond.notify_all()
 
     def _on_connection_closed(self, event: evt.Event) -> None:
+        self.metrics.connection_closed(event.assoc)
         with self._activity.cond:
             self._activity.busy.pop(event.assoc, None)
             self._activity.received.pop(event.assoc, None)
@@ -354,6 +452,7 @@ class Receiver:
 
     def _on_association(self, event: evt.Event, what: str) -> None:
         requestor = event.assoc.requestor
+        self.metrics.record_association(what, event.assoc, rejection_reason(event.assoc) if what == "rejected" else "")
         LOG.info(_fields(event="association", outcome=what, calling_ae=requestor.ae_title,
                          peer=f"{requestor.address}:{requestor.port}"))
 

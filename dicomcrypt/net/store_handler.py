@@ -5,8 +5,9 @@ makes; this module adds only what needs the network or the node's disk::
 
     C-STORE ──> data set names the SOP Class/Instance the request announced? (PS3.4 B.2.3)
             ──> receive(): restored / kept encrypted / passed through / refused + status
-            ──> file under out/ (atomic, duplicate policy) and/or forward downstream
-            ──> success only after both
+            ──> file under out/ (atomic, duplicate policy) and/or queue for the downstream
+            ──> success only after both are durable (store-and-forward: the queue's drain
+                delivers later, :mod:`dicomcrypt.net.forward`)
 
 The request check stays here because only a C-STORE has a request to compare with (a Part 10
 file from a PACS hook has the sender's own File Meta, which hooks do not hold against it), and
@@ -19,6 +20,10 @@ envelope (their pixels are the placeholder), as the header without pixel or othe
 when they do not (a plain image refused 0xC005: its pixels are never stored in the clear), or
 as the note alone when the data set cannot be decoded. Transient failures (disk, downstream)
 are not quarantined, because the sender still holds the instance and should retry.
+
+With ``--forward`` the instance is put in the persistent forward queue (:mod:`dicomcrypt.net.forward_queue`)
+before success is answered, so success means "durably queued", not "acknowledged by the PACS"; a
+queue that cannot be written is 0xA700 like a full disk.
 """
 
 from __future__ import annotations
@@ -33,13 +38,19 @@ from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom
 from dicomcrypt import status as st
-from dicomcrypt.errors import DuplicateConflictError, ForwardRefusedError, ForwardUnreachableError, NotDicomError
+from dicomcrypt.errors import (
+    DuplicateConflictError,
+    ForwardQueueError,
+    ForwardRefusedError,
+    ForwardUnreachableError,
+    NotDicomError,
+)
 from dicomcrypt.net.status import DUPLICATE_CONFLICT, FORWARD_REFUSED, FORWARD_UNREACHABLE
 from dicomcrypt.net.storage import Quarantine, file_instance, header_only, instance_path
 from dicomcrypt.receive import Decision, ReceivePolicy, receive
 
 if TYPE_CHECKING:
-    from dicomcrypt.net.forward import Forwarder
+    from dicomcrypt.net.forward_queue import ForwardQueue
     from dicomcrypt.net.scp import ReceiverConfig
 
 __all__ = ["InstanceResult", "StoreHandler", "classify"]
@@ -59,7 +70,10 @@ class InstanceResult:
     path: Path | None = None
     quarantined: Path | None = None
     forwarded: bool = False
+    """Put in the forward queue (delivered downstream later, by the queue's drain)."""
     seconds: float = 0.0
+    bytes_stored: int = 0
+    """Size of what was filed and/or queued (restored instances are larger than what arrived)."""
 
 
 def classify(exc: BaseException) -> tuple[st.StoreStatus, str]:
@@ -70,6 +84,8 @@ def classify(exc: BaseException) -> tuple[st.StoreStatus, str]:
         return FORWARD_UNREACHABLE, st.comment(str(exc))
     if isinstance(exc, ForwardRefusedError):
         return FORWARD_REFUSED, st.comment(f"downstream {exc}")
+    if isinstance(exc, ForwardQueueError):
+        return st.OUT_OF_RESOURCES, st.comment(str(exc))
     return st.status_for_error(exc)
 
 
@@ -77,16 +93,17 @@ class StoreHandler:
     """Wraps :func:`receive` for each received instance, under one receiver's configuration.
 
     Thread-safe: pynetdicom calls :meth:`handle` from each association's own thread; the only
-    shared state is the file system (atomic, no-clobber writes) and the forwarder (locked).
+    shared state is the file system (atomic, no-clobber writes) and the forward queue (SQLite,
+    one connection per process, safe from several threads and processes).
     """
 
-    def __init__(self, config: ReceiverConfig, quarantine: Quarantine, forwarder: Forwarder | None) -> None:
+    def __init__(self, config: ReceiverConfig, quarantine: Quarantine, forward_queue: ForwardQueue | None) -> None:
         self.config = config
         self.policy = ReceivePolicy(
             store=config.store, keys=config.keys, accept_plain=config.accept_plain, limits=config.decode_limits
         )
         self.quarantine = quarantine
-        self.forwarder = forwarder
+        self.forward_queue = forward_queue
 
     def handle(self, raw: bytes, decode: Callable[[], Dataset], context: dict[str, Any]) -> InstanceResult:
         """``raw``: the instance as received (Part 10 bytes); ``decode()`` returns its data set
@@ -110,7 +127,7 @@ class StoreHandler:
         )
 
     def _file(self, decision: Decision, uids: dict[str, str], started: float) -> InstanceResult:
-        """File and/or forward an accepted instance; raises what the disk or the peer refuse."""
+        """File and/or queue an accepted instance for forwarding; raises what the disk refuses."""
         config = self.config
         assert decision.dataset is not None  # an accepted decision always has its data set
         if decision.action == "restored":
@@ -125,11 +142,12 @@ class StoreHandler:
             )
             if filed_as != "stored":
                 outcome = filed_as
-        if self.forwarder is not None:
-            self.forwarder.send(decision.dataset)
+        if self.forward_queue is not None:  # after the local file: a queued instance is also filed
+            self.forward_queue.put(decision.data, study_uid=uids["study_uid"],
+                                   sop_instance_uid=uids["sop_instance_uid"])
         return InstanceResult(
-            st.SUCCESS, outcome, mode=decision.mode, path=path, forwarded=self.forwarder is not None,
-            seconds=time.perf_counter() - started, **_result_uids(uids),
+            st.SUCCESS, outcome, mode=decision.mode, path=path, forwarded=self.forward_queue is not None,
+            seconds=time.perf_counter() - started, bytes_stored=len(decision.data), **_result_uids(uids),
         )
 
     def _quarantine(

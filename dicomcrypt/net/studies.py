@@ -14,7 +14,8 @@ class StudyCounts:
 
     ``received`` counts every C-STORE (retries included); ``stored`` those answered success
     (filed, kept, forwarded, or identical duplicates); ``refused`` those answered a failure.
-    ``series`` and ``instances`` count distinct UIDs answered success.
+    ``series`` and ``instances`` count distinct UIDs answered success. ``forwarded`` counts
+    deliveries to the ``--forward`` peer (also of instances a previous run queued).
     """
 
     received: int = 0
@@ -22,6 +23,7 @@ class StudyCounts:
     refused: int = 0
     series: int = 0
     instances: int = 0
+    forwarded: int = 0
 
 
 @dataclass
@@ -31,6 +33,7 @@ class _Study:
     refused: int = 0
     series: set[str] = field(default_factory=set)
     instances: set[str] = field(default_factory=set)
+    forwarded: int = 0
 
 
 class StudyLedger:
@@ -51,9 +54,13 @@ class StudyLedger:
             else:
                 study.refused += 1
 
+    def record_forwarded(self, study_uid: str) -> None:
+        with self._lock:
+            self._studies.setdefault(study_uid, _Study()).forwarded += 1
+
     def snapshot(self) -> dict[str, StudyCounts]:
         with self._lock:
             return {
-                uid: StudyCounts(s.received, s.stored, s.refused, len(s.series), len(s.instances))
+                uid: StudyCounts(s.received, s.stored, s.refused, len(s.series), len(s.instances), s.forwarded)
                 for uid, s in self._studies.items()
             }
