@@ -2,9 +2,11 @@
 
 The library's statuses (what :func:`dicomcrypt.receive.receive` decides: authentication, keys,
 envelope, plain images, disk) live in :mod:`dicomcrypt.status`, shared with the PACS storage
-hooks. The ones here exist only because ``serve`` files, forwards and stops: a duplicate SOP
-Instance UID under its out/ tree, a downstream peer that is unreachable or refuses, a receiver
-shutting down. They take codes in the same PS3.4 B.2.3 ranges.
+hooks. The ones here exist only because ``serve`` files and stops: a duplicate SOP Instance UID under
+its out/ tree, a receiver shutting down. They take codes in the same PS3.4 B.2.3 ranges.
+``serve --forward`` answers success once an instance is durably queued, so the downstream's
+state is never an upstream status (0xA701 and 0xA702, answered before the forward queue, are
+retired; a queue that cannot be written is 0xA700).
 
 ``docs/conformance.md`` quotes :data:`STORE_STATUSES`, its source of truth.
 """
@@ -15,23 +17,11 @@ from dicomcrypt import status
 from dicomcrypt.status import StoreStatus
 
 __all__ = [
-    "FORWARD_UNREACHABLE",
-    "FORWARD_REFUSED",
     "SHUTTING_DOWN",
     "DUPLICATE_CONFLICT",
     "STORE_STATUSES",
 ]
 
-FORWARD_UNREACHABLE = StoreStatus(
-    0xA701, "forward unreachable", "Refused: Out of Resources (downstream peer unreachable)",
-    "gateway: no association with the downstream peer (refused, timed out, rejected, aborted)",
-    retry=True,
-)
-FORWARD_REFUSED = StoreStatus(
-    0xA702, "forward refused", "Refused: Out of Resources (downstream peer refused the instance)",
-    "gateway: the downstream peer answered a failure status; the comment gives its code",
-    retry=True,
-)
 SHUTTING_DOWN = StoreStatus(
     0xA703, "shutting down", "Refused: Out of Resources (receiver is stopping)",
     "the instance arrived after SIGTERM/stop() began; nothing was stored",
@@ -46,8 +36,6 @@ DUPLICATE_CONFLICT = StoreStatus(
 STORE_STATUSES: tuple[StoreStatus, ...] = (
     status.SUCCESS,
     status.OUT_OF_RESOURCES,
-    FORWARD_UNREACHABLE,
-    FORWARD_REFUSED,
     SHUTTING_DOWN,
     status.DECRYPTION_FAILED,
     status.UNKNOWN_KEY,

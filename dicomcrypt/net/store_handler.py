@@ -1,4 +1,4 @@
-"""What the receiving node does with one C-STORE: check it against the request, decide, file, forward.
+"""What the receiving node does with one C-STORE: check it against the request, decide, file, queue to forward.
 
 The decision itself is :func:`dicomcrypt.receive.receive`'s, the same one every PACS hook
 makes; this module adds only what needs the network or the node's disk::
@@ -14,11 +14,11 @@ file from a PACS hook has the sender's own File Meta, which hooks do not hold ag
 it runs before :func:`receive` so a mismatched instance is never decrypted.
 
 Any failure maps to one status: :mod:`dicomcrypt.status` for what the library decides,
-:mod:`dicomcrypt.net.status` for the node's own (duplicates, forwarding). Instances refused for
+:mod:`dicomcrypt.net.status` for the node's own (duplicates, stopping). Instances refused for
 their content are quarantined: with the bytes as received when they carry a dicomcrypt
 envelope (their pixels are the placeholder), as the header without pixel or other bulk data
 when they do not (a plain image refused 0xC005: its pixels are never stored in the clear), or
-as the note alone when the data set cannot be decoded. Transient failures (disk, downstream)
+as the note alone when the data set cannot be decoded. Transient failures (disk, queue)
 are not quarantined, because the sender still holds the instance and should retry.
 
 With ``--forward`` the instance is put in the persistent forward queue (:mod:`dicomcrypt.net.forward_queue`)
@@ -38,14 +38,8 @@ from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom
 from dicomcrypt import status as st
-from dicomcrypt.errors import (
-    DuplicateConflictError,
-    ForwardQueueError,
-    ForwardRefusedError,
-    ForwardUnreachableError,
-    NotDicomError,
-)
-from dicomcrypt.net.status import DUPLICATE_CONFLICT, FORWARD_REFUSED, FORWARD_UNREACHABLE
+from dicomcrypt.errors import DuplicateConflictError, ForwardQueueError, NotDicomError
+from dicomcrypt.net.status import DUPLICATE_CONFLICT
 from dicomcrypt.net.storage import Quarantine, file_instance, header_only, instance_path
 from dicomcrypt.receive import Decision, ReceivePolicy, receive
 
@@ -80,10 +74,6 @@ def classify(exc: BaseException) -> tuple[st.StoreStatus, str]:
     """The status and Error Comment for a failure: the receiver's own first, then the library's."""
     if isinstance(exc, DuplicateConflictError):
         return DUPLICATE_CONFLICT, "SOP Instance UID already filed with other content"
-    if isinstance(exc, ForwardUnreachableError):
-        return FORWARD_UNREACHABLE, st.comment(str(exc))
-    if isinstance(exc, ForwardRefusedError):
-        return FORWARD_REFUSED, st.comment(f"downstream {exc}")
     if isinstance(exc, ForwardQueueError):
         return st.OUT_OF_RESOURCES, st.comment(str(exc))
     return st.status_for_error(exc)

@@ -1,5 +1,5 @@
-"""Gateway: our receiver restores and forwards to a real downstream PACS (DCMTK storescp),
-answering upstream only after the downstream's status."""
+"""Gateway: our receiver restores and forwards to a real downstream PACS (DCMTK storescp, Orthanc),
+answering upstream once the instance is durably queued; the queue's drain delivers it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pydicom
 import pytest
 
 from dicomcrypt.dicom import read_private_block
-from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer
 from helpers.corpus import read_quietly
 from helpers.dciodvfy import require_tool
@@ -30,14 +29,33 @@ def start_storescp(background, folder: Path, port: int, aet: str = "PACS"):
     return process
 
 
+FAST_RETRY = {"forward_retry_first": 0.1, "forward_retry_max": 0.5}
+"""Backoff for tests: a downstream that comes back is found within half a second."""
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+def wait_drained(rx, timeout: float = 30.0) -> None:
+    """Until the receiver's forward queue is empty (delivered or given up)."""
+    wait_until(lambda: rx.health()["queue"]["depth"] == 0, timeout, "forward queue drained")
+
+
 def test_gateway_forwards_restored_instances_to_storescp(start_receiver, background, encrypted_files, tmp_path):
     port = free_port()
     pacs_dir = tmp_path / "pacs"
     start_storescp(background, pacs_dir, port)
-    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", port), quarantine=tmp_path / "q")
+    rx = start_receiver(out=None, spool=tmp_path / "spool", forward=Peer("PACS", "127.0.0.1", port),
+                        quarantine=tmp_path / "q")
 
     done = storescu(rx.port, encrypted_files.encrypted)
     assert done.returncode == 0, done.stderr
+    wait_drained(rx)
     arrived = {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in pacs_dir.iterdir())}
     assert len(arrived) == len(encrypted_files.plain)
     for path in encrypted_files.plain:
@@ -47,6 +65,7 @@ def test_gateway_forwards_restored_instances_to_storescp(start_receiver, backgro
         assert read_private_block(forwarded) is None
     assert not (tmp_path / "q").exists()
     assert sum(c.stored for c in rx.studies().values()) == len(encrypted_files.plain)
+    assert sum(c.forwarded for c in rx.studies().values()) == len(encrypted_files.plain)
 
 
 def test_gateway_with_out_also_files_locally(start_receiver, background, encrypted_files, tmp_path):
@@ -54,45 +73,60 @@ def test_gateway_with_out_also_files_locally(start_receiver, background, encrypt
     start_storescp(background, tmp_path / "pacs", port)
     rx = start_receiver(out=tmp_path / "local", forward=Peer("PACS", "127.0.0.1", port))
     assert store(rx.port, pydicom.dcmread(encrypted_files.encrypted[0])).Status == 0x0000
-    assert len(list((tmp_path / "local").rglob("*.dcm"))) == 1
+    assert len(list((tmp_path / "local").rglob("*.dcm"))) == 1  # the queue's copy is not a .dcm
+    wait_drained(rx)
     assert len(list((tmp_path / "pacs").iterdir())) == 1
 
 
-def test_unreachable_downstream_is_a_retryable_failure_then_recovers(start_receiver, background, encrypted_files,
-                                                                   tmp_path):
+def test_unreachable_downstream_is_queued_then_delivered(start_receiver, background, encrypted_files, tmp_path):
     port = free_port()  # nothing listens yet
-    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", port), quarantine=tmp_path / "q")
+    rx = start_receiver(out=None, spool=tmp_path / "spool", forward=Peer("PACS", "127.0.0.1", port),
+                        quarantine=tmp_path / "q", **FAST_RETRY)
     ds = pydicom.dcmread(encrypted_files.encrypted[0])
-    response = store(rx.port, ds)
-    assert response.Status == st.FORWARD_UNREACHABLE.code
-    assert "PACS" in response.ErrorComment
-    assert not (tmp_path / "q").exists()  # transient: not quarantined, the sender retries
+    assert store(rx.port, ds).Status == 0x0000  # durably queued: the sender is done
+    wait_until(lambda: rx.health()["checks"]["downstream"]["ok"] is False, what="downstream seen unreachable")
+    assert rx.health()["queue"]["depth"] == 1 and not rx.health()["ready"]
+    assert not (tmp_path / "q").exists()  # nothing refused, nothing quarantined
 
     pacs = start_storescp(background, tmp_path / "pacs", port)
-    assert store(rx.port, ds).Status == 0x0000  # the retry goes through on a fresh association
+    wait_drained(rx)
+    assert len(list((tmp_path / "pacs").iterdir())) == 1
+    assert rx.health()["ready"]
 
     pacs.stop()  # the PACS goes away and comes back: the stale association is re-opened
     start_storescp(background, tmp_path / "pacs2", port)
     assert store(rx.port, pydicom.dcmread(encrypted_files.encrypted[1])).Status == 0x0000
+    wait_drained(rx)
     assert len(list((tmp_path / "pacs2").iterdir())) == 1
 
 
 def test_downstream_rejecting_our_ae_is_reported(start_receiver, encrypted_files, tmp_path):
     pacs = start_receiver(ae_title="PACS", out=tmp_path / "pacs", allowed_aets=frozenset({"SOMEONE"}))
-    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", pacs.port), quarantine=tmp_path / "q")
-    response = store(rx.port, pydicom.dcmread(encrypted_files.encrypted[0]))
-    assert response.Status == st.FORWARD_UNREACHABLE.code
-    assert "rejected" in response.ErrorComment
+    rx = start_receiver(out=None, spool=tmp_path / "spool", forward=Peer("PACS", "127.0.0.1", pacs.port),
+                        quarantine=tmp_path / "q", **FAST_RETRY)
+    assert store(rx.port, pydicom.dcmread(encrypted_files.encrypted[0])).Status == 0x0000
+    wait_until(lambda: rx.health()["checks"]["downstream"]["ok"] is False, what="downstream seen unreachable")
+    assert "rejected" in rx.health()["checks"]["downstream"]["detail"]
+    assert rx.health()["queue"]["depth"] == 1  # kept until the PACS is fixed
     assert not (tmp_path / "pacs").exists()
 
 
-def test_downstream_failure_status_is_passed_on(start_receiver, encrypted_files, tmp_path):
+def test_downstream_failure_status_is_retried_then_quarantined(start_receiver, encrypted_files, tmp_path):
     # the downstream is another of our receivers, which refuses plain images (0xC005)
+    import json
+
     pacs = start_receiver(ae_title="PACS", out=tmp_path / "pacs")
-    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", pacs.port), quarantine=tmp_path / "q")
-    response = store(rx.port, pydicom.dcmread(encrypted_files.encrypted[0]))
-    assert response.Status == st.FORWARD_REFUSED.code
-    assert "0xC005" in response.ErrorComment
+    rx = start_receiver(out=None, spool=tmp_path / "spool", forward=Peer("PACS", "127.0.0.1", pacs.port),
+                        quarantine=tmp_path / "q", forward_max_refusals=3, **FAST_RETRY)
+    assert store(rx.port, pydicom.dcmread(encrypted_files.encrypted[0])).Status == 0x0000
+    wait_drained(rx)
+    (note,) = (tmp_path / "q" / "forward-refused").glob("*.json")
+    record = json.loads(note.read_text())
+    assert record["attempts"] == 3 and "0xC005" in record["reason"]
+    kept = pydicom.dcmread(note.with_suffix(".dcm"))  # the restored instance, kept for the administrator
+    assert read_private_block(kept) is None
+    assert sum(c.refused for c in pacs.studies().values()) == 3
+    assert rx.metrics.registry.get_sample_value("dicomcrypt_forward_given_up_total") == 1
 
 
 def start_orthanc(background, folder: Path) -> tuple[int, int]:
@@ -128,9 +162,11 @@ def test_gateway_forwards_to_orthanc(start_receiver, background, encrypted_files
     import urllib.request
 
     dicom_port, http_port = start_orthanc(background, tmp_path / "orthanc")
-    rx = start_receiver(out=None, forward=Peer("ORTHANC", "127.0.0.1", dicom_port), quarantine=tmp_path / "q")
+    rx = start_receiver(out=None, spool=tmp_path / "spool", forward=Peer("ORTHANC", "127.0.0.1", dicom_port),
+                        quarantine=tmp_path / "q")
     done = storescu(rx.port, encrypted_files.encrypted)
     assert done.returncode == 0, done.stderr
+    wait_drained(rx)
 
     api = f"http://127.0.0.1:{http_port}"
     with urllib.request.urlopen(f"{api}/instances") as reply:
@@ -162,7 +198,7 @@ def test_gateway_forwards_over_mutual_tls_and_serves_concurrent_senders(start_re
     pacs = start_receiver(ae_title="PACS", out=tmp_path / "pacs", accept_plain=True,
                           ssl_context=server_context(pki.server_cert, pki.server_key, pki.ca))
     rx = start_receiver(
-        out=None, quarantine=tmp_path / "q", forward=Peer("PACS", "127.0.0.1", pacs.port),
+        out=None, spool=tmp_path / "spool", quarantine=tmp_path / "q", forward=Peer("PACS", "127.0.0.1", pacs.port),
         forward_ssl_context=client_context(pki.ca, pki.client_cert, pki.client_key, check_hostname=False),
     )
     base = read_quietly(encrypted_files.plain[0])
@@ -187,6 +223,7 @@ def test_gateway_forwards_over_mutual_tls_and_serves_concurrent_senders(start_re
     for thread in threads:
         thread.join(timeout=120)
     assert statuses == [0] * 12
+    wait_drained(rx)
     filed = good_files(tmp_path / "pacs")
     assert len(filed) == 12
     for path in filed:
