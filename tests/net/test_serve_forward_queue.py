@@ -1,0 +1,148 @@
+"""Store-and-forward with real parts: ``dicomcrypt serve --forward`` as a process, a real DCMTK
+``storescp`` downstream stopped and restarted under it, and ``serve`` itself stopped with a
+non-empty queue and restarted. Every instance arrives downstream exactly once."""
+
+from __future__ import annotations
+
+import copy
+import json
+import multiprocessing
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from dicomcrypt import encrypt_dataset
+from dicomcrypt.files import write_dicom_atomic
+from dicomcrypt.net.forward_queue import ForwardQueue
+from helpers.corpus import read_quietly, sample
+from helpers.dciodvfy import require_tool
+from helpers.store_clients import dcmtk_env, storescu
+from net.conftest import free_port, wait_for_port
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+def healthz(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def start_storescp(background, folder: Path, port: int):
+    """DCMTK storescp with unique file names: a second delivery of an instance is a second file."""
+    process = background([require_tool("storescp"), "-aet", "PACS", "+uf", "-od", str(folder), str(port)],
+                         env=dcmtk_env())
+    wait_for_port(port)
+    return process
+
+
+def delivered(folder: Path) -> list[str]:
+    """SOP Instance UIDs of every file storescp wrote (one per delivery)."""
+    return sorted(str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+                  for path in folder.iterdir() if path.is_file())
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+def test_pacs_outage_and_serve_restart_deliver_everything_once(background, site_key, site_key_file, tmp_path):
+    base = read_quietly(sample("CT_small.dcm"))
+    batches: list[list[Path]] = []
+    for b in range(3):
+        batch = []
+        for n in range(3):
+            ds = copy.deepcopy(base)
+            ds.SOPInstanceUID = generate_uid()
+            path = tmp_path / "sent" / f"{b}-{n}.dcm"
+            write_dicom_atomic(encrypt_dataset(ds, key=site_key, mode="standard"), path)
+            batch.append(path)
+        batches.append(batch)
+    sent = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for b in batches for p in b)
+    pacs_dir, spool = tmp_path / "pacs", tmp_path / "spool"
+    pacs_dir.mkdir()
+    pacs_port = free_port()
+
+    def serve():
+        port, http_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--key", str(site_key_file), "--spool", str(spool), "--quarantine", str(tmp_path / "q"),
+                "--forward", f"PACS@127.0.0.1:{pacs_port}", "--forward-retry-first", "0.1",
+                "--forward-retry-max", "0.5", "--http", f"127.0.0.1:{http_port}"]
+        process = background(argv)
+        wait_for_port(port)
+        return process, port, http_port
+
+    pacs = start_storescp(background, pacs_dir, pacs_port)
+    server, port, http_port = serve()
+    assert storescu(port, batches[0]).returncode == 0
+    wait_until(lambda: len(delivered(pacs_dir)) == 3, what="first batch delivered")
+
+    pacs.stop()  # PACS outage: serve answers success and keeps the instances
+    done = storescu(port, batches[1])
+    assert done.returncode == 0 and done.stderr.count("Received Store Response (Success)") == 3, done.stderr
+    wait_until(lambda: healthz(http_port)[0] == 503, what="/healthz reports the outage")
+    code, health = healthz(http_port)
+    assert not health["checks"]["downstream"]["ok"] and health["queue"]["depth"] == 3
+    pacs = start_storescp(background, pacs_dir, pacs_port)  # the PACS comes back
+    wait_until(lambda: len(delivered(pacs_dir)) == 6, what="queued batch delivered after the outage")
+    wait_until(lambda: healthz(http_port)[0] == 200, what="/healthz ready again")
+
+    pacs.stop()  # another outage, and serve is stopped with instances still queued
+    assert storescu(port, batches[2]).returncode == 0
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0
+    queue = ForwardQueue(spool)
+    assert queue.stats().depth == 3
+    queue.close()
+
+    start_storescp(background, pacs_dir, pacs_port)
+    server, port, http_port = serve()  # the queue drains after the restart
+    wait_until(lambda: len(delivered(pacs_dir)) == 9, what="queue drained after serve restarted")
+    wait_until(lambda: healthz(http_port)[1]["queue"]["depth"] == 0, what="queue empty")
+    time.sleep(1.0)  # nothing more arrives: exactly once
+    assert delivered(pacs_dir) == sent
+    assert not (tmp_path / "q").exists()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0
+
+
+def _put_many(spool: Path, offset: int, count: int) -> None:
+    queue = ForwardQueue(spool)
+    for n in range(count):
+        queue.put(b"DICM%d" % (offset + n), study_uid="1.2", sop_instance_uid=f"1.2.{offset + n}")
+    queue.close()
+
+
+def test_queue_takes_inserts_from_several_processes(tmp_path):
+    """Restore workers in their own processes all insert into one queue (WAL, busy timeout)."""
+    queue = ForwardQueue(tmp_path)  # created by the parent, as the receiver does
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_put_many, args=(tmp_path, 100 * w, 25)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    _put_many(tmp_path, 1000, 25)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    stats = queue.stats()
+    assert (stats.depth, stats.by_study) == (100, {"1.2": 100})
+    items = queue.due(limit=200)
+    assert sorted(item.path.read_bytes() for item in items) == sorted(
+        b"DICM%d" % n for n in [*range(0, 25), *range(100, 125), *range(200, 225), *range(1000, 1025)])
+    for item in items[:10]:
+        queue.done(item)
+    assert queue.stats().depth == 90 and not items[0].path.exists()
