@@ -183,6 +183,8 @@ def test_every_option_is_in_the_help_and_the_file_schema(tmp_path, command):
             text = f'"{option.choices[0]}"'
         elif option.name == "forward":
             text = '"PACS@10.0.0.5:104"'
+        elif option.name == "http":
+            text = '"127.0.0.1:9110"'
         else:
             text = sample.get(option.type, '"x"')
         lines.append(f"{option.name} = {text}")

@@ -146,3 +146,18 @@ def test_queue_takes_inserts_from_several_processes(tmp_path):
     for item in items[:10]:
         queue.done(item)
     assert queue.stats().depth == 90 and not items[0].path.exists()
+
+
+def test_forward_without_a_folder_for_its_queue_does_not_start(site_key_file, tmp_path, capsys):
+    from dicomcrypt.cli.main import main
+
+    code = main(["serve", "--port", "0", "--key", str(site_key_file), "--forward", "PACS@127.0.0.1:104"])
+    assert code == 3
+    assert "--forward keeps a queue on disk: give --out or --spool" in capsys.readouterr().err
+    code = main(["serve", "--port", "0", "--key", str(site_key_file), "--out", str(tmp_path / "in"),
+                 "--spool", str(tmp_path / "spool")])
+    assert code == 3
+    assert "--spool holds the forward queue: it needs --forward" in capsys.readouterr().err
+    assert not (tmp_path / "in").exists() and not (tmp_path / "spool").exists()
+    assert main(["serve", "--http", "localhost", "--key", str(site_key_file), "--out", str(tmp_path / "in")]) == 2
+    assert "'localhost' is not HOST:PORT" in capsys.readouterr().err
