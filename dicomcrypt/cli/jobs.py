@@ -1,9 +1,12 @@
 """``dicomcrypt jobs status OUT``: what a batch job (encrypt, decrypt, rekey of a folder) has done,
-failed and left, read from the job manifest in its OUT (:mod:`dicomcrypt.runner.manifest`)."""
+failed and left, read from the job manifest in its OUT (:mod:`dicomcrypt.runner.manifest`).
+``dicomcrypt jobs queue SPOOL``: what a ``serve --forward`` gateway has still to deliver, read
+from its forward queue (:mod:`dicomcrypt.net.forward_queue`); works while ``serve`` runs."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +39,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status.add_argument("output", type=Path, metavar="OUT", help="the OUT folder of an encrypt, decrypt or rekey")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout, for scripts")
     status.set_defaults(func=run_status)
+    queue = actions.add_parser(
+        "queue",
+        help="what a serve --forward gateway has still to deliver (its forward queue)",
+        description="Depth, size and age of the forward queue in SPOOL (serve's --spool, else its --out), "
+                    "per study, and the oldest waiting instances with their attempts and last error.",
+    )
+    queue.add_argument("spool", type=Path, metavar="SPOOL", help="the --spool (or --out) folder of serve --forward")
+    queue.add_argument("--json", action="store_true", help="one JSON object on stdout, for scripts")
+    queue.set_defaults(func=run_queue)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -62,6 +74,38 @@ def run_status(args: argparse.Namespace) -> int:
         }, indent=2))
         return EXIT_OK
     print(_text(status.identity, counts, status.started, status.updated, status.failed))
+    return EXIT_OK
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    from dicomcrypt.errors import ForwardQueueError
+    from dicomcrypt.logsafe import escape
+    from dicomcrypt.net.forward_queue import ForwardQueue
+
+    try:
+        queue = ForwardQueue.existing(args.spool)
+        try:
+            stats, waiting = queue.stats(), queue.waiting()
+        finally:
+            queue.close()
+    except ForwardQueueError as exc:
+        return error(str(exc))
+    if args.json:
+        print(json.dumps({
+            "queue": str(queue.folder), "depth": stats.depth, "bytes": stats.bytes,
+            "oldest_age_seconds": round(stats.oldest_age_s, 3), "by_study": stats.by_study,
+            "oldest": [{**dataclasses.asdict(item), "enqueued": _iso(item.enqueued),
+                        "next_attempt": _iso(item.next_attempt)} for item in waiting],
+        }, indent=2))
+        return EXIT_OK
+    lines = [f"forward queue {escape(queue.folder)}: {stats.depth} instance(s), {stats.bytes} bytes, "
+             f"oldest {stats.oldest_age_s:.0f} s old"]
+    lines += [f"  study {escape(uid)}: {n}" for uid, n in sorted(stats.by_study.items())]
+    for item in waiting:
+        error_text = f", last error: {escape(item.last_error)}" if item.last_error else ""
+        lines.append(f"  {escape(item.sop_instance_uid)}: queued {_iso(item.enqueued)}, "
+                     f"{item.attempts} refusal(s){error_text}")
+    print("\n".join(lines))
     return EXIT_OK
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from dicomcrypt.errors import ForwardQueueError
 from dicomcrypt.files import write_bytes_atomic
 
-__all__ = ["QUEUE_FOLDER", "ForwardQueue", "QueueItem", "QueueStats"]
+__all__ = ["QUEUE_FOLDER", "ForwardQueue", "QueueItem", "QueueStats", "WaitingItem"]
 
 QUEUE_FOLDER = ".dicomcrypt-forward"
 """Hidden, so the study tree's walkers (and ``find -name '*.dcm'``) never take it for data."""
@@ -66,6 +66,18 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class WaitingItem:
+    """A waiting instance as ``dicomcrypt jobs queue`` reports it."""
+
+    study_uid: str
+    sop_instance_uid: str
+    enqueued: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class QueueStats:
     """How much is waiting: for metrics, ``/healthz`` and ``/studies``."""
 
@@ -79,6 +91,16 @@ class QueueStats:
 class ForwardQueue:
     """The queue in ``spool``: :meth:`put` from any thread or process, :meth:`due` / :meth:`done` /
     :meth:`retry_later` from the one forwarder that drains it."""
+
+    @classmethod
+    def existing(cls, spool: Path) -> ForwardQueue:
+        """The queue a gateway keeps in ``spool``, to report on; :class:`ForwardQueueError` if there is none."""
+        if not (Path(spool) / QUEUE_FOLDER / "queue.sqlite").is_file():
+            raise ForwardQueueError(
+                f"no forward queue in {spool} (looked for {Path(spool) / QUEUE_FOLDER / 'queue.sqlite'}): "
+                "not the --spool (or --out) folder of a serve --forward"
+            )
+        return cls(spool)
 
     def __init__(self, spool: Path) -> None:
         self.folder = Path(spool) / QUEUE_FOLDER
@@ -141,6 +163,15 @@ class ForwardQueue:
             with db:
                 db.execute("UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?",
                            (time.time() + delay_s, error, item.id))
+
+    def waiting(self, limit: int = 20) -> list[WaitingItem]:
+        """The oldest waiting instances with their attempts and last error (for ``jobs queue``)."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT study_uid, sop_instance_uid, enqueued, attempts, next_attempt, last_error FROM queue "
+                "ORDER BY id LIMIT ?", (limit,),
+            ).fetchall()
+        return [WaitingItem(*row) for row in rows]
 
     def stats(self) -> QueueStats:
         with self._lock:

@@ -59,7 +59,10 @@ def delivered(folder: Path) -> list[str]:
 
 @pytest.mark.peer
 @pytest.mark.slow
-def test_pacs_outage_and_serve_restart_deliver_everything_once(background, site_key, site_key_file, tmp_path):
+def test_pacs_outage_and_serve_restart_deliver_everything_once(background, site_key, site_key_file, tmp_path,
+                                                               capsys):
+    from dicomcrypt.cli.main import main
+
     base = read_quietly(sample("CT_small.dcm"))
     batches: list[list[Path]] = []
     for b in range(3):
@@ -105,9 +108,12 @@ def test_pacs_outage_and_serve_restart_deliver_everything_once(background, site_
     assert storescu(port, batches[2]).returncode == 0
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0
-    queue = ForwardQueue(spool)
-    assert queue.stats().depth == 3
-    queue.close()
+    capsys.readouterr()
+    assert main(["jobs", "queue", str(spool), "--json"]) == 0  # what an administrator reads
+    report = json.loads(capsys.readouterr().out)
+    assert report["depth"] == 3 and sum(report["by_study"].values()) == 3
+    third = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in batches[2])
+    assert sorted(item["sop_instance_uid"] for item in report["oldest"]) == third
 
     start_storescp(background, pacs_dir, pacs_port)
     server, port, http_port = serve()  # the queue drains after the restart
@@ -161,3 +167,5 @@ def test_forward_without_a_folder_for_its_queue_does_not_start(site_key_file, tm
     assert not (tmp_path / "in").exists() and not (tmp_path / "spool").exists()
     assert main(["serve", "--http", "localhost", "--key", str(site_key_file), "--out", str(tmp_path / "in")]) == 2
     assert "'localhost' is not HOST:PORT" in capsys.readouterr().err
+    assert main(["jobs", "queue", str(tmp_path)]) == 3
+    assert "no forward queue in" in capsys.readouterr().err
