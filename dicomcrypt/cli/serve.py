@@ -49,7 +49,7 @@ OPTIONS: list[Option] = [
     Option("--allow-aet", repeatable=True, metavar="AET",
            help="accept associations only from this calling AE title; repeat (default: any)"),
     Option("--quarantine", parse=Path, metavar="DIR",
-           help="where refused instances go (default: OUT/quarantine, or ./quarantine)"),
+           help="where refused instances go (default: OUT/quarantine, or SPOOL/quarantine)"),
     Option("--duplicates", choices=("keep-first", "replace"),
            help="a SOP Instance UID filed again with other content (default: keep-first)"),
     Option("--accept-plain", type=bool,

@@ -86,4 +86,4 @@ def _downstream(drain: QueueDrain | None) -> dict[str, Any]:
         return _check(True, f"{drain.forwarder.peer}: not contacted yet")
     if drain.downstream_ok:
         return _check(True, f"{drain.forwarder.peer}: answered the last attempt")
-    return _check(False, f"{drain.forwarder.peer}: {drain.last_error}")
+    return _check(False, drain.last_error)  # names the peer

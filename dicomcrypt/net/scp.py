@@ -92,7 +92,7 @@ class ReceiverConfig:
     """Calling AE titles allowed to associate; empty allows any."""
     ssl_context: ssl.SSLContext | None = None
     quarantine: Path | None = None
-    """Default: ``out/quarantine``, or ``./quarantine`` for a forward-only gateway."""
+    """Default: ``out/quarantine``, or ``spool/quarantine`` for a forward-only gateway."""
     duplicates: DuplicatePolicy = "keep-first"
     forward_ssl_context: ssl.SSLContext | None = None
     accept_plain: bool = False
@@ -203,7 +203,8 @@ class ReceiverConfig:
     def quarantine_dir(self) -> Path:
         if self.quarantine is not None:
             return self.quarantine
-        return self.out / "quarantine" if self.out is not None else Path("quarantine").resolve()
+        root = self.out if self.out is not None else self.spool
+        return root / "quarantine" if root is not None else Path("quarantine").resolve()
 
 
 @dataclass
@@ -357,7 +358,8 @@ class Receiver:
             self._http = None
         for study_uid, counts in sorted(self.studies().items()):
             LOG.info(_fields(event="study", study=study_uid or "-", received=counts.received, stored=counts.stored,
-                             refused=counts.refused, series=counts.series, instances=counts.instances))
+                             refused=counts.refused, series=counts.series, instances=counts.instances,
+                             forwarded=counts.forwarded if self.config.forward is not None else None))
         LOG.info("stopped ae=%s", self.config.ae_title)
 
     def __enter__(self) -> Receiver:
