@@ -13,7 +13,8 @@ two leaves an orphan file (removed at the next open), never a row without its by
 deletes the row first, then the file, so an instance is never sent twice by two drains.
 
 Several processes may insert at once (a restore worker pool): each process opens its own
-connection (WAL, 30 s busy timeout); a connection inherited across ``fork`` is never reused.
+connection (WAL, 30 s busy timeout); a connection or lock inherited across ``fork`` is never
+reused, and a pickled queue (``spawn``) travels as its folder alone.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dicomcrypt.errors import ForwardQueueError
 from dicomcrypt.files import write_bytes_atomic
@@ -108,11 +112,10 @@ class ForwardQueue:
         self.db_path = self.folder / "queue.sqlite"
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._pid = 0
+        self._pid = os.getpid()
         try:
             self.items.mkdir(parents=True, exist_ok=True)
-            with self._lock:
-                db = self._connection()
+            with self._locked() as db:
                 with db:
                     db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
@@ -126,8 +129,7 @@ class ForwardQueue:
         try:
             write_bytes_atomic(data, path)
             now = time.time()
-            with self._lock:
-                db = self._connection()
+            with self._locked() as db:
                 with db:
                     cursor = db.execute(
                         "INSERT INTO queue (item, study_uid, sop_instance_uid, bytes, enqueued, next_attempt) "
@@ -141,8 +143,8 @@ class ForwardQueue:
 
     def due(self, limit: int = 32) -> list[QueueItem]:
         """The oldest items whose retry time has come, in arrival order."""
-        with self._lock:
-            rows = self._connection().execute(
+        with self._locked() as db:
+            rows = db.execute(
                 "SELECT id, item, study_uid, sop_instance_uid, enqueued, attempts FROM queue "
                 "WHERE next_attempt <= ? ORDER BY id LIMIT ?", (time.time(), limit),
             ).fetchall()
@@ -150,32 +152,29 @@ class ForwardQueue:
 
     def done(self, item: QueueItem) -> None:
         """Delivered (or given up): the row goes first, then the bytes."""
-        with self._lock:
-            db = self._connection()
+        with self._locked() as db:
             with db:
                 db.execute("DELETE FROM queue WHERE id = ?", (item.id,))
         item.path.unlink(missing_ok=True)
 
     def retry_later(self, item: QueueItem, delay_s: float, error: str) -> None:
         """The downstream refused ``item``: count the attempt and try again after ``delay_s``."""
-        with self._lock:
-            db = self._connection()
+        with self._locked() as db:
             with db:
                 db.execute("UPDATE queue SET attempts = attempts + 1, next_attempt = ?, last_error = ? WHERE id = ?",
                            (time.time() + delay_s, error, item.id))
 
     def waiting(self, limit: int = 20) -> list[WaitingItem]:
         """The oldest waiting instances with their attempts and last error (for ``jobs queue``)."""
-        with self._lock:
-            rows = self._connection().execute(
+        with self._locked() as db:
+            rows = db.execute(
                 "SELECT study_uid, sop_instance_uid, enqueued, attempts, next_attempt, last_error FROM queue "
                 "ORDER BY id LIMIT ?", (limit,),
             ).fetchall()
         return [WaitingItem(*row) for row in rows]
 
     def stats(self) -> QueueStats:
-        with self._lock:
-            db = self._connection()
+        with self._locked() as db:
             depth, size, oldest = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(enqueued) FROM queue"
                                              ).fetchone()
             by_study = dict(db.execute("SELECT study_uid, COUNT(*) FROM queue GROUP BY study_uid").fetchall())
@@ -183,26 +182,37 @@ class ForwardQueue:
         return QueueStats(int(depth), int(size), age, {str(k): int(v) for k, v in by_study.items()})
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None and self._pid == os.getpid():
+        with self._locked(connect=False):
+            if self._db is not None:
                 self._db.close()
             self._db = None
 
-    def _connection(self) -> sqlite3.Connection:
-        """This process's connection (opened on first use; never one inherited across fork)."""
-        if self._db is None or self._pid != os.getpid():
-            db = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                                 isolation_level="DEFERRED")
-            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-            self._db, self._pid = db, os.getpid()
-        return self._db
+    def __getstate__(self) -> dict[str, Any]:
+        return {"spool": self.folder.parent}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["spool"])  # type: ignore[misc]  # re-open in the receiving process
+
+    @contextmanager
+    def _locked(self, *, connect: bool = True) -> Iterator[sqlite3.Connection]:
+        """This process's connection under this process's lock. After ``fork`` the parent's lock
+        (maybe held by one of its threads) and connection are left alone: new ones are made."""
+        if self._pid != os.getpid():
+            self._lock, self._db, self._pid = threading.Lock(), None, os.getpid()
+        with self._lock:
+            if connect and self._db is None:
+                db = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                                     isolation_level="DEFERRED")
+                db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                self._db = db
+            yield self._db  # type: ignore[misc]  # None only with connect=False
 
     def _remove_orphans(self) -> None:
         """Files without a row: written, then the process died before the commit (never answered success)."""
-        with self._lock:
-            known = {row[0] for row in self._connection().execute("SELECT item FROM queue")}
+        with self._locked() as db:
+            known = {row[0] for row in db.execute("SELECT item FROM queue")}
         cutoff = time.time() - 60  # a file another process is about to commit is younger than that
         for path in self.items.glob(f"*{_SUFFIX}"):
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,7 +79,8 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
                 LOG.debug("event=http %s", format % args)
 
-        self._server = ThreadingHTTPServer(address, Handler)
+        server_class = _IPv6Server if ":" in address[0] else ThreadingHTTPServer
+        self._server = server_class(address, Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -96,6 +98,10 @@ class StatusServer:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _json(document: dict[str, Any], ok_key: str | None = None) -> tuple[int, str, bytes]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+import pickle
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -152,6 +154,7 @@ def test_queue_takes_inserts_from_several_processes(tmp_path):
     for item in items[:10]:
         queue.done(item)
     assert queue.stats().depth == 90 and not items[0].path.exists()
+    assert pickle.loads(pickle.dumps(queue)).stats().depth == 90  # to a spawned worker: re-opened there
 
 
 def test_forward_without_a_folder_for_its_queue_does_not_start(site_key_file, tmp_path, capsys):
@@ -169,3 +172,15 @@ def test_forward_without_a_folder_for_its_queue_does_not_start(site_key_file, tm
     assert "'localhost' is not HOST:PORT" in capsys.readouterr().err
     assert main(["jobs", "queue", str(tmp_path)]) == 3
     assert "no forward queue in" in capsys.readouterr().err
+    (tmp_path / "file").write_bytes(b"")  # a spool that cannot be a folder: refused before listening
+    code = main(["serve", "--port", "0", "--key", str(site_key_file), "--forward", "PACS@127.0.0.1:104",
+                 "--spool", str(tmp_path / "file" / "spool")])
+    assert code == 3
+    assert "cannot keep the forward queue in" in capsys.readouterr().err
+    with socket.socket() as taken:  # the status endpoint's port is taken: refused at start too
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code = main(["serve", "--port", "0", "--key", str(site_key_file), "--out", str(tmp_path / "in"),
+                     "--http", f"127.0.0.1:{taken.getsockname()[1]}"])
+    assert code == 3
+    assert "cannot serve HTTP on 127.0.0.1:" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pydicom
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dicomcrypt.net.address import Peer
@@ -76,6 +77,16 @@ def test_metrics_healthz_and_studies_after_real_c_stores(start_receiver, encrypt
     ct = studies[str(plain.StudyInstanceUID)]
     assert (ct["stored"], ct["refused"], ct["forwarded"], ct["queued"]) == (1, 1, 0, 0)
     assert get(rx.http_port, "/nothing")[0] == 404
+
+
+def test_status_endpoint_on_ipv6_loopback(start_receiver):
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    rx = start_receiver(http=("::1", 0))
+    with urllib.request.urlopen(f"http://[::1]:{rx.http_port}/healthz", timeout=10) as reply:
+        assert reply.status == 200 and json.load(reply)["ready"]
 
 
 def test_healthz_not_ready_while_the_downstream_is_unreachable(start_receiver, encrypted_files, tmp_path):
