@@ -282,20 +282,18 @@ class Receiver:
             server_class=GuardedServer,
             limits=self.config.connection_limits,
         )
+        try:  # before serving: a taken HTTP port stops the start before any association is accepted
+            self._start_http()
+        except ReceiverConfigError:
+            self._server.server_close()
+            self._server = None
+            raise
         # as AE.start_server(block=False) does, so server.shutdown() finds it in the AE's list
         ae._servers.append(self._server)
         threading.Thread(target=self._server.serve_forever, name="AcceptorServer", daemon=True).start()
         self._handler.quarantine.prune()
         if self._drain is not None:
             self._drain.start()  # what a previous run queued is delivered first
-        if self.config.http is not None:
-            try:
-                self._http = StatusServer(self.config.http, registry=self.metrics.registry, health=self.health,
-                                          studies=self.studies_document).start()
-            except OSError as exc:
-                self.stop()
-                host, port = self.config.http
-                raise ReceiverConfigError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from None
         LOG.info(
             "listening ae=%s host=%s port=%d store=%s tls=%s forward=%s out=%s quarantine=%s",
             self.config.ae_title, self.config.host, self.port, self.config.store,
@@ -305,6 +303,21 @@ class Receiver:
         if self._http is not None and self.config.http is not None:
             LOG.info("status endpoint http://%s:%d/ (metrics, healthz, studies)", self.config.http[0], self._http.port)
         return self
+
+    def _start_http(self) -> None:
+        if self.config.http is None:
+            return
+        try:
+            self._http = StatusServer(self.config.http, registry=self.metrics.registry, health=self.health,
+                                      studies=self.studies_document).start()
+        except OSError as exc:
+            host, port = self.config.http
+            raise ReceiverConfigError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from None
+
+    def _stop_http(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     def studies(self) -> dict[str, StudyCounts]:
         """Per-study counts since start: study UID -> received/stored/refused, series, instances."""
@@ -353,9 +366,7 @@ class Receiver:
             assoc.join(timeout=5)
         if self._drain is not None:  # finishes the instance on the wire; the rest waits for the next start
             self._drain.stop(timeout=self.config.forward_timeout + 5)
-        if self._http is not None:
-            self._http.stop()
-            self._http = None
+        self._stop_http()
         for study_uid, counts in sorted(self.studies().items()):
             LOG.info(_fields(event="study", study=study_uid or "-", received=counts.received, stored=counts.stored,
                              refused=counts.refused, series=counts.series, instances=counts.instances,
