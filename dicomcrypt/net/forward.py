@@ -1,10 +1,9 @@
 """The gateway's downstream link: one association to the PACS, re-opened when it fails.
 
-``serve --forward PACS@host:port`` answers its sender only after the PACS has answered, so
-:meth:`Forwarder.send` returns only on the downstream's success and raises otherwise. One
-association is shared by all upstream associations (a lock serialises C-STOREs on it): PACS
-commonly limit associations per peer, and one long-lived association avoids a TCP and TLS
-handshake per instance.
+:meth:`Forwarder.send` returns only on the downstream's success (or warning) and raises
+otherwise. One association carries everything the gateway forwards (a lock serialises C-STOREs
+on it): PACS commonly limit associations per peer, and one long-lived association avoids a TCP
+and TLS handshake per instance.
 
 Presentation contexts are requested for the SOP classes seen so far; an instance of a new SOP
 class (or transfer syntax) re-opens the association with the larger set, up to the 128
