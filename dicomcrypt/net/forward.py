@@ -271,9 +271,9 @@ class QueueDrain:
         if self.downstream_ok is False:
             LOG.info("event=forward outcome=reachable peer=%s", self.forwarder.peer)
         self._peer_failures, self.downstream_ok, self.last_error = 0, True, ""
+        self._listener("forwarded", item)  # counted before the queue shrinks: whoever sees it empty sees the count
         self.queue.done(item)
         LOG.debug("event=forward outcome=forwarded study=%s sop=%s", item.study_uid, item.sop_instance_uid)
-        self._listener("forwarded", item)
         return True
 
     def _give_up(self, item: QueueItem, ds: object, reason: str) -> None:
@@ -288,6 +288,6 @@ class QueueDrain:
             LOG.error("event=forward outcome=error sop=%s reason=%r", item.sop_instance_uid,
                       f"cannot quarantine a given-up instance: {exc}")
             return  # stays queued: nothing is deleted that was not kept
+        self._listener("gave_up", item)
         self.queue.done(item)
         LOG.warning("event=forward outcome=gave_up sop=%s reason=%r", item.sop_instance_uid, reason)
-        self._listener("gave_up", item)
