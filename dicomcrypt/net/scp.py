@@ -80,6 +80,9 @@ class ReceiverConfig:
     forward: Peer | None = None
     allowed_aets: frozenset[str] = frozenset()
     """Calling AE titles allowed to associate; empty allows any."""
+    require_called_aet: bool = True
+    """Refuse an association whose called AE title is not ``ae_title`` (Orthanc's
+    DicomCheckCalledAet): a typo in a sender's configuration is reported, not silently accepted."""
     ssl_context: ssl.SSLContext | None = None
     quarantine: Path | None = None
     """Default: ``out/quarantine``, or ``./quarantine`` for a forward-only gateway."""
@@ -289,6 +292,7 @@ class Receiver:
         # connection that sends nothing gives its slot back as soon as one that trickles
         ae.acse_timeout = self.config.pdu_timeout
         ae.require_calling_aet = sorted(self.config.allowed_aets)
+        ae.require_called_aet = self.config.require_called_aet
         for cx in AllStoragePresentationContexts:
             if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional
                 ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -354,8 +358,28 @@ class Receiver:
 
     def _on_association(self, event: evt.Event, what: str) -> None:
         requestor = event.assoc.requestor
-        LOG.info(_fields(event="association", outcome=what, calling_ae=requestor.ae_title,
-                         peer=f"{requestor.address}:{requestor.port}"))
+        reason = _rejection_reason(event.assoc, self.config) if what == "rejected" else None
+        LOG.log(logging.WARNING if reason else logging.INFO,
+                _fields(event="association", outcome=what, calling_ae=requestor.ae_title,
+                        peer=f"{requestor.address}:{requestor.port}", reason=reason))
+
+
+def _rejection_reason(assoc: Any, config: ReceiverConfig) -> str:
+    """Why pynetdicom sent A-ASSOCIATE-RJ, in the words of our options: the (result, source,
+    diagnostic) it sent, as its ACSE negotiation chose them."""
+    sent = assoc.acceptor.primitive
+    called = getattr(assoc.requestor.primitive, "called_ae_title", "")
+    diagnostic = tuple(getattr(sent, name, None) for name in ("result", "result_source", "diagnostic"))
+    if diagnostic == (0x01, 0x01, 0x03):
+        return "calling AE title not in --allow-aet"
+    if diagnostic == (0x01, 0x01, 0x07):
+        return f"called AE title {called!r} is not ours ({config.ae_title!r}; --no-require-called-aet accepts any)"
+    if diagnostic == (0x02, 0x03, 0x02):
+        return f"too many associations (--max-associations {config.max_associations})"
+    try:
+        return str(sent.reason_str)
+    except Exception:  # an unusual primitive: say what we can
+        return "association rejected"
 
 
 def _register_storage_class(sop_class: UID) -> None:
