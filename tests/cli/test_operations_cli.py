@@ -228,3 +228,14 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     typo.write_text(unit.read_text().replace("ProtectSystem=", "ProtectSytem="))
     caught = subprocess.run([analyze, "verify", str(typo)], capture_output=True, text=True, timeout=60)
     assert "Unknown key 'ProtectSytem'" in caught.stderr  # the check above is not vacuous
+
+
+def test_the_sample_service_config_is_valid_as_shipped():
+    from dicomcrypt.cli import serve
+    from dicomcrypt.config import read_table
+
+    _setup_argparser()  # every command's table is known, as when the service starts
+    values = read_table(REPO / "contrib" / "serve.toml", "serve", serve.OPTIONS)
+    assert values["out"] == Path("/var/lib/dicomcrypt/incoming")
+    assert values["log_file"] == Path("/var/log/dicomcrypt/serve.log") and values["log_format"] == "json"
+    assert "key" not in values  # the unit passes it as a credential
