@@ -45,15 +45,16 @@ class TextFormatter(SafeFormatter):
 
     def __init__(self, *, timestamps: bool = True) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s" if timestamps
-                         else "dicomcrypt: %(levelname)s: %(message)s")
+                         else "%(program)s: %(levelname)s: %(message)s")
         self.timestamps = timestamps
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return _utc_timestamp(record.created)
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        if not self.timestamps:
+        if not self.timestamps:  # the library that speaks: dicomcrypt, or pynetdicom (with -v)
             record.levelname = record.levelname.lower()
+            record.program = "pynetdicom" if record.name.startswith("pynetdicom") else "dicomcrypt"
         return super().formatMessage(record)
 
 

@@ -14,6 +14,7 @@ options from its config file too and sets up its own.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 from dicomcrypt.cli import (
@@ -119,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dicomcrypt.logs import configure, level_for
 
     try:
-        setup = configure(level=level_for(args.verbosity), fmt=args.log_format, file=args.log_file, timestamps=False)
+        # pynetdicom's own lines only with -v: a command reports a failed association once, itself
+        setup = configure(level=level_for(args.verbosity), fmt=args.log_format, file=args.log_file, timestamps=False,
+                          library_level=logging.WARNING if args.verbosity >= 1 else logging.CRITICAL + 1)
     except ConfigError as exc:
         return error(str(exc))
     try:

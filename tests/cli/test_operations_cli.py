@@ -239,3 +239,13 @@ def test_the_sample_service_config_is_valid_as_shipped():
     assert values["out"] == Path("/var/lib/dicomcrypt/incoming")
     assert values["log_file"] == Path("/var/log/dicomcrypt/serve.log") and values["log_format"] == "json"
     assert "key" not in values  # the unit passes it as a credential
+
+
+def test_a_refused_connection_is_reported_once(capsys):
+    """pynetdicom's own error lines about it appear only with -v."""
+    assert main(["echo", "RECEIVER@127.0.0.1:1"]) == 3
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "dicomcrypt: error: association with RECEIVER@127.0.0.1:1: cannot connect to 127.0.0.1:1: Connection refused"
+    ]
+    assert main(["echo", "-v", "RECEIVER@127.0.0.1:1"]) == 3
+    assert "pynetdicom: error: " in capsys.readouterr().err
