@@ -192,7 +192,10 @@ def _serve(config: Any, setup: LogSetup) -> int:
             if hangup.is_set():
                 hangup.clear()
                 setup.reopen()
-                log.info("SIGHUP received: log file %s reopened; still serving", setup.path or "(stderr)")
+                if setup.path is not None:
+                    log.info("SIGHUP received: log file %s reopened; still serving", setup.path)
+                else:
+                    log.info("SIGHUP received: logging to stderr, no file to reopen; still serving")
         log.info("signal received: finishing instances in flight")
         receiver.stop()
     finally:
