@@ -8,6 +8,11 @@ type, its choices, the option's own ``parse`` such as a port range or ``AET@host
 bad file is reported as :class:`ConfigError` naming the file, the table, the key and what is
 allowed, never as a traceback halfway through the run.
 
+The file is checked as a whole: a table no command reads (``[sevre]``) or a key no option
+declares is an error naming it, with the nearest known name ("did you mean [serve]?"), and the
+tables of the other commands are checked too, so one file can serve ``serve``, ``send`` and
+``echo`` and a typo in any of them is reported by the first command that reads it.
+
 The file has one table per command; keys are the long option names (``allow-aet`` or
 ``allow_aet``)::
 
@@ -22,6 +27,7 @@ The file has one table per command; keys are the long option names (``allow-aet`
 from __future__ import annotations
 
 import argparse
+import difflib
 import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +36,10 @@ from typing import Any
 from dicomcrypt.errors import ConfigError
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+_TABLES: dict[str, Sequence[Option]] = {}
+"""Every config table a command declared (by :func:`add_arguments`) and its options: what a
+file may hold. The command line builds every command's parser, so all are known when one runs."""
 
 
 class Option:
@@ -140,46 +150,73 @@ def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option], *,
                 groups[option.group] = parser.add_argument_group(option.group)
             option.add_to(groups[option.group])
     if table is not None:
+        _TABLES[table] = options
         parser.add_argument("--config", type=Path, default=None, metavar="FILE",
                             help=f"TOML file whose [{table}] table sets defaults for these options")
 
 
-def _load_table(path: str | Path, table: str) -> dict[str, Any]:
-    """The raw ``[table]`` of a TOML file (empty if the file has none)."""
+def _load_document(path: str | Path) -> dict[str, Any]:
+    """The whole TOML document of ``path``; ConfigError if missing or not TOML."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            document = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: cannot read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    section = document.get(table, {})
+
+
+def _did_you_mean(name: str, known: Sequence[str], brackets: bool = False) -> str:
+    """`` (did you mean 'serve'?)`` when a known name is close to ``name``; else empty."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean [{close[0]}]?)" if brackets else f" (did you mean {close[0]!r}?)"
+
+
+def _check_table(path: str | Path, table: str, section: Any, options: Sequence[Option]) -> dict[str, Any]:
+    """One table checked against its options: ``{dest: value}``. Raises ConfigError."""
     if not isinstance(section, dict):
         raise ConfigError(f"config file {str(path)!r}: [{table}] must be a table")
-    return section
-
-
-def read_table(path: str | Path, table: str, options: Sequence[Option]) -> dict[str, Any]:
-    """``[table]`` of ``path`` checked against ``options``: ``{dest: value}``. Raises ConfigError.
-
-    Unknown keys are an error, so a typo in a hospital's config file is reported rather than
-    silently ignored.
-    """
     settable = {option.dest: option for option in options if option.in_file}
     values: dict[str, Any] = {}
-    for key, raw in _load_table(path, table).items():
+    for key, raw in section.items():
         option = settable.get(key.replace("-", "_"))
         if option is None:
-            known = ", ".join(sorted(option.name for option in settable.values()))
+            names = sorted(option.name for option in settable.values())
+            hint = _did_you_mean(key.replace("_", "-"), names)
             raise ConfigError(
-                f"config file {str(path)!r}: [{table}] has unknown setting {key!r} (known: {known})"
+                f"config file {str(path)!r}: [{table}] has unknown setting {key!r}{hint} (known: {', '.join(names)})"
             )
         try:
             values[option.dest] = option.from_file(raw)
         except ValueError as exc:
             raise ConfigError(f"config file {str(path)!r}: [{table}] {option.name} = {raw!r}: {exc}") from None
     return values
+
+
+def read_table(path: str | Path, table: str, options: Sequence[Option]) -> dict[str, Any]:
+    """``[table]`` of ``path`` checked against ``options``: ``{dest: value}``. Raises ConfigError.
+
+    The whole file is checked: unknown tables and unknown keys are errors (with the nearest
+    known name), and so is a bad value in another command's table, so a typo in a hospital's
+    config file is reported rather than silently ignored.
+    """
+    known = {**_TABLES, table: options}
+    document = _load_document(path)
+    for name, section in document.items():
+        if name not in known:
+            hint = _did_you_mean(name, sorted(known), brackets=True)
+            raise ConfigError(
+                f"config file {str(path)!r}: unknown table [{name}]{hint} (known: "
+                f"{', '.join(f'[{t}]' for t in sorted(known))})"
+            )
+        if name != table:
+            _check_table(path, name, section, known[name])
+    return _check_table(path, table, document.get(table, {}), options)
 
 
 def resolve(args: argparse.Namespace, options: Sequence[Option], *, table: str | None) -> None:

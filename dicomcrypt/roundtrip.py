@@ -99,6 +99,11 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
         )
     except DicomCryptError as exc:
         return RoundTripRow(error=f"{type(exc).__name__}: {exc}", **base)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # pydicom's reader and writer raise these for files that break the standard (an Implicit VR
+        # data set under an Explicit VR transfer syntax, SC_rgb_jpeg.dcm): one file must not stop the report
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return RoundTripRow(error=f"pydicom cannot process it ({type(exc).__name__}: {first_line})", **base)
 
 
 def ct_rescale(ds: Dataset) -> tuple[float, float] | None:

@@ -4,11 +4,17 @@ exit codes and draws progress; nothing else (docs/cli.md).
 Each subcommand lives in its own module with ``add_parser(s)`` and ``run(args) -> int``;
 heavy imports happen inside ``run`` so ``--help`` and ``inspect`` stay fast and torch-free.
 Tests call :func:`main` in-process: ``main(["encrypt", ...]) == 0``.
+
+What every command shares is added here, once, to each subparser (:func:`_add_common_options`):
+``-v/-q``, ``--log-format``, ``--log-file`` and the exit-code epilog; :func:`main` sets up logging
+(:mod:`dicomcrypt.logs`) around the command, except for ``serve``, which reads its logging
+options from its config file too and sets up its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 from dicomcrypt.cli import (
@@ -27,7 +33,8 @@ from dicomcrypt.cli import (
     serve,
     train,
 )
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE
+from dicomcrypt.cli import completion
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE, error
 
 
 def _version() -> str:
@@ -71,7 +78,32 @@ def _setup_argparser() -> argparse.ArgumentParser:
     evaluate.add_parser(subparsers)
     bench.add_parser(subparsers)
     train.add_parser(subparsers)
+    completion.add_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        _add_common_options(subparser)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    """``-v/-q``, ``--log-format``, ``--log-file`` and the exit-code help, on a command that does
+    not declare them itself (``send`` has its own -v/-q, ``serve`` its logging options)."""
+    if parser.epilog is None:
+        parser.epilog = EXIT_CODES_EPILOG
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if "-v" not in parser._option_string_actions:
+        verbosity = parser.add_mutually_exclusive_group()
+        verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
+                               help="more log lines (info)")
+        verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                               help="fewer log lines (errors only)")
+        parser.set_defaults(verbosity=0)
+    logging_options = parser.add_argument_group("logging")
+    if "--log-format" not in parser._option_string_actions:
+        logging_options.add_argument("--log-format", choices=("text", "json"), default="text",
+                                     help="log lines as text (default) or one JSON object per line")
+    if "--log-file" not in parser._option_string_actions:
+        logging_options.add_argument("--log-file", metavar="FILE", default=None,
+                                     help="append log lines to FILE (logrotate-friendly) instead of stderr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,8 +114,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) and usage errors (2)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    if getattr(args, "sets_up_logging", False):  # serve: its config file may set the logging options
+        return _run(args)
+    from dicomcrypt.errors import ConfigError
+    from dicomcrypt.logs import configure, level_for
+
     try:
-        return args.func(args)
+        # pynetdicom's own lines only with -v: a command reports a failed association once, itself
+        setup = configure(level=level_for(args.verbosity), fmt=args.log_format, file=args.log_file, timestamps=False,
+                          library_level=logging.WARNING if args.verbosity >= 1 else logging.CRITICAL + 1)
+    except ConfigError as exc:
+        return error(str(exc))
+    try:
+        return _run(args)
+    finally:
+        setup.restore()
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        code: int = args.func(args)
+        return code
     except KeyboardInterrupt:  # Ctrl-C before a command's own handling (imports, planning)
         return EXIT_INTERRUPTED
 

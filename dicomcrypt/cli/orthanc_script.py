@@ -1,5 +1,9 @@
-"""``dicomcrypt orthanc-script``: write the script Orthanc's Python plugin loads, and print the
-configuration entries that go with it (docs/integrations.md)."""
+"""``dicomcrypt orthanc-script``: write the script Orthanc's Python plugin loads, and print (or
+write, ``--config-out``) the configuration entries that go with it (docs/integrations.md).
+
+The keys are loaded and the storage hook built now, with the checks Orthanc's start would run
+(a missing, unreadable or malformed key file, a recipient key where encrypt needs a site key):
+a mistake stops here with exit 3, not later as an Orthanc that will not start."""
 
 from __future__ import annotations
 
@@ -40,7 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="a source checkout to import ahead of the venv (development)")
     parser.add_argument("--plugin", type=Path, metavar="SO",
                         help="Orthanc's Python plugin (default: the Debian package's, if installed)")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    parser.add_argument("--config-out", type=Path, metavar="FILE",
+                        help="also write the JSON entries to FILE, ready for Orthanc's configuration folder "
+                             "(e.g. /etc/orthanc/dicomcrypt.json)")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT (and --config-out) if they exist")
     parser.set_defaults(func=run)
 
 
@@ -66,14 +73,32 @@ def run(args: argparse.Namespace) -> int:
                 f"python{embedded}"
             )
     keys = [str(Path(k).expanduser().resolve()) for k in args.key]
-    script = oc.loader_script(site_dir, [p.expanduser().resolve() for p in args.source])
     try:
-        write_bytes_atomic(script.encode(), args.out, force=args.force)
+        _check_keys(args, keys)
     except DicomCryptError as exc:
-        return error(str(exc))
+        return error(f"{exc} (Orthanc would not start with these keys)")
+    script = oc.loader_script(site_dir, [p.expanduser().resolve() for p in args.source])
     snippet = oc.config_snippet(
         args.out.resolve(), plugin, keys, args.mode, encrypt_mode=args.encrypt_mode, model=args.model
     )
+    try:
+        write_bytes_atomic(script.encode(), args.out, force=args.force)
+        if args.config_out is not None:
+            write_bytes_atomic(oc.dumps(snippet).encode(), args.config_out, force=args.force)
+    except DicomCryptError as exc:
+        return error(str(exc))
     sys.stdout.write(oc.dumps(snippet))
-    print(f"wrote {args.out}; merge the JSON above into Orthanc's configuration", file=sys.stderr)
+    if args.config_out is not None:
+        print(f"wrote {args.out} and {args.config_out}; put {args.config_out} in Orthanc's configuration folder "
+              "(or merge it into its configuration file)", file=sys.stderr)
+    else:
+        print(f"wrote {args.out}; merge the JSON above into Orthanc's configuration", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_keys(args: argparse.Namespace, keys: list[str]) -> None:
+    """Build the storage hook Orthanc will build, from the same key paths (no model warm-up).
+    Raises KeyFileError, ConfigError, KeyNotFoundError as it would at Orthanc's start."""
+    from dicomcrypt.integrations.hooks import StorageHook
+
+    StorageHook(args.mode, keys=keys, encrypt_mode=args.encrypt_mode, model=args.model, preload=False)

@@ -85,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _scu_options.add_peer_argument(parser)
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="DICOM files or folders (recursive)")
     add_arguments(parser, OPTIONS, table="send")
+    parser.add_argument("--lossy", dest="mode", action="store_const", const="lossy", help="same as --mode lossy")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
                            help="a line per instance")

@@ -1,8 +1,11 @@
 """``dicomcrypt serve``: run the receiving node until SIGTERM or Ctrl-C.
 
 Parses options (command line over ``--config [serve]`` over ``ReceiverConfig``'s defaults),
-builds a :class:`~dicomcrypt.net.scp.ReceiverConfig`, runs the
-:class:`~dicomcrypt.net.scp.Receiver` and waits for a signal. Logging goes to stderr, one ``key=value`` line per event.
+builds a :class:`~dicomcrypt.net.scp.ReceiverConfig`, checks before listening what would
+otherwise fail every instance later (:func:`_check_before_listening`: exit 3 with the reason),
+runs the :class:`~dicomcrypt.net.scp.Receiver` and waits for a signal. Logging
+(:mod:`dicomcrypt.logs`) goes to stderr or ``--log-file``, one ``key=value`` line (or JSON
+object) per event; SIGHUP reopens the log file and the service keeps running.
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ import argparse
 import dataclasses
 import logging
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
 from dicomcrypt.config import Option, add_arguments, resolve
-from dicomcrypt.logsafe import SafeFormatter
+from dicomcrypt.logs import FORMATS
+
+if TYPE_CHECKING:
+    from dicomcrypt.logs import LogSetup
 
 def _http_address(text: str) -> tuple[str, int]:
     """An argparse ``type`` for ``--http HOST:PORT``."""
@@ -48,6 +52,8 @@ OPTIONS: list[Option] = [
            help="gateway: send each restored instance to this peer before answering"),
     Option("--allow-aet", repeatable=True, metavar="AET",
            help="accept associations only from this calling AE title; repeat (default: any)"),
+    Option("--require-called-aet", type=bool, negatable=True,
+           help="refuse associations whose called AE title is not --aet (default: True)"),
     Option("--quarantine", parse=Path, metavar="DIR",
            help="where refused instances go (default: OUT/quarantine, or SPOOL/quarantine)"),
     Option("--duplicates", choices=("keep-first", "replace"),
@@ -81,6 +87,10 @@ OPTIONS: list[Option] = [
            help="delete quarantine records older than this (default: 30)"),
     Option("--log-level", choices=("debug", "info", "warning"), default="info",
            help="info: a line per instance (default); warning: refusals only"),
+    Option("--log-format", choices=FORMATS, default="text",
+           help="text lines (default) or one JSON object per line; UTC timestamps either way"),
+    Option("--log-file", parse=Path, metavar="FILE",
+           help="append the log to FILE instead of stderr; reopened on SIGHUP and when logrotate moves it"),
     Option("--tls-cert", metavar="FILE", group=_SERVER_TLS, help="our server certificate (PEM)"),
     Option("--tls-key", metavar="FILE", group=_SERVER_TLS, help="its private key (PEM)"),
     Option("--tls-ca", metavar="FILE", group=_SERVER_TLS, help="CA for client certificates: mutual TLS"),
@@ -128,7 +138,13 @@ A SOP Instance UID received again with the same content is answered
 success without a rewrite; with other content, --duplicates keep-first (default) refuses it
 (0xC006) and quarantines it, replace files it and quarantines the old copy.
 
+Before listening: the config file is checked whole (unknown tables and keys are errors), the
+output and quarantine folders must be writable, keys and TLS files readable and valid; the
+--forward peer is C-ECHOed (a warning only if it does not answer). The called AE title must be
+--aet (--no-require-called-aet accepts any); every refused association is logged with its reason.
+
 SIGTERM or Ctrl-C: stop accepting, finish the instances in flight, exit 0.
+SIGHUP: reopen --log-file (after logrotate moved it), keep running.
 Status codes, transfer syntaxes and TLS profiles: docs/conformance.md.
 """
 
@@ -139,42 +155,125 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="receive, verify and restore DICOM instances (Storage SCP)",
         description=_DESCRIPTION,
         epilog="exit codes:\n  0    stopped by SIGTERM/Ctrl-C after finishing instances in flight\n"
-        "  2    usage error\n  3    could not start (bad key, TLS file, config, port in use)\n",
+        "  2    usage error\n  3    could not start (bad key, TLS file, config, log file, unwritable\n"
+        "       output folder, port in use); the reason is printed\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p, OPTIONS, table="serve")
-    p.set_defaults(func=run)
+    verbosity = p.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
+                           help="same as --log-level debug")
+    verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                           help="same as --log-level warning (refusals only)")
+    p.set_defaults(func=run, verbosity=0, sets_up_logging=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from dicomcrypt.errors import DicomCryptError
+    from dicomcrypt.logs import configure
 
     try:
         config = _receiver_config(args)
-        from dicomcrypt.net.scp import Receiver
-
-        receiver = Receiver(config)
+        setup = configure(level=_log_level(args), fmt=args.log_format, file=args.log_file)
     except DicomCryptError as exc:
         return error(str(exc))
-    restore_logging = _setup_logging(args.log_level)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _serve(config, setup)
+    finally:
+        setup.restore()
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    """--log-level, or what -v (debug) / -q (warning) ask for."""
+    return {1: "DEBUG", -1: "WARNING"}.get(args.verbosity, str(args.log_level).upper())
+
+
+def _serve(config: Any, setup: LogSetup) -> int:
+    """Check, listen, wait for SIGTERM/SIGINT (stop) or SIGHUP (reopen the log file), stop."""
+    from dicomcrypt.errors import DicomCryptError
+    from dicomcrypt.net.scp import Receiver
+
+    log = logging.getLogger("dicomcrypt.serve")
+    try:
+        _check_before_listening(config)
+        receiver = Receiver(config)
+    except DicomCryptError as exc:
+        return _not_started(str(exc), setup)
+    stop, hangup = threading.Event(), threading.Event()
+    handlers: dict[int, Callable[..., None]] = {signal.SIGTERM: lambda *_: stop.set(),
+                                                signal.SIGINT: lambda *_: stop.set()}
+    if hasattr(signal, "SIGHUP"):
+        handlers[signal.SIGHUP] = lambda *_: hangup.set()
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         try:
             receiver.start()
         except OSError as exc:
-            return error(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+            return _not_started(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", setup)
         except DicomCryptError as exc:  # the status endpoint's address
-            return error(str(exc))
-        while not stop.wait(timeout=1.0):
-            pass
-        logging.getLogger("dicomcrypt.serve").info("signal received: finishing instances in flight")
+            return _not_started(str(exc), setup)
+        while not stop.wait(timeout=0.5):
+            if hangup.is_set():
+                hangup.clear()
+                setup.reopen()
+                if setup.path is not None:
+                    log.info("SIGHUP received: log file %s reopened; still serving", setup.path)
+                else:
+                    log.info("SIGHUP received: logging to stderr, no file to reopen; still serving")
+        log.info("signal received: finishing instances in flight")
         receiver.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        restore_logging()
     return EXIT_OK
+
+
+def _not_started(reason: str, setup: LogSetup) -> int:
+    """Say why on stderr (exit 3), and in the log file too when there is one (a service's
+    stderr may go nowhere an administrator looks)."""
+    if setup.path is not None:
+        logging.getLogger("dicomcrypt.serve").error("not started: %s", reason)
+    return error(reason)
+
+
+def _check_before_listening(config: Any) -> None:
+    """What would otherwise fail every instance later, checked now: the output and quarantine
+    folders are made if missing and must take a file; the --forward peer is C-ECHOed, a warning
+    only (the PACS may come up after us). Keys and TLS files were read when the config was built.
+    Raises ReceiverConfigError naming the folder and the reason."""
+    for what, folder in (("--out", config.out), ("--spool", config.spool), ("--quarantine", config.quarantine_dir)):
+        if folder is not None:
+            _check_writable(what, Path(folder))
+    if config.forward is not None:
+        from dicomcrypt.errors import AssociationError
+        from dicomcrypt.net.scu import echo
+
+        log = logging.getLogger("dicomcrypt.serve")
+        try:
+            status = echo(config.forward, calling_aet=config.ae_title, ssl_context=config.forward_ssl_context,
+                          timeout=min(config.forward_timeout, 10.0))
+        except AssociationError as exc:
+            log.warning("downstream %s does not answer C-ECHO now (%s); serving anyway", config.forward, exc)
+        else:
+            if status != 0x0000:
+                log.warning("downstream %s answered C-ECHO with status 0x%04X", config.forward, status)
+            else:
+                log.info("downstream %s answered C-ECHO", config.forward)
+
+
+def _check_writable(what: str, folder: Path) -> None:
+    """Make ``folder`` if missing and write (then remove) a file in it; ReceiverConfigError if not."""
+    import tempfile
+
+    from dicomcrypt.errors import ReceiverConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".dicomcrypt-write-check-"):
+            pass
+    except OSError as exc:
+        raise ReceiverConfigError(f"{what} {folder}: cannot write there ({exc.strerror or exc}); the service "
+                                  "user needs write access (docs/operations.md)") from None
 
 
 def _receiver_config(args: argparse.Namespace) -> Any:
@@ -205,24 +304,3 @@ def _receiver_config(args: argparse.Namespace) -> Any:
     )
     # None: neither the command line nor the file set it, so ReceiverConfig's default applies.
     return ReceiverConfig(**{name: value for name, value in settings.items() if value is not None}).checked()
-
-
-def _setup_logging(level: str) -> Callable[[], None]:
-    """``time level message`` lines (UTC) on stderr; pynetdicom's own chatter only from warnings
-    up. Returns a function that puts the previous settings back (``main`` may run in-process)."""
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    ours, theirs = logging.getLogger("dicomcrypt"), logging.getLogger("pynetdicom")
-    saved = (ours.handlers[:], ours.level, ours.propagate, theirs.level)
-    ours.handlers[:] = [handler]
-    ours.setLevel(level.upper())
-    ours.propagate = False
-    theirs.setLevel(logging.WARNING)
-
-    def restore() -> None:
-        ours.handlers[:], ours.level, ours.propagate = saved[0], saved[1], saved[2]
-        theirs.setLevel(saved[3])
-
-    return restore

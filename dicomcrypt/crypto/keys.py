@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import stat
-import warnings
 from pathlib import Path
 from typing import TypeAlias
 
@@ -65,7 +64,10 @@ PathLike: TypeAlias = str | os.PathLike[str]
 
 
 class InsecureKeyFileWarning(UserWarning):
-    """A key file can be read by users other than its owner."""
+    """A key file can be read by users other than its owner.
+
+    Kept for callers that filter it; no longer raised: :func:`check_permissions` reports the
+    problem once, as a log line (a warning and a log line of the same thing were shown twice)."""
 
 
 class Key:
@@ -209,7 +211,7 @@ def key_file_prefix(path: PathLike) -> str | None:
 def read_key_file(path: PathLike, prefix: str, what: str) -> bytes:
     """The 32 secret bytes of a ``<prefix> <base64url>`` key file; KeyFileError names the path.
 
-    Warns (and logs) when group or others may read the file. Messages say what was expected,
+    Logs a warning when group or others may read the file. Messages say what was expected,
     never what was found.
     """
     path = Path(path)
@@ -296,7 +298,8 @@ def _other_kind_hint(found: str, wanted: str) -> str:
 
 
 def check_permissions(path: Path, mode: int, what: str = "key file") -> None:
-    """Warn (and log) when group or others may read a key file; POSIX only."""
+    """Log a warning when group or others may read a key file; POSIX only. A log line only, not a
+    Python warning too: the user sees it once, in the command's or the service's log format."""
     if os.name != "posix" or not (mode & 0o077):
         return
     message = (
@@ -304,5 +307,4 @@ def check_permissions(path: Path, mode: int, what: str = "key file") -> None:
         f"restrict it with: chmod 600 {path}"
     )
     logger.warning(message)
-    warnings.warn(message, InsecureKeyFileWarning, stacklevel=4)
 

@@ -5,7 +5,7 @@ a gateway and its downstream) never count into each other. Everything is updated
 receiving process from what the unit of work returns (:class:`InstanceResult`) and from
 association and forwarding events, so a pool of restore processes needs no shared counters.
 
-Names (all prefixed ``dicomcrypt_``), as ``docs/operations-monitoring.md`` lists them:
+Names (all prefixed ``dicomcrypt_``), as ``docs/operations.md ("Monitoring")`` lists them:
 
 - ``instances_total{outcome,status}``: C-STOREs answered, by outcome and status code;
 - ``received_bytes_total`` / ``stored_bytes_total``: P-DATA received; bytes filed or queued;
@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from dicomcrypt.net.forward_queue import QueueItem, QueueStats
 from dicomcrypt.net.store_handler import InstanceResult
 
-__all__ = ["ReceiverMetrics", "rejection_reason"]
+__all__ = ["ReceiverMetrics"]
 
 _RESTORE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -108,24 +108,3 @@ class ReceiverMetrics:
         elif event == "gave_up":
             self.forward_failures.labels(reason="refused").inc()
             self.given_up.inc()
-
-
-def rejection_reason(assoc: object) -> str:
-    """Why pynetdicom rejected an association request, from the checks it makes, in its order
-    (``acse._negotiate_as_acceptor``: the last failing check is the one sent)."""
-    ae = getattr(assoc, "ae", None)
-    requestor = getattr(assoc, "requestor", None)
-    primitive = getattr(requestor, "primitive", None)
-    if ae is None or primitive is None:
-        return "other"
-    reason = "other"
-    allowed = [title.strip() for title in ae.require_calling_aet]
-    if allowed and primitive.calling_ae_title not in allowed:
-        reason = "calling AE not recognised"
-    acceptor = getattr(assoc, "acceptor", None)
-    if ae.require_called_aet and acceptor is not None and primitive.called_ae_title != acceptor.ae_title.strip():
-        reason = "called AE not recognised"
-    active = [a for a in ae.active_associations if a.is_acceptor]
-    if len(active) > ae.maximum_associations:
-        reason = "too many associations"
-    return reason

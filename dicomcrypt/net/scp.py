@@ -50,7 +50,7 @@ from dicomcrypt.net.forward import Forwarder, QueueDrain, RetryPolicy
 from dicomcrypt.net.forward_queue import ForwardQueue
 from dicomcrypt.net.health import check_health
 from dicomcrypt.net.http_status import StatusServer
-from dicomcrypt.net.metrics import ReceiverMetrics, rejection_reason
+from dicomcrypt.net.metrics import ReceiverMetrics
 from dicomcrypt.net.server import ConnectionLimits, GuardedServer
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
@@ -90,6 +90,9 @@ class ReceiverConfig:
     forward: Peer | None = None
     allowed_aets: frozenset[str] = frozenset()
     """Calling AE titles allowed to associate; empty allows any."""
+    require_called_aet: bool = True
+    """Refuse an association whose called AE title is not ``ae_title`` (Orthanc's
+    DicomCheckCalledAet): a typo in a sender's configuration is reported, not silently accepted."""
     ssl_context: ssl.SSLContext | None = None
     quarantine: Path | None = None
     """Default: ``out/quarantine``, or ``spool/quarantine`` for a forward-only gateway."""
@@ -387,6 +390,7 @@ class Receiver:
         # connection that sends nothing gives its slot back as soon as one that trickles
         ae.acse_timeout = self.config.pdu_timeout
         ae.require_calling_aet = sorted(self.config.allowed_aets)
+        ae.require_called_aet = self.config.require_called_aet
         for cx in AllStoragePresentationContexts:
             if cx.abstract_syntax is not None:  # always set in pynetdicom's list; typed optional
                 ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -465,9 +469,30 @@ class Receiver:
 
     def _on_association(self, event: evt.Event, what: str) -> None:
         requestor = event.assoc.requestor
-        self.metrics.record_association(what, event.assoc, rejection_reason(event.assoc) if what == "rejected" else "")
-        LOG.info(_fields(event="association", outcome=what, calling_ae=requestor.ae_title,
-                         peer=f"{requestor.address}:{requestor.port}"))
+        rejection = _rejection(event.assoc, self.config) if what == "rejected" else None
+        self.metrics.record_association(what, event.assoc, rejection[0] if rejection else "")
+        LOG.log(logging.WARNING if rejection else logging.INFO,
+                _fields(event="association", outcome=what, calling_ae=requestor.ae_title,
+                        peer=f"{requestor.address}:{requestor.port}", reason=rejection[1] if rejection else None))
+
+
+def _rejection(assoc: Any, config: ReceiverConfig) -> tuple[str, str]:
+    """Why pynetdicom sent A-ASSOCIATE-RJ: a short metric label and the reason in the words of our
+    options, read from the (result, source, diagnostic) its ACSE negotiation actually sent."""
+    sent = assoc.acceptor.primitive
+    called = getattr(assoc.requestor.primitive, "called_ae_title", "")
+    diagnostic = tuple(getattr(sent, name, None) for name in ("result", "result_source", "diagnostic"))
+    if diagnostic == (0x01, 0x01, 0x03):
+        return "calling AE not recognised", "calling AE title not in --allow-aet"
+    if diagnostic == (0x01, 0x01, 0x07):
+        return ("called AE not recognised",
+                f"called AE title {called!r} is not ours ({config.ae_title!r}; --no-require-called-aet accepts any)")
+    if diagnostic == (0x02, 0x03, 0x02):
+        return "too many associations", f"too many associations (--max-associations {config.max_associations})"
+    try:
+        return "other", str(sent.reason_str)
+    except Exception:  # an unusual primitive: say what we can
+        return "other", "association rejected"
 
 
 def _register_storage_class(sop_class: UID) -> None:

@@ -83,7 +83,11 @@ def open_association(
 
     requested = [build_context(c.abstract_syntax, list(c.transfer_syntaxes)) for c in contexts]
     tls_args = (ssl_context, peer.host) if ssl_context is not None else None
-    assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args)
+    try:
+        assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args)
+    except OSError as exc:  # pynetdicom resolves the host name itself: socket.gaierror for an unknown host
+        raise AssociationError(f"association with {peer}: cannot connect to {peer.host}:{peer.port}: "
+                               f"{exc.strerror or exc}") from None
     if assoc.is_established:
         return assoc
     raise AssociationError(f"association with {peer}: {_why_not_established(assoc, peer, ssl_context)}")
