@@ -241,8 +241,8 @@ def smallest_reaching(pixels: Pixels, codec_name: str, target_db: float) -> Anch
 
     Bisection over the codec's setting; every stream tried is decoded and measured, and the smallest
     that reaches the target wins (so a codec whose size or PSNR is not quite monotone in its
-    setting is still judged on streams it really produced). Falls back to the lossless stream when
-    no lossy setting reaches the target.
+    setting is still judged on streams it really produced). The codec's lossless stream reaches
+    every target, so it is a candidate too (it wins on flat synthetic images and at very high PSNR).
     """
     codec = CODECS[codec_name]
     low, high = codec.search
@@ -266,9 +266,7 @@ def smallest_reaching(pixels: Pixels, codec_name: str, target_db: float) -> Anch
                 high = middle
             else:
                 low = middle
-    reaching = [p for p in tried.values() if p.psnr_db >= target_db]
-    if not reaching:
-        return lossless(pixels, codec_name)
+    reaching = [p for p in tried.values() if p.psnr_db >= target_db] + [lossless(pixels, codec_name)]
     return min(reaching, key=lambda p: p.nbytes)
 
 
