@@ -33,6 +33,7 @@ import pydicom
 from pydicom.data import get_testdata_file
 
 from dicomcrypt import dicom
+from dicomcrypt.codec.registry import DEFAULT_MODELS
 from dicomcrypt.crypto import Key
 from dicomcrypt.errors import DicomCryptError
 from dicomcrypt.evaluation import anchors, rd
@@ -61,7 +62,8 @@ def measure_image(name: str, path: Path, key: Key) -> dict[str, Any]:
     same = {c: anchors.smallest_reaching(pixels, c, default.psnr_db) for c in (anchors.JPEG2000, anchors.JPEGXL)}
     best = min(p.nbytes for p in same.values())
 
-    points = rd.our_points(ds, key=key)
+    default_model = DEFAULT_MODELS[fmt.samples_per_pixel]
+    points = rd.our_points(ds, key=key, models=[default_model])  # the RD report (bench --rd) has them all
     headline = rd.headline_curve(points, fmt.samples_per_pixel)
     ours = [(p.bpp, p.psnr_db) for p in points if p.curve == headline]
     j2k = [(8.0 * p.nbytes / pixels.pixel_count, p.psnr_db) for p in anchors.curve(pixels, anchors.JPEG2000)]
@@ -82,8 +84,6 @@ def measure_image(name: str, path: Path, key: Key) -> dict[str, Any]:
         "headline_curve": headline,
         "headline_points": [{"bpp": b, "psnr_db": p} for b, p in ours],
         "bd_rate_vs_jpeg2000": rd.bd_rate(j2k, ours),
-        "paper_bd_rate_vs_jpeg2000": rd.bd_rate(
-            j2k, [(p.bpp, p.psnr_db) for p in points if p.curve == rd.PAPER_MODELS.get(fmt.samples_per_pixel)]),
         "exact": bool(np.array_equal(restored, original)),
         "lossless_bytes": int(sealed.metrics["payload_bytes"]),
         "jpegls_bytes": anchors.lossless(pixels, anchors.JPEGLS_NEAR).nbytes,
@@ -111,17 +111,18 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f} %"
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print("| image | WxHxFxC | ours lossy kB | PSNR dB | SSIM | CT max HU | JPEG 2000 kB | JPEG-XL kB | ours / best "
-          "| BD-rate vs J2K (ours, paper) | exact | lossless kB | JPEG-LS kB | JPEG-XL e7 kB |")
-    print("| --- " * 14 + "|")
-    for r in rows:
-        hu = "-" if r["window_max_hu"] is None else f"{r['window_max_hu']:.0f}"
-        print(f"| {r['file']} | {r['geometry']} | {_kb(r['lossy_bytes'])} | {r['psnr_db']:.2f} | {r['ssim']:.4f} "
-              f"| {hu} | {_kb(r['jpeg2000_same_psnr_bytes'])} | {_kb(r['jpegxl_same_psnr_bytes'])} "
-              f"| {r['lossy_vs_best']:.2f}x | {_pct(r['bd_rate_vs_jpeg2000'])}, {_pct(r['paper_bd_rate_vs_jpeg2000'])} "
-              f"| {'yes' if r['exact'] else 'NO'} | {_kb(r['lossless_bytes'])} | {_kb(r['jpegls_bytes'])} "
-              f"| {_kb(r['jpegxl_lossless_bytes'])} |")
+HEADER = ("| image | WxHxFxC | ours lossy kB | PSNR dB | SSIM | CT max HU | JPEG 2000 kB | JPEG-XL kB | ours / best "
+          "| BD-rate vs J2K | exact | lossless kB | JPEG-LS kB | JPEG-XL e7 kB |\n" + "| --- " * 14 + "|")
+
+
+def format_row(r: dict[str, Any]) -> str:
+    """One Markdown row: sizes in kB of 1000 bytes."""
+    hu = "-" if r["window_max_hu"] is None else f"{r['window_max_hu']:.0f}"
+    return (f"| {r['file']} | {r['geometry']} | {_kb(r['lossy_bytes'])} | {r['psnr_db']:.2f} | {r['ssim']:.4f} "
+            f"| {hu} | {_kb(r['jpeg2000_same_psnr_bytes'])} | {_kb(r['jpegxl_same_psnr_bytes'])} "
+            f"| {r['lossy_vs_best']:.2f}x | {_pct(r['bd_rate_vs_jpeg2000'])} "
+            f"| {'yes' if r['exact'] else 'NO'} | {_kb(r['lossless_bytes'])} | {_kb(r['jpegls_bytes'])} "
+            f"| {_kb(r['jpegxl_lossless_bytes'])} |")
 
 
 def targets(rows: list[dict[str, Any]], times: dict[str, float]) -> list[tuple[str, str, bool]]:
@@ -166,7 +167,11 @@ def main() -> int:
     args = parser.parse_args()
     key = Key.generate()
     inputs = [(p.name, p) for p in args.files] or default_inputs()
-    rows, skipped = [], []
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    times = speed(key, args.repeat)  # first: a long run interrupted keeps it
+    print("512x512 CT, ms: " + ", ".join(f"{k.removesuffix('_ms')} {v:.1f}" for k, v in times.items()), flush=True)
+    print(HEADER, flush=True)
     for name, path in inputs:
         try:
             rows.append(measure_image(name, path, key))
@@ -174,21 +179,23 @@ def main() -> int:
             skipped.append({"file": name, "reason": str(exc)})
             print(f"{name}: skipped: {exc}", file=sys.stderr)
             continue
-        print(f"{name}: measured", file=sys.stderr, flush=True)
+        print(format_row(rows[-1]), flush=True)
+        _write(args.json, {"images": rows, "speed_ms": times, "skipped": skipped})  # kept if interrupted
     if not rows:
         print("no image measured", file=sys.stderr)
         return 1
-    times = speed(key, args.repeat)
-    print_table(rows)
     print()
     checked = targets(rows, times)
     for target, measured, met in checked:
         print(f"- {'met    ' if met else 'NOT met'}  {target}: {measured}")
-    if args.json:
-        doc = {"images": rows, "speed_ms": times, "skipped": skipped,
-               "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in checked]}
-        write_bytes_atomic((json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(), args.json, force=True)
+    _write(args.json, {"images": rows, "speed_ms": times, "skipped": skipped,
+                       "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in checked]})
     return 0
+
+
+def _write(path: Path | None, doc: dict[str, Any]) -> None:
+    if path is not None:
+        write_bytes_atomic((json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(), path, force=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import statistics
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,13 +120,15 @@ def our_point(ds: Any, *, key: Key, curve: str, setting: str, **encrypt: Any) ->
     return measure(curve, setting, int(sealed.metrics["payload_bytes"]), original, restored, rescale=ct_rescale(ds))
 
 
-def our_points(ds: Any, *, key: Key, qualities: tuple[int, ...] = OUR_QUALITIES) -> list[RDPoint]:
+def our_points(ds: Any, *, key: Key, qualities: tuple[int, ...] = OUR_QUALITIES,
+               models: Collection[str] | None = None) -> list[RDPoint]:
     """Every lossy point our codec offers for ``ds``: THE function that knows how to ask for them.
 
     Today: each shipped model of the image's channel count (the paper's network among them) with
     each latent format. The new codec adds its quality levels through ``qualities`` (curve
     :data:`OURS`, ``encrypt_instance(..., quality=Q)``); at merge fill :data:`OUR_QUALITIES` and,
-    if the old models should leave the plot, drop the loop over them.
+    if the old models should leave the plot, drop the loop over them. ``models`` narrows the shipped
+    models measured (None: all of the image's channel count; the benchmark asks for fewer).
     """
     from dicomcrypt.evaluation.catalogue import installed_models
     from dicomcrypt.settings import LATENT_FORMATS
@@ -133,7 +136,7 @@ def our_points(ds: Any, *, key: Key, qualities: tuple[int, ...] = OUR_QUALITIES)
     samples = int(ds.get("SamplesPerPixel", 1))
     points = [our_point(ds, key=key, curve=OURS, setting=f"quality {q}", quality=q) for q in qualities]
     for model in installed_models():
-        if model.channels != samples:
+        if model.channels != samples or (models is not None and model.model_id not in models):
             continue
         for latent_format in LATENT_FORMATS:
             points.append(our_point(ds, key=key, curve=model.model_id, setting=f"latent {latent_format}",
