@@ -54,6 +54,7 @@ class RDPoint:
     psnr_db: float  # over the original's own range
     ssim: float
     window_max_hu: float | None = None  # CT: largest error in HU where the original is in C40/W100
+    window_mae_hu: float | None = None  # CT: mean absolute error there (what ``evaluate`` reports)
 
 
 @dataclass
@@ -100,10 +101,10 @@ def window_max_hu(original: np.ndarray, restored: np.ndarray, rescale: tuple[flo
 def measure(curve: str, setting: str, nbytes: int, original: np.ndarray, restored: np.ndarray, *,
             rescale: tuple[float, float] | None) -> RDPoint:
     """An :class:`RDPoint` from ``(F, H, W, C)`` original and decoded pixels."""
-    q = quality.compare(original, restored)
+    q = quality.compare(original, restored, rescale=rescale)
     pixels = int(np.prod(original.shape[:3]))
     return RDPoint(curve, setting, nbytes, 8.0 * nbytes / pixels, q.psnr_db, q.ssim,
-                   window_max_hu(original, restored, rescale))
+                   window_max_hu(original, restored, rescale), q.window_mae_hu)
 
 
 def our_point(ds: Any, *, key: Key, curve: str, setting: str, **encrypt: Any) -> RDPoint:
@@ -249,11 +250,11 @@ def to_markdown(results: list[ImageRD], headlines: dict[str, str], bd_range: tup
         lines.append(f"| {r.file} | " + " | ".join(cells) + " |")
     for r in results:
         lines += ["", f"## {r.file} ({r.modality}, {r.geometry}); ours = {headlines[r.file]}", "",
-                  "| curve | setting | kB | bpp | PSNR dB | SSIM | CT brain-window max error |",
+                  "| curve | setting | kB | bpp | PSNR dB | SSIM | CT brain-window error, max / mean |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for curve, points in r.curves().items():
             for p in points:
-                hu = "-" if p.window_max_hu is None else f"{p.window_max_hu:.1f} HU"
+                hu = "-" if p.window_max_hu is None else f"{p.window_max_hu:.0f} / {p.window_mae_hu:.1f} HU"
                 lines.append(f"| {curve} | {p.setting} | {p.nbytes / 1e3:.1f} | {p.bpp:.3f} | {p.psnr_db:.2f} "
                              f"| {p.ssim:.4f} | {hu} |")
     return "\n".join(lines) + "\n"
