@@ -212,6 +212,7 @@ def _monotone(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def plot(result: ImageRD, headline: str) -> bytes:
     """PSNR and SSIM against bits per pixel, every curve of ``result``, as PNG bytes (Agg, no pyplot)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     fig = Figure(figsize=(12.0, 5.0), layout="constrained")
     psnr_ax, ssim_ax = fig.subplots(1, 2)
@@ -224,6 +225,7 @@ def plot(result: ImageRD, headline: str) -> bytes:
         ssim_ax.plot(bpp, [p.ssim for p in points], label=label, **style)
     for ax, ylabel in ((psnr_ax, "PSNR over the image's range (dB)"), (ssim_ax, "SSIM")):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks collide on short log spans
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
