@@ -33,9 +33,6 @@ JPEG2000 = "JPEG 2000"
 HTJ2K = "HTJ2K"
 JPEGXL = "JPEG-XL"
 JPEGLS_NEAR = "JPEG-LS near-lossless"
-JPEGLS = "JPEG-LS"
-JPEGXL_LOSSLESS = "JPEG-XL lossless"
-JPEG2000_LOSSLESS = "JPEG 2000 lossless"
 
 JPEGXL_EFFORT = 7  # libjxl's default; the lossless target names it
 SEARCH_STEPS = 14  # at most; the search stops once the setting is pinned to the codec's tolerance
