@@ -3,6 +3,8 @@
 Every instance goes through the real file path (encrypt, write DICOM bytes, read them back,
 decrypt, write, read) so the report measures what a user would get, then the restored pixels
 are compared with the original ones: exact for lossless and standard, PSNR/SSIM for lossy.
+Each lossy row also says what JPEG 2000 needs for the same PSNR on the same pixels
+(:func:`jpeg2000_same_psnr`), so the report shows whether the learned codec earns its place.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
 from dicomcrypt import dicom, quality
 from dicomcrypt.crypto import Key
-from dicomcrypt.errors import DicomCryptError
+from dicomcrypt.errors import DicomCryptError, UnsupportedImageError
+from dicomcrypt.evaluation import anchors
 from dicomcrypt.files import dicom_to_bytes, iter_dicom_inputs
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
@@ -42,6 +46,7 @@ class RoundTripRow:
     restore_s: float = 0.0
     quality: quality.Quality | None = None
     error: str | None = None
+    jpeg2000_bytes: int | None = None  # lossy rows: the smallest JPEG 2000 stream reaching the same PSNR
 
     @property
     def ok(self) -> bool:
@@ -84,7 +89,7 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
         restore_s = time.perf_counter() - started
         before, fmt = dicom.read_frames(original)
         after, _ = dicom.read_frames(restored_ds)
-        rescale = ct_rescale(original)
+        compared = quality.compare(before, after, rescale=ct_rescale(original))
         return RoundTripRow(
             geometry=f"{fmt.columns}x{fmt.rows}x{fmt.frames}x{fmt.samples_per_pixel}",
             mode=sealed.mode,
@@ -94,7 +99,8 @@ def _one(path: Path, name: str, mode: str, key: Key) -> RoundTripRow:
             payload_bytes=int(sealed.metrics.get("payload_bytes", 0)),
             encrypt_s=encrypt_s,
             restore_s=restore_s,
-            quality=quality.compare(before, after, rescale=rescale),
+            quality=compared,
+            jpeg2000_bytes=jpeg2000_same_psnr(before, compared) if sealed.mode == "lossy" else None,
             **base,
         )
     except DicomCryptError as exc:
@@ -113,6 +119,17 @@ def ct_rescale(ds: Dataset) -> tuple[float, float] | None:
     return float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
 
 
+def jpeg2000_same_psnr(original: np.ndarray, restored: quality.Quality) -> int | None:
+    """Bytes of the smallest JPEG 2000 stream (OpenJPEG, every frame) whose decoded pixels reach the
+    PSNR ``restored`` has; None when the anchor cannot code these pixels (e.g. 16-bit colour)."""
+    if restored.exact:
+        return None
+    try:
+        return anchors.smallest_reaching(anchors.prepare(original), anchors.JPEG2000, restored.psnr_db).nbytes
+    except UnsupportedImageError:
+        return None
+
+
 def format_row(row: RoundTripRow) -> str:
     """One line of the report table."""
     if row.error:
@@ -126,6 +143,9 @@ def format_row(row: RoundTripRow) -> str:
         result = f"PSNR {q.psnr_db:5.1f} dB  SSIM {q.ssim:.4f}"
         if q.window_mae_hu is not None:
             result += f"  brain-window MAE {q.window_mae_hu:.1f} HU"
+        if row.jpeg2000_bytes:
+            result += (f"  JPEG 2000 same PSNR {row.jpeg2000_bytes / 1e3:.1f} kB"
+                       f" (ours {row.payload_bytes / row.jpeg2000_bytes:.1f}x)")
     if row.note and row.quality is not None:
         result += f"  ({row.note})"
     return (

@@ -22,7 +22,7 @@ from dicomcrypt.files import read_dicom
 from dicomcrypt.net.address import Peer
 from dicomcrypt.net.outbox import expand
 from dicomcrypt.net.send_report import InstanceResult, describe_failure
-from dicomcrypt.roundtrip import RoundTripRow, ct_rescale
+from dicomcrypt.roundtrip import RoundTripRow, ct_rescale, jpeg2000_same_psnr
 
 __all__ = ["run"]
 
@@ -114,5 +114,6 @@ def _row(root: Path, mode: str, result: InstanceResult, filed: dict[str, Path]) 
         mode=result.mode,
         action="restored",
         quality=compared,
+        jpeg2000_bytes=jpeg2000_same_psnr(before, compared) if result.mode == "lossy" else None,
         **base,
     )

@@ -40,3 +40,27 @@ def test_bench_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.Captu
 def test_bench_refuses_bad_repeat(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tmp_path), "--repeat", "0"]) == 3
     assert "--repeat must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_rd_writes_plot_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(get_testdata_file("CT_small.dcm"), src / "CT_small.dcm")
+    out = tmp_path / "rd"
+    assert main(["bench", str(src), "--rd", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "BD-rate against JPEG 2000 over 35-55 dB" in printed and "| CT_small.dcm |" in printed
+    assert (out / "CT_small.dcm.rd.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    doc = json.loads((out / "rd.json").read_text())
+    assert doc["headline_curves"] == {"CT_small.dcm": DEFAULT_MODELS[1]}
+    (image,) = doc["images"]
+    curves = {p["curve"] for p in image["points"]}
+    assert {"JPEG 2000", "HTJ2K", "JPEG-XL", "JPEG-LS near-lossless", "paper-grey@1", DEFAULT_MODELS[1]} <= curves
+    assert set(image["bd_rate"]) == curves - {"JPEG 2000"}
+    assert all(p["bpp"] > 0 and 0 < p["ssim"] <= 1 for p in image["points"])
+    markdown = (out / "rd.md").read_text()
+    assert markdown.startswith("# Rate-distortion report") and "| JPEG-XL | distance" in markdown
+
+    assert main(["bench", str(src), "--rd", str(out)]) == 3  # an existing report is not replaced
+    assert "use --force" in capsys.readouterr().err
