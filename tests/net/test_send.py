@@ -335,9 +335,11 @@ def test_unsendable_files_are_reported_and_the_rest_is_sent(tmp_path: Path, reco
 
 
 def test_contexts_offer_each_files_syntax_plus_the_native_fallback():
+    # Explicit VR LE gets a context of its own too (issue 14): a peer that accepts it lets the
+    # file go to the wire unparsed, where pynetdicom would pick Implicit from the fallback
     jpeg2000 = "1.2.840.10008.1.2.4.90"
     (group,) = plan_groups({"1.2.840.10008.5.1.4.1.1.7": {jpeg2000, str(ExplicitVRLittleEndian)}})
-    assert [c.transfer_syntaxes for c in group] == [(jpeg2000,), NATIVE]
+    assert [c.transfer_syntaxes for c in group] == [(ExplicitVRLittleEndian,), (jpeg2000,), NATIVE]
 
 
 def test_contexts_are_split_at_128_without_splitting_a_sop_class():
