@@ -43,7 +43,7 @@ from dicomcrypt.runner.worker import spawn_pool
 if TYPE_CHECKING:
     from dicomcrypt.net.scp import ReceiverConfig
 
-__all__ = ["RestorePool", "handle_received"]
+__all__ = ["RestorePool", "discard_partial_data_set", "handle_received"]
 
 _HANDLER: StoreHandler | None = None
 
@@ -74,6 +74,20 @@ def handle_received(handler: StoreHandler, source: Path | bytes, context: dict[s
 def _handle_in_worker(source: Path | bytes, context: dict[str, Any]) -> InstanceResult:
     assert _HANDLER is not None, "worker not initialised"
     return handle_received(_HANDLER, source, context)
+
+
+def discard_partial_data_set(assoc: Any) -> None:
+    """Delete the file of a data set still arriving when its connection closed (an abort, a
+    stalled or oversize sender): pynetdicom deletes only the files of complete requests."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    partial = getattr(message, "_data_set_file", None)
+    if partial is None:
+        return
+    try:
+        partial.close()
+        Path(partial.name).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 class RestorePool:

@@ -42,7 +42,7 @@ from dicomcrypt.net import status as st
 from dicomcrypt.net.address import Peer, validate_ae_title
 from dicomcrypt.net.contexts import RETIRED_IMAGE_STORAGE
 from dicomcrypt.net.forward import Forwarder
-from dicomcrypt.net.restore_pool import RestorePool, handle_received
+from dicomcrypt.net.restore_pool import RestorePool, discard_partial_data_set, handle_received
 from dicomcrypt.net.server import ConnectionLimits, GuardedServer
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
@@ -370,6 +370,7 @@ class Receiver:
             self._activity.cond.notify_all()
 
     def _on_connection_closed(self, event: evt.Event) -> None:
+        discard_partial_data_set(event.assoc)
         with self._activity.cond:
             self._activity.busy.pop(event.assoc, None)
             self._activity.received.pop(event.assoc, None)

@@ -7,9 +7,10 @@ association's thread for speed), real senders (our ``send``, pynetdicom), real s
 
 from __future__ import annotations
 
+import io
 import json
 import socket
-import struct
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,13 +67,49 @@ def test_a_refusal_in_a_worker_is_answered_and_quarantined_as_in_thread(start_re
     assert not good_files(rx.config.out)
 
 
-def test_a_sender_stalled_mid_data_set_does_not_hold_up_another(tmp_path, start_receiver, site_key):
+def _c_store_pdus(assoc, ds: pydicom.Dataset) -> list[bytes]:
+    """The P-DATA-TF PDUs of a C-STORE request for ``ds``, in 16 kB pieces, as a peer sends them."""
+    from pydicom.filewriter import write_dataset
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.pdu import P_DATA_TF
+
+    primitive = C_STORE()
+    primitive.MessageID = 1
+    primitive.AffectedSOPClassUID = ds.SOPClassUID
+    primitive.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    primitive.Priority = 2
+    buffer = io.BytesIO()
+    write_dataset(pydicom.filebase.DicomFileLike(buffer), ds)  # Explicit VR LE, as negotiated
+    primitive.DataSet = io.BytesIO(buffer.getvalue())
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    context_id = assoc.accepted_contexts[0].context_id
+    pdus = []
+    for p_data in message.encode_msg(context_id, 16382):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(p_data)
+        pdus.append(pdu.encode())
+    return pdus
+
+
+def _wait_until_empty(folder: Path, seconds: float = 10.0) -> list[Path]:
+    deadline = time.monotonic() + seconds
+    while (left := list(folder.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def test_a_sender_stalled_mid_data_set_does_not_hold_up_another(tmp_path, start_receiver, site_key, monkeypatch):
+    received = tmp_path / "arriving"  # where pynetdicom writes data sets as they arrive
+    received.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(received))
     rx = start_receiver(restore_workers=1, pdu_timeout=30.0)
     staller = associate(rx.port, [(CT_STORAGE, [ExplicitVRLittleEndian])], calling="STALLER")
     assert staller.is_established
     raw: socket.socket = staller.dul.socket.socket
-    # a P-DATA-TF announcing 64 kB, of which 100 bytes arrive: the data set never completes
-    raw.sendall(struct.pack(">BBI", 0x04, 0, 65536) + b"\x00" * 100)
+    for pdu in _c_store_pdus(staller, fresh_copy("CT_small.dcm"))[:-1]:  # all but the last: it stalls
+        raw.sendall(pdu)
     try:
         encrypted = tmp_path / "one.dcm"
         write_dicom_atomic(encrypt_dataset(fresh_copy("CT_small.dcm"), key=site_key, mode="standard"), encrypted)
@@ -82,3 +119,17 @@ def test_a_sender_stalled_mid_data_set_does_not_hold_up_another(tmp_path, start_
     finally:
         staller.abort()
     assert len(good_files(rx.config.out)) == 1
+    assert _wait_until_empty(received) == []  # the stalled one's partial data set is deleted too
+
+
+def test_an_aborted_oversize_instance_leaves_no_partial_file(tmp_path, start_receiver, monkeypatch):
+    received = tmp_path / "arriving"
+    received.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(received))
+    rx = start_receiver(restore_workers=1, accept_plain=True, max_instance_mb=1)
+    big = fresh_copy("CT_small.dcm")
+    big.Rows = big.Columns = 1024
+    big.PixelData = b"\x01\x02" * (1024 * 1024)  # 2 MiB
+    assert "Status" not in store(rx.port, big)  # aborted as it passed 1 MiB: no answer
+    assert _wait_until_empty(received) == []
+    assert not good_files(rx.config.out)
