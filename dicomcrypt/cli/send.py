@@ -5,10 +5,10 @@ the site key --key and/or the public recipients --recipient / --recipients-file,
 does (and --latent, --protect-identity --identity-cert too): with recipients only, nodes
 exchange nothing but public keys. Files already encrypted by dicomcrypt and non-images (SR,
 RT Plan, ...) are sent as they are. With neither a key nor a recipient, plain images are refused
-unless --plain: pixels never leave in clear by mistake. Several associations in parallel (as
-many as CPUs, 2 to 4; --associations N to choose), so a receiver that restores in several
-processes is kept busy; presentation contexts are proposed from the files' SOP classes and
-transfer syntaxes.
+unless --plain: pixels never leave in clear by mistake. One association by default
+(--associations N for more, in parallel, when this sender has the receiver to itself: it then
+restores N instances at once); presentation contexts are proposed from the files' SOP classes
+and transfer syntaxes.
 
 The run ends with a per-study summary: instances sent and how, non-images passed through, and
 each failure with the peer's status code and comment. --failed-list FILE writes the paths
@@ -44,20 +44,14 @@ if TYPE_CHECKING:
 MODES = ("lossless", "lossy", "standard")
 
 
-def _default_associations() -> int:
-    from dicomcrypt.net.scu import default_associations  # pydicom only once ``send`` runs
-
-    return default_associations()
-
-
 OPTIONS: list[Option] = [
     *_scu_options.client_options(timeout=600.0),
     *_targets.ENCRYPTION_OPTIONS,
     Option("--mode", "-m", choices=MODES, default="lossless", help="encryption mode (default: lossless)"),
     Option("--plain", type=bool, default=False,
            help="allow plain images to be sent unencrypted when no --key or --recipient is given"),
-    Option("--associations", type=int, parse=whole_number(1), default=_default_associations, metavar="N",
-           help="parallel associations to the peer (default: the CPU count, at least 2, at most 4: "
+    Option("--associations", type=int, parse=whole_number(1), default=1, metavar="N",
+           help="parallel associations to the peer (default: 1, a fair share of a receiver's slots; "
                 "the receiver restores one instance per association at a time)"),
     Option("--retries", type=int, parse=whole_number(0), default=2, metavar="N",
            help="re-sends after a lost connection or an out-of-resources answer (default: 2)"),

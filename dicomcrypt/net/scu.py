@@ -19,16 +19,17 @@ they are travel the same way). Only when it did not is the file decoded and re-e
 Sockets have TCP_NODELAY: a C-STORE is a few PDUs then a wait for the answer, and Nagle's
 algorithm against the peer's delayed ACK would add up to 40 ms per instance.
 
-Several associations (default :func:`default_associations`) keep a receiver that restores in a
-pool of processes busy: DIMSE on one association is request-then-answer, so the receiver
-restores at most one instance per association at a time. The first association is opened before
-anything is encrypted, so a wrong AE title, address or certificate fails at once; an extra
-association the peer refuses or does not answer (a PACS with a per-host limit, a single-
-threaded ``storescp``) just leaves its share to the others. A connection lost mid-send is
-reopened and the instance re-sent, up to ``retries`` times, and so is one the peer refused as
-"Out of Resources" (0xA7xx, a transient refusal by definition); any other failure status is
-final and recorded with its code and comment (the failed paths can be re-sent later). The queue
-holds only a few instances per association, so memory stays flat whatever the study size.
+Several associations (``associations``; one by default, :data:`DEFAULT_ASSOCIATIONS` says why)
+keep a receiver that restores in a pool of processes busy: DIMSE on one association is request-
+then-answer, so the receiver restores at most one instance per association at a time. The first
+association is opened before anything is encrypted, so a wrong AE title, address or certificate
+fails at once; an extra association the peer refuses or does not answer (a PACS with a per-host
+limit, a single- threaded ``storescp``) just leaves its share to the others. A connection lost
+mid-send is reopened and the instance re-sent, up to ``retries`` times, and so is one the peer
+refused as "Out of Resources" (0xA7xx, a transient refusal by definition); any other failure
+status is final and recorded with its code and comment (the failed paths can be re-sent later).
+The queue holds only a few instances per association, so memory stays flat whatever the study
+size.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from pynetdicom.ae import ApplicationEntity
     from pynetdicom.association import Association
 
-__all__ = ["DEFAULT_TIMEOUT", "default_associations", "echo", "open_association", "retry_paths", "send"]
+__all__ = ["DEFAULT_ASSOCIATIONS", "DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for a C-STORE answer: the receiving node restores (decodes) before it
@@ -73,20 +74,14 @@ _OUT_OF_RESOURCES = range(0xA700, 0xA800)
 MAX_PDU_BYTES = 1024 * 1024
 """The largest PDU we announce we can receive (answers are small; this is symmetry with
 ``serve``, which announces the same so senders cut data sets into few, large PDUs)."""
-MAX_DEFAULT_ASSOCIATIONS = 4
-"""``serve``'s default per-peer association limit: more would be refused."""
-
-
-def default_associations() -> int:
-    """How many associations ``send`` opens unless told: enough for a receiver restoring in a
-    pool of processes to work on as many instances at once as this machine has cores (sender and
-    receiver are usually alike), at least 2 so one instance is on the wire while the receiver
-    answers another, at most ``serve``'s default per-peer limit (4)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(2, min(cores, MAX_DEFAULT_ASSOCIATIONS))
+DEFAULT_ASSOCIATIONS = 1
+"""One association unless asked. The receiver's parallelism comes from concurrent associations
+(DIMSE is request-then-answer), but its slots are shared by every sender (``serve``: 4 per host,
+10 in all) and a sender whose first association is refused sends nothing: by default a sender
+takes one slot, so several senders on one host (modalities behind a router, a gateway's
+processes) all get in. A sender that has the receiver to itself asks for more
+(``--associations N``, up to the receiver's per-host limit); extra associations the receiver
+refuses leave their share to the others."""
 
 
 def _no_delay(event: Any) -> None:
@@ -246,7 +241,7 @@ def send(
     settings: EncryptionSettings | None = None,
     allow_plain: bool = False,
     ssl_context: ssl.SSLContext | None = None,
-    associations: int | None = None,
+    associations: int = DEFAULT_ASSOCIATIONS,
     retries: int = 2,
     workers: int = 1,
     timeout: float = DEFAULT_TIMEOUT,
@@ -257,8 +252,8 @@ def send(
 
     Plain images are encrypted as ``settings`` say (targets, mode, model, latent format,
     identity protection), in ``workers`` processes; files that are already encrypted, and
-    non-images, are sent as they are. ``associations``: how many in parallel (None:
-    :func:`default_associations`). With no settings (nobody to encrypt for), plain images
+    non-images, are sent as they are. ``associations``: how many in parallel
+    (see :data:`DEFAULT_ASSOCIATIONS`). With no settings (nobody to encrypt for), plain images
     raise :class:`~dicomcrypt.errors.PlaintextRefusedError` unless ``allow_plain``.
 
     Raises :class:`AssociationError` when the first association cannot be made (nothing was
@@ -280,8 +275,6 @@ def send(
         return report
 
     _stream_files()
-    if associations is None:
-        associations = default_associations()
     ae = _application_entity(calling_aet, timeout)
     sealer = Sealer(settings, workers) if settings is not None else None
     stop = threading.Event()
