@@ -20,11 +20,11 @@ Sockets have TCP_NODELAY: a C-STORE is a few PDUs then a wait for the answer, an
 algorithm against the peer's delayed ACK would add up to 40 ms per instance.
 
 Several associations (``associations``; one by default, :data:`DEFAULT_ASSOCIATIONS` says why)
-keep a receiver that restores in a pool of processes busy: DIMSE on one association is request-
-then-answer, so the receiver restores at most one instance per association at a time. The first
+keep a receiver that restores in a pool of processes busy: DIMSE on one association is
+request-then-answer, so the receiver restores at most one instance per association at a time. The first
 association is opened before anything is encrypted, so a wrong AE title, address or certificate
 fails at once; an extra association the peer refuses or does not answer (a PACS with a per-host
-limit, a single- threaded ``storescp``) just leaves its share to the others. A connection lost
+limit, a single-threaded ``storescp``) just leaves its share to the others. A connection lost
 mid-send is reopened and the instance re-sent, up to ``retries`` times, and so is one the peer
 refused as "Out of Resources" (0xA7xx, a transient refusal by definition); any other failure
 status is final and recorded with its code and comment (the failed paths can be re-sent later).
