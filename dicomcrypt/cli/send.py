@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 MODES = ("lossless", "lossy", "standard")
 
-
 OPTIONS: list[Option] = [
     *_scu_options.client_options(timeout=600.0),
     *_targets.ENCRYPTION_OPTIONS,
