@@ -1,33 +1,49 @@
-"""Instances/s and MB/s on loopback for one set of CT files, our pair beside its peers.
+"""Instances/s and MB/s on loopback for one set of CT files, our pair beside its peers (issue 14).
 
 Not a test: every figure is measured in this run, on this machine, so the ratios mean
 something. The set is N copies (new UIDs) of pydicom-data's 512x512 CT (693_UNCR, 526 KB).
 Each run times the sending process from start to exit (it waits for every answer, and every
-receiver answers only once the instance is on disk), so process start-up is included for all.
+receiver answers only once the instance is on disk), so process start-up is included for all;
+receivers are started (and warmed up) before the clock starts. dicomcrypt's modules are
+byte-compiled first, as installing a package does (pydicom and pynetdicom in the venv are):
+with ``PYTHONDONTWRITEBYTECODE`` set, every process would otherwise compile them again, ~1-2 s
+of each of our rows that the peers' rows do not pay.
 
-Runs, all to a receiver on 127.0.0.1 writing to a fresh folder:
+Runs, all to a receiver on 127.0.0.1 writing to a fresh folder (the issue's table, then ours):
 
 1. DCMTK storescu -> DCMTK storescp, plain files (TCP_NODELAY=1: DCMTK 3.6.7 stalls otherwise)
-2. pynetdicom storescu -> pynetdicom storescp (``python -m pynetdicom``), plain files
+2. pynetdicom storescu -> pynetdicom storescp (``python -m pynetdicom``, default settings), plain
 3. dicomcrypt send --plain -> DCMTK storescp: our SCU's own network cost, no encryption
 4. dicomcrypt send (already-encrypted files) -> dicomcrypt serve --store encrypted: our pair,
    no codec (the receiver still authenticates each envelope)
 5. dicomcrypt send (standard mode: JPEG-LS + AES-GCM, no autoencoder) -> serve (restores)
 6. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job
-7. the same with --associations 2, so the receiver restores two instances at once
+7. the same with --associations 2, to show what parallel associations buy
 
-Then, in this process, where the time of run 6 goes per instance: read, codec encode (latent
-+ residual), AES-GCM seal, DICOM encode; on the receiver AES-GCM open, codec decode, DICOM
-write to disk.
+Every row is accounted for: the count of files filed and a digest of their pixels (per SOP
+Instance UID; the envelope for row 4) must equal the sent set's, else the run fails.
 
-    .venv/bin/python benchmarks/bench_network.py [--copies 50]
+Then where the time goes, two ways:
+
+- under load: run 6 again with the sender in this process and ``serve --log-level info``; per
+  instance, the sender's seal time (read, codec, AES-GCM, DICOM encode, spool write, in a worker),
+  its C-STORE time (request to answer: wire, queueing, restore, fsync), and the receiver's own
+  handling time (decide, restore, file; from its log);
+- alone: one instance at a time in this process, stage by stage (read, codec encode, seal, DICOM
+  encode; open, codec decode, write + fsync).
+
+    .venv/bin/python benchmarks/bench_network.py [--copies 100] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import hashlib
 import io
+import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -35,13 +51,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pydicom
 from pydicom.uid import generate_uid
 
+import dicomcrypt
 from dicomcrypt.crypto import Key, KeyRing
+from dicomcrypt.dicom import read_private_block
 from dicomcrypt.files import write_dicom_atomic
 from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
 
@@ -49,6 +67,7 @@ DATA = Path(__import__("data_store").__file__).parent / "data"
 CT = DATA / "693_UNCR.dcm"
 PY = sys.executable
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+_LOGGED_SECONDS = re.compile(r"event=store .*outcome=restored .*seconds=([0-9.]+)")
 
 
 @dataclass(frozen=True)
@@ -57,12 +76,15 @@ class Run:
     seconds: float
     instances: int
     megabytes: float  # of plain input files
+    digest: str  # of the filed instances' pixels, equal to the sent set's
 
-    def line(self, reference: Run | None) -> str:
-        rate = self.instances / self.seconds
-        ratio = f"{rate / (reference.instances / reference.seconds):6.2f}x" if reference else "      -"
-        throughput = self.megabytes / self.seconds
-        return f"{self.name:<62} {self.seconds:7.1f} s {rate:8.1f} inst/s {throughput:7.1f} MB/s  {ratio}"
+    @property
+    def rate(self) -> float:
+        return self.instances / self.seconds
+
+    def line(self, pynetdicom: Run, dcmtk: Run) -> str:
+        return (f"{self.name:<68} {self.seconds:7.1f} s {self.rate:7.1f} inst/s {self.megabytes / self.seconds:6.1f} "
+                f"MB/s {self.rate / pynetdicom.rate:7.2f}x {self.rate / dcmtk.rate:7.2f}x")
 
 
 def free_port() -> int:
@@ -71,7 +93,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
+def wait_for_port(port: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -95,33 +117,108 @@ def make_copies(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def timed_run(name: str, server: list[str], client: list[str], *, port: int, out: Path, files: list[Path],
-              env: dict[str, str] | None = None) -> Run:
-    """Start ``server``, time ``client`` to completion, stop the server, check every file arrived."""
-    out.mkdir(parents=True)
-    proc = subprocess.Popen(server, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+def pixel_digest(paths: list[Path]) -> str:
+    """SHA-256 over (SOP Instance UID, digest of its pixels) sorted by UID: equal for two sets
+    holding the same instances with the same pixel values, whatever their encoding. An
+    encrypted instance's "pixels" are its envelope (its Pixel Data is a placeholder)."""
+    items = []
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        info = read_private_block(ds)
+        pixels = bytes(info.envelope) if info is not None else ds.pixel_array.tobytes()
+        items.append(f"{ds.SOPInstanceUID}:{hashlib.sha256(pixels).hexdigest()}")
+    return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()
+
+
+class Server:
+    """A receiver process, stderr to a file (read after it stopped), stopped by SIGTERM."""
+
+    def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        with log.open("wb") as sink:
+            self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=sink)
         wait_for_port(port)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.log.read_text(errors="replace")
+
+
+def filed(out: Path) -> list[Path]:
+    return sorted(p for p in out.rglob("*") if p.is_file() and "quarantine" not in p.parts
+                  and not p.name.startswith("."))
+
+
+def timed_run(name: str, server: list[str], client: list[str], *, port: int, out: Path, files: list[Path],
+              expected_digest: str, env: dict[str, str] | None = None) -> Run:
+    """Start ``server``, time ``client`` to completion, stop the server, check every instance
+    arrived with its pixels (count and digest)."""
+    out.mkdir(parents=True)
+    srv = Server(server, port, out.parent / f"{out.name}.log", env)
+    try:
         started = time.perf_counter()
-        done = subprocess.run(client, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        done = subprocess.run(client, env=env, capture_output=True, text=True, timeout=3600, check=False)
         seconds = time.perf_counter() - started
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    stored = [p for p in out.rglob("*") if p.is_file() and "quarantine" not in p.parts]
+        log = srv.stop()
+    stored = filed(out)
     if done.returncode != 0 or len(stored) != len(files):
         raise RuntimeError(f"{name}: exit {done.returncode}, {len(stored)}/{len(files)} stored\n"
-                           f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+                           f"{done.stdout[-2000:]}{done.stderr[-2000:]}{log[-2000:]}")
+    digest = pixel_digest(stored)
+    if digest != expected_digest:
+        raise RuntimeError(f"{name}: the filed pixels differ from the sent ones")
     megabytes = sum(p.stat().st_size for p in files) / 1e6
-    return Run(name, seconds, len(files), megabytes)
+    print(f"  {name}: {seconds:.1f} s, {len(stored)}/{len(files)} filed, pixels match", flush=True)
+    return Run(name, seconds, len(files), megabytes, digest)
+
+
+def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]) -> dict[str, dict[str, float]]:
+    """Run 6 with the sender in this process: per-instance medians/p90 of each side's times."""
+    from dicomcrypt.net.address import parse_peer
+    from dicomcrypt.net.scu import send
+    from dicomcrypt.settings import EncryptionSettings
+
+    out.mkdir(parents=True)
+    port = free_port()
+    srv = Server([PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key",
+                  str(key_file), "--out", str(out), "--log-level", "info"], port, out.parent / "profile.log")
+    try:
+        settings = EncryptionSettings.build(key=Key.load(key_file), mode="lossless")
+        started = time.perf_counter()
+        report = send([plain], parse_peer(f"RECEIVER@127.0.0.1:{port}"), calling_aet="BENCH", settings=settings,
+                      workers=len(os.sched_getaffinity(0)))
+        wall = time.perf_counter() - started
+    finally:
+        log = srv.stop()
+    if not report.all_arrived or len(filed(out)) != len(files):
+        raise RuntimeError(f"profile run: {len(filed(out))}/{len(files)} filed\n{report.summary()}")
+    receiver = [float(m.group(1)) for m in _LOGGED_SECONDS.finditer(log)]
+
+    def spread(values: list[float]) -> dict[str, float]:
+        values = sorted(values)
+        return {"median_ms": 1000 * statistics.median(values), "p90_ms": 1000 * values[int(0.9 * (len(values) - 1))]}
+
+    sent = [r.send_seconds for r in report.results]
+    return {
+        "sender: seal in a worker (read, codec, AES-GCM, DICOM encode, spool)": spread(
+            [r.seal_seconds for r in report.results]),
+        "sender: C-STORE request to answer (wire, queue, restore, fsync)": spread(sent),
+        "receiver: handle in a restore worker (decide, decode, restore, write, fsync)": spread(receiver),
+        "wire + receiver queueing (C-STORE minus handling, median)": {
+            "median_ms": 1000 * (statistics.median(sent) - statistics.median(receiver)), "p90_ms": float("nan")},
+        "wall clock per instance (whole send / instances)": {
+            "median_ms": 1000 * wall / len(files), "p90_ms": float("nan")},
+    }
 
 
 def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
-    """Median seconds per stage for one instance, sender then receiver (lossless)."""
+    """Median seconds per stage for one instance alone, sender then receiver (lossless)."""
     stages: dict[str, list[float]] = {}
 
     def add(stage: str, seconds: float) -> None:
@@ -155,10 +252,18 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
     return {stage: statistics.median(values) for stage, values in stages.items()}
 
 
+def serve_argv(port: int, key_file: Path, out: Path, *extra: str) -> list[str]:
+    return [PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key", str(key_file),
+            "--out", str(out), "--log-level", "warning", *extra]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--copies", type=int, default=50)
+    parser.add_argument("--copies", type=int, default=100)
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
+    parser.add_argument("--no-profile", action="store_true", help="skip the two time breakdowns")
     args = parser.parse_args()
+    compileall.compile_dir(Path(dicomcrypt.__file__).parent, quiet=1)
 
     with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp_text:
         tmp = Path(tmp_text)
@@ -170,59 +275,78 @@ def main() -> None:
         for path in files:  # for run 4; in this process, not timed
             write_dicom_atomic(encrypt_instance(pydicom.dcmread(path), key=key, mode="lossless").dataset,
                                encrypted / path.name)
+        plain_digest = pixel_digest(files)
+        encrypted_digest = pixel_digest(sorted(encrypted.iterdir()))
+        cpus = len(os.sched_getaffinity(0))
         print(f"{args.copies} x {CT.name} ({files[0].stat().st_size / 1e3:.0f} kB, 512x512 CT), loopback, "
-              f"{os.cpu_count()} CPUs; time = sending process start to exit")
+              f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}; time = sending process start to exit", flush=True)
         runs: list[Run] = []
+        send = [PY, "-m", "dicomcrypt", "send", "-q"]
 
         port = free_port()
         runs.append(timed_run(
             "DCMTK storescu -> DCMTK storescp (plain)",
             ["storescp", "--output-directory", str(tmp / "r1"), str(port)],
             ["storescu", "-aec", "STORESCP", "127.0.0.1", str(port), *map(str, files)],
-            port=port, out=tmp / "r1", files=files, env=DCMTK_ENV))
+            port=port, out=tmp / "r1", files=files, expected_digest=plain_digest, env=DCMTK_ENV))
         port = free_port()
         runs.append(timed_run(
             "pynetdicom storescu -> pynetdicom storescp (plain)",
             [PY, "-m", "pynetdicom", "storescp", "-od", str(tmp / "r2"), str(port)],
             [PY, "-m", "pynetdicom", "storescu", "-cx", "127.0.0.1", str(port), str(tmp / "plain")],
-            port=port, out=tmp / "r2", files=files))
+            port=port, out=tmp / "r2", files=files, expected_digest=plain_digest))
         port = free_port()
         runs.append(timed_run(
-            "dicomcrypt send --plain -> DCMTK storescp",
+            "our send --plain -> DCMTK storescp",
             ["storescp", "--output-directory", str(tmp / "r3"), str(port)],
-            [PY, "-m", "dicomcrypt", "send", "--plain", "-q", f"STORESCP@127.0.0.1:{port}", str(tmp / "plain")],
-            port=port, out=tmp / "r3", files=files, env=DCMTK_ENV))
+            [*send, "--plain", f"STORESCP@127.0.0.1:{port}", str(tmp / "plain")],
+            port=port, out=tmp / "r3", files=files, expected_digest=plain_digest, env=DCMTK_ENV))
         port = free_port()
         runs.append(timed_run(
-            "dicomcrypt send (pre-encrypted) -> serve --store encrypted",
-            [PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key", str(key_file),
-             "--store", "encrypted", "--out", str(tmp / "r4"), "--log-level", "warning"],
-            [PY, "-m", "dicomcrypt", "send", "-q", f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
-            port=port, out=tmp / "r4", files=files))
+            "our send (pre-encrypted) -> serve --store encrypted",
+            serve_argv(port, key_file, tmp / "r4", "--store", "encrypted"),
+            [*send, f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
+            port=port, out=tmp / "r4", files=files, expected_digest=encrypted_digest))
         for n, (mode, associations) in enumerate([("standard", 1), ("lossless", 1), ("lossless", 2)], start=5):
             port = free_port()
+            chosen = ["--associations", str(associations)]
+            how = f"{associations} assoc."
             runs.append(timed_run(
-                f"dicomcrypt send ({mode} on the fly, {associations} assoc.) -> serve (restores)",
-                [PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key", str(key_file),
-                 "--out", str(tmp / f"r{n}"), "--log-level", "warning"],
-                [PY, "-m", "dicomcrypt", "send", "--key", str(key_file), "--mode", mode, "-q",
-                 "--associations", str(associations), f"RECEIVER@127.0.0.1:{port}", str(tmp / "plain")],
-                port=port, out=tmp / f"r{n}", files=files))
+                f"our send ({mode} on the fly, {how}) -> serve (restores)",
+                serve_argv(port, key_file, tmp / f"r{n}"),
+                [*send, "--key", str(key_file), "--mode", mode, *chosen, f"RECEIVER@127.0.0.1:{port}",
+                 str(tmp / "plain")],
+                port=port, out=tmp / f"r{n}", files=files, expected_digest=plain_digest))
 
-        sys.stdout.flush()
-        print(f"\n{'run':<62} {'time':>9} {'rate':>15} {'plain MB/s':>12}  vs DCMTK")
+        dcmtk, pynetdicom = runs[0], runs[1]
+        print(f"\n{'run':<68} {'time':>9} {'rate':>14} {'plain':>11} {'vs pynetdicom':>8} {'vs DCMTK':>8}")
         for run in runs:
-            print(run.line(runs[0] if run is not runs[0] else None))
+            print(run.line(pynetdicom, dcmtk))
+        result: dict[str, object] = {
+            "copies": args.copies, "cpus": cpus, "load_average": os.getloadavg()[0],
+            "rows": [{**asdict(run), "inst_per_s": run.rate, "vs_pynetdicom": run.rate / pynetdicom.rate,
+                      "vs_dcmtk": run.rate / dcmtk.rate} for run in runs],
+        }
 
-        print("\nwhere one lossless instance's time goes (median of 5, this process, 1 instance at a time):")
-        stages = breakdown(key, tmp / "breakdown")
-        envelope_kb = stages.pop("envelope kB")
-        total = sum(stages.values())
-        for stage, seconds in stages.items():
-            print(f"  {stage:<46} {seconds * 1000:8.1f} ms  {100 * seconds / total:5.1f} %")
-        network = runs[3].seconds / runs[3].instances
-        print(f"  {'network + receiver filing (from run 4)':<46} {network * 1000:8.1f} ms per instance")
-        print(f"  envelope {envelope_kb:.0f} kB per instance against {files[0].stat().st_size / 1e3:.0f} kB plain")
+        if not args.no_profile:
+            print("\nunder load (run 6 again, sender in this process; per instance):")
+            profile = profile_under_load(key_file, tmp / "plain", tmp / "profile", files)
+            for stage, figures in profile.items():
+                p90 = f"  p90 {figures['p90_ms']:7.1f} ms" if figures["p90_ms"] == figures["p90_ms"] else ""
+                print(f"  {stage:<78} {figures['median_ms']:7.1f} ms{p90}")
+            print("\none lossless instance alone, stage by stage (median of 5, this process):")
+            stages = breakdown(key, tmp / "breakdown")
+            envelope_kb = stages.pop("envelope kB")
+            total = sum(stages.values())
+            for stage, seconds in stages.items():
+                print(f"  {stage:<46} {seconds * 1000:8.1f} ms  {100 * seconds / total:5.1f} %")
+            print(f"  envelope {envelope_kb:.0f} kB per instance against {files[0].stat().st_size / 1e3:.0f} kB plain")
+            result["under_load"] = profile
+            result["alone_ms"] = {stage: 1000 * seconds for stage, seconds in stages.items()}
+            result["envelope_kb"] = envelope_kb
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+            print(f"\nJSON written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,17 @@ same N instances with DCMTK storescu (TCP_NODELAY=1, one association) to
 and prints wall time per instance, its ratio to the plain Orthanc, and the hook's own mean time
 per instance from GET /dicomcrypt/status. Startup (model load + warm-up) is timed apart.
 
-    .venv/bin/python benchmarks/bench_orthanc.py [--count 40] [--image CT_small.dcm]
+The issue-14 target is the ratio column: at most 2x plain Orthanc for restore and encrypt, in
+standard and lossless mode. ``--json FILE`` writes every figure for comparing runs.
+
+    .venv/bin/python benchmarks/bench_orthanc.py [--count 40] [--image CT_small.dcm] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 import time
@@ -66,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--image", default="CT_small.dcm", help="a pydicom test file name")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,16 +89,24 @@ def main() -> None:
             cases.append((f"encrypt plugin ({mode}), plain instances",
                           {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": mode}, plain))
 
-        print(f"{args.count} x {args.image}, DCMTK storescu -> Orthanc, one association\n")
+        print(f"{args.count} x {args.image}, DCMTK storescu -> Orthanc, one association, "
+              f"load average {os.getloadavg()[0]:.1f}\n")
         print("| case | startup | per instance | x plain Orthanc | hook mean per instance |")
         print("| --- | --- | --- | --- | --- |")
         baseline = None
+        rows = []
         for index, (label, settings, paths) in enumerate(cases):
             startup, per_instance, hook = run_case(root, f"case{index}", settings, paths)
             baseline = baseline or per_instance
+            rows.append({"case": label, "startup_s": startup, "per_instance_ms": per_instance * 1000,
+                         "vs_plain_orthanc": per_instance / baseline,
+                         "hook_mean_ms": hook * 1000 if hook is not None else None})
             hook_text = f"{hook * 1000:.1f} ms" if hook is not None else "-"
             print(f"| {label} | {startup:.1f} s | {per_instance * 1000:.1f} ms | "
                   f"{per_instance / baseline:.1f} | {hook_text} |", flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"count": args.count, "image": args.image,
+                                                   "load_average": os.getloadavg()[0], "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

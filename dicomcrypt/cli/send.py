@@ -6,8 +6,9 @@ does (and --latent, --protect-identity --identity-cert too): with recipients onl
 exchange nothing but public keys. Files already encrypted by dicomcrypt and non-images (SR,
 RT Plan, ...) are sent as they are. With neither a key nor a recipient, plain images are refused
 unless --plain: pixels never leave in clear by mistake. One association by default
-(--associations N for more, in parallel); presentation contexts are proposed from the files'
-SOP classes and transfer syntaxes.
+(--associations N for more, in parallel, when this sender has the receiver to itself: it then
+restores N instances at once); presentation contexts are proposed from the files' SOP classes
+and transfer syntaxes.
 
 The run ends with a per-study summary: instances sent and how, non-images passed through, and
 each failure with the peer's status code and comment. --failed-list FILE writes the paths
@@ -49,7 +50,8 @@ OPTIONS: list[Option] = [
     Option("--plain", type=bool, default=False,
            help="allow plain images to be sent unencrypted when no --key or --recipient is given"),
     Option("--associations", type=int, parse=whole_number(1), default=1, metavar="N",
-           help="parallel associations to the peer (default: 1)"),
+           help="parallel associations to the peer (default: 1, a fair share of a receiver's slots; "
+                "the receiver restores one instance per association at a time)"),
     Option("--retries", type=int, parse=whole_number(0), default=2, metavar="N",
            help="re-sends after a lost connection or an out-of-resources answer (default: 2)"),
     Option("--jobs", "-j", type=int, parse=whole_number(1), default=default_jobs, metavar="N",

@@ -1,13 +1,15 @@
 """Presentation contexts for a C-STORE association, proposed from the instances to send.
 
 Each SOP class gets one context per transfer syntax its files are in (so a JPEG 2000 file can
-travel as it is when the peer accepts that), plus one context offering Explicit and Implicit
-VR Little Endian, which every Storage SCP must accept (PS3.5 10.1) and in which the encrypted
-output is encoded. The acceptor picks the transfer syntax of each context, not us: pynetdicom
-(and so ``serve``) takes the first of *its own* list that was proposed, which is Implicit VR
-Little Endian for the fallback context; DCMTK's ``storescp`` prefers Explicit. pynetdicom then
-re-encodes an uncompressed instance between Explicit and Implicit VR while sending, and the SCU
-decompresses a compressed file whose own context was refused (see :mod:`dicomcrypt.net.scu`).
+travel as it is when the peer accepts that; Explicit VR Little Endian, the encrypted output's
+encoding, included: a context offering only it lets the sealed file go to the wire unparsed
+when the peer accepts it), plus one context offering Explicit and Implicit VR Little Endian,
+which every Storage SCP must accept (PS3.5 10.1). The acceptor picks the transfer syntax of
+each context, not us: pynetdicom (and so ``serve``) takes the first of *its own* list that was
+proposed, which is Implicit VR Little Endian for the fallback context; DCMTK's ``storescp``
+prefers Explicit. pynetdicom then re-encodes an uncompressed instance between Explicit and
+Implicit VR while sending, and the SCU decompresses a compressed file whose own context was
+refused (see :mod:`dicomcrypt.net.scu`).
 
 An association can carry at most 128 presentation contexts (PS3.8 9.3.2.2: the context ID is an
 odd number 1-255), so a send that needs more is split into groups of SOP classes, each sent
@@ -55,7 +57,7 @@ class ContextRequest:
 
 def contexts_for(sop_class: str, transfer_syntaxes: Iterable[str]) -> list[ContextRequest]:
     """The contexts proposed for one SOP class whose files are in ``transfer_syntaxes``."""
-    own = sorted({UID(ts) for ts in transfer_syntaxes} - set(NATIVE))
+    own = sorted({UID(ts) for ts in transfer_syntaxes} - {ImplicitVRLittleEndian})
     requests = [ContextRequest(UID(sop_class), (ts,)) for ts in own]
     requests.append(ContextRequest(UID(sop_class), NATIVE))
     return requests

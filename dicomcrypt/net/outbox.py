@@ -15,13 +15,17 @@ A plain image with no key, no recipient and no explicit permission stops the who
 Encryption on the fly runs in worker processes (the codec is CPU-bound and torch keeps the GIL
 for part of the work), prepared as the batch runner's are (:mod:`dicomcrypt.runner.worker`: one
 thread each, Ctrl-C left to the parent); each receives the :class:`EncryptionSettings` once.
-Results come back as encoded DICOM bytes, which are small (placeholder + compressed payload).
+Each worker writes the sealed instance as a Part 10 file into the send's private spool folder
+(:func:`make_spool`: RAM-backed where the system has one, mode 0700, removed when the send
+ends) and returns only its path: the parent never parses it, pynetdicom streams the file's
+data set to the wire as it is (issue 14: it used to be encoded, decoded and encoded again).
 """
 
 from __future__ import annotations
 
-import io
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -52,6 +56,9 @@ class Outgoing:
     modality: str
     transfer_syntax: str  # as it will be proposed (Explicit VR LE for ``encrypt``)
     treatment: Treatment
+    streamable: bool = False
+    """The file can go to the wire unparsed (Part 10, its File Meta names this SOP Class and
+    Instance): true of every sealed file; of an input only when its own meta agrees."""
 
 
 @dataclass(frozen=True)
@@ -64,17 +71,15 @@ class Unsendable:
 
 @dataclass(frozen=True)
 class Sealed:
-    """What a worker returns: the encrypted instance as DICOM bytes, or why it failed."""
+    """What a worker returns: where the encrypted instance's Part 10 file is, or why it failed."""
 
-    data: bytes = b""
+    path: str = ""
+    size: int = 0
     mode: str | None = None
     note: str = ""
     seconds: float = 0.0
     envelope_bytes: int = 0
     error: str | None = None
-
-    def dataset(self) -> Dataset:
-        return pydicom.dcmread(io.BytesIO(self.data))
 
 
 # --------------------------------------------------------------------------- planning
@@ -128,6 +133,12 @@ def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unse
     else:
         treatment = "encrypt" if settings is not None else "plain"
     tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
+    streamable = (
+        treatment != "encrypt"
+        and str(meta.get("MediaStorageSOPClassUID", "")) == str(ds.SOPClassUID)
+        and str(meta.get("MediaStorageSOPInstanceUID", "")) == str(ds.SOPInstanceUID)
+        and ds.preamble is not None
+    )
     return Outgoing(
         path=str(path),
         sop_class_uid=str(ds.SOPClassUID),
@@ -136,6 +147,7 @@ def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unse
         modality=str(ds.get("Modality", "")),
         transfer_syntax=str(tsyntax),
         treatment=treatment,
+        streamable=streamable,
     )
 
 
@@ -174,17 +186,31 @@ def _strip(message: str, path: Path) -> str:
 
 
 _SETTINGS: EncryptionSettings | None = None
+_SPOOL: str = ""
 
 
-def _start_sealer(settings: EncryptionSettings) -> None:
+def make_spool() -> str:
+    """A private folder (0700) for one send's sealed files: in RAM (``/dev/shm``) where the
+    system has it, so sealed instances never touch a disk, else the temporary folder."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="dicomcrypt-send-", dir=where)
+
+
+def remove_spool(spool: str) -> None:
+    shutil.rmtree(spool, ignore_errors=True)
+
+
+def _start_sealer(settings: EncryptionSettings, spool: str) -> None:
     """Pool initializer: the settings arrive once per process (keys pickle as their bytes, so
     each worker rebuilds the X25519 public keys once, not per file)."""
-    global _SETTINGS
-    _SETTINGS = settings
+    global _SETTINGS, _SPOOL
+    _SETTINGS, _SPOOL = settings, spool
 
 
-def seal_file(path: str, settings: EncryptionSettings) -> Sealed:
-    """Read, encrypt and encode one file. Never raises: errors come back in ``Sealed.error``."""
+def seal_file(path: str, settings: EncryptionSettings, spool: str) -> Sealed:
+    """Read and encrypt one file, and write it as a Part 10 file into ``spool``. Never raises:
+    errors come back in ``Sealed.error``."""
     from dicomcrypt.files import dicom_to_bytes, read_dicom
     from dicomcrypt.pipeline import encrypt_instance
 
@@ -192,17 +218,20 @@ def seal_file(path: str, settings: EncryptionSettings) -> Sealed:
     try:
         outcome = encrypt_instance(read_dicom(path), settings)
         data = dicom_to_bytes(outcome.dataset)
+        fd, sealed_path = tempfile.mkstemp(suffix=".dcm", dir=spool)
+        with os.fdopen(fd, "wb") as handle:  # a spool file, read once by this send: no fsync
+            handle.write(data)
     except DicomCryptError as exc:
         return Sealed(error=_strip(str(exc), Path(path)), seconds=time.perf_counter() - started)
     except Exception as exc:  # a bug or an unforeseen input: report it, keep sending
         return Sealed(error=f"internal error: {type(exc).__name__}: {exc}", seconds=time.perf_counter() - started)
-    return Sealed(data, outcome.mode, outcome.note or "", time.perf_counter() - started,
+    return Sealed(sealed_path, len(data), outcome.mode, outcome.note or "", time.perf_counter() - started,
                   int(outcome.metrics.get("envelope_bytes", 0)))
 
 
 def _seal_in_worker(path: str) -> Sealed:
     assert _SETTINGS is not None, "worker not initialised"
-    return seal_file(path, _SETTINGS)
+    return seal_file(path, _SETTINGS, _SPOOL)
 
 
 class Sealer:
@@ -211,13 +240,14 @@ class Sealer:
     ``workers > 1``: a spawned process pool (:func:`dicomcrypt.runner.worker.spawn_pool`).
     ``workers == 1``: one thread in this process, which still overlaps encryption with sending.
     Not the runner's :class:`~dicomcrypt.runner.pool.LocalPool`: the sender needs one future per
-    file, submitted as its queue has room and awaited in sending order, and the encrypted bytes
-    themselves, not a file written to OUT.
+    file, submitted as its queue has room and awaited in sending order, and a sealed file in its
+    own spool (removed by :meth:`close`), not a file written to OUT.
     """
 
     def __init__(self, settings: EncryptionSettings, workers: int) -> None:
         self.settings = settings
         self.workers = max(1, workers)
+        self.spool = make_spool()
         self._pool: Executor | None = None
 
     def submit(self, path: str) -> Future[Sealed]:
@@ -225,12 +255,13 @@ class Sealer:
             if self.workers == 1:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="dicomcrypt-seal")
             else:
-                self._pool = spawn_pool(self.workers, _start_sealer, (self.settings,))
+                self._pool = spawn_pool(self.workers, _start_sealer, (self.settings, self.spool))
         if isinstance(self._pool, ThreadPoolExecutor):
-            return self._pool.submit(seal_file, path, self.settings)
+            return self._pool.submit(seal_file, path, self.settings, self.spool)
         return self._pool.submit(_seal_in_worker, path)
 
     def close(self, *, cancel: bool = False) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
             self._pool = None
+        remove_spool(self.spool)

@@ -16,14 +16,15 @@ is answered (:mod:`dicomcrypt.net.forward_queue`) and a drain thread delivers it
 This module owns the association life cycle (presentation contexts, allow-list, TLS, limits,
 graceful stop) and the per-instance log line; the accept path that bounds each connection
 (TLS handshake deadline, per-peer limit, PDU deadlines) is :mod:`dicomcrypt.net.server`'s, what
-happens to an instance is :mod:`dicomcrypt.net.store_handler`'s job, where it is filed
-:mod:`dicomcrypt.net.storage`'s.
+happens to an instance is :mod:`dicomcrypt.net.store_handler`'s job, run in a pool of worker
+processes (:mod:`dicomcrypt.net.restore_pool`), where it is filed :mod:`dicomcrypt.net.storage`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import ssl
 import threading
 import time
@@ -51,6 +52,7 @@ from dicomcrypt.net.forward_queue import ForwardQueue
 from dicomcrypt.net.health import check_health
 from dicomcrypt.net.http_status import StatusServer
 from dicomcrypt.net.metrics import ReceiverMetrics
+from dicomcrypt.net.restore_pool import RestorePool, discard_partial_data_set, handle_received
 from dicomcrypt.net.server import ConnectionLimits, GuardedServer
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
@@ -65,8 +67,11 @@ _P_DATA_TF = 0x04
 _RESPONSE_FLUSH_S = 0.3
 """After the last response is handed to pynetdicom, time for its socket thread to send it."""
 _MAX_PDU_BYTES = 4 * 1024 * 1024
-"""Largest PDU a peer may announce. We offer pynetdicom's maximum PDU length (16 kB) for
-P-DATA; association requests are a few kB. A peer announcing more is cut before it is read."""
+"""Largest PDU a peer may announce. We offer :data:`_RECEIVE_PDU_BYTES` for P-DATA;
+association requests are a few kB. A peer announcing more is cut before it is read."""
+_RECEIVE_PDU_BYTES = 1024 * 1024
+"""The maximum PDU length we announce (pynetdicom's default is 16 kB): a 512x512 CT arrives in
+one PDU instead of 33, each of which costs Python work on both sides (issue 14)."""
 _MIB = 1024 * 1024
 
 
@@ -135,6 +140,9 @@ class ReceiverConfig:
     """Failure statuses the downstream may answer for one instance before it is quarantined."""
     http: tuple[str, int] | None = None
     """(host, port) of the status endpoint (/metrics, /healthz, /studies); ``None``: off."""
+    restore_workers: int | None = None
+    """Worker processes that restore (:mod:`dicomcrypt.net.restore_pool`); ``None``: one per
+    CPU; ``0``: in each association's thread."""
 
     @property
     def decode_limits(self) -> DecodeLimits:
@@ -186,6 +194,8 @@ class ReceiverConfig:
             raise ReceiverConfigError("forward retry times must be more than 0, the first at most the longest")
         if self.forward_max_refusals < 1:
             raise ReceiverConfigError("forward max refusals must be 1 or more")
+        if self.restore_workers is not None and self.restore_workers < 0:
+            raise ReceiverConfigError("restore workers must be 0 (in the association's thread) or more")
 
     @property
     def connection_limits(self) -> ConnectionLimits:
@@ -227,8 +237,7 @@ class Receiver:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config.checked()
         self._ledger = StudyLedger()
-        quarantine = Quarantine(config.quarantine_dir, max_bytes=config.quarantine_max_mb * _MIB,
-                                max_age_s=config.quarantine_days * 86400)
+        quarantine = make_quarantine(config)
         self._queue: ForwardQueue | None = None
         self._drain: QueueDrain | None = None
         if config.forward is not None and config.spool_dir is not None:
@@ -245,6 +254,7 @@ class Receiver:
         self._activity = _Activity()
         self._server: Any = None
         self._http: StatusServer | None = None
+        self._pool: RestorePool | None = None
 
     @property
     def port(self) -> int:
@@ -269,6 +279,7 @@ class Receiver:
         if self._server is not None:
             raise RuntimeError("receiver is already started")
         ae = self._make_ae()
+        self._pool = _restore_pool(self.config)
         self._server = ae.make_server(
             (self.config.host, self.config.port),
             evt_handlers=[
@@ -370,6 +381,8 @@ class Receiver:
         if self._drain is not None:  # finishes the instance on the wire; the rest waits for the next start
             self._drain.stop(timeout=self.config.forward_timeout + 5)
         self._stop_http()
+        if self._pool is not None:
+            self._pool.close()
         for study_uid, counts in sorted(self.studies().items()):
             LOG.info(_fields(event="study", study=study_uid or "-", received=counts.received, stored=counts.stored,
                              refused=counts.refused, series=counts.series, instances=counts.instances,
@@ -384,6 +397,7 @@ class Receiver:
 
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.config.ae_title)
+        ae.maximum_pdu_size = _RECEIVE_PDU_BYTES
         ae.maximum_associations = self.config.max_associations
         ae.network_timeout = ae.dimse_timeout = self.config.idle_timeout  # silence between PDUs
         # the wait for the association request (and release) is the time for one PDU: a
@@ -412,9 +426,7 @@ class Receiver:
             result = InstanceResult(st.SHUTTING_DOWN, "refused", "receiver is shutting down",
                                     sop_instance_uid=str(request.AffectedSOPInstanceUID))
         else:
-            result = self._handler.handle(
-                event.encoded_dataset(include_meta=True), lambda: _dataset_with_meta(event), context
-            )
+            result = self._restore(event, context)
         self._ledger.record(result.study_uid, result.series_uid, result.sop_instance_uid,
                             success=result.status.is_success)
         self.metrics.record_instance(result, self._instance_bytes(event.assoc))
@@ -426,6 +438,18 @@ class Receiver:
         if result.comment and not result.status.is_success:
             response.ErrorComment = comment(result.comment)
         return response
+
+    def _restore(self, event: evt.Event, context: dict[str, Any]) -> InstanceResult:
+        """The instance decided, filed and/or forwarded: in the pool when there is one, with the
+        file pynetdicom wrote as it arrived; else here, in the association's thread."""
+        path = getattr(event.request, "_dataset_path", None)  # set when received in chunks
+        if self._pool is not None and isinstance(path, Path):
+            return self._pool.handle(path, context)
+        if isinstance(path, Path):
+            return handle_received(self._handler, path, context)
+        return self._handler.handle(
+            event.encoded_dataset(include_meta=True), lambda: _dataset_with_meta(event), context
+        )
 
     def _on_data_received(self, event: evt.Event) -> None:
         """Runs in the association's socket thread after each PDU: marks it busy, and aborts it
@@ -462,6 +486,7 @@ class Receiver:
 
     def _on_connection_closed(self, event: evt.Event) -> None:
         self.metrics.connection_closed(event.assoc)
+        discard_partial_data_set(event.assoc)
         with self._activity.cond:
             self._activity.busy.pop(event.assoc, None)
             self._activity.received.pop(event.assoc, None)
@@ -493,6 +518,35 @@ def _rejection(assoc: Any, config: ReceiverConfig) -> tuple[str, str]:
         return "other", str(sent.reason_str)
     except Exception:  # an unusual primitive: say what we can
         return "other", "association rejected"
+
+
+def make_quarantine(config: ReceiverConfig) -> Quarantine:
+    """The quarantine folder ``config`` asks for (each restore worker builds its own)."""
+    return Quarantine(config.quarantine_dir, max_bytes=config.quarantine_max_mb * _MIB,
+                      max_age_s=config.quarantine_days * 86400)
+
+
+def _restore_pool(config: ReceiverConfig) -> RestorePool | None:
+    """The started pool that restores for ``config``, or None to restore in association threads.
+
+    With a pool, pynetdicom writes each received data set to a file as it arrives
+    (``STORE_RECV_CHUNKED_DATASET``, process-wide; handlers here read either form), so no
+    instance is held in memory whole and the worker reads it from there.
+    """
+    workers = config.restore_workers if config.restore_workers is not None else _cpus()
+    if workers < 1:
+        return None
+    from pynetdicom import _config
+
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    return RestorePool(config, workers).start()
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _register_storage_class(sop_class: UID) -> None:

@@ -10,12 +10,26 @@ How a send runs::
                                                     │ C-STORE, status recorded per instance
                                                     └─> SendReport (per study, failures)
 
-The first association is opened before anything is encrypted, so a wrong AE title, address or
-certificate fails at once. A connection lost mid-send is reopened and the instance re-sent,
-up to ``retries`` times, and so is one the peer refused as "Out of Resources" (0xA7xx, a
-transient refusal by definition); any other failure status is final and recorded with its code
-and comment (the failed paths can be re-sent later). The queue holds only a few instances
-per association, so memory stays flat whatever the study size.
+The wire never waits for the codec and nothing is parsed twice (issue 14): the workers encrypt
+ahead of the network (the queue holds a few instances per association plus one per worker) and
+each writes its sealed instance as a file into the send's spool; a sender thread hands that
+path to pynetdicom, which streams the data set from the file in PDUs as large as the peer
+accepts, unparsed, whenever the peer accepted the file's own transfer syntax (files sent as
+they are travel the same way). Only when it did not is the file decoded and re-encoded.
+Sockets have TCP_NODELAY: a C-STORE is a few PDUs then a wait for the answer, and Nagle's
+algorithm against the peer's delayed ACK would add up to 40 ms per instance.
+
+Several associations (``associations``; one by default, :data:`DEFAULT_ASSOCIATIONS` says why)
+keep a receiver that restores in a pool of processes busy: DIMSE on one association is
+request-then-answer, so the receiver restores at most one instance per association at a time. The first
+association is opened before anything is encrypted, so a wrong AE title, address or certificate
+fails at once; an extra association the peer refuses or does not answer (a PACS with a per-host
+limit, a single-threaded ``storescp``) just leaves its share to the others. A connection lost
+mid-send is reopened and the instance re-sent, up to ``retries`` times, and so is one the peer
+refused as "Out of Resources" (0xA7xx, a transient refusal by definition); any other failure
+status is final and recorded with its code and comment (the failed paths can be re-sent later).
+The queue holds only a few instances per association, so memory stays flat whatever the study
+size.
 """
 
 from __future__ import annotations
@@ -29,6 +43,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pydicom
@@ -46,7 +62,7 @@ if TYPE_CHECKING:
     from pynetdicom.ae import ApplicationEntity
     from pynetdicom.association import Association
 
-__all__ = ["DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
+__all__ = ["DEFAULT_ASSOCIATIONS", "DEFAULT_TIMEOUT", "echo", "open_association", "retry_paths", "send"]
 
 DEFAULT_TIMEOUT = 600.0
 """Seconds to wait for a C-STORE answer: the receiving node restores (decodes) before it
@@ -55,6 +71,32 @@ CONNECT_TIMEOUT = 30.0
 """Seconds for TCP connect and association negotiation (ACSE)."""
 _RETRY_PAUSE = 1.0
 _OUT_OF_RESOURCES = range(0xA700, 0xA800)
+MAX_PDU_BYTES = 1024 * 1024
+"""The largest PDU we announce we can receive (answers are small; this is symmetry with
+``serve``, which announces the same so senders cut data sets into few, large PDUs)."""
+DEFAULT_ASSOCIATIONS = 1
+"""One association unless asked. The receiver's parallelism comes from concurrent associations
+(DIMSE is request-then-answer), but its slots are shared by every sender (``serve``: 4 per host,
+10 in all) and a sender whose first association is refused sends nothing: by default a sender
+takes one slot, so several senders on one host (modalities behind a router, a gateway's
+processes) all get in. A sender that has the receiver to itself asks for more
+(``--associations N``, up to the receiver's per-host limit); extra associations the receiver
+refuses leave their share to the others."""
+
+
+def _no_delay(event: Any) -> None:
+    """EVT_CONN_OPEN: disable Nagle's algorithm on the association's socket."""
+    set_no_delay(event.assoc.dul.socket.socket)
+
+
+def set_no_delay(sock: socket.socket | None) -> None:
+    """TCP_NODELAY on ``sock`` (a TLS socket too); a socket that is not TCP is left alone."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- associations
@@ -64,6 +106,7 @@ def _application_entity(calling_aet: str, timeout: float) -> ApplicationEntity:
     from pynetdicom import AE
 
     ae = AE(ae_title=calling_aet)
+    ae.maximum_pdu_size = MAX_PDU_BYTES
     ae.acse_timeout = CONNECT_TIMEOUT
     ae.connection_timeout = CONNECT_TIMEOUT
     ae.dimse_timeout = timeout
@@ -79,12 +122,14 @@ def open_association(
 ) -> Association:
     """An established association with ``peer`` proposing ``contexts``; else AssociationError
     saying why (unreachable, rejected with the peer's reason, aborted, TLS failure)."""
+    from pynetdicom import evt
     from pynetdicom.presentation import build_context
 
     requested = [build_context(c.abstract_syntax, list(c.transfer_syntaxes)) for c in contexts]
     tls_args = (ssl_context, peer.host) if ssl_context is not None else None
     try:
-        assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args)
+        assoc = ae.associate(peer.host, peer.port, contexts=requested, ae_title=peer.ae_title, tls_args=tls_args,
+                             max_pdu=MAX_PDU_BYTES, evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
     except OSError as exc:  # pynetdicom resolves the host name itself: socket.gaierror for an unknown host
         raise AssociationError(f"association with {peer}: cannot connect to {peer.host}:{peer.port}: "
                                f"{exc.strerror or exc}") from None
@@ -200,7 +245,7 @@ def send(
     settings: EncryptionSettings | None = None,
     allow_plain: bool = False,
     ssl_context: ssl.SSLContext | None = None,
-    associations: int = 1,
+    associations: int = DEFAULT_ASSOCIATIONS,
     retries: int = 2,
     workers: int = 1,
     timeout: float = DEFAULT_TIMEOUT,
@@ -211,7 +256,8 @@ def send(
 
     Plain images are encrypted as ``settings`` say (targets, mode, model, latent format,
     identity protection), in ``workers`` processes; files that are already encrypted, and
-    non-images, are sent as they are. With no settings (nobody to encrypt for), plain images
+    non-images, are sent as they are. ``associations``: how many in parallel
+    (see :data:`DEFAULT_ASSOCIATIONS`). With no settings (nobody to encrypt for), plain images
     raise :class:`~dicomcrypt.errors.PlaintextRefusedError` unless ``allow_plain``.
 
     Raises :class:`AssociationError` when the first association cannot be made (nothing was
@@ -232,6 +278,7 @@ def send(
         report.seconds = time.perf_counter() - started
         return report
 
+    _stream_files()
     ae = _application_entity(calling_aet, timeout)
     sealer = Sealer(settings, workers) if settings is not None else None
     stop = threading.Event()
@@ -256,6 +303,16 @@ def send(
         recorder(_result(item, error="not sent: interrupted"))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stream_files() -> None:
+    """pynetdicom sends a data set given as a file path straight from the file, in PDU-sized
+    chunks, when the context accepted is the file's own transfer syntax (else ``send_c_store``
+    raises ValueError and :func:`_store` decodes it). Process-wide; the forwarder and every
+    other caller give pynetdicom data sets, which this does not affect."""
+    from pynetdicom import _config
+
+    _config.STORE_SEND_CHUNKED_DATASET = True
 
 
 def _groups(items: list[Outgoing]) -> list[tuple[list[ContextRequest], list[Outgoing]]]:
@@ -312,9 +369,11 @@ def _send_group(
             record(_result(item, error=f"not sent: {exc}"))
         return
     workers = sealer.workers if sealer is not None else 0
-    jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2 * len(channels) + workers)
+    jobs: queue.Queue[_Job] = queue.Queue(maxsize=2 * len(channels) + workers)
+    queued_all = threading.Event()
     threads = [
-        threading.Thread(target=_sender_loop, args=(channel, jobs, retries, stop, record),
+        threading.Thread(target=_sender_loop, args=(channel, jobs, queued_all),
+                         kwargs={"retries": retries, "stop": stop, "record": record, "extra": i > 0},
                          name=f"dicomcrypt-send-{i}", daemon=True)
         for i, channel in enumerate(channels)
     ]
@@ -332,20 +391,19 @@ def _send_group(
     finally:
         if stop.is_set():
             _drain(jobs)
-        for _ in threads:
-            jobs.put(None)
+        queued_all.set()
         for thread in threads:
             _join(thread, stop)
 
 
-def _drain(jobs: queue.Queue[_Job | None]) -> None:
+def _drain(jobs: queue.Queue[_Job]) -> None:
     """Interrupted: cancel queued encryptions; queued items are reported as not sent."""
     while True:
         try:
             job = jobs.get_nowait()
         except queue.Empty:
             return
-        if job is not None and job[1] is not None:
+        if job[1] is not None:
             job[1].cancel()
 
 
@@ -358,11 +416,28 @@ def _join(thread: threading.Thread, stop: threading.Event) -> None:
             stop.set()
 
 
+def _next_job(jobs: queue.Queue[_Job], queued_all: threading.Event) -> _Job | None:
+    """The next job, or None once every job was queued and taken (no sentinels: a sender whose
+    association never opened leaves without taking any, and the others finish the queue)."""
+    while True:
+        try:
+            return jobs.get(timeout=0.1)
+        except queue.Empty:
+            if queued_all.is_set() and jobs.empty():
+                return None
+
+
 def _sender_loop(
-    channel: _Channel, jobs: queue.Queue[_Job | None], retries: int, stop: threading.Event, record: _Recorder
+    channel: _Channel, jobs: queue.Queue[_Job], queued_all: threading.Event, *, retries: int,
+    stop: threading.Event, record: _Recorder, extra: bool = False,
 ) -> None:
+    if extra:  # the first association is open already; an extra one the peer refuses is not needed
+        try:
+            channel.ensure()
+        except AssociationError:
+            return
     try:
-        while (job := jobs.get()) is not None:
+        while (job := _next_job(jobs, queued_all)) is not None:
             item, future = job
             if stop.is_set():
                 if future is not None:
@@ -383,13 +458,34 @@ def _deliver(channel: _Channel, item: Outgoing, future: Future[Sealed] | None, r
     prepared = _prepare(item, future)
     if isinstance(prepared, InstanceResult):
         return prepared
-    dataset, fields = prepared
-    return _store(channel, item, dataset, fields, retries=retries, stop=stop)
+    try:
+        return _store(channel, item, prepared, retries=retries, stop=stop)
+    finally:
+        if prepared.spooled:
+            Path(prepared.path).unlink(missing_ok=True)
 
 
-def _prepare(item: Outgoing, future: Future[Sealed] | None) -> tuple[Dataset, dict[str, Any]] | InstanceResult:
-    """The data set to send and the report fields known before sending, or the failure record
-    of an instance that cannot be sent (its encryption failed or was cancelled, it cannot be read)."""
+@dataclass
+class _Prepared:
+    """An instance ready to send: its Part 10 file and the report fields known before sending."""
+
+    path: str
+    streamable: bool
+    fields: dict[str, Any]
+    spooled: bool = False
+    """A sealed file in the send's spool, removed once sent."""
+    _dataset: Dataset | None = field(default=None, repr=False)
+
+    def dataset(self) -> Dataset:
+        """The file decoded, for a peer that did not accept its transfer syntax (read once)."""
+        if self._dataset is None:
+            self._dataset = pydicom.dcmread(self.path)
+        return self._dataset
+
+
+def _prepare(item: Outgoing, future: Future[Sealed] | None) -> _Prepared | InstanceResult:
+    """The file to send and its report fields, or the failure record of an instance that cannot
+    be sent (its encryption failed or was cancelled, it cannot be read)."""
     if future is not None:
         try:
             sealed = future.result()
@@ -399,23 +495,24 @@ def _prepare(item: Outgoing, future: Future[Sealed] | None) -> tuple[Dataset, di
             return _result(item, error=f"not sent: encryption worker failed: {type(exc).__name__}: {exc}")
         if sealed.error is not None:
             return _result(item, error=f"not sent: encryption failed: {sealed.error}", seal_seconds=sealed.seconds)
-        return sealed.dataset(), {"bytes_sent": len(sealed.data), "seal_seconds": sealed.seconds,
-                                  "mode": sealed.mode, "note": sealed.note, "envelope_bytes": sealed.envelope_bytes}
+        return _Prepared(sealed.path, True, {"bytes_sent": sealed.size, "seal_seconds": sealed.seconds,
+                                             "mode": sealed.mode, "note": sealed.note,
+                                             "envelope_bytes": sealed.envelope_bytes}, spooled=True)
     try:
-        return pydicom.dcmread(item.path), {"bytes_sent": os.path.getsize(item.path)}
-    except Exception as exc:
+        return _Prepared(item.path, item.streamable, {"bytes_sent": os.path.getsize(item.path)})
+    except OSError as exc:
         return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}")
 
 
 def _store(
-    channel: _Channel, item: Outgoing, dataset: Dataset, prepared: dict[str, Any], *, retries: int,
-    stop: threading.Event,
+    channel: _Channel, item: Outgoing, prepared: _Prepared, *, retries: int, stop: threading.Event,
 ) -> InstanceResult:
-    """C-STORE ``dataset``, reopening a lost association and re-sending up to ``retries`` times."""
+    """C-STORE ``prepared``, reopening a lost association and re-sending up to ``retries`` times."""
     last_error = "not sent"
+    fields = prepared.fields
     for attempt in range(retries + 1):
         if stop.is_set():
-            return _result(item, error="not sent: interrupted", **prepared)
+            return _result(item, error="not sent: interrupted", **fields)
         if attempt:
             time.sleep(_RETRY_PAUSE)
         try:
@@ -423,15 +520,21 @@ def _store(
         except AssociationError as exc:
             last_error = f"not sent: {exc}"
             continue
-        try:
-            to_send = _fit_to_accepted(assoc, dataset, item)
-        except _NoContext as exc:
-            return _result(item, error=f"not sent: {exc}", **prepared)
+        to_send: Dataset | Path
+        if prepared.streamable and _accepted_as_is(assoc, item):
+            to_send = Path(prepared.path)  # streamed from the file by pynetdicom, never parsed here
+        else:
+            try:
+                to_send = _fit_to_accepted(assoc, prepared.dataset(), item)
+            except _NoContext as exc:
+                return _result(item, error=f"not sent: {exc}", **fields)
+            except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files
+                return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}", **fields)
         started = time.perf_counter()
         try:
             status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())
         except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
-            return _result(item, error=f"not sent: {exc}", **prepared)
+            return _result(item, error=f"not sent: {exc}", **fields)
         seconds = time.perf_counter() - started
         if not status or "Status" not in status:
             channel.drop()
@@ -441,9 +544,17 @@ def _store(
         if _OUT_OF_RESOURCES.start <= code < _OUT_OF_RESOURCES.stop and attempt < retries:
             last_error = f"peer answered 0x{code:04X} (refused: out of resources): {comment}"
             continue  # transient by definition (PS3.4 B.2.3): try again after a pause
-        return _result(item, status=code, comment=comment, send_seconds=seconds, **prepared)
+        return _result(item, status=code, comment=comment, send_seconds=seconds, **fields)
     suffix = f" (after {retries + 1} attempts)" if retries else ""
-    return _result(item, error=last_error + suffix, **prepared)
+    return _result(item, error=last_error + suffix, **fields)
+
+
+def _accepted_as_is(assoc: Association, item: Outgoing) -> bool:
+    """Whether the peer accepted ``item``'s SOP class in exactly its file's transfer syntax."""
+    return any(
+        cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax
+        for cx in assoc.accepted_contexts
+    )
 
 
 class _NoContext(Exception):

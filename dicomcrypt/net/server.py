@@ -14,6 +14,8 @@ association machinery and changes only the edges:
 - each PDU, once it starts, must arrive whole within :attr:`ConnectionLimits.pdu_timeout`, a
   PDU may not announce more than :attr:`ConnectionLimits.max_pdu_bytes`, and no association
   lives longer than :attr:`ConnectionLimits.association_timeout` (:class:`_DeadlineSocket`).
+- every connection has TCP_NODELAY: an answer is one small PDU the peer waits for, and Nagle's
+  algorithm would hold it for the peer's delayed ACK (up to 40 ms per instance).
 
 The idle time between PDUs is pynetdicom's own ``network_timeout`` (set by the receiver).
 """
@@ -40,7 +42,9 @@ __all__ = ["ConnectionLimits", "GuardedServer"]
 
 LOG = logging.getLogger("dicomcrypt.serve")
 
-_RECV_CHUNK = 4096
+_RECV_CHUNK = 256 * 1024
+"""Most bytes read per ``recv`` call: PDUs are up to 1 MiB now (issue 14), and every call is
+Python work; the deadline is checked between calls."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class _GuardedHandler(RequestHandler):
 
     def handle(self) -> None:
         try:
+            _no_delay(self.request)
             if self.server.ssl_context is not None:
                 tls = _handshake(self.server.ssl_context, self.request, self.client_address,
                                  self.server.limits.tls_handshake_timeout)
@@ -161,6 +166,13 @@ def _handshake(ctx: ssl.SSLContext, sock: socket.socket, address: Any, timeout: 
             return None
     tls.setblocking(True)
     return tls
+
+
+def _no_delay(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not a TCP socket
+        pass
 
 
 def _close(sock: socket.socket) -> None:

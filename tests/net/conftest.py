@@ -112,7 +112,8 @@ def start_receiver(tmp_path: Path, site_key) -> Iterator[Callable[..., object]]:
     """Factory for in-process receivers on a free port; all are stopped in teardown.
 
     Defaults: AE title ``RECEIVER`` on 127.0.0.1, key ring of ``site_key``, ``out`` =
-    ``tmp_path / "received"``, restoring. Any :class:`ReceiverConfig` field can be overridden.
+    ``tmp_path / "received"``, restoring in the association's thread. Any :class:`ReceiverConfig`
+    field can be overridden.
     """
     from dicomcrypt import KeyRing
     from dicomcrypt.net.scp import Receiver, ReceiverConfig
@@ -126,6 +127,9 @@ def start_receiver(tmp_path: Path, site_key) -> Iterator[Callable[..., object]]:
             "port": 0,
             "keys": KeyRing([site_key]),
             "out": tmp_path / "received",
+            # in the association's thread: a pool spawns processes per receiver, too slow for every
+            # test; the pool has its own tests (test_restore_pool.py) and `serve` uses it by default
+            "restore_workers": 0,
         }
         settings.update(overrides)
         receiver = Receiver(ReceiverConfig(**settings))

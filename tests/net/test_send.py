@@ -312,6 +312,38 @@ def test_worker_processes_encrypt_lossless_while_sending(tmp_path: Path, recordi
         np.testing.assert_array_equal(_pixels(decrypt_dataset(got, keys=[site_key])), _pixels(original))
 
 
+def test_sealed_instances_go_to_the_wire_unparsed_and_the_spool_is_removed(
+    tmp_path: Path, recording_scp, site_key, monkeypatch
+):
+    """Issue 14: the sealed file is streamed by pynetdicom (the peer accepted Explicit VR LE in
+    its own context); decoding it in the sender would be the old triple encode, so it fails here."""
+    from dicomcrypt.net import outbox, scu
+
+    spools: list[Path] = []
+
+    def spool_in_tmp() -> str:
+        spools.append(tmp_path / f"spool{len(spools)}")
+        spools[-1].mkdir(mode=0o700)
+        return str(spools[-1])
+
+    def never(self):
+        raise AssertionError("the sender decoded a file it could stream")
+
+    monkeypatch.setattr(outbox, "make_spool", spool_in_tmp)
+    monkeypatch.setattr(scu._Prepared, "dataset", never)
+    study = _study(tmp_path / "study", "MR_small.dcm", "CT_small.dcm")
+    scp = recording_scp()
+    settings = EncryptionSettings.build(key=site_key, mode="standard")
+    report = send([study], parse_peer(scp.peer), calling_aet="S", settings=settings, workers=1, associations=2)
+    assert report.all_arrived, report.summary()
+    for path in study.iterdir():
+        original = read_dicom(path)
+        got = scp.received[str(original.SOPInstanceUID)]
+        assert got.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        np.testing.assert_array_equal(_pixels(decrypt_dataset(got, keys=[site_key])), _pixels(original))
+    assert spools and not any(spool.exists() for spool in spools)
+
+
 def test_first_association_failure_raises(tmp_path: Path, site_key):
     study = _study(tmp_path / "study", "CT_small.dcm")
     settings = EncryptionSettings.build(key=site_key, mode="standard")
@@ -335,9 +367,11 @@ def test_unsendable_files_are_reported_and_the_rest_is_sent(tmp_path: Path, reco
 
 
 def test_contexts_offer_each_files_syntax_plus_the_native_fallback():
+    # Explicit VR LE gets a context of its own too (issue 14): a peer that accepts it lets the
+    # file go to the wire unparsed, where pynetdicom would pick Implicit from the fallback
     jpeg2000 = "1.2.840.10008.1.2.4.90"
     (group,) = plan_groups({"1.2.840.10008.5.1.4.1.1.7": {jpeg2000, str(ExplicitVRLittleEndian)}})
-    assert [c.transfer_syntaxes for c in group] == [(jpeg2000,), NATIVE]
+    assert [c.transfer_syntaxes for c in group] == [(ExplicitVRLittleEndian,), (jpeg2000,), NATIVE]
 
 
 def test_contexts_are_split_at_128_without_splitting_a_sop_class():

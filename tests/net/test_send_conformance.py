@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pynetdicom
 
-from dicomcrypt.net import status, tls
+from dicomcrypt.net import scp, scu, status, tls
 from dicomcrypt.net.contexts import MAX_CONTEXTS, NATIVE
 from dicomcrypt.net.scu import CONNECT_TIMEOUT, DEFAULT_TIMEOUT
 
@@ -24,7 +24,9 @@ def test_tls_policy_and_identification_as_documented():
     assert f"`{tls.TLS12_CIPHERS}`" in DOC
     assert f"`{pynetdicom.PYNETDICOM_IMPLEMENTATION_UID}`" in DOC
     assert f"`{pynetdicom.PYNETDICOM_IMPLEMENTATION_VERSION}`" in DOC
-    assert f"{pynetdicom.AE().maximum_pdu_size} bytes" in DOC
+    # issue 14: both sides announce 1 MiB, no longer pynetdicom's default 16382 bytes
+    assert scu.MAX_PDU_BYTES == scp._RECEIVE_PDU_BYTES == 1024 * 1024
+    assert "| max PDU received | 1 MiB announced" in DOC and "| max PDU received | 1 MiB offered" in DOC
 
 
 def test_association_figures_as_documented():
