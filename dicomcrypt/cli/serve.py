@@ -62,6 +62,9 @@ OPTIONS: list[Option] = [
            help="file plain (unencrypted) images as received instead of refusing them"),
     Option("--max-associations", type=int, parse=whole_number(1), metavar="N",
            help="associations served at once (default: 10)"),
+    Option("--restore-workers", type=int, parse=whole_number(0), metavar="N",
+           help="worker processes that restore, so associations restore in parallel; 0: in each "
+                "association's thread (default: one per CPU)"),
     Option("--max-image-mb", type=int, parse=whole_number(1), metavar="MB",
            help="refuse (0xC003) a payload that declares more restored pixel data than this (default: 1024)"),
     Option("--max-model-megapixels", type=int, parse=whole_number(1), metavar="N",
