@@ -1,0 +1,209 @@
+"""The wavelet codec inside the ``lossless`` and ``lossy`` modes (payload version 3, ``codec: wavelet``).
+
+When the model is a wavelet codec model (:mod:`dicomcrypt.codec.wavelet.model`; the default),
+the lossless and lossy coders hand their frames here. Sections:
+
+- ``pixels``: one record per frame (``u32`` count; per frame ``u8`` coding, ``u32`` length,
+  data). Exact mode codes each frame with every coding the model lists (the wavelet stream at
+  step 1, JPEG-LS, JPEG-XL lossless) and keeps the smallest, so it is never larger than
+  JPEG-LS; the coding byte records the choice. Lossy mode writes wavelet streams only.
+- ``padding`` (lossy, when the image has padding): the padding mask, as the autoencoder's lossy
+  mode writes it, so the padding value comes back exactly; the padded pixels are coded as the
+  frame's lowest value (a flat region costs nothing).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dicomcrypt.codec import lossless, normalise
+from dicomcrypt.codec.coders.base import CodingContext, Packed
+from dicomcrypt.codec.wavelet import stream
+from dicomcrypt.codec.wavelet.model import WaveletModel
+from dicomcrypt.codec.wavelet.transform import levels_for
+from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.payload import section
+
+if TYPE_CHECKING:
+    from dicomcrypt.dicom import PixelFormat
+    from dicomcrypt.payload import PayloadMeta
+
+CODEC = "wavelet"
+LOSSY_METHOD = "DICOMCRYPT_WV1"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
+JPEG_LS = 1  # a codec.lossless record (JPEG-LS, or zstd where CharLS cannot)
+WAVELET = 3
+JPEG_XL = 4
+CODING_NAMES = {JPEG_LS: "jpeg-ls", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
+_COUNT = struct.Struct(">I")
+_RECORD = struct.Struct(">BI")
+
+
+def is_wavelet(model: object) -> bool:
+    return isinstance(model, WaveletModel)
+
+
+def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
+    """Each frame as the smallest of the model's exact codings."""
+    model: WaveletModel = context.model
+    records = []
+    for frame in frames:
+        candidates = {}
+        if "wavelet" in model.params.exact_codings:
+            candidates[WAVELET] = stream.encode(frame, colour=_colour(fmt), lossless=True)
+        if "jpeg-ls" in model.params.exact_codings or not candidates:
+            candidates[JPEG_LS] = lossless.encode_record(lossless.to_unsigned(frame))
+        if "jpeg-xl" in model.params.exact_codings:
+            coded = _encode_jpeg_xl(frame)
+            if coded is not None:
+                candidates[JPEG_XL] = coded
+        coding = min(candidates, key=lambda c: (len(candidates[c]), c))
+        records.append(_RECORD.pack(coding, len(candidates[coding])) + candidates[coding])
+        name = CODING_NAMES[coding]
+        context.metrics[f"{name}_frames"] = context.metrics.get(f"{name}_frames", 0.0) + 1
+    blob = _COUNT.pack(len(records)) + b"".join(records)
+    context.metrics["pixels_bytes"] = float(len(blob))
+    return Packed({"pixels": blob}, {"codec": CODEC})
+
+
+def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+    out = np.empty(meta.shape, dtype=meta.dtype)
+    for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
+        shape = meta.shape[1:]
+        if coding == WAVELET:
+            values, lossy = stream.decode(data, shape)
+            if lossy:
+                raise PayloadFormatError(f"payload: frame {index} of an exact payload is a lossy wavelet stream")
+            _check_range(values, meta.dtype, index)
+            out[index] = values
+        elif coding == JPEG_LS:
+            stored = lossless.stored_dtype(meta.dtype)
+            frame = lossless.decode_frames(_COUNT.pack(1) + data, (1, *shape), stored)[0]
+            out[index] = lossless.from_unsigned(frame, meta.dtype)
+        elif coding == JPEG_XL:
+            out[index] = _decode_jpeg_xl(data, shape, meta.dtype)
+        else:
+            raise PayloadFormatError(f"payload: frame {index} has unknown coding {coding}")
+    return out
+
+
+def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
+    """Every frame as a quantised wavelet stream at the context's quality."""
+    model: WaveletModel = context.model
+    norm = normalise.fit(frames, fmt.padding_value)
+    mask = normalise.padding_mask(frames, norm)
+    sections: dict[str, bytes] = {}
+    if mask is not None:
+        sections["padding"] = normalise.encode_mask(mask)
+    step = model.params.pixel_step(context.quality)
+    records = []
+    for index, frame in enumerate(frames):
+        pixels = frame.astype(np.int64)
+        if mask is not None:
+            pixels = np.where(mask[index], norm.low[index], pixels)
+        data = stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=_quantiser(model, pixels, step))
+        records.append(_RECORD.pack(WAVELET, len(data)) + data)
+    sections["pixels"] = _COUNT.pack(len(records)) + b"".join(records)
+    context.metrics["pixels_bytes"] = float(len(sections["pixels"]))
+    return Packed(sections, {"codec": CODEC, "normalisation": norm})
+
+
+def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+    out = np.empty(meta.shape, dtype=meta.dtype)
+    low, high = _stored_range(meta)
+    for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
+        if coding != WAVELET:
+            raise PayloadFormatError(f"payload: frame {index} of a lossy payload has coding {coding}, not wavelet")
+        values, _lossy = stream.decode(data, meta.shape[1:])
+        out[index] = np.clip(values, low, high)
+    if "padding" in sections:
+        padding = None if meta.normalisation is None else meta.normalisation.padding
+        if padding is None:
+            raise PayloadFormatError("payload: a padding mask without a padding value")
+        out[normalise.decode_mask(sections["padding"], out.shape)] = padding
+    return out
+
+
+def _quantiser(model: WaveletModel, pixels: np.ndarray, step: float) -> stream.Quantiser:
+    height, width, planes = pixels.shape
+    levels = levels_for(height, width)
+    params = model.params
+    steps = tuple(params.band_steps(height, width, levels, step, chroma=index > 0) for index in range(planes))
+    recon = tuple(params.band_recon(height, width, levels) for _ in range(planes))
+    offset = int(np.round(np.median(pixels))) if pixels.size else 0
+    return stream.Quantiser(params.fraction_bits, offset, steps, recon, params.rounding)
+
+
+def _colour(fmt: PixelFormat) -> bool:
+    """The reversible colour transform for RGB; YBR data is decorrelated already."""
+    return fmt.samples_per_pixel == 3 and not fmt.photometric_interpretation.startswith("YBR")
+
+
+def _stored_range(meta: PayloadMeta) -> tuple[int, int]:
+    info = np.iinfo(meta.dtype)
+    bits = meta.pixel_format.bits_stored
+    if meta.dtype.kind == "i":
+        return max(info.min, -(1 << (bits - 1))), min(info.max, (1 << (bits - 1)) - 1)
+    return 0, min(info.max, (1 << bits) - 1)
+
+
+def _check_range(values: np.ndarray, dtype: np.dtype, index: int) -> None:
+    info = np.iinfo(dtype)
+    if values.size and (int(values.min()) < info.min or int(values.max()) > info.max):
+        raise PayloadFormatError(f"payload: frame {index} decodes to values outside {dtype.str}")
+
+
+def _records(blob: bytes, frames: int) -> list[tuple[int, bytes]]:
+    """(coding, data) per frame; the count must be the payload's and the records must fill the blob."""
+    if len(blob) < _COUNT.size:
+        raise PayloadFormatError("payload: pixels section truncated")
+    (count,) = _COUNT.unpack_from(blob, 0)
+    if count != frames:
+        raise PayloadFormatError(f"payload: pixels section holds {count} frames, the payload {frames}")
+    offset = _COUNT.size
+    records = []
+    for index in range(count):
+        if offset + _RECORD.size > len(blob):
+            raise PayloadFormatError(f"payload: frame {index} record header truncated")
+        coding, length = _RECORD.unpack_from(blob, offset)
+        offset += _RECORD.size
+        if offset + length > len(blob):
+            raise PayloadFormatError(f"payload: frame {index} data truncated")
+        records.append((coding, blob[offset:offset + length]))
+        offset += length
+    if offset != len(blob):
+        raise PayloadFormatError("payload: trailing bytes after the last frame")
+    return records
+
+
+def _encode_jpeg_xl(frame: np.ndarray) -> bytes | None:
+    """JPEG-XL lossless (libjxl effort 7) of 8/16-bit frames with 1 or 3 samples; None when it cannot."""
+    import imagecodecs
+
+    stored = lossless.to_unsigned(frame)
+    if stored.dtype not in (np.uint8, np.uint16) or min(stored.shape[:2]) < 1:
+        return None
+    image = stored[..., 0] if stored.shape[-1] == 1 else stored
+    try:
+        return bytes(imagecodecs.jpegxl_encode(image, lossless=True, effort=7, numthreads=1))
+    except Exception:  # libjxl refuses some inputs; the other codings remain
+        return None
+
+
+def _decode_jpeg_xl(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Decoded into a buffer of the payload's frame shape: libjxl checks the declared size
+    against it before decoding, so a hostile header cannot make it allocate more."""
+    import imagecodecs
+
+    stored = lossless.stored_dtype(dtype)
+    if stored not in (np.uint8, np.uint16):
+        raise PayloadFormatError(f"payload: a JPEG-XL frame for {dtype.str} pixels")
+    out = np.empty(shape[:2] if shape[2] == 1 else shape, dtype=stored)
+    try:
+        imagecodecs.jpegxl_decode(data, out=out, numthreads=1)
+    except Exception as exc:  # imagecodecs raises ValueError/RuntimeError with libjxl's text
+        raise PayloadFormatError(f"payload: JPEG-XL frame does not decode ({exc})") from exc
+    return lossless.from_unsigned(out.reshape(shape), dtype)
