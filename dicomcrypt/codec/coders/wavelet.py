@@ -23,8 +23,7 @@ import numpy as np
 from dicomcrypt.codec import lossless, normalise
 from dicomcrypt.codec.coders.base import CodingContext, Packed
 from dicomcrypt.codec.wavelet import stream
-from dicomcrypt.codec.wavelet.model import WaveletModel
-from dicomcrypt.codec.wavelet.transform import levels_for
+from dicomcrypt.codec.wavelet.model import WaveletModel, quantiser_for
 from dicomcrypt.errors import PayloadFormatError
 from dicomcrypt.payload import section
 
@@ -53,7 +52,7 @@ def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
     for frame in frames:
         candidates = {}
         if "wavelet" in model.params.exact_codings:
-            candidates[WAVELET] = stream.encode(frame, colour=_colour(fmt), lossless=True)
+            candidates[WAVELET] = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
         if "jpeg-ls" in model.params.exact_codings or not candidates:
             candidates[JPEG_LS] = lossless.encode_record(lossless.to_unsigned(frame))
         if "jpeg-xl" in model.params.exact_codings:
@@ -74,7 +73,7 @@ def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
     for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
         shape = meta.shape[1:]
         if coding == WAVELET:
-            values, lossy = stream.decode(data, shape)
+            values, lossy = stream.decode(data, shape, context.model.params.tables)
             if lossy:
                 raise PayloadFormatError(f"payload: frame {index} of an exact payload is a lossy wavelet stream")
             _check_range(values, meta.dtype, index)
@@ -98,13 +97,15 @@ def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
     sections: dict[str, bytes] = {}
     if mask is not None:
         sections["padding"] = normalise.encode_mask(mask)
-    step = model.params.pixel_step(context.quality)
     records = []
     for index, frame in enumerate(frames):
         pixels = frame.astype(np.int64)
         if mask is not None:
             pixels = np.where(mask[index], norm.low[index], pixels)
-        data = stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=_quantiser(model, pixels, step))
+        step = model.params.pixel_step(context.quality, norm.high[index] - norm.low[index])
+        quantiser = quantiser_for(model.params, pixels, step, _colour(fmt))
+        data = stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=quantiser,
+                             tables=model.params.tables)
         records.append(_RECORD.pack(WAVELET, len(data)) + data)
     sections["pixels"] = _COUNT.pack(len(records)) + b"".join(records)
     context.metrics["pixels_bytes"] = float(len(sections["pixels"]))
@@ -117,7 +118,7 @@ def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
     for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
         if coding != WAVELET:
             raise PayloadFormatError(f"payload: frame {index} of a lossy payload has coding {coding}, not wavelet")
-        values, _lossy = stream.decode(data, meta.shape[1:])
+        values, _lossy = stream.decode(data, meta.shape[1:], context.model.params.tables)
         out[index] = np.clip(values, low, high)
     if "padding" in sections:
         padding = None if meta.normalisation is None else meta.normalisation.padding
@@ -125,16 +126,6 @@ def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
             raise PayloadFormatError("payload: a padding mask without a padding value")
         out[normalise.decode_mask(sections["padding"], out.shape)] = padding
     return out
-
-
-def _quantiser(model: WaveletModel, pixels: np.ndarray, step: float) -> stream.Quantiser:
-    height, width, planes = pixels.shape
-    levels = levels_for(height, width)
-    params = model.params
-    steps = tuple(params.band_steps(height, width, levels, step, chroma=index > 0) for index in range(planes))
-    recon = tuple(params.band_recon(height, width, levels) for _ in range(planes))
-    offset = int(np.round(np.median(pixels))) if pixels.size else 0
-    return stream.Quantiser(params.fraction_bits, offset, steps, recon, params.rounding)
 
 
 def _colour(fmt: PixelFormat) -> bool:

@@ -1,11 +1,12 @@
 """One traversal of a plane's bands, shared by encoder and decoder so both form the same contexts.
 
 :func:`traverse` walks the bands in coding order (low band, then coarse to fine, HL, LH, HH),
-each detail band in two checkerboard passes, and hands each group of positions with its
-context indices to a *sink*: :class:`Collector` (encoder) reads the true values there and plans
-the ANS calls; :class:`Filler` (decoder) decodes them and writes them into the plane, which the
-next contexts then read. The context of a position only ever reads positions coded before it,
-so the encoder (which holds every value from the start) computes what the decoder computes.
+each detail band in three passes (even rows and columns; odd rows and columns; the rest), and
+hands each group of positions with its context indices to a *sink*: :class:`Collector`
+(encoder) reads the true values there and plans the ANS calls; :class:`Filler` (decoder)
+decodes them and writes them into the plane, which the next contexts then read. The context of
+a position only ever reads positions coded before it, so the encoder (which holds every value
+from the start) computes what the decoder computes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dicomcrypt.codec.wavelet.transform import band_slices
 from dicomcrypt.errors import PayloadFormatError
 
 MAX_DECODED_MAGNITUDE = 1 << 30
+PASSES = entropy.PASSES  # per detail band: each pass sees the decoded neighbours of the ones before
 _SIBLINGS = {"HL": (), "LH": ("HL",), "HH": ("HL", "LH")}  # bands of the same level coded earlier
 
 
@@ -46,7 +48,7 @@ def _code_low(low: np.ndarray, kind: int, sink: Sink) -> None:
     if low.size == 0:
         return
     rows, cols = np.indices(low.shape)
-    context = np.full(low.size, entropy.PLANE_KINDS * 2 * entropy.CLASSES + kind, dtype=np.int64)
+    context = np.full(low.size, entropy.PLANE_KINDS * PASSES * entropy.CLASSES + kind, dtype=np.int64)
     sink.code(low, rows.ravel(), cols.ravel(), context)
 
 
@@ -79,16 +81,22 @@ def _code_detail(
     for sibling in siblings:
         if sibling.size:
             near += np.abs(sibling[np.minimum(rows, sibling.shape[0] - 1), np.minimum(cols, sibling.shape[1] - 1)])
-    parity = (rows + cols) & 1
-    offset = kind * 2 * entropy.CLASSES
-    first = parity == 0
-    activity = 2 * base + near
-    sink.code(band, rows[first], cols[first], offset + entropy.activity_class(activity[first]))
-    magnitude = np.pad(np.abs(band), 1)
-    neighbours = magnitude[:-2, 1:-1] + magnitude[2:, 1:-1] + magnitude[1:-1, :-2] + magnitude[1:-1, 2:]
-    second = ~first
-    activity = neighbours + base + (near >> 1)
+    offset = kind * PASSES * entropy.CLASSES
+    # Pass 1: even rows and columns; context from the parent and the siblings only.
+    first = ((rows | cols) & 1) == 0
+    sink.code(band, rows[first], cols[first], offset + entropy.activity_class(2 * base + near)[first])
+    # Pass 2: odd rows and columns; their four diagonal neighbours are pass-1 positions.
+    second = (rows & cols & 1) == 1
+    magnitude = np.pad(np.abs(band), 1)  # read after each pass: the decoder has just filled it
+    diagonal = magnitude[:-2, :-2] + magnitude[:-2, 2:] + magnitude[2:, :-2] + magnitude[2:, 2:]
+    activity = diagonal + base + (near >> 1)
     sink.code(band, rows[second], cols[second], offset + entropy.CLASSES + entropy.activity_class(activity[second]))
+    # Pass 3: the rest; their four direct neighbours are pass-1 and pass-2 positions.
+    third = ((rows ^ cols) & 1) == 1
+    magnitude = np.pad(np.abs(band), 1)
+    direct = magnitude[:-2, 1:-1] + magnitude[2:, 1:-1] + magnitude[1:-1, :-2] + magnitude[1:-1, 2:]
+    activity = direct + base + (near >> 1)
+    sink.code(band, rows[third], cols[third], offset + 2 * entropy.CLASSES + entropy.activity_class(activity[third]))
 
 
 class Collector:

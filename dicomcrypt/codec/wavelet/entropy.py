@@ -6,9 +6,10 @@ and the bit below the leading one; the remaining mantissa bits and the sign trav
 (uniform symbols). Tokens are coded with a categorical model chosen by a context index that the
 decoder can compute from what it already has:
 
-- each band is coded in two checkerboard passes; the first pass sees the parent band (same
-  orientation, one level coarser) and the sibling bands of its level coded before it, the
-  second pass also sees the four decoded first-pass neighbours of each coefficient;
+- each band is coded in three passes; the first (even rows and columns) sees the parent band
+  (same orientation, one level coarser) and the sibling bands of its level coded before it, the
+  second (odd rows and columns) also its four decoded diagonal neighbours, the third (the
+  rest) its four direct neighbours;
 - the activity (a weighted sum of those magnitudes) is bucketed on a half-octave scale;
 - grey/luma and chroma planes have their own contexts, the low band its own.
 
@@ -17,10 +18,12 @@ decoder compute the same index on every machine. Symbols of one context (and raw
 width) are coded in one vectorised constriction call; the decoder forms the same groups in the
 same order, so a band costs a few dozen calls whatever its size.
 
-Frequency tables are counted per image and sent with the stream (integers, quantised to sum
-about 2**12, :func:`pack_tables`), so the decoder builds the very same models; constriction
-quantises the integer weights to its 24-bit fixed point deterministically (single-threaded Rust
-on exact float64 integers).
+Frequency tables are integers. Each context uses either the model's table (learned from training
+data, stored in the model file whose SHA-256 the envelope pins) or a table counted on this image
+and sent with the stream (quantised to sum about 2**12), whichever costs fewer bits in total; the
+choice is recorded per context (:func:`pack_tables`). The decoder so builds the very same models;
+constriction quantises the integer weights to its 24-bit fixed point deterministically
+(single-threaded Rust on exact float64 integers).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ TOKENS = 64  # alphabet of every token model
 DIRECT = 8  # magnitudes below this are their own token
 CLASSES = 24  # activity classes per (plane kind, pass)
 PLANE_KINDS = 2  # grey/luma, chroma
-CONTEXTS = PLANE_KINDS * 2 * CLASSES + PLANE_KINDS  # detail contexts, then one low-band context per kind
+PASSES = 3  # bands.PASSES
+CONTEXTS = PLANE_KINDS * PASSES * CLASSES + PLANE_KINDS  # detail contexts, then one low-band context per kind
 TABLE_TOTAL = 1 << 12
 MAX_RAW_BITS = 40
 _RAW_CHUNK = 16  # raw symbols wider than this are split (constriction's Uniform takes < 2**24)
@@ -95,37 +99,62 @@ class Plan:
     counts: np.ndarray = field(default_factory=lambda: np.zeros((CONTEXTS, TOKENS), dtype=np.int64))
 
 
-def pack_tables(counts: np.ndarray) -> bytes:
-    """Quantised frequency tables of the used contexts (counts -> integers summing about 2**12)."""
+def quantise_counts(row: np.ndarray) -> np.ndarray:
+    """Counts -> integer frequencies summing about :data:`TABLE_TOTAL` (every seen token at least 1)."""
+    total = int(row.sum())
+    return np.where(row > 0, np.maximum(1, (row * TABLE_TOTAL + total // 2) // max(total, 1)), 0).astype(np.int64)
+
+
+def pack_tables(counts: np.ndarray, model_tables: dict[int, np.ndarray]) -> bytes:
+    """Per used context: 0 (the model's table) or 1 and this image's quantised table, whichever is cheaper."""
     out = bytearray()
     used = np.flatnonzero(counts.sum(axis=1))
     out += _varint(len(used))
     for context in used:
         row = counts[context]
-        present = np.flatnonzero(row)
-        total = int(row.sum())
-        quantised = np.where(row > 0, np.maximum(1, (row * TABLE_TOTAL + total // 2) // total), 0)
-        size = int(present[-1]) + 1
-        out += _varint(int(context)) + _varint(size)
-        for value in quantised[:size]:
-            out += _varint(int(value))
+        quantised = quantise_counts(row)
+        size = int(np.flatnonzero(row)[-1]) + 1
+        own = _varint(size) + b"".join(_varint(int(v)) for v in quantised[:size])
+        model_row = model_tables.get(int(context))
+        if model_row is not None and _bits(row, model_row) <= _bits(row, quantised[:size]) + 8 * len(own):
+            out += _varint(int(context)) + _varint(0)
+        else:
+            out += _varint(int(context)) + _varint(1) + own
     return bytes(out)
 
 
-def unpack_tables(blob: bytes) -> dict[int, np.ndarray]:
+def unpack_tables(blob: bytes, model_tables: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """Inverse of :func:`pack_tables`, every number checked against the alphabet and context count."""
     reader = _VarintReader(blob)
     tables: dict[int, np.ndarray] = {}
     for _ in range(reader.read(CONTEXTS)):
         context = reader.read(CONTEXTS - 1)
+        if context in tables:
+            raise PayloadFormatError("wavelet stream: a frequency table is repeated")
+        if reader.read(1) == 0:
+            if context not in model_tables:
+                raise PayloadFormatError(f"wavelet stream: context {context} names a table the model does not have")
+            tables[context] = np.asarray(model_tables[context], dtype=np.float64)
+            continue
         size = reader.read(TOKENS)
         row = np.array([reader.read(TABLE_TOTAL) for _ in range(size)], dtype=np.float64)
-        if context in tables or size == 0 or row.sum() == 0:
-            raise PayloadFormatError("wavelet stream: a frequency table is repeated or empty")
+        if size == 0 or row.sum() == 0:
+            raise PayloadFormatError("wavelet stream: a frequency table is empty")
         tables[context] = row
     if not reader.at_end():
         raise PayloadFormatError("wavelet stream: trailing bytes after the frequency tables")
     return tables
+
+
+def _bits(counts: np.ndarray, table: np.ndarray) -> float:
+    """Encoder's estimate of the bits ``counts`` cost under ``table`` (the choice is recorded, so
+    float rounding here cannot make encoder and decoder disagree)."""
+    table = np.asarray(table, dtype=np.float64)
+    size = max(int(np.flatnonzero(counts)[-1]) + 1, table.size)
+    padded = np.zeros(size)
+    padded[: table.size] = table
+    probability = np.maximum(padded / max(padded.sum(), 1.0), 2.0**-24)
+    return float(-(counts[:size] * np.log2(probability[: counts[:size].size])).sum())
 
 
 def encode_calls(plan: Plan, tables: dict[int, np.ndarray]) -> np.ndarray:

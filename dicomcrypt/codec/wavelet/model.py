@@ -14,12 +14,15 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dicomcrypt.codec.wavelet import transform
 from dicomcrypt.errors import InvalidInputError, ModelError, ModelMismatchError
+
+if TYPE_CHECKING:
+    from dicomcrypt.codec.wavelet.stream import Quantiser
 
 ARCH = "wavelet"
 PARAMS_FORMAT = "dicomcrypt-wavelet/1"
@@ -31,14 +34,16 @@ EXACT_CODINGS = ("wavelet", "jpeg-ls", "jpeg-xl")
 class WaveletParams:
     """What a wavelet model file holds (see the module docstring)."""
 
-    default_quality: int = 75
-    octave_per_quality: float = 12.5  # quality Q -> pixel step 2 ** ((100 - Q) / octave_per_quality)
+    default_quality: int = 60
+    octave_per_quality: float = 12.5  # quality Q -> pixel step 2 ** ((100 - Q) / octave_per_quality) ...
+    relative_octaves: float = 4.0  # ... or range * 2 ** -(Q / octave_per_quality + relative_octaves), if larger
     fraction_bits: int = 2
-    rounding: float = 0.5
+    rounding: float = 0.4
     chroma_step: float = 1.0
     recon: tuple[int, ...] = ()  # per band class (0 = low band, 1.. = detail level), 1/64 of a step
     band_weights: tuple[float, ...] = ()  # per band class: multiplies the synthesis-gain step
     exact_codings: tuple[str, ...] = EXACT_CODINGS
+    tables: dict[int, np.ndarray] = field(default_factory=dict)  # context -> integer frequencies
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str) -> WaveletParams:
@@ -48,12 +53,14 @@ class WaveletParams:
             params = cls(
                 default_quality=int(data["default_quality"]),
                 octave_per_quality=float(data["octave_per_quality"]),
+                relative_octaves=float(data["relative_octaves"]),
                 fraction_bits=int(data["fraction_bits"]),
                 rounding=float(data["rounding"]),
                 chroma_step=float(data["chroma_step"]),
                 recon=tuple(int(v) for v in data["recon"]),
                 band_weights=tuple(float(v) for v in data["band_weights"]),
                 exact_codings=tuple(str(v) for v in data["exact_codings"]),
+                tables=_tables(data.get("tables", {}), where),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: parameters incomplete or mistyped ({exc})") from exc
@@ -70,23 +77,37 @@ class WaveletParams:
             "format": PARAMS_FORMAT,
             "default_quality": self.default_quality,
             "octave_per_quality": self.octave_per_quality,
+            "relative_octaves": self.relative_octaves,
             "fraction_bits": self.fraction_bits,
             "rounding": self.rounding,
             "chroma_step": self.chroma_step,
             "recon": list(self.recon),
             "band_weights": list(self.band_weights),
             "exact_codings": list(self.exact_codings),
+            "tables": {str(c): [int(v) for v in row] for c, row in sorted(self.tables.items())},
         }
 
-    def pixel_step(self, quality: int | None) -> float:
-        """The quantiser step in stored pixel units for a quality (None: the model's default)."""
-        quality = self.default_quality if quality is None else check_quality(quality)
-        return float(2.0 ** ((100 - quality) / self.octave_per_quality))
+    def pixel_step(self, quality: int | None, value_range: int) -> float:
+        """The quantiser step in stored pixel units for a quality (None: the model's default).
 
-    def band_steps(self, height: int, width: int, levels: int, pixel_step: float, chroma: bool) -> tuple[int, ...]:
-        """Q8 integer step per band (coding order) for a pixel step; the encoder writes them in the stream."""
+        An absolute step (in stored units, so HU for CT: what a window shows) or a share of the
+        image's value range, whichever is larger: one knob behaves alike on 8-bit ultrasound,
+        12-bit MR and 15-bit radiographs, and a quality never costs more than its share of the range.
+        """
+        quality = self.default_quality if quality is None else check_quality(quality)
+        octaves = quality / self.octave_per_quality
+        absolute = 2.0 ** (100 / self.octave_per_quality - octaves)
+        relative = max(value_range, 1) * 2.0 ** -(octaves + self.relative_octaves)
+        return float(max(absolute, relative))
+
+    def band_steps(self, height: int, width: int, levels: int, pixel_step: float, plane_gain: float) -> tuple[int, ...]:
+        """Q8 integer step per band (coding order) for a pixel step; the encoder writes them in the stream.
+
+        ``plane_gain`` is the plane's weight after the colour transform (:data:`RCT_PLANE_GAINS`);
+        chroma planes are further scaled by the fitted ``chroma_step``."""
         gains = _gains(levels)
-        scale = pixel_step * (1 << self.fraction_bits) * (self.chroma_step if chroma else 1.0) * 256
+        chroma = self.chroma_step if plane_gain != 1.0 else 1.0
+        scale = pixel_step * (1 << self.fraction_bits) * chroma * 256 / plane_gain
         steps = []
         for (level, name, _rect), gain in zip(transform.band_slices(height, width, levels), gains):
             weight = _at(self.band_weights, band_class(level, name, levels), 1.0)
@@ -98,6 +119,40 @@ class WaveletParams:
             _at(self.recon, band_class(level, name, levels), 0)
             for level, name, _rect in transform.band_slices(height, width, levels)
         )
+
+
+# Synthesis gain of each YCoCg-R plane relative to Y, as a step divisor: a unit error in Y moves
+# R, G and B by 1 (energy 3), in Co R and B by 1/2 (0.5), in Cg all three by 1/2 (0.75).
+RCT_PLANE_GAINS = (1.0, (0.5 / 3) ** 0.5, (0.75 / 3) ** 0.5)
+
+
+def quantiser_for(params: WaveletParams, pixels: np.ndarray, step: float, colour: bool) -> Quantiser:
+    """The lossy quantiser of one ``(H, W, C)`` frame at a pixel step: integer steps per band."""
+    from dicomcrypt.codec.wavelet.stream import Quantiser
+
+    height, width, planes = pixels.shape
+    levels = transform.levels_for(height, width)
+    gains = RCT_PLANE_GAINS if colour else (1.0,) * planes
+    steps = tuple(params.band_steps(height, width, levels, step, gains[index]) for index in range(planes))
+    recon = tuple(params.band_recon(height, width, levels) for _ in range(planes))
+    offset = int(np.round(np.median(pixels))) if pixels.size else 0
+    return Quantiser(params.fraction_bits, offset, steps, recon, params.rounding)
+
+
+def _tables(value: object, where: str) -> dict[int, np.ndarray]:
+    """The model's frequency tables, checked as strictly as a stream's (entropy.unpack_tables)."""
+    from dicomcrypt.codec.wavelet import entropy
+
+    if not isinstance(value, dict):
+        raise ModelError(f"{where}: tables must be an object of context -> frequencies")
+    tables = {}
+    for key, row in value.items():
+        if not (str(key).isdigit() and int(key) < entropy.CONTEXTS and isinstance(row, list)
+                and 0 < len(row) <= entropy.TOKENS and all(isinstance(v, int) and 0 <= v <= entropy.TABLE_TOTAL
+                                                             for v in row) and sum(row) > 0):
+            raise ModelError(f"{where}: frequency table {key!r} is malformed")
+        tables[int(key)] = np.asarray(row, dtype=np.float64)
+    return tables
 
 
 def band_class(level: int, name: str, levels: int) -> int:

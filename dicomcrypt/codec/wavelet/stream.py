@@ -53,24 +53,19 @@ class Quantiser:
 
 
 def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quantiser | None = None,
-           levels: int | None = None) -> bytes:
+           tables: dict[int, np.ndarray] | None = None, levels: int | None = None) -> bytes:
     """One ``(H, W, C)`` integer frame -> stream. Exact when ``lossless``; else ``quantiser`` sets the steps."""
     height, width, planes = frame.shape
     levels = transform.levels_for(height, width) if levels is None else levels
     lifting = 0 if lossless else 1
-    pixels = frame.astype(np.int64)
-    if colour:
-        pixels = transform.forward_colour(pixels)
     header = _HEADER.pack(MAGIC, (0 if lossless else LOSSY) | (COLOUR if colour else 0), levels, lifting, planes,
                           height, width)
     collector = bands.Collector()
-    for index in range(planes):
-        plane = pixels[..., index]
-        if quantiser is not None and not lossless:
-            plane = (plane - quantiser.offset) << quantiser.fraction_bits
-        coefficients = transform.forward(plane, levels, LIFTINGS[lifting])
-        if quantiser is not None and not lossless:
-            coefficients = _quantise(coefficients, levels, quantiser.steps[index], quantiser.rounding)
+    for index, coefficients in enumerate(analyse(frame, colour=colour, quantiser=None if lossless else quantiser,
+                                                 levels=levels)):
+        coefficients = coefficients if lossless else _quantise(
+            coefficients, levels, quantiser.steps[index], quantiser.rounding  # type: ignore[union-attr]
+        )
         _differentiate_low(coefficients, levels)
         bands.traverse(coefficients, levels, _kind(index, colour), collector)
     if not lossless:
@@ -80,16 +75,41 @@ def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quanti
             header += b"".join(_BAND.pack(s, r) for s, r in zip(steps, recon))
     import zstandard
 
-    tables = zstandard.ZstdCompressor(level=19).compress(entropy.pack_tables(collector.plan.counts))
-    words = entropy.encode_calls(collector.plan, entropy.unpack_tables(zstandard.ZstdDecompressor().decompress(tables)))
-    return header + _U32.pack(len(tables)) + tables + words.astype("<u4").tobytes()
+    model_tables = tables or {}
+    packed = entropy.pack_tables(collector.plan.counts, model_tables)
+    words = entropy.encode_calls(collector.plan, entropy.unpack_tables(packed, model_tables))
+    compressed = zstandard.ZstdCompressor(level=19).compress(packed)
+    return header + _U32.pack(len(compressed)) + compressed + words.astype("<u4").tobytes()
 
 
-def decode(data: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+def analyse(frame: np.ndarray, *, colour: bool, quantiser: Quantiser | None, levels: int) -> list[np.ndarray]:
+    """Each plane's wavelet coefficients before quantisation (5/3 exact without ``quantiser``,
+    else 9/7 on the offset, scaled pixels): what :func:`encode` codes, and what fitting measures."""
+    pixels = frame.astype(np.int64)
+    if colour:
+        pixels = transform.forward_colour(pixels)
+    planes = []
+    for index in range(pixels.shape[-1]):
+        plane = pixels[..., index]
+        if quantiser is not None:
+            plane = (plane - quantiser.offset) << quantiser.fraction_bits
+        planes.append(transform.forward(plane, levels, LIFTINGS[0 if quantiser is None else 1]))
+    return planes
+
+
+def quantise(coefficients: np.ndarray, levels: int, steps: tuple[int, ...], rounding: float) -> np.ndarray:
+    """Dead-zone quantiser of one plane (what :func:`encode` codes in lossy mode)."""
+    return _quantise(coefficients, levels, steps, rounding)
+
+
+def decode(
+    data: bytes, shape: tuple[int, ...], tables: dict[int, np.ndarray] | None = None
+) -> tuple[np.ndarray, bool]:
     """Stream -> ``(H, W, C)`` int64 pixels (not yet clipped) and whether it was lossy.
 
     ``shape`` comes from the checked payload metadata; the stream must declare exactly it, and
-    every size it declares is checked before anything is allocated for it.
+    every size it declares is checked before anything is allocated for it. ``tables``: the
+    model's frequency tables, which the stream may name instead of sending its own.
     """
     height, width, planes = shape
     flags, levels, lifting, offset = _read_header(data, height, width, planes)
@@ -103,12 +123,12 @@ def decode(data: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     offset += _U32.size
     if table_length > _MAX_TABLE_BYTES or offset + table_length > len(data):
         raise PayloadFormatError("wavelet stream: frequency tables truncated or too large")
-    tables = entropy.unpack_tables(_inflate(data[offset:offset + table_length]))
+    models = entropy.unpack_tables(_inflate(data[offset:offset + table_length]), tables or {})
     offset += table_length
     if (len(data) - offset) % 4:
         raise PayloadFormatError("wavelet stream: entropy-coded data is not whole 32-bit words")
     words = np.frombuffer(data, dtype="<u4", offset=offset).astype(np.uint32)
-    decoder = entropy.Decoder(words, tables)
+    decoder = entropy.Decoder(words, models)
     filler = bands.Filler(decoder)
     out = np.empty((height, width, planes), dtype=np.int64)
     for index in range(planes):
