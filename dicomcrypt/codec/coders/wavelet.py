@@ -4,9 +4,11 @@ When the model is a wavelet codec model (:mod:`dicomcrypt.codec.wavelet.model`; 
 the lossless and lossy coders hand their frames here. Sections:
 
 - ``pixels``: one record per frame (``u32`` count; per frame ``u8`` coding, ``u32`` length,
-  data). Exact mode codes each frame with every coding the model lists (the wavelet stream at
-  step 1, JPEG-LS, JPEG-XL lossless) and keeps the smallest, so it is never larger than
-  JPEG-LS; the coding byte records the choice. Lossy mode writes wavelet streams only.
+  data), the layout of :mod:`dicomcrypt.codec.lossless` with two more codings: 1 JPEG-LS and
+  2 zstd (as there), 3 wavelet stream, 4 JPEG-XL. Exact mode codes each frame with every coding
+  the model lists (the wavelet stream at step 1, JPEG-LS, JPEG-XL lossless) and keeps the
+  smallest record, so it is never larger than the ``standard`` mode's JPEG-LS blob, byte for
+  byte; the coding byte records the choice. Lossy mode writes wavelet streams only.
 - ``padding`` (lossy, when the image has padding): the padding mask, as the autoencoder's lossy
   mode writes it, so the padding value comes back exactly; the padded pixels are coded as the
   frame's lowest value (a flat region costs nothing).
@@ -33,10 +35,11 @@ if TYPE_CHECKING:
 
 CODEC = "wavelet"
 LOSSY_METHOD = "DICOMCRYPT_WV1"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
-JPEG_LS = 1  # a codec.lossless record (JPEG-LS, or zstd where CharLS cannot)
+JPEG_LS = lossless.JPEG_LS  # codec.lossless records keep their codec byte
+ZSTD = lossless.ZSTD
 WAVELET = 3
 JPEG_XL = 4
-CODING_NAMES = {JPEG_LS: "jpeg-ls", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
+CODING_NAMES = {JPEG_LS: "jpeg-ls", ZSTD: "zstd", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
 _COUNT = struct.Struct(">I")
 _RECORD = struct.Struct(">BI")
 
@@ -50,18 +53,18 @@ def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
     model: WaveletModel = context.model
     records = []
     for frame in frames:
-        candidates = {}
+        candidates = []  # whole records; the first byte is the coding
+        if "jpeg-ls" in model.params.exact_codings:
+            candidates.append(lossless.encode_record(lossless.to_unsigned(frame)))
         if "wavelet" in model.params.exact_codings:
-            candidates[WAVELET] = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
-        if "jpeg-ls" in model.params.exact_codings or not candidates:
-            candidates[JPEG_LS] = lossless.encode_record(lossless.to_unsigned(frame))
-        if "jpeg-xl" in model.params.exact_codings:
-            coded = _encode_jpeg_xl(frame)
-            if coded is not None:
-                candidates[JPEG_XL] = coded
-        coding = min(candidates, key=lambda c: (len(candidates[c]), c))
-        records.append(_RECORD.pack(coding, len(candidates[coding])) + candidates[coding])
-        name = CODING_NAMES[coding]
+            data = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
+            candidates.append(_RECORD.pack(WAVELET, len(data)) + data)
+        coded = _encode_jpeg_xl(frame) if "jpeg-xl" in model.params.exact_codings else None
+        if coded is not None:
+            candidates.append(_RECORD.pack(JPEG_XL, len(coded)) + coded)
+        record = min(candidates, key=len)  # the first of equal sizes: JPEG-LS
+        records.append(record)
+        name = CODING_NAMES[record[0]]
         context.metrics[f"{name}_frames"] = context.metrics.get(f"{name}_frames", 0.0) + 1
     blob = _COUNT.pack(len(records)) + b"".join(records)
     context.metrics["pixels_bytes"] = float(len(blob))
@@ -78,9 +81,10 @@ def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
                 raise PayloadFormatError(f"payload: frame {index} of an exact payload is a lossy wavelet stream")
             _check_range(values, meta.dtype, index)
             out[index] = values
-        elif coding == JPEG_LS:
+        elif coding in (JPEG_LS, ZSTD):
             stored = lossless.stored_dtype(meta.dtype)
-            frame = lossless.decode_frames(_COUNT.pack(1) + data, (1, *shape), stored)[0]
+            record = _RECORD.pack(coding, len(data)) + data
+            frame = lossless.decode_frames(lossless.pack_records([record]), (1, *shape), stored)[0]
             out[index] = lossless.from_unsigned(frame, meta.dtype)
         elif coding == JPEG_XL:
             out[index] = _decode_jpeg_xl(data, shape, meta.dtype)

@@ -64,8 +64,9 @@ class WaveletParams:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: parameters incomplete or mistyped ({exc})") from exc
-        if not set(params.exact_codings) <= set(EXACT_CODINGS) or not params.exact_codings:
-            raise ModelError(f"{where}: exact codings {params.exact_codings} (known: {', '.join(EXACT_CODINGS)})")
+        if not set(params.exact_codings) <= set(EXACT_CODINGS) or "jpeg-ls" not in params.exact_codings:
+            raise ModelError(f"{where}: exact codings {params.exact_codings} must include jpeg-ls "
+                            f"(known: {', '.join(EXACT_CODINGS)})")
         if not 0 <= params.fraction_bits <= 8 or not 0.0 < params.rounding <= 0.5:
             raise ModelError(f"{where}: fraction_bits or rounding out of range")
         if any(not -64 <= r < 64 for r in params.recon):

@@ -8,6 +8,7 @@ Layout (integers big-endian)::
     u8       lifting: 0 = LeGall 5/3, 1 = CDF 9/7 (fixed point, unscaled)
     u8       planes (1 or 3)
     u32 u32  rows, columns (must equal the payload's)
+    u32      CRC-32 of the coded coefficients (each plane's int64 array, little-endian, as coded)
     lossy only: u8 fraction bits of the scaled pixels, i64 pixel offset,
                 per plane and band: u32 step (Q8 fixed point), i8 reconstruction offset (1/64 step)
     u32      length of the frequency tables, then the tables (zstd; entropy.pack_tables)
@@ -15,11 +16,15 @@ Layout (integers big-endian)::
 
 Everything the decoder needs is integer and in the stream, so it runs the same integer
 operations as the encoder on every machine; nothing it computes depends on float rounding.
+The CRC makes an altered entropy-coded stream an error even where it would still decode (a
+flipped raw bit does not desynchronise ANS): a payload is authenticated, but whoever holds a
+recipient string can seal one.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +39,7 @@ LIFTINGS = (transform.LEGALL_53, transform.CDF_97)
 STEP_FRACTION = 8  # quantiser steps are Q8 fixed point
 OFFSET_FRACTION = 6  # reconstruction offsets in 1/64 of a step
 MAX_STEP = 1 << 24
-_HEADER = struct.Struct(">4sBBBBII")
+_HEADER = struct.Struct(">4sBBBBIII")
 _LOSSY_HEADER = struct.Struct(">Bq")
 _BAND = struct.Struct(">Ib")
 _U32 = struct.Struct(">I")
@@ -58,9 +63,8 @@ def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quanti
     height, width, planes = frame.shape
     levels = transform.levels_for(height, width) if levels is None else levels
     lifting = 0 if lossless else 1
-    header = _HEADER.pack(MAGIC, (0 if lossless else LOSSY) | (COLOUR if colour else 0), levels, lifting, planes,
-                          height, width)
     collector = bands.Collector()
+    check = 0
     for index, coefficients in enumerate(analyse(frame, colour=colour, quantiser=None if lossless else quantiser,
                                                  levels=levels)):
         coefficients = coefficients if lossless else _quantise(
@@ -68,6 +72,9 @@ def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quanti
         )
         _differentiate_low(coefficients, levels)
         bands.traverse(coefficients, levels, _kind(index, colour), collector)
+        check = zlib.crc32(coefficients.astype("<i8").tobytes(), check)
+    header = _HEADER.pack(MAGIC, (0 if lossless else LOSSY) | (COLOUR if colour else 0), levels, lifting, planes,
+                          height, width, check)
     if not lossless:
         assert quantiser is not None
         header += _LOSSY_HEADER.pack(quantiser.fraction_bits, quantiser.offset)
@@ -112,7 +119,7 @@ def decode(
     model's frequency tables, which the stream may name instead of sending its own.
     """
     height, width, planes = shape
-    flags, levels, lifting, offset = _read_header(data, height, width, planes)
+    flags, levels, lifting, check, offset = _read_header(data, height, width, planes)
     colour = bool(flags & COLOUR)
     quantiser = None
     if flags & LOSSY:
@@ -131,9 +138,11 @@ def decode(
     decoder = entropy.Decoder(words, models)
     filler = bands.Filler(decoder)
     out = np.empty((height, width, planes), dtype=np.int64)
+    crc = 0
     for index in range(planes):
         coefficients = np.zeros((height, width), dtype=np.int64)
         bands.traverse(coefficients, levels, _kind(index, colour), filler)
+        crc = zlib.crc32(coefficients.astype("<i8").tobytes(), crc)
         _integrate_low(coefficients, levels)
         if quantiser is not None:
             coefficients = _dequantise(coefficients, levels, quantiser.steps[index], quantiser.recon[index])
@@ -143,16 +152,18 @@ def decode(
             plane = ((plane + half) >> quantiser.fraction_bits) + quantiser.offset
         out[..., index] = plane
     decoder.finish()
+    if crc != check:
+        raise PayloadFormatError("wavelet stream: decoded coefficients fail the stream's CRC (the stream was altered)")
     if colour:
         out = transform.inverse_colour(out)
     return out, quantiser is not None
 
 
-def _read_header(data: bytes, height: int, width: int, planes: int) -> tuple[int, int, int, int]:
-    """(flags, levels, lifting, offset after the header), each checked against the payload's frame."""
+def _read_header(data: bytes, height: int, width: int, planes: int) -> tuple[int, int, int, int, int]:
+    """(flags, levels, lifting, CRC, offset after the header), each checked against the payload's frame."""
     if len(data) < _HEADER.size:
         raise PayloadFormatError("wavelet stream: truncated header")
-    magic, flags, levels, lifting, declared_planes, rows, columns = _HEADER.unpack_from(data, 0)
+    magic, flags, levels, lifting, declared_planes, rows, columns, check = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise PayloadFormatError("wavelet stream: bad magic")
     if (rows, columns, declared_planes) != (height, width, planes):
@@ -163,7 +174,7 @@ def _read_header(data: bytes, height: int, width: int, planes: int) -> tuple[int
         raise PayloadFormatError(f"wavelet stream: unknown flags {flags}, lifting {lifting} or {levels} levels")
     if flags & COLOUR and planes != 3:
         raise PayloadFormatError("wavelet stream: a colour transform on a frame without 3 planes")
-    return flags, levels, lifting, _HEADER.size
+    return flags, levels, lifting, check, _HEADER.size
 
 
 def _read_quantiser(data: bytes, offset: int, shape: tuple[int, int, int], levels: int) -> tuple[Quantiser, int]:
