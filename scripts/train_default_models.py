@@ -135,7 +135,7 @@ def fit_wavelet(spec: ShippedWavelet, paths: list[Path], args: argparse.Namespac
                 yield stack[index], colour
 
     params, summary = fit(frames(), WaveletParams())
-    summary.update(trained_by=TRAINED_BY.replace("dicomcrypt.codec.train", "dicomcrypt.codec.wavelet.fit"),
+    summary.update(trained_by="`scripts/train_default_models.py` through `dicomcrypt.codec.wavelet.fit`",
                    held_out=HELD_OUT, files=names, skipped=len(skipped))
     meta_path = write_model(args.out, spec.stem, spec.model_id, channels=spec.channels, params=params,
                             extra={"training": summary})

@@ -93,12 +93,35 @@ def _positions(coefficients: np.ndarray, q: np.ndarray, levels: int, steps: tupl
         count[cls] += int(nonzero.sum())
 
 
+def model_card(model_id: str, channels: int, summary: dict[str, Any]) -> str:
+    """The model card: what was fitted on what, and where the measurements are."""
+    files = ", ".join(f"`{name}`" for name in summary.get("files", []))
+    return (
+        f"# {model_id}: wavelet codec model ({'grey' if channels == 1 else 'colour'})\n\n"
+        "The default codec of dicomcrypt's `lossless` and `lossy` modes for "
+        f"{channels}-sample images (docs/codec.md). Architecture `wavelet`: integer lifting wavelet "
+        "(5/3 exact, 9/7 lossy), context-modelled ANS coding; no neural network, no torch.\n\n"
+        "## Fitted\n\n"
+        f"- by {summary.get('trained_by', 'scripts/train_default_models.py')}\n"
+        f"- frequency tables of every context and reconstruction offsets {summary.get('recon')} "
+        f"(1/64 step, low band then levels 1..5), from {summary.get('frames')} frames coded exactly and "
+        f"at qualities {summary.get('qualities')} ({summary.get('coefficients')} coefficients)\n"
+        f"- files: {files}\n"
+        f"- held out: {summary.get('held_out', '')}\n\n"
+        "## Quality\n\n"
+        "Measured on the held-out images against JPEG-LS, JPEG 2000 and JPEG-XL: docs/codec.md, "
+        "\"Measurements\" (`benchmarks/bench_wavelet.py`).\n"
+    )
+
+
 def write_model(folder: Path, stem: str, model_id: str, *, channels: int, params: WaveletParams,
                 extra: dict[str, Any]) -> Path:
     """``<stem>.params`` (the parameters) and ``<stem>.json`` (metadata with their SHA-256), atomically."""
     from dicomcrypt.atomic import write_atomic
 
     blob = (json.dumps(params.to_json(), sort_keys=True, separators=(",", ":")) + "\n").encode()
+    summary = extra.get("training", {})
+    write_atomic(folder / f"{stem}.md", model_card(model_id, channels, summary).encode(), force=True)
     write_atomic(folder / f"{stem}.params", blob, force=True)
     meta = {"model_id": model_id, "arch": ARCH, "channels": channels, "weights": f"{stem}.params",
             "sha256": hashlib.sha256(blob).hexdigest(), "card": f"{stem}.md", **extra}
