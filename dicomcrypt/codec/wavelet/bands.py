@@ -25,7 +25,7 @@ _SIBLINGS = {"HL": (), "LH": ("HL",), "HH": ("HL", "LH")}  # bands of the same l
 
 
 class Sink(Protocol):
-    def code(self, band: np.ndarray, rows: np.ndarray, cols: np.ndarray, contexts: np.ndarray) -> None: ...
+    def code(self, views: list[np.ndarray], contexts: list[np.ndarray]) -> None: ...
 
 
 def traverse(plane: np.ndarray, levels: int, kind: int, sink: Sink) -> None:
@@ -34,7 +34,9 @@ def traverse(plane: np.ndarray, levels: int, kind: int, sink: Sink) -> None:
     bands = band_slices(height, width, levels)
     by_name = {(level, name): plane[rect] for level, name, rect in bands}
     low = by_name[(levels, "LL")]
-    _code_low(low, kind, sink)
+    if low.size:
+        context = np.full(low.shape, entropy.PLANE_KINDS * PASSES * entropy.CLASSES + kind, dtype=np.int64)
+        sink.code([low], [context])  # the low band as differences: see low_differences
     for level, name, rect in bands[1:]:
         band = plane[rect]
         parent = by_name.get((level + 1, name))
@@ -42,17 +44,8 @@ def traverse(plane: np.ndarray, levels: int, kind: int, sink: Sink) -> None:
         _code_detail(band, parent, siblings, kind, sink)
 
 
-def _code_low(low: np.ndarray, kind: int, sink: Sink) -> None:
-    """The low band is coded as differences (left neighbour; above for the first column),
-    which :func:`undo_low_differences` integrates; the sink sees the difference array."""
-    if low.size == 0:
-        return
-    rows, cols = np.indices(low.shape)
-    context = np.full(low.size, entropy.PLANE_KINDS * PASSES * entropy.CLASSES + kind, dtype=np.int64)
-    sink.code(low, rows.ravel(), cols.ravel(), context)
-
-
 def low_differences(low: np.ndarray) -> np.ndarray:
+    """The low band as coded: each value minus its left neighbour (the first column: minus the one above)."""
     diff = low.copy()
     diff[:, 1:] = low[:, 1:] - low[:, :-1]
     diff[1:, 0] = low[1:, 0] - low[:-1, 0]
@@ -65,38 +58,42 @@ def undo_low_differences(diff: np.ndarray) -> np.ndarray:
     return np.cumsum(low, axis=1)
 
 
+def _stretch(source: np.ndarray, height: int, width: int, factor: int) -> np.ndarray:
+    """``|source[i // factor, j // factor]|`` on a ``height x width`` grid, indices clipped to the source."""
+    rows = np.minimum(np.arange(height) // factor, source.shape[0] - 1)
+    cols = np.minimum(np.arange(width) // factor, source.shape[1] - 1)
+    return np.abs(source[rows[:, None], cols[None, :]])
+
+
 def _code_detail(
     band: np.ndarray, parent: np.ndarray | None, siblings: list[np.ndarray], kind: int, sink: Sink
 ) -> None:
     h, w = band.shape
     if h == 0 or w == 0:
         return
-    rows, cols = np.indices((h, w))
-    base = np.zeros((h, w), dtype=np.int64)
-    if parent is not None and parent.size:
-        pr = np.minimum(rows // 2, parent.shape[0] - 1)
-        pc = np.minimum(cols // 2, parent.shape[1] - 1)
-        base += np.abs(parent[pr, pc])
+    base = _stretch(parent, h, w, 2) if parent is not None and parent.size else np.zeros((h, w), dtype=np.int64)
     near = np.zeros((h, w), dtype=np.int64)
     for sibling in siblings:
         if sibling.size:
-            near += np.abs(sibling[np.minimum(rows, sibling.shape[0] - 1), np.minimum(cols, sibling.shape[1] - 1)])
+            near += _stretch(sibling, h, w, 1)
     offset = kind * PASSES * entropy.CLASSES
+    classify = entropy.activity_class
     # Pass 1: even rows and columns; context from the parent and the siblings only.
-    first = ((rows | cols) & 1) == 0
-    sink.code(band, rows[first], cols[first], offset + entropy.activity_class(2 * base + near)[first])
+    sink.code([band[0::2, 0::2]], [offset + classify(2 * base[0::2, 0::2] + near[0::2, 0::2])])
     # Pass 2: odd rows and columns; their four diagonal neighbours are pass-1 positions.
-    second = (rows & cols & 1) == 1
     magnitude = np.pad(np.abs(band), 1)  # read after each pass: the decoder has just filled it
-    diagonal = magnitude[:-2, :-2] + magnitude[:-2, 2:] + magnitude[2:, :-2] + magnitude[2:, 2:]
-    activity = diagonal + base + (near >> 1)
-    sink.code(band, rows[second], cols[second], offset + entropy.CLASSES + entropy.activity_class(activity[second]))
+    rest = base + (near >> 1)
+    if h > 1 and w > 1:
+        diagonal = magnitude[:-2, :-2] + magnitude[:-2, 2:] + magnitude[2:, :-2] + magnitude[2:, 2:]
+        activity = (diagonal + rest)[1::2, 1::2]
+        sink.code([band[1::2, 1::2]], [offset + entropy.CLASSES + classify(activity)])
+        magnitude = np.pad(np.abs(band), 1)
     # Pass 3: the rest; their four direct neighbours are pass-1 and pass-2 positions.
-    third = ((rows ^ cols) & 1) == 1
-    magnitude = np.pad(np.abs(band), 1)
     direct = magnitude[:-2, 1:-1] + magnitude[2:, 1:-1] + magnitude[1:-1, :-2] + magnitude[1:-1, 2:]
-    activity = direct + base + (near >> 1)
-    sink.code(band, rows[third], cols[third], offset + 2 * entropy.CLASSES + entropy.activity_class(activity[third]))
+    activity = direct + rest
+    third = offset + 2 * entropy.CLASSES
+    sink.code([band[0::2, 1::2], band[1::2, 0::2]],
+              [third + classify(activity[0::2, 1::2]), third + classify(activity[1::2, 0::2])])
 
 
 class Collector:
@@ -105,42 +102,53 @@ class Collector:
     def __init__(self) -> None:
         self.plan = entropy.Plan()
 
-    def code(self, band: np.ndarray, rows: np.ndarray, cols: np.ndarray, contexts: np.ndarray) -> None:
-        values = band[rows, cols]
+    def code(self, views: list[np.ndarray], contexts: list[np.ndarray]) -> None:
+        values = np.concatenate([v.ravel() for v in views])
+        context = np.concatenate([c.ravel() for c in contexts])
+        if values.size == 0:
+            return
         tokens, raw, bits = entropy.tokenise(values)
-        if tokens.size and int(tokens.max()) >= entropy.TOKENS:
+        if int(tokens.max()) >= entropy.TOKENS:
             raise ValueError("wavelet coefficient too large to code")
-        np.add.at(self.plan.counts, (contexts, tokens), 1)
-        order = np.argsort(contexts, kind="stable")
-        for context, start, stop in _groups(contexts[order]):
-            self.plan.calls.append(("t", context, tokens[order[start:stop]]))
-        order = np.argsort(bits, kind="stable")
+        self.plan.counts += np.bincount(context * entropy.TOKENS + tokens, minlength=self.plan.counts.size).reshape(
+            self.plan.counts.shape
+        )
+        order = np.argsort(context.astype(np.int16), kind="stable")  # radix sort: keys < 2**15
+        for key, start, stop in _groups(context[order]):
+            self.plan.calls.append(("t", key, tokens[order[start:stop]]))
+        order = np.argsort(bits.astype(np.int16), kind="stable")
         for width, start, stop in _groups(bits[order]):
             if width:
                 self.plan.calls.append(("r", width, raw[order[start:stop]]))
 
 
 class Filler:
-    """Decoder sink: decodes each group and writes the values into the band."""
+    """Decoder sink: decodes each group and writes the values into the band's views."""
 
     def __init__(self, decoder: entropy.Decoder) -> None:
         self.decoder = decoder
 
-    def code(self, band: np.ndarray, rows: np.ndarray, cols: np.ndarray, contexts: np.ndarray) -> None:
-        tokens = np.empty(contexts.size, dtype=np.int32)
-        order = np.argsort(contexts, kind="stable")
-        for context, start, stop in _groups(contexts[order]):
-            tokens[order[start:stop]] = self.decoder.tokens(context, stop - start)
+    def code(self, views: list[np.ndarray], contexts: list[np.ndarray]) -> None:
+        context = np.concatenate([c.ravel() for c in contexts])
+        if context.size == 0:
+            return
+        tokens = np.empty(context.size, dtype=np.int32)
+        order = np.argsort(context.astype(np.int16), kind="stable")  # radix sort: keys < 2**15
+        for key, start, stop in _groups(context[order]):
+            tokens[order[start:stop]] = self.decoder.tokens(key, stop - start)
         bits = entropy.raw_bits_of(tokens)
-        raw = np.zeros(contexts.size, dtype=np.int64)
-        order = np.argsort(bits, kind="stable")
+        raw = np.zeros(context.size, dtype=np.int64)
+        order = np.argsort(bits.astype(np.int16), kind="stable")
         for width, start, stop in _groups(bits[order]):
             if width:
                 raw[order[start:stop]] = self.decoder.raw(width, stop - start)
         values = entropy.detokenise(tokens, raw)
-        if values.size and int(np.abs(values).max()) > MAX_DECODED_MAGNITUDE:
+        if int(np.abs(values).max()) > MAX_DECODED_MAGNITUDE:
             raise PayloadFormatError("wavelet stream: a coefficient exceeds what any image produces")
-        band[rows, cols] = values
+        start = 0
+        for view in views:
+            view[...] = values[start:start + view.size].reshape(view.shape)
+            start += view.size
 
 
 def _groups(sorted_keys: np.ndarray) -> list[tuple[int, int, int]]:
