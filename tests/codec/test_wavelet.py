@@ -200,3 +200,27 @@ def test_bytes_and_pixels_are_the_same_with_one_thread_and_with_several(mode, tm
     several = run("2", str(sections))  # encodes again with 2 threads and decodes the 1-thread bytes
     assert several["sections"] == one["sections"]
     assert several["pixels"] == one["pixels"]
+
+
+def test_train_fits_a_wavelet_model_folder_that_encrypts_and_restores(tmp_path):
+    import shutil
+
+    from dicomcrypt.cli.main import main
+    from dicomcrypt.pipeline import decrypt_instance, encrypt_instance
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(sample(name), data / name)
+    out = tmp_path / "model"
+    assert main(["train", str(data), "--arch", "wavelet", "--out", str(out), "--model-id", "site-wv@1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.md", "model.params"]
+    key = Key.from_bytes(bytes(range(32)))
+    original = pydicom.dcmread(sample("CT_small.dcm"))
+    for mode in ("lossless", "lossy"):
+        sealed = encrypt_instance(original, key=key, mode=mode, model=str(out))
+        restored = decrypt_instance(sealed.dataset, keys=[key]).dataset.pixel_array
+        if mode == "lossless":
+            np.testing.assert_array_equal(restored, original.pixel_array)
+        else:
+            assert compare(original.pixel_array[None, ..., None], restored[None, ..., None]).psnr_db > 40

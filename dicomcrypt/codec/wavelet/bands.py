@@ -1,7 +1,8 @@
 """One traversal of a plane's bands, shared by encoder and decoder so both form the same contexts.
 
 :func:`traverse` walks the bands in coding order (low band, then coarse to fine, HL, LH, HH),
-each detail band in three passes (even rows and columns; odd rows and columns; the rest), and
+each detail band in five passes (even rows and columns in three steps; odd rows and columns;
+the rest), and
 hands each group of positions with its context indices to a *sink*: :class:`Collector`
 (encoder) reads the true values there and plans the ANS calls; :class:`Filler` (decoder)
 decodes them and writes them into the plane, which the next contexts then read. The context of
@@ -78,11 +79,24 @@ def _code_detail(
             near += _stretch(sibling, h, w, 1)
     offset = kind * PASSES * entropy.CLASSES
     classify = entropy.activity_class
-    # Pass 1: even rows and columns; context from the parent and the siblings only.
-    sink.code([band[0::2, 0::2]], [offset + classify(2 * base[0::2, 0::2] + near[0::2, 0::2])])
+    # Pass 1: even rows and columns, itself in three steps on the grid of step 2 (rows and
+    # columns 0 mod 4; 2 mod 4; the rest), each seeing its decoded neighbours two apart.
+    first = 2 * base + near
+    sink.code([band[0::4, 0::4]], [offset + classify(first[0::4, 0::4])])
+    if h > 2 and w > 2:
+        magnitude = np.pad(np.abs(band), 2)
+        diagonal = magnitude[:-4, :-4] + magnitude[:-4, 4:] + magnitude[4:, :-4] + magnitude[4:, 4:]
+        activity = ((diagonal >> 1) + first)[2::4, 2::4]
+        sink.code([band[2::4, 2::4]], [offset + 3 * entropy.CLASSES + classify(activity)])
+    magnitude = np.pad(np.abs(band), 2)
+    direct = magnitude[:-4, 2:-2] + magnitude[4:, 2:-2] + magnitude[2:-2, :-4] + magnitude[2:-2, 4:]
+    activity = (direct >> 1) + first
+    step = offset + 4 * entropy.CLASSES
+    sink.code([band[0::4, 2::4], band[2::4, 0::4]], [step + classify(activity[0::4, 2::4]),
+                                                     step + classify(activity[2::4, 0::4])])
     # Pass 2: odd rows and columns; their four diagonal neighbours are pass-1 positions.
     magnitude = np.pad(np.abs(band), 1)  # read after each pass: the decoder has just filled it
-    rest = base + (near >> 1)
+    rest = (base >> 1) + (near >> 2)
     if h > 1 and w > 1:
         diagonal = magnitude[:-2, :-2] + magnitude[:-2, 2:] + magnitude[2:, :-2] + magnitude[2:, 2:]
         activity = (diagonal + rest)[1::2, 1::2]

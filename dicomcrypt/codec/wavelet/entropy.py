@@ -6,10 +6,10 @@ and the bit below the leading one; the remaining mantissa bits and the sign trav
 (uniform symbols). Tokens are coded with a categorical model chosen by a context index that the
 decoder can compute from what it already has:
 
-- each band is coded in three passes; the first (even rows and columns) sees the parent band
-  (same orientation, one level coarser) and the sibling bands of its level coded before it, the
-  second (odd rows and columns) also its four decoded diagonal neighbours, the third (the
-  rest) its four direct neighbours;
+- each band is coded in passes; every coefficient sees the parent band (same orientation, one
+  level coarser) and the sibling bands of its level coded before it; the even rows and columns
+  are coded in three steps whose later steps see decoded neighbours two apart, then the odd
+  rows and columns see their four decoded diagonal neighbours, the rest their four direct ones;
 - the activity (a weighted sum of those magnitudes) is bucketed on a half-octave scale;
 - grey/luma and chroma planes have their own contexts, the low band its own.
 
@@ -39,7 +39,7 @@ TOKENS = 64  # alphabet of every token model
 DIRECT = 8  # magnitudes below this are their own token
 CLASSES = 24  # activity classes per (plane kind, pass)
 PLANE_KINDS = 2  # grey/luma, chroma
-PASSES = 3  # bands.PASSES
+PASSES = 5  # bands.PASSES: three steps of the first pass, then the second and the third
 CONTEXTS = PLANE_KINDS * PASSES * CLASSES + PLANE_KINDS  # detail contexts, then one low-band context per kind
 TABLE_TOTAL = 1 << 12
 MAX_RAW_BITS = 40
@@ -116,7 +116,11 @@ def pack_tables(counts: np.ndarray, model_tables: dict[int, np.ndarray]) -> byte
         size = int(np.flatnonzero(row)[-1]) + 1
         own = _varint(size) + b"".join(_varint(int(v)) for v in quantised[:size])
         model_row = model_tables.get(int(context))
-        if model_row is not None and _bits(row, model_row) <= _bits(row, quantised[:size]) + 8 * len(own):
+        # The model's table can code only tokens inside its alphabet (constriction gives every
+        # symbol of the alphabet a non-zero probability, none outside it).
+        if model_row is not None and size <= model_row.size and (
+            _bits(row, model_row) <= _bits(row, quantised[:size]) + 8 * len(own)
+        ):
             out += _varint(int(context)) + _varint(0)
         else:
             out += _varint(int(context)) + _varint(1) + own
