@@ -51,8 +51,9 @@ def render() -> str:
             "colour": colour, "exact_stream": exact.hex(), "lossy_quality": 40, "lossy_stream": lossy.hex(),
             "lossy_decoded_sha256": hashlib.sha256(decoded.astype("<i8").tobytes()).hexdigest(),
         })
-    return json.dumps({"format": "dicomcrypt wavelet stream DCW1", "generated_by": "tests/vectors/make_wavelet_vectors.py",
-                       "vectors": vectors}, indent=1) + "\n"
+    document = {"format": "dicomcrypt wavelet stream DCW1", "generated_by": "tests/vectors/make_wavelet_vectors.py",
+                "vectors": vectors}
+    return json.dumps(document, indent=1) + "\n"
 
 
 if __name__ == "__main__":
