@@ -43,10 +43,13 @@ from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 MAGIC = b"DCP1"
 SECTIONS = frozenset({"latent", "residual", "pixels", "attributes", "padding"})
 # Version 2 adds residual_predictor. Only lossless payloads need it, so payloads without it are
-# still written as version 1, which older readers open.
+# still written as version 1, which older readers open. Version 3 adds codec (the wavelet codec's
+# payloads: docs/format.md, "Wavelet payload").
 VERSION = 1
 PREDICTOR_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+CODEC_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+CODECS = ("wavelet",)
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -121,6 +124,7 @@ class PayloadMeta:
     digest: str | None = None
     residual_predictor: tuple[str, ...] | None = None
     encrypted_attributes_sha256: str | None = None
+    codec: str | None = None  # version 3: the payload is this codec's (sections "pixels", "padding")
 
     @classmethod
     def build(
@@ -128,6 +132,8 @@ class PayloadMeta:
     ) -> PayloadMeta:
         """New metadata at the lowest version that holds its fields, so older readers open it."""
         version = PREDICTOR_VERSION if optional.get("residual_predictor") is not None else VERSION
+        if optional.get("codec") is not None:
+            version = CODEC_VERSION
         return cls(version, pixel_format, tuple(int(n) for n in shape), np.dtype(dtype), **optional)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,6 +149,7 @@ class PayloadMeta:
             "digest": self.digest,
             "residual_predictor": None if self.residual_predictor is None else list(self.residual_predictor),
             "encrypted_attributes_sha256": self.encrypted_attributes_sha256,
+            "codec": self.codec,
         }
         data.update({name: value for name, value in optional.items() if value is not None})
         return data
@@ -173,6 +180,7 @@ class PayloadMeta:
             digest=_sha256_hex(data, "digest"),
             residual_predictor=_predictors(data, version),
             encrypted_attributes_sha256=_sha256_hex(data, "encrypted_attributes_sha256"),
+            codec=_codec(data, version),
         )
 
 
@@ -335,6 +343,18 @@ def _sha256_hex(data: dict[str, Any], name: str) -> str | None:
     if value is not None and not (isinstance(value, str) and _HEX_SHA256.fullmatch(value)):
         raise PayloadFormatError(f"payload: {name} must be a SHA-256 as 64 lowercase hex characters, not {value!r}")
     return value
+
+
+def _codec(data: dict[str, Any], version: int) -> str | None:
+    """Version 3 names its codec; earlier versions have none."""
+    value = data.get("codec")
+    if version < CODEC_VERSION:
+        if value is not None:
+            raise PayloadFormatError(f"payload: codec in a version {version} payload")
+        return None
+    if value not in CODECS:
+        raise PayloadFormatError(f"payload: codec must be one of {', '.join(CODECS)}, not {value!r}")
+    return str(value)
 
 
 def _predictors(data: dict[str, Any], version: int) -> tuple[str, ...] | None:

@@ -104,6 +104,7 @@ def encrypt_instance(
     model: str | None = None,
     latent_format: str = "u8",
     protect_identity: IdentityProtection | None = None,
+    quality: int | None = None,
 ) -> Outcome:
     """Encrypt the pixels of ``ds`` as ``settings`` say, or as the keywords say (the same fields).
 
@@ -118,7 +119,7 @@ def encrypt_instance(
     if settings is None:
         settings = EncryptionSettings.build(
             key=key, recipients=recipients, mode=mode, model=model,
-            latent_format=latent_format, protect_identity=protect_identity,
+            latent_format=latent_format, protect_identity=protect_identity, quality=quality,
         )
     skipped = _not_an_image_to_encrypt(ds, settings.identity)
     if skipped is not None:
@@ -132,7 +133,8 @@ def encrypt_instance(
     coder = coder_for(chosen)
     with timed(metrics, "encode_s"):
         model = _load_model(settings.model, fmt.samples_per_pixel) if coder.needs_model else None
-        packed = coder.pack(frames, fmt, CodingContext(model, settings.latent_format, metrics))
+        context = CodingContext(model, settings.latent_format, metrics, quality=settings.quality)
+        packed = coder.pack(frames, fmt, context)
         meta = _payload_meta(frames, fmt, coder, packed, out if settings.identity is not None else None)
     model_id, model_sha256 = _model_identity(model)
     sections = {"attributes": dicom.snapshot_attributes(out), **packed.sections}
@@ -445,9 +447,9 @@ def _is_image_storage(ds: Dataset) -> bool:
 
 
 def _load_model(model_id: str | None, channels: int) -> Any:
-    from dicomcrypt.codec.registry import load_model  # lazy: keeps torch out of key-only work
+    from dicomcrypt.codec.registry import load_codec  # lazy: keeps torch out of key-only work
 
-    return load_model(model_id or None, channels=channels)
+    return load_codec(model_id or None, channels=channels)
 
 
 def _checked_model(header: EnvelopeHeader, channels: int) -> Any:

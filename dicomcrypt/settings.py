@@ -6,7 +6,8 @@ API all describe an encryption the same way, with :class:`EncryptionSettings`:
 - **targets**: site keys and public recipients (at least one, at most
   :data:`~dicomcrypt.envelope.MAX_STANZAS` together);
 - **mode**: lossless (default), lossy or standard; **model**: a model id, or None for the default
-  model of the image's colour type; **latent_format**: ``u8`` or ``f16``;
+  model of the image's colour type (the wavelet codec); **latent_format**: ``u8`` or ``f16``
+  (autoencoder models); **quality**: 1..100 for the lossy wavelet codec, None for its default;
 - **identity**: PS3.15 identity protection, or None.
 
 It is frozen, picklable (keys, recipients and certificates pickle as their bytes, so a worker
@@ -65,6 +66,7 @@ class EncryptionSettings:
     model: str | None = None
     latent_format: str = "u8"
     identity: IdentityProtection | None = None
+    quality: int | None = None
 
     def __post_init__(self) -> None:
         if not all(isinstance(k, Key) for k in self.keys) or not all(isinstance(r, Recipient) for r in self.recipients):
@@ -83,6 +85,10 @@ class EncryptionSettings:
             raise InvalidInputError(
                 f"{len(targets)} keys and recipients: an envelope holds at most {MAX_STANZAS} key stanzas"
             )
+        if self.quality is not None:
+            from dicomcrypt.codec.wavelet.model import check_quality
+
+            object.__setattr__(self, "quality", check_quality(self.quality))
         if self.latent_format not in LATENT_FORMATS:
             raise InvalidInputError(
                 f"unknown latent format {self.latent_format!r}; choose one of {', '.join(LATENT_FORMATS)}"
@@ -98,13 +104,15 @@ class EncryptionSettings:
         model: str | None = None,
         latent_format: str = "u8",
         protect_identity: IdentityProtection | None = None,
+        quality: int | None = None,
     ) -> EncryptionSettings:
         """Settings from the arguments callers pass around (see the module docstring for duplicates).
 
         ``key`` may be a :class:`KeyRing`: its current ``encrypt`` entries are the targets (keys
         and recipients). ``recipients`` may be ``dcrecip1...`` strings. Raises
         :class:`InvalidInputError` (nothing to encrypt for, too many targets, a listed recipient
-        repeated, unknown mode or latent format) and :class:`RecipientFormatError`.
+        repeated, unknown mode or latent format, a quality outside 1..100) and
+        :class:`RecipientFormatError`. ``quality`` applies to the lossy mode of the wavelet codec.
         """
         listed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
         if not all(isinstance(r, Recipient) for r in listed):
@@ -119,6 +127,7 @@ class EncryptionSettings:
             model=model,
             latent_format=latent_format,
             identity=protect_identity,
+            quality=quality,
         )
 
     @property

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the shipped default models ``ps-grey@2`` and ``ps-colour@1``: a configuration over ``dicomcrypt.codec.train``.
+"""Train the shipped models: autoencoders ``ps-grey@2``, ``ps-colour@1``; codecs ``wavelet-grey@1``, ``-colour@1``.
 
 Which model is trained on which files with which recipe is all this script decides. Reading the
 pixels (:func:`dicomcrypt.codec.train_data.collect`, as ``dicomcrypt train`` and inference read
@@ -18,7 +18,13 @@ the last bits of training, which is why the *exported* weights and their SHA-256
 The shipped ``paper-grey@1``, ``paper-colour@1`` and ``ps-grey@1`` came from earlier versions of
 this script and stay shipped unchanged so old envelopes decode; new models get new ids.
 
+The wavelet codec models (the encrypt default) are fitted, not trained by gradient:
+:func:`dicomcrypt.codec.wavelet.fit.fit` counts their frequency tables and reconstruction offsets
+on the same training files (frames read as integers, as the codec sees them), in CPU minutes.
+
 Usage::
+
+    .venv/bin/python scripts/train_default_models.py --models wavelet-grey wavelet-colour  # the codec models
 
     .venv/bin/python scripts/train_default_models.py --threads 1      # both models, a few CPU minutes each
     .venv/bin/python scripts/train_default_models.py --dry-run        # the plan: files, held out, recipe
@@ -83,6 +89,59 @@ MODELS = {
     # A luma-Haar start was tried for colour and not shipped (docs/models.md): random init, 4000 steps.
     "colour": ShippedModel("ps-colour@1", "ps-colour-v1", 3, "random", ("US1_UNCR.dcm",), overrides={"steps": 4000}),
 }
+
+
+@dataclass(frozen=True)
+class ShippedWavelet:
+    """One shipped wavelet codec model: id, files, channels."""
+
+    model_id: str
+    stem: str
+    channels: int
+
+
+WAVELETS = {
+    "wavelet-grey": ShippedWavelet("wavelet-grey@1", "wavelet-grey-v1", 1),
+    "wavelet-colour": ShippedWavelet("wavelet-colour@1", "wavelet-colour-v1", 3),
+}
+
+
+def fit_wavelet(spec: ShippedWavelet, paths: list[Path], args: argparse.Namespace) -> Path | None:
+    """Fit a wavelet codec model on the training files (held-out families excluded as for the autoencoders)."""
+    import numpy as np
+
+    from dicomcrypt.codec.train_data import MAX_FRAMES_PER_FILE, read_image
+    from dicomcrypt.codec.wavelet.fit import fit, write_model
+    from dicomcrypt.codec.wavelet.model import WaveletParams
+
+    images, skipped = collect(paths, channels=spec.channels, exclude=HELD_OUT_PREFIXES)
+    names = sorted({im.name for im in images})
+    print(f"{spec.model_id}: fitting on {len(names)} files: " + ", ".join(names), flush=True)
+    if args.dry_run:
+        return None
+    by_name: dict[str, Path] = {}
+    for path in paths:
+        by_name.setdefault(path.name, path)
+
+    def frames():
+        for name in names:
+            read = read_image(by_name[name])
+            if not isinstance(read, tuple):
+                continue
+            ds, stack, _padding = read
+            colour = spec.channels == 3 and not str(ds.get("PhotometricInterpretation", "")).startswith("YBR")
+            chosen = np.linspace(0, stack.shape[0] - 1, min(stack.shape[0], MAX_FRAMES_PER_FILE)).round().astype(int)
+            for index in sorted(set(chosen.tolist())):
+                yield stack[index], colour
+
+    params, summary = fit(frames(), WaveletParams())
+    summary.update(trained_by="`scripts/train_default_models.py` through `dicomcrypt.codec.wavelet.fit`",
+                   held_out=HELD_OUT, files=names, skipped=len(skipped))
+    meta_path = write_model(args.out, spec.stem, spec.model_id, channels=spec.channels, params=params,
+                            extra={"training": summary})
+    registry.clear_cache()
+    print(f"{spec.model_id}: wrote {meta_path} ({summary['frames']} frames)", flush=True)
+    return meta_path
 
 
 def data_dirs() -> list[Path]:
@@ -171,7 +230,7 @@ def environment() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["grey", "colour"])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS) + sorted(WAVELETS), default=["grey", "colour"])
     parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
     parser.add_argument("--out", type=Path, default=REPO / "dicomcrypt" / "models")
     parser.add_argument("--data", type=Path, nargs="+",
@@ -186,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")  # pydicom complains about many of its own test files
     paths = files_under(args.data or data_dirs())
     for kind in args.models:
+        if kind in WAVELETS:
+            fit_wavelet(WAVELETS[kind], paths, args)
+            continue
         spec = MODELS[kind]
         meta_path: Path | None = args.out / f"{spec.stem}.json"
         if not args.evaluate_only:

@@ -85,7 +85,7 @@ def _setting(path: str, value: Any):
     "edit, message",
     [
         (_without("payload_version"), "payload_version is missing"),
-        (_setting("payload_version", 3), "payload version 3 is not supported"),
+        (_setting("payload_version", 4), "payload version 4 is not supported"),  # 3 is the wavelet codec's
         (_setting("payload_version", "2"), "payload version '2' is not supported"),
         (_setting("payload_version", True), "payload version True is not supported"),
         (_without("shape"), "shape is missing"),

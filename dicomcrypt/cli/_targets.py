@@ -34,7 +34,10 @@ ENCRYPTION_OPTIONS: list[Option] = [
     Option("--recipients-file", "-R", repeatable=True, metavar="FILE",
            help="file of recipient strings, one per line ('#' comments)"),
     Option("--model", metavar="ID",
-           help="autoencoder model id, e.g. paper-grey@1 (default: chosen by the image's colour)"),
+           help="model id: wavelet-grey@1 / wavelet-colour@1 (the codec, default by the image's colour) "
+                "or an autoencoder such as ps-grey@2"),
+    Option("--quality", type=int, metavar="Q",
+           help="lossy wavelet codec quality 1..100 (default 60; docs/codec.md gives the dB per level)"),
     Option("--latent", choices=LATENT_FORMATS, default="u8",
            help="latent storage: 8-bit quantised (default) or float16"),
     Option("--protect-identity", type=bool, default=False,
@@ -79,7 +82,7 @@ def encryption_settings_from_args(args: argparse.Namespace) -> EncryptionSetting
         protection = IdentityProtection.load(args.identity_cert)  # one uid_secret for the whole run
     return EncryptionSettings.build(
         key=key, recipients=parsed, mode=args.mode, model=args.model, latent_format=args.latent,
-        protect_identity=protection,
+        protect_identity=protection, quality=args.quality,
     )
 
 

@@ -11,7 +11,9 @@ with a share of noisy inputs (the paper's decoder also denoises), and writes a m
     loss.png      training and validation loss (the paper's Figure 5)
     checkpoint.pt resume point: run the same command again after an interruption to continue
 
-Uses a GPU when there is one.
+Uses a GPU when there is one. ``--arch wavelet`` fits a wavelet codec model instead (docs/codec.md:
+frequency tables and reconstruction offsets counted on every image, CPU minutes, no split; the
+folder then holds ``model.json``, ``model.params`` and ``model.md``).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="model folder to write (and resume from)")
     parser.add_argument("--modality", help="use only images of this Modality (e.g. CT, MR, CR)")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 grey (default) or 3 colour")
-    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default=DEFAULT_ARCHITECTURE,
-                        help=f"network architecture (default {DEFAULT_ARCHITECTURE}; docs/models.md compares them)")
+    parser.add_argument("--arch", choices=[*sorted(ARCHITECTURES), "wavelet"], default=DEFAULT_ARCHITECTURE,
+                        help=f"network architecture (default {DEFAULT_ARCHITECTURE}; docs/models.md compares them), "
+                             "or wavelet: fit the wavelet codec's tables (docs/codec.md)")
     parser.add_argument("--init",
                         help="starting point, one the architecture offers (default: its own, e.g. for ps-ae a "
                              "3-band Haar code of each 2x2 block; an init it does not offer is refused with the list)")
@@ -59,6 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.arch == "wavelet":
+        return fit_wavelet(args)
     from dicomcrypt.codec import registry
     from dicomcrypt.codec import train as training
     from dicomcrypt.codec.train_data import collect, split_by_group
@@ -109,6 +114,50 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"  {row['file']}: PSNR {row['psnr_db']:.2f} dB, SSIM {row['ssim']:.4f} (validation, exact decoder)")
     print(f"model {model_id} written to {args.out} (use --model {args.out})")
+    return EXIT_OK
+
+
+def fit_wavelet(args: argparse.Namespace) -> int:
+    """Fit a wavelet codec model on every image of the folder (the codec's learned tables and offsets)."""
+    import numpy as np
+
+    from dicomcrypt.codec import registry
+    from dicomcrypt.codec.train_data import MAX_FRAMES_PER_FILE, read_image
+    from dicomcrypt.codec.wavelet.fit import fit, write_model
+    from dicomcrypt.codec.wavelet.model import WaveletParams
+    from dicomcrypt.errors import DicomCryptError
+    from dicomcrypt.files import iter_dicom_inputs
+
+    model_id = args.model_id or f"site-wavelet-{_slug(args.modality or 'any')}@1"
+    paths = [path for path, _rel in iter_dicom_inputs(args.input)]
+    used: list[str] = []
+
+    def frames():
+        for path in paths:
+            read = read_image(path, args.modality)
+            if not isinstance(read, tuple) or read[1].shape[-1] != args.channels:
+                continue
+            ds, stack, _padding = read
+            used.append(path.name)
+            colour = args.channels == 3 and not str(ds.get("PhotometricInterpretation", "")).startswith("YBR")
+            for index in sorted(set(np.linspace(0, stack.shape[0] - 1, min(stack.shape[0], MAX_FRAMES_PER_FILE))
+                                    .round().astype(int).tolist())):
+                yield stack[index], colour
+
+    try:
+        params, summary = fit(frames(), WaveletParams())
+        if not used:
+            return error(f"no {args.channels}-sample images{' of ' + args.modality if args.modality else ''} "
+                         f"below {args.input}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        summary.update(trained_by="`dicomcrypt train --arch wavelet`", files=used, held_out="none")
+        write_model(args.out, STEM, model_id, channels=args.channels, params=params, extra={"training": summary})
+        registry.clear_cache()
+        registry.load_codec(str(args.out))
+    except DicomCryptError as exc:
+        return error(str(exc))
+    print(f"wavelet model {model_id} fitted on {summary['frames']} frames of {len(used)} files, written to "
+          f"{args.out} (use --model {args.out})")
     return EXIT_OK
 
 

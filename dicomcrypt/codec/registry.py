@@ -33,12 +33,17 @@ from typing import Any
 
 from dicomcrypt.codec.arch import ARCHITECTURES, architecture
 from dicomcrypt.codec.runtime import LoadedModel, ModelInfo
+from dicomcrypt.codec.wavelet.model import ARCH as WAVELET_ARCH
+from dicomcrypt.codec.wavelet.model import WaveletModel
 from dicomcrypt.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODELS = {1: "ps-grey@2", 3: "ps-colour@1"}  # docs/models.md: measured on the held-out images
+# What encrypt uses when no model is named: the wavelet codec (docs/codec.md). DEFAULT_MODELS stay
+# the default autoencoders for train, evaluate and bench.
+DEFAULT_CODECS = {1: "wavelet-grey@1", 3: "wavelet-colour@1"}
 WEIGHTS_FORMAT = 1
 MODELS_ENV = "DICOMCRYPT_MODELS"
 # Site models loaded by folder in this process, by id: a receiver that loaded ct-model/ to encrypt
@@ -74,6 +79,19 @@ def load_model(model_id: str | None = None, channels: int = 1) -> LoadedModel:
         if channels not in DEFAULT_MODELS:
             raise ModelError(f"no default model for {channels}-channel images")
         model_id = DEFAULT_MODELS[channels]
+    model = load_codec(model_id, channels)
+    if not isinstance(model, LoadedModel):
+        raise ModelError(f"model {model_id} is a {model.info.arch} codec model, not an autoencoder")
+    return model
+
+
+def load_codec(model_id: str | None = None, channels: int = 1) -> LoadedModel | WaveletModel:
+    """Any model an envelope may name: an autoencoder or a wavelet codec model (loaded once per
+    process, its file checked by SHA-256). ``model_id=None`` picks :data:`DEFAULT_CODECS`."""
+    if model_id is None:
+        if channels not in DEFAULT_CODECS:
+            raise ModelError(f"no default model for {channels}-channel images")
+        model_id = DEFAULT_CODECS[channels]
     path = _resolve(model_id)
     model = _load(str(path))
     if model.info.model_id not in _shipped():
@@ -150,7 +168,7 @@ def _site_models() -> dict[str, Path]:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(meta_path: str) -> LoadedModel:
+def _load(meta_path: str) -> LoadedModel | WaveletModel:
     started = time.perf_counter()
     meta = _read_metadata(Path(meta_path))
     model_id = meta["model_id"]
@@ -164,6 +182,10 @@ def _load(meta_path: str) -> LoadedModel:
         raise ModelError(
             f"model {model_id}: weights file {weights_path.name} has SHA-256 {found}, expected {meta['sha256']}"
         )
+    if meta["arch"] == WAVELET_ARCH:  # the codec's fitted parameters: no torch
+        from dicomcrypt.codec.wavelet.model import load as load_wavelet
+
+        return load_wavelet(meta, data, bytes.fromhex(found), weights_path)
 
     import torch
 
@@ -203,7 +225,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         raise ModelError(f"model metadata {path} is not a JSON object")
     if not isinstance(meta.get("model_id"), str) or not _ID_PATTERN.match(meta["model_id"]):
         problems.append("model_id missing or not name@version")
-    if meta.get("arch") not in ARCHITECTURES:
+    if meta.get("arch") not in ARCHITECTURES and meta.get("arch") != WAVELET_ARCH:
         problems.append(f"arch {meta.get('arch')!r} unknown")
     if meta.get("channels") not in (1, 3):
         problems.append("channels must be 1 or 3")

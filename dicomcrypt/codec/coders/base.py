@@ -36,6 +36,7 @@ class CodingContext:
     ``model`` is the loaded autoencoder when the coder ``needs_model`` (the pipeline loads it,
     and checks it against the envelope when restoring), else None. Coders record their sizes
     in ``metrics`` (``latent_bytes``, ``residual_bytes``, ...), which end up in the outcome.
+    ``quality`` (1..100, None for the model's default) sets the lossy wavelet codec's step.
     ``limits`` bound what :meth:`Coder.unpack` may allocate and compute: the payload's
     metadata was checked against them, and a coder checks every section's own declared sizes
     against that metadata before decoding it (the sections are untrusted input too).
@@ -45,6 +46,7 @@ class CodingContext:
     latent_format: str = "u8"
     metrics: dict[str, float] = field(default_factory=dict)
     limits: DecodeLimits = DEFAULT_LIMITS
+    quality: int | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dicomcrypt.codec import residual
-from dicomcrypt.codec.coders import lossy
+from dicomcrypt.codec.coders import lossy, wavelet
 from dicomcrypt.codec.coders.base import Coder, CodingContext, Packed
 from dicomcrypt.envelope import Mode
 from dicomcrypt.errors import PayloadFormatError
@@ -34,6 +34,8 @@ class LosslessCoder(Coder):
 
     def pack(self, frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
         model = context.model
+        if wavelet.is_wavelet(model):
+            return wavelet.pack_exact(frames, fmt, context)
         levels = model.lossless_levels if context.latent_format == "u8" else lossy.FULL_LEVELS
         sections, norm = lossy.encode_latent(frames, fmt, context, levels=levels)
         prediction = lossy.reconstruct(model, sections, norm, frames.shape, frames.dtype)
@@ -50,6 +52,8 @@ class LosslessCoder(Coder):
         and the digest check that follows is the same either way.
         """
         lossy.check_model_payload(meta)
+        if lossy.wavelet_payload(meta, context):
+            return wavelet.unpack_exact(sections, meta, context)
         norm = lossy.normalisation_of(meta)
         predictors = predictors_of(meta)
         if residual.DECODER in predictors:

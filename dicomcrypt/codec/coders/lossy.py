@@ -15,6 +15,7 @@ import numpy as np
 
 from dicomcrypt.codec import latent as latent_codec
 from dicomcrypt.codec import normalise
+from dicomcrypt.codec.coders import wavelet
 from dicomcrypt.codec.coders.base import Coder, CodingContext, Derivation, Packed
 from dicomcrypt.envelope import Mode
 from dicomcrypt.errors import PayloadFormatError
@@ -36,14 +37,25 @@ class LossyCoder(Coder):
     exact = False
 
     def pack(self, frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
+        if wavelet.is_wavelet(context.model):
+            return wavelet.pack_lossy(frames, fmt, context)
         sections, norm = encode_latent(frames, fmt, context, levels=FULL_LEVELS)
         return Packed(sections, {"normalisation": norm})
 
     def unpack(self, sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+        if wavelet_payload(meta, context):
+            check_model_payload(meta)
+            return wavelet.unpack_lossy(sections, meta, context)
         check_latent(sections, meta, context)
         return reconstruct(context.model, sections, normalisation_of(meta), meta.shape, meta.dtype)
 
     def derivation(self, frames: np.ndarray, sections: Mapping[str, bytes], model_id: str) -> Derivation:
+        if "pixels" in sections:
+            return Derivation(
+                ratio=frames.nbytes / max(1, len(sections["pixels"])),
+                method=wavelet.LOSSY_METHOD,
+                description=f"Lossy reconstruction by dicomcrypt wavelet codec {model_id}",
+            )
         return Derivation(
             ratio=frames.nbytes / max(1, len(section(sections, "latent"))),
             method=LOSSY_METHOD,
@@ -81,6 +93,17 @@ def reconstruct(
             raise PayloadFormatError("payload: a padding mask without a padding value")
         frames[normalise.decode_mask(sections["padding"], frames.shape)] = norm.padding
     return frames
+
+
+def wavelet_payload(meta: PayloadMeta, context: CodingContext) -> bool:
+    """The payload is the wavelet codec's (``codec`` in its metadata); its model must be one too."""
+    if meta.codec is None:
+        if wavelet.is_wavelet(context.model):
+            raise PayloadFormatError("payload: an autoencoder payload names a wavelet codec model")
+        return False
+    if meta.codec != wavelet.CODEC or not wavelet.is_wavelet(context.model):
+        raise PayloadFormatError(f"payload: codec {meta.codec!r} with model {context.model.info.model_id}")
+    return True
 
 
 def check_model_payload(meta: PayloadMeta) -> None:

@@ -1,0 +1,204 @@
+"""The wavelet codec inside the ``lossless`` and ``lossy`` modes (payload version 3, ``codec: wavelet``).
+
+When the model is a wavelet codec model (:mod:`dicomcrypt.codec.wavelet.model`; the default),
+the lossless and lossy coders hand their frames here. Sections:
+
+- ``pixels``: one record per frame (``u32`` count; per frame ``u8`` coding, ``u32`` length,
+  data), the layout of :mod:`dicomcrypt.codec.lossless` with two more codings: 1 JPEG-LS and
+  2 zstd (as there), 3 wavelet stream, 4 JPEG-XL. Exact mode codes each frame with every coding
+  the model lists (the wavelet stream at step 1, JPEG-LS, JPEG-XL lossless) and keeps the
+  smallest record, so it is never larger than the ``standard`` mode's JPEG-LS blob, byte for
+  byte; the coding byte records the choice. Lossy mode writes wavelet streams only.
+- ``padding`` (lossy, when the image has padding): the padding mask, as the autoencoder's lossy
+  mode writes it, so the padding value comes back exactly; the padded pixels are coded as the
+  frame's lowest value (a flat region costs nothing).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dicomcrypt.codec import lossless, normalise
+from dicomcrypt.codec.coders.base import CodingContext, Packed
+from dicomcrypt.codec.wavelet import stream
+from dicomcrypt.codec.wavelet.model import WaveletModel, quantiser_for
+from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.payload import section
+
+if TYPE_CHECKING:
+    from dicomcrypt.dicom import PixelFormat
+    from dicomcrypt.payload import PayloadMeta
+
+CODEC = "wavelet"
+LOSSY_METHOD = "DICOMCRYPT_WV1"  # Lossy Image Compression Method (0028,2114), CS <= 16 chars
+JPEG_LS = lossless.JPEG_LS  # codec.lossless records keep their codec byte
+ZSTD = lossless.ZSTD
+WAVELET = 3
+JPEG_XL = 4
+CODING_NAMES = {JPEG_LS: "jpeg-ls", ZSTD: "zstd", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
+_COUNT = struct.Struct(">I")
+_RECORD = struct.Struct(">BI")
+
+
+def is_wavelet(model: object) -> bool:
+    return isinstance(model, WaveletModel)
+
+
+def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
+    """Each frame as the smallest of the model's exact codings."""
+    model: WaveletModel = context.model
+    records = []
+    for frame in frames:
+        candidates = []  # whole records; the first byte is the coding
+        if "jpeg-ls" in model.params.exact_codings:
+            candidates.append(lossless.encode_record(lossless.to_unsigned(frame)))
+        if "wavelet" in model.params.exact_codings:
+            data = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
+            candidates.append(_RECORD.pack(WAVELET, len(data)) + data)
+        coded = _encode_jpeg_xl(frame) if "jpeg-xl" in model.params.exact_codings else None
+        if coded is not None:
+            candidates.append(_RECORD.pack(JPEG_XL, len(coded)) + coded)
+        record = min(candidates, key=len)  # the first of equal sizes: JPEG-LS
+        records.append(record)
+        name = CODING_NAMES[record[0]]
+        context.metrics[f"{name}_frames"] = context.metrics.get(f"{name}_frames", 0.0) + 1
+    blob = _COUNT.pack(len(records)) + b"".join(records)
+    context.metrics["pixels_bytes"] = float(len(blob))
+    return Packed({"pixels": blob}, {"codec": CODEC})
+
+
+def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+    out = np.empty(meta.shape, dtype=meta.dtype)
+    for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
+        shape = meta.shape[1:]
+        if coding == WAVELET:
+            values, lossy = stream.decode(data, shape, context.model.params.tables)
+            if lossy:
+                raise PayloadFormatError(f"payload: frame {index} of an exact payload is a lossy wavelet stream")
+            _check_range(values, meta.dtype, index)
+            out[index] = values
+        elif coding in (JPEG_LS, ZSTD):
+            stored = lossless.stored_dtype(meta.dtype)
+            record = _RECORD.pack(coding, len(data)) + data
+            frame = lossless.decode_frames(lossless.pack_records([record]), (1, *shape), stored)[0]
+            out[index] = lossless.from_unsigned(frame, meta.dtype)
+        elif coding == JPEG_XL:
+            out[index] = _decode_jpeg_xl(data, shape, meta.dtype)
+        else:
+            raise PayloadFormatError(f"payload: frame {index} has unknown coding {coding}")
+    return out
+
+
+def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
+    """Every frame as a quantised wavelet stream at the context's quality."""
+    model: WaveletModel = context.model
+    norm = normalise.fit(frames, fmt.padding_value)
+    mask = normalise.padding_mask(frames, norm)
+    sections: dict[str, bytes] = {}
+    if mask is not None:
+        sections["padding"] = normalise.encode_mask(mask)
+    records = []
+    for index, frame in enumerate(frames):
+        pixels = frame.astype(np.int64)
+        if mask is not None:
+            pixels = np.where(mask[index], norm.low[index], pixels)
+        step = model.params.pixel_step(context.quality, norm.high[index] - norm.low[index])
+        quantiser = quantiser_for(model.params, pixels, step, _colour(fmt))
+        data = stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=quantiser,
+                             tables=model.params.tables)
+        records.append(_RECORD.pack(WAVELET, len(data)) + data)
+    sections["pixels"] = _COUNT.pack(len(records)) + b"".join(records)
+    context.metrics["pixels_bytes"] = float(len(sections["pixels"]))
+    return Packed(sections, {"codec": CODEC, "normalisation": norm})
+
+
+def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
+    out = np.empty(meta.shape, dtype=meta.dtype)
+    low, high = _stored_range(meta)
+    for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
+        if coding != WAVELET:
+            raise PayloadFormatError(f"payload: frame {index} of a lossy payload has coding {coding}, not wavelet")
+        values, _lossy = stream.decode(data, meta.shape[1:], context.model.params.tables)
+        out[index] = np.clip(values, low, high)
+    if "padding" in sections:
+        padding = None if meta.normalisation is None else meta.normalisation.padding
+        if padding is None:
+            raise PayloadFormatError("payload: a padding mask without a padding value")
+        out[normalise.decode_mask(sections["padding"], out.shape)] = padding
+    return out
+
+
+def _colour(fmt: PixelFormat) -> bool:
+    """The reversible colour transform for RGB; YBR data is decorrelated already."""
+    return fmt.samples_per_pixel == 3 and not fmt.photometric_interpretation.startswith("YBR")
+
+
+def _stored_range(meta: PayloadMeta) -> tuple[int, int]:
+    info = np.iinfo(meta.dtype)
+    bits = meta.pixel_format.bits_stored
+    if meta.dtype.kind == "i":
+        return max(info.min, -(1 << (bits - 1))), min(info.max, (1 << (bits - 1)) - 1)
+    return 0, min(info.max, (1 << bits) - 1)
+
+
+def _check_range(values: np.ndarray, dtype: np.dtype, index: int) -> None:
+    info = np.iinfo(dtype)
+    if values.size and (int(values.min()) < info.min or int(values.max()) > info.max):
+        raise PayloadFormatError(f"payload: frame {index} decodes to values outside {dtype.str}")
+
+
+def _records(blob: bytes, frames: int) -> list[tuple[int, bytes]]:
+    """(coding, data) per frame; the count must be the payload's and the records must fill the blob."""
+    if len(blob) < _COUNT.size:
+        raise PayloadFormatError("payload: pixels section truncated")
+    (count,) = _COUNT.unpack_from(blob, 0)
+    if count != frames:
+        raise PayloadFormatError(f"payload: pixels section holds {count} frames, the payload {frames}")
+    offset = _COUNT.size
+    records = []
+    for index in range(count):
+        if offset + _RECORD.size > len(blob):
+            raise PayloadFormatError(f"payload: frame {index} record header truncated")
+        coding, length = _RECORD.unpack_from(blob, offset)
+        offset += _RECORD.size
+        if offset + length > len(blob):
+            raise PayloadFormatError(f"payload: frame {index} data truncated")
+        records.append((coding, blob[offset:offset + length]))
+        offset += length
+    if offset != len(blob):
+        raise PayloadFormatError("payload: trailing bytes after the last frame")
+    return records
+
+
+def _encode_jpeg_xl(frame: np.ndarray) -> bytes | None:
+    """JPEG-XL lossless (libjxl effort 7) of 8/16-bit frames with 1 or 3 samples; None when it cannot."""
+    import imagecodecs
+
+    stored = lossless.to_unsigned(frame)
+    if stored.dtype not in (np.uint8, np.uint16) or min(stored.shape[:2]) < 1:
+        return None
+    image = stored[..., 0] if stored.shape[-1] == 1 else stored
+    try:
+        return bytes(imagecodecs.jpegxl_encode(image, lossless=True, effort=7, numthreads=1))
+    except Exception:  # libjxl refuses some inputs; the other codings remain
+        return None
+
+
+def _decode_jpeg_xl(data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Decoded into a buffer of the payload's frame shape: libjxl checks the declared size
+    against it before decoding, so a hostile header cannot make it allocate more."""
+    import imagecodecs
+
+    stored = lossless.stored_dtype(dtype)
+    if stored not in (np.uint8, np.uint16):
+        raise PayloadFormatError(f"payload: a JPEG-XL frame for {dtype.str} pixels")
+    out = np.empty(shape[:2] if shape[2] == 1 else shape, dtype=stored)
+    try:
+        imagecodecs.jpegxl_decode(data, out=out, numthreads=1)
+    except Exception as exc:  # imagecodecs raises ValueError/RuntimeError with libjxl's text
+        raise PayloadFormatError(f"payload: JPEG-XL frame does not decode ({exc})") from exc
+    return lossless.from_unsigned(out.reshape(shape), dtype)
