@@ -49,13 +49,15 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_SOME_FAILED
         return EXIT_OK
 
-    from dicomcrypt.codec.registry import DEFAULT_MODELS
+    from dicomcrypt.codec.registry import DEFAULT_CODECS, DEFAULT_MODELS
 
     entries = catalogue.installed_models()
-    defaults = set(DEFAULT_MODELS.values())
+    defaults = set(DEFAULT_CODECS.values())  # what encrypt and send use when no --model is named
+    autoencoders = set(DEFAULT_MODELS.values())  # what train, evaluate and bench start from
     if args.json:
         print(json.dumps([
-            {"model_id": e.model_id, "default": e.model_id in defaults, "arch": e.arch, "channels": e.channels,
+            {"model_id": e.model_id, "default": e.model_id in defaults,
+             "default_autoencoder": e.model_id in autoencoders, "arch": e.arch, "channels": e.channels,
              "weights_bytes": e.weights_bytes, "sha256": e.sha256, "sha256_ok": e.sha256_ok,
              "held_out": list(e.held_out)}
             for e in entries
@@ -64,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'model':<22} {'arch':<12} {'ch':>2} {'weights':>9}  {'sha256':<17} quality (card, lossy mode)")
         for e in entries:
             sha = e.sha256[:16] + ("" if e.sha256_ok else " MISMATCH")
-            name = e.model_id + (" *" if e.model_id in defaults else "")
+            name = e.model_id + (" *" if e.model_id in defaults else " +" if e.model_id in autoencoders else "")
             print(f"{name:<22} {e.arch:<12} {e.channels:>2} {human_bytes(e.weights_bytes):>9}  {sha:<17} "
                   f"{e.quality_summary()}")
-        print("* default for its channel count")
+        print("* default for its channel count (encrypt, send)")
+        print("+ default autoencoder for its channel count (train, evaluate, bench)")
     return EXIT_OK if all(e.sha256_ok for e in entries) else EXIT_SOME_FAILED

@@ -48,9 +48,10 @@ def _keys(config: ReceiverConfig) -> dict[str, Any]:
 def _models(config: ReceiverConfig) -> dict[str, Any]:
     if config.store == "encrypted":
         return _check(True, "not needed to keep instances encrypted")
-    from dicomcrypt.codec.registry import DEFAULT_MODELS, available_models
+    from dicomcrypt.codec.registry import DEFAULT_CODECS, DEFAULT_MODELS, available_models
 
-    missing = sorted(set(DEFAULT_MODELS.values()) - set(available_models()))
+    # what senders use by default (the wavelet codec) and what older envelopes name (the autoencoders)
+    missing = sorted((set(DEFAULT_CODECS.values()) | set(DEFAULT_MODELS.values())) - set(available_models()))
     if missing:
         return _check(False, f"default model(s) not installed: {', '.join(missing)}")
     return _check(True, f"{len(available_models())} model(s) installed")

@@ -9,19 +9,21 @@ from pathlib import Path
 import pytest
 
 from dicomcrypt.cli.main import main
-from dicomcrypt.codec.registry import DEFAULT_MODELS, MODELS_DIR, available_models
+from dicomcrypt.codec.registry import DEFAULT_CODECS, DEFAULT_MODELS, MODELS_DIR, available_models
 
 
 def test_list_shows_both_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in out.splitlines()[1:-1]}
+    lines = {line.split()[0]: line for line in out.splitlines()[1:-2]}
     assert {"paper-grey@1", "paper-colour@1"} | set(available_models()) <= set(lines)
     grey = json.loads((MODELS_DIR / "paper-grey-v1.json").read_text())
     assert grey["sha256"][:16] in lines["paper-grey@1"] and "MISMATCH" not in out
     assert "held-out image" in lines["paper-grey@1"]
-    assert lines[DEFAULT_MODELS[1]].split()[1] == "*" and lines["paper-grey@1"].split()[1] != "*"
-    assert out.splitlines()[-1] == "* default for its channel count"
+    assert lines[DEFAULT_CODECS[1]].split()[1] == "*" and lines["paper-grey@1"].split()[1] == "paper-ae"
+    assert lines[DEFAULT_MODELS[1]].split()[1] == "+"
+    assert out.splitlines()[-2:] == ["* default for its channel count (encrypt, send)",
+                                     "+ default autoencoder for its channel count (train, evaluate, bench)"]
 
 
 def test_list_as_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,7 +32,8 @@ def test_list_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     grey = models["paper-grey@1"]
     assert grey["channels"] == 1 and grey["sha256_ok"] and grey["weights_bytes"] > 100_000
     assert models["paper-colour@1"]["channels"] == 3
-    assert {m for m, entry in models.items() if entry["default"]} == set(DEFAULT_MODELS.values())
+    assert {m for m, entry in models.items() if entry["default"]} == set(DEFAULT_CODECS.values())
+    assert {m for m, entry in models.items() if entry["default_autoencoder"]} == set(DEFAULT_MODELS.values())
     assert {"693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm"} <= {row["file"] for row in grey["held_out"]}
     assert all(0 < row["ssim"] <= 1 for row in grey["held_out"])
 
