@@ -46,7 +46,11 @@ def encode_frames(frames: np.ndarray) -> bytes:
 
 def encode_record(frame: np.ndarray) -> bytes:
     """One frame's record (codec, length, codestream): lets a caller compare codings per frame."""
-    codec, data = _encode_frame(frame)
+    return record(*_encode_frame(frame))
+
+
+def record(codec: int, data: bytes) -> bytes:
+    """One frame's record in the blob layout above; other codecs (the wavelet coder's) use it too."""
     return _FRAME_HEADER.pack(codec, len(data)) + data
 
 
@@ -55,16 +59,16 @@ def pack_records(records: list[bytes]) -> bytes:
     return _HEADER.pack(len(records)) + b"".join(records)
 
 
-def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
-    """Inverse of :func:`encode_frames`; ``shape`` is ``(F, H, W, C)``."""
-    dtype = np.dtype(dtype)
+def split_records(blob: bytes, frames: int) -> list[tuple[int, bytes]]:
+    """``(codec, codestream)`` per frame of a blob that must hold exactly ``frames`` records and
+    nothing after them; every length is checked against the blob before it is used."""
     view = memoryview(blob)
     if len(view) < _HEADER.size:
         raise PayloadFormatError("coded frames: truncated header")
     (count,) = _HEADER.unpack_from(view, 0)
-    if count != shape[0]:
-        raise PayloadFormatError(f"coded frames: {count} frames stored, {shape[0]} expected")
-    out = np.empty(shape, dtype=dtype)
+    if count != frames:
+        raise PayloadFormatError(f"coded frames: {count} frames stored, {frames} expected")
+    records = []
     offset = _HEADER.size
     for index in range(count):
         if offset + _FRAME_HEADER.size > len(view):
@@ -73,10 +77,19 @@ def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: DTypeLike) -> np.n
         offset += _FRAME_HEADER.size
         if offset + length > len(view):
             raise PayloadFormatError(f"coded frames: frame {index} data truncated")
-        out[index] = _decode_frame(codec, bytes(view[offset : offset + length]), shape[1:], dtype)
+        records.append((codec, bytes(view[offset : offset + length])))
         offset += length
     if offset != len(view):
         raise PayloadFormatError("coded frames: trailing bytes")
+    return records
+
+
+def decode_frames(blob: bytes, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
+    """Inverse of :func:`encode_frames`; ``shape`` is ``(F, H, W, C)``."""
+    dtype = np.dtype(dtype)
+    out = np.empty(shape, dtype=dtype)
+    for index, (codec, data) in enumerate(split_records(blob, shape[0])):
+        out[index] = decode_record(codec, data, shape[1:], dtype)
     return out
 
 
@@ -138,7 +151,8 @@ def _encode_zstd(frame: np.ndarray) -> bytes:
     return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(np.ascontiguousarray(planes).tobytes())
 
 
-def _decode_frame(codec: int, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def decode_record(codec: int, data: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """One JPEG-LS or zstd codestream of ``shape``/``dtype`` (its declaration checked first)."""
     if codec == JPEG_LS:
         return _decode_jpeg_ls(data, shape, dtype)
     if codec == ZSTD:

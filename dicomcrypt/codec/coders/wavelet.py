@@ -16,7 +16,6 @@ the lossless and lossy coders hand their frames here. Sections:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -40,8 +39,6 @@ ZSTD = lossless.ZSTD
 WAVELET = 3
 JPEG_XL = 4
 CODING_NAMES = {JPEG_LS: "jpeg-ls", ZSTD: "zstd", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
-_COUNT = struct.Struct(">I")
-_RECORD = struct.Struct(">BI")
 
 
 def is_wavelet(model: object) -> bool:
@@ -58,22 +55,22 @@ def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
             candidates.append(lossless.encode_record(lossless.to_unsigned(frame)))
         if "wavelet" in model.params.exact_codings:
             data = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
-            candidates.append(_RECORD.pack(WAVELET, len(data)) + data)
+            candidates.append(lossless.record(WAVELET, data))
         coded = _encode_jpeg_xl(frame) if "jpeg-xl" in model.params.exact_codings else None
         if coded is not None:
-            candidates.append(_RECORD.pack(JPEG_XL, len(coded)) + coded)
+            candidates.append(lossless.record(JPEG_XL, coded))
         record = min(candidates, key=len)  # the first of equal sizes: JPEG-LS
         records.append(record)
         name = CODING_NAMES[record[0]]
         context.metrics[f"{name}_frames"] = context.metrics.get(f"{name}_frames", 0.0) + 1
-    blob = _COUNT.pack(len(records)) + b"".join(records)
+    blob = lossless.pack_records(records)
     context.metrics["pixels_bytes"] = float(len(blob))
     return Packed({"pixels": blob}, {"codec": CODEC})
 
 
 def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
     out = np.empty(meta.shape, dtype=meta.dtype)
-    for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
+    for index, (coding, data) in enumerate(lossless.split_records(section(sections, "pixels"), meta.shape[0])):
         shape = meta.shape[1:]
         if coding == WAVELET:
             values, lossy = stream.decode(data, shape, context.model.params.tables)
@@ -82,9 +79,7 @@ def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
             _check_range(values, meta.dtype, index)
             out[index] = values
         elif coding in (JPEG_LS, ZSTD):
-            stored = lossless.stored_dtype(meta.dtype)
-            record = _RECORD.pack(coding, len(data)) + data
-            frame = lossless.decode_frames(lossless.pack_records([record]), (1, *shape), stored)[0]
+            frame = lossless.decode_record(coding, data, shape, lossless.stored_dtype(meta.dtype))
             out[index] = lossless.from_unsigned(frame, meta.dtype)
         elif coding == JPEG_XL:
             out[index] = _decode_jpeg_xl(data, shape, meta.dtype)
@@ -110,8 +105,8 @@ def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
         quantiser = quantiser_for(model.params, pixels, step, _colour(fmt))
         data = stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=quantiser,
                              tables=model.params.tables)
-        records.append(_RECORD.pack(WAVELET, len(data)) + data)
-    sections["pixels"] = _COUNT.pack(len(records)) + b"".join(records)
+        records.append(lossless.record(WAVELET, data))
+    sections["pixels"] = lossless.pack_records(records)
     context.metrics["pixels_bytes"] = float(len(sections["pixels"]))
     return Packed(sections, {"codec": CODEC, "normalisation": norm})
 
@@ -119,7 +114,7 @@ def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
 def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
     out = np.empty(meta.shape, dtype=meta.dtype)
     low, high = _stored_range(meta)
-    for index, (coding, data) in enumerate(_records(section(sections, "pixels"), meta.shape[0])):
+    for index, (coding, data) in enumerate(lossless.split_records(section(sections, "pixels"), meta.shape[0])):
         if coding != WAVELET:
             raise PayloadFormatError(f"payload: frame {index} of a lossy payload has coding {coding}, not wavelet")
         values, _lossy = stream.decode(data, meta.shape[1:], context.model.params.tables)
@@ -149,29 +144,6 @@ def _check_range(values: np.ndarray, dtype: np.dtype, index: int) -> None:
     info = np.iinfo(dtype)
     if values.size and (int(values.min()) < info.min or int(values.max()) > info.max):
         raise PayloadFormatError(f"payload: frame {index} decodes to values outside {dtype.str}")
-
-
-def _records(blob: bytes, frames: int) -> list[tuple[int, bytes]]:
-    """(coding, data) per frame; the count must be the payload's and the records must fill the blob."""
-    if len(blob) < _COUNT.size:
-        raise PayloadFormatError("payload: pixels section truncated")
-    (count,) = _COUNT.unpack_from(blob, 0)
-    if count != frames:
-        raise PayloadFormatError(f"payload: pixels section holds {count} frames, the payload {frames}")
-    offset = _COUNT.size
-    records = []
-    for index in range(count):
-        if offset + _RECORD.size > len(blob):
-            raise PayloadFormatError(f"payload: frame {index} record header truncated")
-        coding, length = _RECORD.unpack_from(blob, offset)
-        offset += _RECORD.size
-        if offset + length > len(blob):
-            raise PayloadFormatError(f"payload: frame {index} data truncated")
-        records.append((coding, blob[offset:offset + length]))
-        offset += length
-    if offset != len(blob):
-        raise PayloadFormatError("payload: trailing bytes after the last frame")
-    return records
 
 
 def _encode_jpeg_xl(frame: np.ndarray) -> bytes | None:
