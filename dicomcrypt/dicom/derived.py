@@ -17,6 +17,7 @@ import re
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.uid import UID
 from pydicom.valuerep import format_number_as_ds
 
 from dicomcrypt.errors import InvalidInputError
@@ -99,7 +100,7 @@ def mark_lossy_derived(
     if not ratio > 0:
         raise ValueError(f"compression ratio must be positive, got {ratio}")
 
-    new_uid = new_sop_instance_uid
+    new_uid = UID(new_sop_instance_uid)
     ds.SOPInstanceUID = new_uid
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()

@@ -18,8 +18,9 @@ choice               written as
 
 Why a fallback, and which: a lossy original syntax (JPEG baseline, lossy JPEG 2000) would
 lose more on every restore, and a lossy restore is a derived image whose pixels must not be
-degraded again; neither is ever re-encoded lossily. They, JPEG Lossless (no encoder is
-installed) and big endian (retired) are written as JPEG-LS Lossless. Pixels an encoder
+degraded again; neither is ever re-encoded lossily. They and JPEG Lossless (no encoder is
+installed) are written as JPEG-LS Lossless. Explicit VR Big Endian (retired) comes back as
+Explicit VR Little Endian (the placeholder converted its values already). Pixels an encoder
 cannot take (float, 1-bit, more than 16 bits, unusual colour) are written Explicit VR Little
 Endian. Every encoding is decoded again and compared value by value with the restored
 pixels; any difference or failure keeps the uncompressed pixels: never a silent change.
