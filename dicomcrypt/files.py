@@ -31,6 +31,7 @@ import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
 from dicomcrypt.atomic import write_atomic
 from dicomcrypt.errors import InvalidInputError, NotDicomError
@@ -130,7 +131,7 @@ def _decode_items(ds: Dataset) -> None:
                 _decode_items(item)
 
 
-def _keep_raw(ds: Dataset, tag: int) -> None:
+def _keep_raw(ds: Dataset, tag: BaseTag) -> None:
     """Replace the undecodable raw element ``tag`` by a UN element holding its bytes as read."""
     raw = ds._dict[tag]
     if not isinstance(raw, RawDataElement):

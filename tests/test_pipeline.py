@@ -466,6 +466,8 @@ def test_a_chosen_output_syntax_restores_every_value(name, choice, expected, key
     restored = through_bytes(decrypt_instance(through_bytes(sealed), keys=[key], output_syntax=choice).dataset)
     assert restored.file_meta.TransferSyntaxUID == expected
     np.testing.assert_array_equal(_pixels(restored), _pixels(original))
+    if name == "SC_rgb.dcm" and choice == "jpeg2000-lossless":
+        assert restored.PhotometricInterpretation == "YBR_RCT"  # the reversible colour transform
 
 
 def test_pixels_no_encoder_takes_are_written_uncompressed(key):

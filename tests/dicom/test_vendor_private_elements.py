@@ -91,3 +91,18 @@ def test_storage_hooks_encrypt_and_restore_them():
     restored = read_dicom_bytes(result.data)
     assert quirk_values(restored) == EXPECTED
     np.testing.assert_array_equal(dicom.read_frames(restored)[0], dicom.read_frames(read_dicom_bytes(data))[0])
+
+
+def test_a_storage_hook_writes_the_output_syntax_it_is_given():
+    """Hooks keep their uncompressed output unless given an output syntax (then as decrypt)."""
+    from dicomcrypt.integrations.hooks import StorageHook
+
+    key = Key.generate()
+    original = pydicom.dcmread(sample("MR_small_RLE.dcm"))
+    sealed = dicom_to_bytes(encrypt_instance(original, key=key, mode="standard").dataset)
+    as_before = read_dicom_bytes(StorageHook(keys=key, preload=False).process(sealed).data)
+    chosen = read_dicom_bytes(StorageHook(keys=key, preload=False, output_syntax="original").process(sealed).data)
+    assert as_before.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert chosen.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    for restored in (as_before, chosen):
+        np.testing.assert_array_equal(dicom.read_frames(restored)[0], dicom.read_frames(original)[0])
