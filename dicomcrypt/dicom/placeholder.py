@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 from pydicom.valuerep import format_number_as_ds
 
 from dicomcrypt.dicom.attributes import OVERLAY_GROUPS
@@ -39,6 +39,7 @@ __all__ = [
     "PLACEHOLDER_LONG_SIDE",
     "PLACEHOLDER_TEXT",
     "apply_placeholder",
+    "placeholder_transfer_syntax",
     "placeholder_mask",
     "placeholder_size",
 ]
@@ -97,6 +98,18 @@ def apply_placeholder(ds: Dataset, fmt: PixelFormat) -> None:
     set_transfer_syntax(ds, ExplicitVRLittleEndian)
     if fmt.frames > 1:
         encode_lossless(ds, frames, RLELossless)
+
+
+def placeholder_transfer_syntax(number_of_frames: object) -> UID:
+    """The transfer syntax :func:`apply_placeholder` writes for an original of that many frames
+    (Number of Frames as the header holds it), for a sender to propose before encrypting. RLE is
+    what it aims at; pixels RLE cannot hold fall back to Explicit VR Little Endian, which a
+    sender always proposes too."""
+    try:
+        frames = int(str(number_of_frames or 1))
+    except ValueError:
+        frames = 1
+    return RLELossless if frames > 1 else ExplicitVRLittleEndian
 
 
 def placeholder_size(rows: int, columns: int) -> tuple[int, int]:

@@ -32,7 +32,6 @@ from typing import Literal
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomcrypt.errors import DicomCryptError, PlaintextRefusedError
 from dicomcrypt.runner.worker import spawn_pool
@@ -50,7 +49,7 @@ class Outgoing:
     sop_instance_uid: str
     study_uid: str
     modality: str
-    transfer_syntax: str  # as it will be proposed (Explicit VR LE for ``encrypt``)
+    transfer_syntax: str  # as it will be proposed (for ``encrypt``: the placeholder's, placeholder_transfer_syntax)
     treatment: Treatment
 
 
@@ -97,6 +96,7 @@ def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unse
     """Read ``path``'s header (large values deferred) and decide its treatment for ``settings``
     (None: nobody to encrypt for)."""
     from dicomcrypt.dicom import has_pixel_data
+    from dicomcrypt.dicom.placeholder import placeholder_transfer_syntax
     from dicomcrypt.files import read_dicom
     from dicomcrypt.pipeline import inspect_dataset
 
@@ -127,7 +127,9 @@ def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unse
         treatment = "encrypt" if settings is not None and settings.identity is not None else "not an image"
     else:
         treatment = "encrypt" if settings is not None else "plain"
-    tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
+    tsyntax = (
+        placeholder_transfer_syntax(ds.get("NumberOfFrames")) if treatment == "encrypt" else str(meta.TransferSyntaxUID)
+    )
     return Outgoing(
         path=str(path),
         sop_class_uid=str(ds.SOPClassUID),
