@@ -296,7 +296,7 @@ def decrypt_instance(
         _mark_derived(out, derivation, hashlib.sha256(plaintext).digest(), uid_root)
     if output_syntax is not None:
         with timed(metrics, "output_encode_s"):
-            target = choose_transfer_syntax(output_syntax, original_syntax, lossy_restore=derivation is not None)
+            target = choose_transfer_syntax(output_syntax, original_syntax)
             encode_lossless(out, frames, target)
     return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
 

@@ -493,8 +493,8 @@ def test_a_lossy_restore_always_gets_the_same_derived_uid(key):
     again = decrypt_instance(copy.deepcopy(sealed), keys=[key]).dataset
     assert first.SOPInstanceUID == again.SOPInstanceUID != original.SOPInstanceUID
     assert first.SOPInstanceUID.startswith("2.25.") and first.SOPInstanceUID.is_valid
-    # A lossy restore is written losslessly: the fallback, never the original's lossy-capable codec
-    assert first.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    # A lossy restore is written losslessly, in the original's lossless syntax: stored as decoded
+    assert first.file_meta.TransferSyntaxUID == JPEG2000Lossless
     np.testing.assert_array_equal(_pixels(through_bytes(first)), _pixels(again))
     rooted = decrypt_instance(sealed, keys=[key], uid_root="1.2.826.0.1.3680043.10.999").dataset
     assert rooted.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.999.") and len(rooted.SOPInstanceUID) <= 64

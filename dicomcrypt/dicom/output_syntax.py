@@ -17,9 +17,10 @@ choice               written as
 ==================== =====================================================================
 
 Why a fallback, and which: a lossy original syntax (JPEG baseline, lossy JPEG 2000) would
-lose more on every restore, and a lossy restore is a derived image whose pixels must not be
-degraded again; neither is ever re-encoded lossily. They and JPEG Lossless (no encoder is
-installed) are written as JPEG-LS Lossless. Explicit VR Big Endian (retired) comes back as
+lose more on every restore, and a lossy restore (a derived image) must not be degraded again:
+nothing is ever re-encoded lossily. A lossy original syntax and JPEG Lossless (no encoder is
+installed) are written as JPEG-LS Lossless; a lossy restore follows the same rule, so its
+pixels are stored exactly as decoded. Explicit VR Big Endian (retired) comes back as
 Explicit VR Little Endian (the placeholder converted its values already). Pixels an encoder
 cannot take (float, 1-bit, more than 16 bits, unusual colour) are written Explicit VR Little
 Endian. Every encoding is decoded again and compared value by value with the restored
@@ -84,16 +85,14 @@ def check_output_syntax(choice: str) -> OutputSyntax:
     raise InvalidInputError(f"output syntax {choice!r}: choose one of {', '.join(OUTPUT_SYNTAX_CHOICES)}")
 
 
-def choose_transfer_syntax(choice: OutputSyntax, original: UID | None, *, lossy_restore: bool) -> UID:
+def choose_transfer_syntax(choice: OutputSyntax, original: UID | None) -> UID:
     """The transfer syntax to write a restored instance in (before checking the pixels fit it)."""
     if choice != "original":
         return _CHOSEN[check_output_syntax(choice)]
     if original is None:
         return ExplicitVRLittleEndian
     original = UID(original)
-    if original in _NATIVE:
-        return original
-    if original in _ENCODED and not lossy_restore:
+    if original in _NATIVE or original in _ENCODED:
         return original
     return FALLBACK
 
