@@ -452,6 +452,10 @@ def test_output_syntax_original_writes_the_lossless_original_syntax_bit_exactly(
     assert restored.file_meta.TransferSyntaxUID == expected
     np.testing.assert_array_equal(_pixels(restored), _pixels(original))  # value by value, as written and read
     assert restored.SOPInstanceUID == original.SOPInstanceUID
+    if expected == original.file_meta.TransferSyntaxUID:  # every other attribute as it was
+        def attributes(ds):
+            return {elem.tag: elem.value for elem in ds if elem.tag != 0x7FE00010}
+        assert attributes(restored) == attributes(original)
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicomcrypt.dicom.encoding import set_transfer_syntax, transfer_syntax
+from dicomcrypt.dicom.encoding import set_transfer_syntax
 from dicomcrypt.dicom.pixels import PIXEL_KEYWORDS, read_frames
 from dicomcrypt.errors import InvalidInputError
 
@@ -70,7 +70,9 @@ _CHOSEN: dict[str, UID] = {
 }
 _NATIVE = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian})
 _ENCODED = frozenset({JPEGLSLossless, JPEG2000Lossless, RLELossless})
-# The Image Pixel elements an encoder may rewrite, copied back from the trial data set.
+# The Image Pixel module, what an encoder reads; of it, what a lossless encoder may rewrite
+# (colour transform, interleaving) is copied back with the encoded pixels.
+_ENCODER_SETS = ("PhotometricInterpretation", "PlanarConfiguration", "PixelData")
 _IMAGE_PIXEL = (
     "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames", "Rows", "Columns",
     "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
@@ -105,17 +107,14 @@ def encode_lossless(ds: Dataset, frames: np.ndarray, target: UID) -> UID:
     the pixels cannot be encoded in it without loss (the encoding is decoded and compared with
     ``frames`` value by value first).
     """
-    current = transfer_syntax(ds)
-    if target in _NATIVE or target == current:
-        set_transfer_syntax(ds, target)
-        ds.set_original_encoding(target == ImplicitVRLittleEndian, True, ds.original_character_set)
-        return target
+    if target in _NATIVE:
+        return _native(ds, target)
     if 0x7FE00010 not in ds._dict or any(t in ds._dict for t in PIXEL_KEYWORDS if t != 0x7FE00010):
-        return ExplicitVRLittleEndian  # float pixels: no lossless encoder takes them
+        return _native(ds, ExplicitVRLittleEndian)  # float pixels: no lossless encoder takes them
     trial = _encoded_trial(ds, frames, target)
     if trial is None:
-        return ExplicitVRLittleEndian
-    for keyword in (*_IMAGE_PIXEL, "PixelData"):
+        return _native(ds, ExplicitVRLittleEndian)
+    for keyword in _ENCODER_SETS:
         if keyword in trial:
             ds[keyword] = trial[keyword]
         elif keyword in ds:
@@ -123,6 +122,13 @@ def encode_lossless(ds: Dataset, frames: np.ndarray, target: UID) -> UID:
     set_transfer_syntax(ds, target)
     ds.set_original_encoding(False, True, ds.original_character_set)
     return target
+
+
+def _native(ds: Dataset, tsyntax: UID) -> UID:
+    """``ds`` (native pixels already) marked as written in the native ``tsyntax``."""
+    set_transfer_syntax(ds, tsyntax)
+    ds.set_original_encoding(tsyntax == ImplicitVRLittleEndian, True, ds.original_character_set)
+    return tsyntax
 
 
 def _encoded_trial(ds: Dataset, frames: np.ndarray, target: UID) -> Dataset | None:
