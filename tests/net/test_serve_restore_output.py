@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 
 from dicomcrypt import dicom
 from dicomcrypt.files import read_dicom, write_dicom_atomic
 from dicomcrypt.pipeline import encrypt_instance
-from helpers.store_clients import good_files, storescu
+from dicomcrypt.net.address import Peer
+from helpers.dciodvfy import require_tool
+from helpers.store_clients import dcmtk_env, good_files, storescu
+from net.conftest import free_port, wait_for_port
 
 pytestmark = [pytest.mark.peer]
 
@@ -52,3 +55,25 @@ def test_a_lossy_instance_sent_twice_is_filed_once_under_a_derived_uid(start_rec
     assert restored.SourceImageSequence[0].ReferencedSOPInstanceUID == original.SOPInstanceUID
     counts = rx.studies()[str(original.StudyInstanceUID)]
     assert counts.refused == 0
+
+
+@pytest.mark.parametrize(("options", "expected"), [((), ExplicitVRLittleEndian), (("+xa",), JPEG2000Lossless)],
+                         ids=["uncompressed-only-pacs", "accept-all-pacs"])
+def test_a_gateway_forwards_in_the_output_syntax_or_decompressed(options, expected, start_receiver, background,
+                                                                  site_key, tmp_path):
+    """A PACS that refuses the restored instance's lossless syntax gets it decompressed, same UID."""
+    pacs, port = tmp_path / "pacs", free_port()
+    pacs.mkdir()
+    background([require_tool("storescp"), "-aet", "PACS", "-od", str(pacs), *options, str(port)], env=dcmtk_env())
+    wait_for_port(port)
+    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", port), quarantine=tmp_path / "q")
+    sent = [_encrypted(name, site_key, tmp_path) for name in ("MR_small_jp2klossless.dcm", "CT_small.dcm")]
+    done = storescu(rx.port, [path for path, _ in sent])
+    assert done.returncode == 0, done.stdout + done.stderr
+    arrived = {str(ds.SOPInstanceUID): ds for ds in (read_dicom(p) for p in pacs.iterdir())}
+    assert set(arrived) == {str(original.SOPInstanceUID) for _, original in sent}
+    for _, original in sent:
+        forwarded = arrived[str(original.SOPInstanceUID)]
+        if original.file_meta.TransferSyntaxUID == JPEG2000Lossless:
+            assert forwarded.file_meta.TransferSyntaxUID == expected
+        np.testing.assert_array_equal(dicom.read_frames(forwarded)[0], dicom.read_frames(original)[0])
