@@ -6,6 +6,10 @@ careful implementation.
   is decoded whole here (:func:`decode_whole`): a damaged value (a UID that is not ASCII, an
   unknown VR, a length that is not a multiple of the value size) fails on reading, as
   ``NotDicomError``, not later inside the pipeline as pydicom's own exception.
+  Strict when writing, tolerant when reading: a *private* element whose value does not decode
+  as the VR pydicom's private dictionary gives it (vendors' files carry many; received in
+  Implicit VR the reader must guess the VR) is kept as its raw bytes, VR UN, and written back
+  unchanged. Only a standard element that does not decode stops an instance.
 - :func:`write_dicom_atomic` and :func:`copy_file_atomic` never leave a partial file at the
   destination: they write a hidden temporary file in the target folder, fsync it and rename
   it into place. A crash leaves at worst a hidden ``.NAME.*.tmp`` file, which
@@ -24,8 +28,10 @@ from pathlib import Path
 from typing import IO
 
 import pydicom
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
 from dicomcrypt.atomic import write_atomic
 from dicomcrypt.errors import InvalidInputError, NotDicomError
@@ -98,15 +104,40 @@ def decode_whole(ds: Dataset, label: str = "instance") -> Dataset:
 
     pydicom reads values lazily and raises its own exceptions (ValueError, NotImplementedError,
     BytesLengthException, ...) wherever a value is first used; callers get one error, early.
+    A private element that does not decode is kept as raw bytes instead (:func:`_keep_raw`).
     """
     try:
-        ds.walk(lambda _ds, _elem: None)
+        _decode_items(ds)
         meta = getattr(ds, "file_meta", None)
         if meta is not None:  # the File Meta Information is a data set of its own
             meta.walk(lambda _ds, _elem: None)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types
         raise NotDicomError(f"{label}: damaged DICOM file, an element does not decode ({_brief(exc)})") from exc
     return ds
+
+
+def _decode_items(ds: Dataset) -> None:
+    """Decode every element of ``ds`` and of its sequence items, tolerating private ones."""
+    for tag in list(ds._dict):
+        try:
+            elem = ds[tag]
+        except Exception:  # pydicom raises many types; only a private element may be kept raw
+            if not tag.is_private or tag.element < 0x1000:  # private creators name the block
+                raise
+            _keep_raw(ds, tag)
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _decode_items(item)
+
+
+def _keep_raw(ds: Dataset, tag: BaseTag) -> None:
+    """Replace the undecodable raw element ``tag`` by a UN element holding its bytes as read."""
+    raw = ds._dict[tag]
+    if not isinstance(raw, RawDataElement):
+        raise TypeError(f"element {tag:08X} failed to decode after conversion")
+    value = b"" if raw.value is None else bytes(raw.value)
+    ds._dict[tag] = DataElement(raw.tag, "UN", value, is_undefined_length=raw.length == 0xFFFFFFFF)
 
 
 def _brief(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from dicomcrypt import dicom
 from dicomcrypt.codec.coders import Coder, CodingContext, Derivation, Packed, coder_for
 from dicomcrypt.crypto import Key, KeyRing, Recipient, RecipientKey
 from dicomcrypt.dicom import encrypted_attributes
+from dicomcrypt.dicom.output_syntax import OutputSyntax, choose_transfer_syntax, encode_lossless
 from dicomcrypt.dicom.private_block import check_readable_elements
 from dicomcrypt.envelope import (
     VERSION,
@@ -252,6 +253,8 @@ def decrypt_instance(
     keys: KeyRing | Key | RecipientKey | Iterable[Key | RecipientKey],
     identity_keys: Iterable[IdentityKey] = (),
     limits: DecodeLimits = DEFAULT_LIMITS,
+    output_syntax: OutputSyntax | None = None,
+    uid_root: str | None = None,
 ) -> Outcome:
     """Restore an instance encrypted by :func:`encrypt_instance`.
 
@@ -261,6 +264,11 @@ def decrypt_instance(
     without them the pixels are still restored and ``note`` says the identity was not.
     The payload is untrusted input (anyone may seal for a public recipient): what it declares
     is checked against ``limits`` before anything is allocated or decoded.
+
+    ``output_syntax`` (:mod:`dicomcrypt.dicom.output_syntax`) says which transfer syntax the
+    restored pixels are written in; None writes them uncompressed (a native original keeps its
+    syntax). A lossy restore's new SOP Instance UID is derived from the source UID and the
+    payload, under ``uid_root`` or in the ``2.25`` form, so it is the same on every restore.
     """
     identity_keys = list(identity_keys)
     info = dicom.read_private_block(ds)
@@ -282,11 +290,16 @@ def decrypt_instance(
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
     _check_bound_identity(out, ds)
+    original_syntax = dicom.transfer_syntax(out)  # the snapshot put the original's back
     _write_restored_frames(out, frames, meta)
     note = _restore_identity(out, identity_keys)
     derivation = coder.derivation(frames, payload.sections, header.model_id)
     if derivation is not None:
-        _mark_derived(out, derivation)
+        _mark_derived(out, derivation, hashlib.sha256(plaintext).digest(), uid_root)
+    if output_syntax is not None:
+        with timed(metrics, "output_encode_s"):
+            target = choose_transfer_syntax(output_syntax, original_syntax)
+            encode_lossless(out, frames, target)
     return Outcome(out, "decrypted", header.mode.name.lower(), note, metrics)
 
 
@@ -345,13 +358,15 @@ def _check_encrypted_attributes(ds: Dataset, meta: PayloadMeta) -> None:
         )
 
 
-def _mark_derived(out: Dataset, derivation: Derivation) -> None:
-    """DICOM's rules for a lossy result: a new instance that references its source."""
+def _mark_derived(out: Dataset, derivation: Derivation, payload_sha256: bytes, uid_root: str | None) -> None:
+    """DICOM's rules for a lossy result: a new instance that references its source, its UID
+    derived from the source's and the payload (the same on every restore)."""
     source_class, source_instance, _, _ = dicom.uids(out)  # the original UIDs once re-identified
     dicom.mark_lossy_derived(
         out,
         source_sop_class_uid=source_class,
         source_sop_instance_uid=source_instance,
+        new_sop_instance_uid=dicom.derived_instance_uid(source_instance, payload_sha256, uid_root),
         ratio=derivation.ratio,
         method=derivation.method,
         description=derivation.description,

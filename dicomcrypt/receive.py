@@ -9,7 +9,8 @@ PS3.4 B.2.3, before calling here)::
 
     received bytes ──decode whole──> data set
         ├─ dicomcrypt envelope (readable private elements must agree with its header)
-        │     ├─ store "restored":  decrypt_instance, then little endian, undeflated
+        │     ├─ store "restored":  decrypt_instance, written in policy.output_syntax
+        │     │                     (None: little endian, undeflated, uncompressed)
         │     └─ store "encrypted": kept as received; authenticated when keys are given
         └─ no envelope: a non-image passes through; a plain image is refused
                         unless accept_plain
@@ -32,8 +33,9 @@ Outcomes (:attr:`Decision.action`)
 ``"restored"``, status ``0x0000``
     Encrypted by dicomcrypt and ``policy.store == "restored"``: authenticated, decrypted and
     rebuilt (lossless and standard pixels checked against their digest; lossy: a derived
-    instance with a new SOP Instance UID). ``dataset`` is the restored data set, ``data`` its
-    Part 10 bytes in Explicit (or Implicit) VR Little Endian, never deflated or big endian.
+    instance with a new SOP Instance UID, derived: the same on every restore). ``dataset`` is the
+    restored data set, ``data`` its Part 10 bytes: in the transfer syntax ``policy.output_syntax``
+    chooses, never big endian; without one in Explicit (or Implicit) VR Little Endian, never deflated.
 ``"kept encrypted"``, status ``0x0000``
     Encrypted by dicomcrypt and ``policy.store == "encrypted"``: the envelope header parses and
     the readable private elements agree with it; with ``policy.keys`` the envelope is also
@@ -73,8 +75,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicomcrypt import dicom
 from dicomcrypt.crypto import KeyRing
+from dicomcrypt.dicom.derived import check_uid_root
 from dicomcrypt.dicom.encoding import is_big_endian, set_transfer_syntax
 from dicomcrypt.dicom.encrypted_attributes import has_encrypted_attributes
+from dicomcrypt.dicom.output_syntax import OutputSyntax, check_output_syntax
 from dicomcrypt.dicom.private_block import check_readable_elements
 from dicomcrypt.envelope import instance_binding, open_envelope, read_header
 from dicomcrypt.errors import InvalidInputError, NotDicomError, NotEncryptedError, PayloadFormatError
@@ -97,12 +101,17 @@ class ReceivePolicy:
     (keep it as received, a vault; ``keys`` optional, then used to authenticate).
     ``accept_plain``: accept images without an envelope as received, instead of refusing them.
     ``limits``: what a payload may declare before it is refused unread (:mod:`dicomcrypt.limits`).
+    ``output_syntax``: the transfer syntax restored instances are written in
+    (:mod:`dicomcrypt.dicom.output_syntax`); None: uncompressed, as before the option existed.
+    ``uid_root``: the UID root of a lossy restore's derived SOP Instance UID (None: ``2.25``).
     """
 
     store: Literal["restored", "encrypted"] = "restored"
     keys: KeyRing | None = None
     accept_plain: bool = False
     limits: DecodeLimits = DEFAULT_LIMITS
+    output_syntax: OutputSyntax | None = None
+    uid_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.store not in STORE_CHOICES:
@@ -113,6 +122,10 @@ class ReceivePolicy:
             raise InvalidInputError("receive policy: restoring needs at least one key")
         if not isinstance(self.limits, DecodeLimits):
             raise TypeError("receive policy: limits is a DecodeLimits")
+        if self.output_syntax is not None:
+            check_output_syntax(self.output_syntax)
+        if self.uid_root is not None:
+            check_uid_root(self.uid_root)
 
 
 @dataclass(frozen=True)
@@ -168,10 +181,13 @@ def _decide(data: bytes, ds: Dataset, policy: ReceivePolicy) -> Decision:
     from dicomcrypt.pipeline import decrypt_instance  # the codec only where something is restored
 
     assert policy.keys is not None  # ReceivePolicy: restoring has keys
-    outcome = decrypt_instance(ds, keys=policy.keys, limits=policy.limits)
+    outcome = decrypt_instance(
+        ds, keys=policy.keys, limits=policy.limits, output_syntax=policy.output_syntax, uid_root=policy.uid_root
+    )
     restored = outcome.dataset
     _check_same_instance(ds, restored, lossy=outcome.mode == "lossy")
-    _normalise_encoding(restored)
+    if policy.output_syntax is None:  # else the chosen output syntax stands (never big endian)
+        _normalise_encoding(restored)
     return Decision(
         "restored", SUCCESS, dicom_to_bytes(restored), restored,
         mode=outcome.mode, note=outcome.note, metrics=dict(outcome.metrics),

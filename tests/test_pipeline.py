@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from helpers.corpus import through_bytes
+from helpers.corpus import through_bytes, to_bytes
 from pydicom.uid import JPEG2000Lossless
 
 from dicomcrypt import dicom
@@ -427,3 +427,89 @@ def test_a_crafted_attribute_snapshot_is_a_damaged_payload(field, value) -> None
     with pytest.raises(PayloadFormatError):
         decrypt_instance(crafted.crafted("standard", base.meta, {**base.sections, "attributes": attributes}),
                          keys=crafted.KEY)
+
+
+# ----------------------------------------------------------------------------- output syntax (issue 15)
+
+_ORIGINAL_SYNTAX = [
+    # (file, what --output-syntax original writes it in)
+    ("CT_small.dcm", pydicom.uid.ExplicitVRLittleEndian),
+    ("MR_small_implicit.dcm", pydicom.uid.ImplicitVRLittleEndian),
+    ("image_dfl.dcm", pydicom.uid.DeflatedExplicitVRLittleEndian),
+    ("MR_small_RLE.dcm", pydicom.uid.RLELossless),
+    ("emri_small_jpeg_ls_lossless.dcm", pydicom.uid.JPEGLSLossless),  # 10 frames
+    ("MR_small_jp2klossless.dcm", JPEG2000Lossless),
+    ("JPEG-LL.dcm", pydicom.uid.JPEGLSLossless),  # JPEG Lossless: no encoder, the lossless fallback
+    ("SC_rgb_jpeg_dcmtk.dcm", pydicom.uid.JPEGLSLossless),  # lossy original: never re-encoded lossily
+    ("MR_small_bigendian.dcm", pydicom.uid.ExplicitVRLittleEndian),  # retired: its little endian twin
+]
+
+
+@pytest.mark.parametrize(("name", "expected"), _ORIGINAL_SYNTAX, ids=[n for n, _ in _ORIGINAL_SYNTAX])
+def test_output_syntax_original_writes_the_lossless_original_syntax_bit_exactly(name, expected, key):
+    original = _load(name)
+    sealed = encrypt_instance(original, key=key, mode="standard").dataset
+    restored = through_bytes(decrypt_instance(through_bytes(sealed), keys=[key], output_syntax="original").dataset)
+    assert restored.file_meta.TransferSyntaxUID == expected
+    np.testing.assert_array_equal(_pixels(restored), _pixels(original))  # value by value, as written and read
+    assert restored.SOPInstanceUID == original.SOPInstanceUID
+    if expected == original.file_meta.TransferSyntaxUID:  # every other attribute as it was
+        def attributes(ds):
+            return {elem.tag: elem.value for elem in ds if elem.tag != 0x7FE00010}
+        assert attributes(restored) == attributes(original)
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [("jpeg-ls", pydicom.uid.JPEGLSLossless), ("jpeg2000-lossless", JPEG2000Lossless),
+     ("explicit-little", pydicom.uid.ExplicitVRLittleEndian)],
+)
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "SC_rgb.dcm", "emri_small_jpeg_ls_lossless.dcm"])
+def test_a_chosen_output_syntax_restores_every_value(name, choice, expected, key):
+    original = _load(name)
+    sealed = encrypt_instance(original, key=key, mode="standard").dataset
+    restored = through_bytes(decrypt_instance(through_bytes(sealed), keys=[key], output_syntax=choice).dataset)
+    assert restored.file_meta.TransferSyntaxUID == expected
+    np.testing.assert_array_equal(_pixels(restored), _pixels(original))
+    if name == "SC_rgb.dcm" and choice == "jpeg2000-lossless":
+        assert restored.PhotometricInterpretation == "YBR_RCT"  # the reversible colour transform
+
+
+def test_pixels_no_encoder_takes_are_written_uncompressed(key):
+    original = _load("liver_1frame.dcm")  # 1-bit segmentation: JPEG-LS cannot code it
+    sealed = encrypt_instance(original, key=key, mode="standard").dataset
+    restored = through_bytes(decrypt_instance(through_bytes(sealed), keys=[key], output_syntax="jpeg-ls").dataset)
+    assert restored.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    np.testing.assert_array_equal(_pixels(restored), _pixels(original))
+
+
+def test_without_an_output_syntax_restores_stay_uncompressed_as_before(key):
+    """Library callers and the PACS hooks keep their behaviour unless they ask for a syntax."""
+    sealed = encrypt_instance(_load("MR_small_RLE.dcm"), key=key, mode="standard").dataset
+    restored = decrypt_instance(through_bytes(sealed), keys=[key]).dataset
+    assert restored.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+
+
+def test_a_lossy_restore_always_gets_the_same_derived_uid(key):
+    """Re-restoring (or re-receiving) one encrypted instance files the same instance, not a new one."""
+    original = _load("MR_small_jp2klossless.dcm")
+    sealed = through_bytes(encrypt_instance(original, key=key, mode="lossy").dataset)
+    first = decrypt_instance(sealed, keys=[key], output_syntax="original").dataset
+    again = decrypt_instance(copy.deepcopy(sealed), keys=[key]).dataset
+    assert first.SOPInstanceUID == again.SOPInstanceUID != original.SOPInstanceUID
+    assert first.SOPInstanceUID.startswith("2.25.") and first.SOPInstanceUID.is_valid
+    # A lossy restore is written losslessly, in the original's lossless syntax: stored as decoded
+    assert first.file_meta.TransferSyntaxUID == JPEG2000Lossless
+    np.testing.assert_array_equal(_pixels(through_bytes(first)), _pixels(again))
+    rooted = decrypt_instance(sealed, keys=[key], uid_root="1.2.826.0.1.3680043.10.999").dataset
+    assert rooted.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.999.") and len(rooted.SOPInstanceUID) <= 64
+    assert rooted.SOPInstanceUID == decrypt_instance(sealed, keys=[key], uid_root="1.2.826.0.1.3680043.10.999"
+                                                     ).dataset.SOPInstanceUID
+
+
+def test_a_multi_frame_encrypted_file_is_about_its_payload_size(key):
+    """The placeholder's frames are RLE compressed: the envelope, not them, is what the file holds."""
+    original = _load("emri_small_jpeg_ls_lossless.dcm")
+    sealed = encrypt_instance(original, key=key, mode="standard")
+    size = len(to_bytes(sealed.dataset))
+    assert size < 1.3 * sealed.metrics["envelope_bytes"] + 8000, (size, sealed.metrics["envelope_bytes"])

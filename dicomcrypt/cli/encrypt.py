@@ -135,8 +135,33 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     limits.add_argument("--max-model-megapixels", type=whole_number(1), default=DEFAULT_MODEL_MEGAPIXELS,
                         metavar="N", help="most pixels the model may decode for one file, in millions "
                                           f"(default: {DEFAULT_MODEL_MEGAPIXELS})")
+    add_restore_output_options(dec)
     _add_batch_arguments(dec)
     dec.set_defaults(func=run, operation="decrypt")
+
+
+def add_restore_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--output-syntax`` and ``--uid-root``: how restored instances are written (docs/cli.md)."""
+    from dicomcrypt.dicom.output_syntax import OUTPUT_SYNTAX_CHOICES
+
+    out = parser.add_argument_group("restored instances (docs/dicom/output-syntax.md)")
+    out.add_argument("--output-syntax", choices=OUTPUT_SYNTAX_CHOICES, default="original",
+                     help="transfer syntax of restored files: the original one when it was lossless, else JPEG-LS "
+                          "lossless (default: original); or always jpeg-ls, jpeg2000-lossless, explicit-little")
+    out.add_argument("--uid-root", type=uid_root_argument, metavar="ROOT",
+                     help="UID root for the new SOP Instance UID of a lossy restore (default: a 2.25 UUID UID); "
+                          "either way derived from the source UID and the payload, so the same on every restore")
+
+
+def uid_root_argument(text: str) -> str:
+    """An argparse ``type``: a malformed ``--uid-root`` is a usage error."""
+    from dicomcrypt.dicom.derived import check_uid_root
+    from dicomcrypt.errors import InvalidInputError
+
+    try:
+        return check_uid_root(text)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_opening_keys(parser: argparse.ArgumentParser, what: str) -> None:
@@ -173,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
             limits = DecodeLimits.from_options(
                 max_image_mb=args.max_image_mb, max_model_megapixels=args.max_model_megapixels
             )
-            job = DecryptJob(KeyRing.load(args.keys), tuple(IdentityKey.load(p) for p in args.identity_key), limits)
+            job = DecryptJob(KeyRing.load(args.keys), tuple(IdentityKey.load(p) for p in args.identity_key), limits,
+                             output_syntax=args.output_syntax, uid_root=args.uid_root)
         except (DicomCryptError, OSError) as exc:
             return error(str(exc))
     return run_job(job, args)

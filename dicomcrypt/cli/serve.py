@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
+from dicomcrypt.cli.encrypt import uid_root_argument
+from dicomcrypt.dicom.output_syntax import OUTPUT_SYNTAX_CHOICES
 from dicomcrypt.config import Option, add_arguments, resolve
 from dicomcrypt.logs import FORMATS
 
@@ -69,6 +71,11 @@ OPTIONS: list[Option] = [
            help="refuse (0xC003) a payload that declares more restored pixel data than this (default: 1024)"),
     Option("--max-model-megapixels", type=int, parse=whole_number(1), metavar="N",
            help="refuse (0xC003) a payload whose model decoding exceeds N million pixels (default: 40)"),
+    Option("--output-syntax", choices=OUTPUT_SYNTAX_CHOICES,
+           help="transfer syntax of restored instances: the original one when it was lossless, else JPEG-LS "
+                "lossless (default: original)"),
+    Option("--uid-root", parse=uid_root_argument, metavar="ROOT",
+           help="UID root for a lossy restore's derived SOP Instance UID (default: 2.25 UUID form)"),
     Option("--stop-timeout", type=float, metavar="SECONDS",
            help="on SIGTERM, how long to wait for instances in flight (default: 60)"),
     Option("--max-associations-per-peer", type=int, parse=whole_number(1), metavar="N",

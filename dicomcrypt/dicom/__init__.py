@@ -9,7 +9,7 @@ from dicomcrypt.dicom.attributes import (
     restore_attributes,
     snapshot_attributes,
 )
-from dicomcrypt.dicom.derived import mark_lossy_derived
+from dicomcrypt.dicom.derived import check_uid_root, derived_instance_uid, mark_lossy_derived
 from dicomcrypt.dicom.encoding import convert_to_little_endian, transfer_syntax
 from dicomcrypt.dicom.identity import uids
 from dicomcrypt.dicom.pixels import (
@@ -40,6 +40,8 @@ __all__ = [
     "convert_to_little_endian",
     "has_pixel_data",
     "mark_lossy_derived",
+    "check_uid_root",
+    "derived_instance_uid",
     "pixel_keyword",
     "placeholder_mask",
     "placeholder_size",

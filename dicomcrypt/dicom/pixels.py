@@ -251,7 +251,11 @@ def _replace_pixel_element(ds: Dataset, keyword: str, value: bytes, bits_allocat
     """Make ``value`` the one pixel data element of ``ds`` (native transfer syntax, no other
     pixel keyword, no Extended Offset Table)."""
     tsyntax = transfer_syntax(ds)
-    was_encapsulated = tsyntax is not None and tsyntax.is_encapsulated
+    # The element itself too: a restore puts the original's native syntax back over a
+    # placeholder that may be encapsulated (a multi-frame placeholder is RLE).
+    was_encapsulated = (tsyntax is not None and tsyntax.is_encapsulated) or (
+        0x7FE00010 in ds._dict and ds[0x7FE00010].is_undefined_length
+    )
     _set_native_transfer_syntax(ds)
     for tag, other in PIXEL_KEYWORDS.items():
         if other != keyword and tag in ds._dict:

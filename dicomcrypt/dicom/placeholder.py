@@ -13,6 +13,11 @@ Why it looks the way it does:
   shows white text on black. A window is written only when the original VOI would render both
   values alike.
 * Drawn with a built-in 5x7 bitmap font: deterministic bytes, no imaging dependency.
+* One frame is written per original frame (the per-frame functional groups must keep
+  matching), all alike; a multi-frame placeholder is therefore RLE Lossless compressed, the
+  encoding every viewer reads, so the encrypted file is about the size of its payload and not
+  that plus frames x an uncompressed placeholder (a 225 kB multi-frame object grew to 2.7 MB).
+  A single frame stays Explicit VR Little Endian (it is 32 kB at most).
 """
 
 from __future__ import annotations
@@ -22,17 +27,19 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless
 from pydicom.valuerep import format_number_as_ds
 
 from dicomcrypt.dicom.attributes import OVERLAY_GROUPS
 from dicomcrypt.dicom.encoding import convert_to_little_endian, set_transfer_syntax
+from dicomcrypt.dicom.output_syntax import encode_lossless
 from dicomcrypt.dicom.pixels import PixelFormat, write_frames
 
 __all__ = [
     "PLACEHOLDER_LONG_SIDE",
     "PLACEHOLDER_TEXT",
     "apply_placeholder",
+    "placeholder_transfer_syntax",
     "placeholder_mask",
     "placeholder_size",
 ]
@@ -68,7 +75,8 @@ def apply_placeholder(ds: Dataset, fmt: PixelFormat) -> None:
 
     Everything outside the Image Pixel module is left as it was, except attributes that would
     now be false (smallest/largest pixel values, icon image, overlays). The transfer syntax
-    becomes Explicit VR Little Endian.
+    becomes Explicit VR Little Endian, or RLE Lossless for several frames (when the pixels
+    allow it: not float, not 1-bit).
     """
     convert_to_little_endian(ds)  # before reading LUTs: pydicom assumes native byte order
     rows, columns = placeholder_size(fmt.rows, fmt.columns)
@@ -88,6 +96,20 @@ def apply_placeholder(ds: Dataset, fmt: PixelFormat) -> None:
 
     write_frames(ds, frames, dataclasses.replace(fmt, rows=rows, columns=columns))
     set_transfer_syntax(ds, ExplicitVRLittleEndian)
+    if fmt.frames > 1:
+        encode_lossless(ds, frames, RLELossless)
+
+
+def placeholder_transfer_syntax(number_of_frames: object) -> UID:
+    """The transfer syntax :func:`apply_placeholder` writes for an original of that many frames
+    (Number of Frames as the header holds it), for a sender to propose before encrypting. RLE is
+    what it aims at; pixels RLE cannot hold fall back to Explicit VR Little Endian, which a
+    sender always proposes too."""
+    try:
+        frames = int(str(number_of_frames or 1))
+    except ValueError:
+        frames = 1
+    return RLELossless if frames > 1 else ExplicitVRLittleEndian
 
 
 def placeholder_size(rows: int, columns: int) -> tuple[int, int]:

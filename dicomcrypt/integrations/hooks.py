@@ -44,6 +44,7 @@ from dicomcrypt.limits import DEFAULT_LIMITS, DecodeLimits
 from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
+    from dicomcrypt.dicom.output_syntax import OutputSyntax
     from dicomcrypt.receive import ReceivePolicy
 
 __all__ = [
@@ -140,7 +141,9 @@ class StorageHook:
     strings, encrypted for beside the site key) and ``model`` matter in ``encrypt`` mode
     (restoring reads mode and model from the envelope; ``model`` there only chooses what to
     preload). ``limits`` bound what a received payload may make the hook allocate and decode
-    (:mod:`dicomcrypt.limits`). Raises :class:`ConfigError` for a bad mode or recipients given to ``restore``,
+    (:mod:`dicomcrypt.limits`). ``output_syntax`` and ``uid_root`` (restore): as for ``decrypt``
+    (:class:`~dicomcrypt.receive.ReceivePolicy`); without them restored instances stay uncompressed,
+    as before. Raises :class:`ConfigError` for a bad mode or recipients given to ``restore``,
     :class:`KeyFileError` for unreadable key files, :class:`ModelError` for a bad model, and
     :class:`InvalidInputError` / :class:`RecipientFormatError` for bad recipients.
     """
@@ -156,6 +159,8 @@ class StorageHook:
         recipients: Iterable[Recipient | str] = (),
         preload: bool = True,
         limits: DecodeLimits = DEFAULT_LIMITS,
+        output_syntax: OutputSyntax | None = None,
+        uid_root: str | None = None,
     ) -> None:
         if mode not in HOOK_MODES:
             raise ConfigError(f"storage hook mode {mode!r}: expected one of {', '.join(HOOK_MODES)}")
@@ -180,7 +185,10 @@ class StorageHook:
         if mode == "restore":
             if recipients:
                 raise ConfigError("storage hook: recipients are for encrypt mode (restoring uses the keys)")
-            self._policy = receive.ReceivePolicy(store="restored", keys=self.keys, accept_plain=True, limits=limits)
+            self._policy = receive.ReceivePolicy(
+                store="restored", keys=self.keys, accept_plain=True, limits=limits,
+                output_syntax=output_syntax, uid_root=uid_root,
+            )
         else:
             if not isinstance(self.encrypt_key, Key):
                 raise ConfigError(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 SECTION = "DicomCrypt"
 STATUS_ROUTE = "/dicomcrypt/status"
 _KEYS = {"Mode", "KeyFiles", "EncryptMode", "Model", "EncryptKeyId"}
+_KEYS |= {"OutputSyntax", "UidRoot"}  # restore: how restored instances are written (docs/dicom/output-syntax.md)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class OrthancSettings:
     encrypt_mode: str = "lossless"
     model: str | None = None
     encrypt_key_id: str | None = None
+    output_syntax: str | None = None
+    uid_root: str | None = None
 
 
 def parse_settings(configuration: Mapping[str, Any]) -> OrthancSettings:
@@ -68,7 +71,30 @@ def parse_settings(configuration: Mapping[str, Any]) -> OrthancSettings:
         value = section.get(name)
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f'"{SECTION}.{name}" must be a non-empty string')
-    return OrthancSettings(mode, tuple(key_files), encrypt_mode, section.get("Model"), section.get("EncryptKeyId"))
+    output_syntax, uid_root = _restore_output(section)
+    return OrthancSettings(
+        mode, tuple(key_files), encrypt_mode, section.get("Model"), section.get("EncryptKeyId"), output_syntax, uid_root
+    )
+
+
+def _restore_output(section: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``OutputSyntax`` and ``UidRoot``, checked; absent: restored instances stay uncompressed."""
+    from dicomcrypt.dicom.output_syntax import OUTPUT_SYNTAX_CHOICES  # pydicom: only when parsing
+
+    output_syntax, uid_root = section.get("OutputSyntax"), section.get("UidRoot")
+    if output_syntax is not None and output_syntax not in OUTPUT_SYNTAX_CHOICES:
+        raise ConfigError(
+            f'"{SECTION}.OutputSyntax" must be one of {", ".join(OUTPUT_SYNTAX_CHOICES)}, not {output_syntax!r}'
+        )
+    if uid_root is not None:
+        from dicomcrypt.dicom.derived import check_uid_root
+        from dicomcrypt.errors import InvalidInputError
+
+        try:
+            check_uid_root(uid_root if isinstance(uid_root, str) else repr(uid_root))
+        except InvalidInputError as exc:
+            raise ConfigError(f'"{SECTION}.UidRoot": {exc}') from None
+    return output_syntax, uid_root
 
 
 def orthanc_dictionary() -> dict[str, list[Any]]:

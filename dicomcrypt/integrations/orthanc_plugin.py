@@ -161,6 +161,8 @@ def install(orthanc: Any = None) -> OrthancHook:
             encrypt_mode=settings.encrypt_mode,
             model=settings.model,
             encrypt_key_id=settings.encrypt_key_id,
+            output_syntax=settings.output_syntax,  # type: ignore[arg-type]  # checked by parse_settings
+            uid_root=settings.uid_root,
         )
     except DicomCryptError as exc:
         orthanc.LogError(f"dicomcrypt: not started: {exc}")

@@ -19,6 +19,7 @@ queue keeps everything), one instance waits when the peer refuses it, and after
 
 from __future__ import annotations
 
+import copy
 import logging
 import ssl
 import threading
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
@@ -77,7 +78,7 @@ class Forwarder:
             for attempt in (1, 2):
                 assoc, fresh = self._ensure_context(sop_class, tsyntax)
                 try:
-                    response = assoc.send_c_store(ds)
+                    response = assoc.send_c_store(_as_accepted(assoc, ds, sop_class, tsyntax))
                 except (RuntimeError, ValueError) as exc:  # association gone, or no usable context
                     response, reason = None, str(exc)
                 else:
@@ -143,10 +144,28 @@ def _accepts(assoc: Association, sop_class: str, tsyntax: str) -> bool:
     for cx in assoc.accepted_contexts:
         if cx.abstract_syntax != sop_class:
             continue
-        # pynetdicom re-encodes between the native little endian syntaxes itself
-        if cx.transfer_syntax[0] == tsyntax or (tsyntax in _NATIVE and cx.transfer_syntax[0] in _NATIVE):
+        # pynetdicom re-encodes between the native little endian syntaxes itself; a compressed
+        # instance goes decompressed where only those were accepted (:func:`_as_accepted`)
+        if cx.transfer_syntax[0] == tsyntax or (cx.transfer_syntax[0] in _NATIVE and _decompressible(tsyntax)):
             return True
     return False
+
+
+def _decompressible(tsyntax: str) -> bool:
+    return tsyntax in _NATIVE or UID(tsyntax).is_compressed
+
+
+def _as_accepted(assoc: Association, ds: Dataset, sop_class: str, tsyntax: str) -> Dataset:
+    """``ds``, or a decompressed copy when the peer took ``sop_class`` only uncompressed (a PACS
+    that refuses the restored instance's lossless syntax, ``serve --output-syntax``): the same
+    values under the same SOP Instance UID."""
+    if tsyntax in _NATIVE or not UID(tsyntax).is_compressed:
+        return ds
+    if any(cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == tsyntax for cx in assoc.accepted_contexts):
+        return ds
+    plain = copy.deepcopy(ds)
+    plain.decompress(generate_instance_uid=False)
+    return plain
 
 
 @dataclass(frozen=True)

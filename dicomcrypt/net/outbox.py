@@ -36,7 +36,6 @@ from typing import Literal
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomcrypt.errors import DicomCryptError, PlaintextRefusedError
 from dicomcrypt.runner.worker import spawn_pool
@@ -54,7 +53,7 @@ class Outgoing:
     sop_instance_uid: str
     study_uid: str
     modality: str
-    transfer_syntax: str  # as it will be proposed (Explicit VR LE for ``encrypt``)
+    transfer_syntax: str  # as it will be proposed (for ``encrypt``: the placeholder's, placeholder_transfer_syntax)
     treatment: Treatment
     streamable: bool = False
     """The file can go to the wire unparsed (Part 10, its File Meta names this SOP Class and
@@ -102,6 +101,7 @@ def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unse
     """Read ``path``'s header (large values deferred) and decide its treatment for ``settings``
     (None: nobody to encrypt for)."""
     from dicomcrypt.dicom import has_pixel_data
+    from dicomcrypt.dicom.placeholder import placeholder_transfer_syntax
     from dicomcrypt.files import read_dicom
     from dicomcrypt.pipeline import inspect_dataset
 
@@ -132,7 +132,9 @@ def describe(path: Path, settings: EncryptionSettings | None) -> Outgoing | Unse
         treatment = "encrypt" if settings is not None and settings.identity is not None else "not an image"
     else:
         treatment = "encrypt" if settings is not None else "plain"
-    tsyntax = ExplicitVRLittleEndian if treatment == "encrypt" else str(meta.TransferSyntaxUID)
+    tsyntax = (
+        placeholder_transfer_syntax(ds.get("NumberOfFrames")) if treatment == "encrypt" else str(meta.TransferSyntaxUID)
+    )
     streamable = (
         treatment != "encrypt"
         and str(meta.get("MediaStorageSOPClassUID", "")) == str(ds.SOPClassUID)

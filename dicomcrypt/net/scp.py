@@ -41,7 +41,9 @@ from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import time, invisible to mypy
 
 from dicomcrypt.crypto import KeyRing
-from dicomcrypt.errors import ReceiverConfigError
+from dicomcrypt.dicom.derived import check_uid_root
+from dicomcrypt.dicom.output_syntax import OutputSyntax, check_output_syntax
+from dicomcrypt.errors import InvalidInputError, ReceiverConfigError
 from dicomcrypt.logsafe import escape
 from dicomcrypt.limits import DEFAULT_IMAGE_MB, DEFAULT_MODEL_MEGAPIXELS, DecodeLimits
 from dicomcrypt.net import status as st
@@ -143,6 +145,10 @@ class ReceiverConfig:
     restore_workers: int | None = None
     """Worker processes that restore (:mod:`dicomcrypt.net.restore_pool`); ``None``: one per
     CPU; ``0``: in each association's thread."""
+    output_syntax: OutputSyntax = "original"
+    """Transfer syntax restored instances are filed and forwarded in (:mod:`dicomcrypt.dicom.output_syntax`)."""
+    uid_root: str | None = None
+    """UID root of a lossy restore's derived SOP Instance UID; None: the 2.25 form."""
 
     @property
     def decode_limits(self) -> DecodeLimits:
@@ -177,7 +183,16 @@ class ReceiverConfig:
         if self.max_associations < 1:
             raise ReceiverConfigError("max associations must be 1 or more")
         self._check_limits()
+        self._check_restore_output()
         return self
+
+    def _check_restore_output(self) -> None:
+        try:
+            check_output_syntax(self.output_syntax)
+            if self.uid_root is not None:
+                check_uid_root(self.uid_root)
+        except InvalidInputError as exc:
+            raise ReceiverConfigError(str(exc)) from None
 
     def _check_limits(self) -> None:
         if self.max_associations_per_peer < 1:

@@ -583,7 +583,7 @@ def _fit_to_accepted(assoc: Association, dataset: Dataset, item: Outgoing) -> Da
         offered = ", ".join(ts.name for ts in accepted)
         raise _NoContext(f"the peer accepts {name} only as {offered}, not {tsyntax.name}")
     try:
-        dataset.decompress()
+        dataset.decompress(generate_instance_uid=False)  # same instance: its envelope is bound to the UID
     except Exception as exc:
         raise _NoContext(f"the peer refused {tsyntax.name} and the pixels cannot be decompressed: {exc}") from None
     return dataset

@@ -90,7 +90,8 @@ class StoreHandler:
     def __init__(self, config: ReceiverConfig, quarantine: Quarantine, forward_queue: ForwardQueue | None) -> None:
         self.config = config
         self.policy = ReceivePolicy(
-            store=config.store, keys=config.keys, accept_plain=config.accept_plain, limits=config.decode_limits
+            store=config.store, keys=config.keys, accept_plain=config.accept_plain, limits=config.decode_limits,
+            output_syntax=config.output_syntax, uid_root=config.uid_root,
         )
         self.quarantine = quarantine
         self.forward_queue = forward_queue

@@ -25,6 +25,7 @@ from dicomcrypt.settings import EncryptionSettings
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from dicomcrypt.dicom.output_syntax import OutputSyntax
     from dicomcrypt.pipeline import Outcome
 
 __all__ = ["DecryptJob", "EncryptJob", "Job", "Operation", "RekeyJob"]
@@ -47,17 +48,23 @@ class EncryptJob:
 
 @dataclass(frozen=True)
 class DecryptJob:
-    """Restore every file with ``keys``; ``identity_keys`` also restore protected identities."""
+    """Restore every file with ``keys``; ``identity_keys`` also restore protected identities.
+    ``output_syntax`` and ``uid_root``: see :func:`dicomcrypt.pipeline.decrypt_instance`."""
 
     keys: KeyRing
     identity_keys: tuple[IdentityKey, ...] = ()
     limits: DecodeLimits = DEFAULT_LIMITS
+    output_syntax: OutputSyntax | None = None
+    uid_root: str | None = None
     operation: ClassVar[Operation] = "decrypt"
 
     def apply(self, ds: Dataset) -> Outcome:
         from dicomcrypt import pipeline
 
-        return pipeline.decrypt_instance(ds, keys=self.keys, identity_keys=self.identity_keys, limits=self.limits)
+        return pipeline.decrypt_instance(
+            ds, keys=self.keys, identity_keys=self.identity_keys, limits=self.limits,
+            output_syntax=self.output_syntax, uid_root=self.uid_root,
+        )
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ def job_identity(job: Job, src_root: Path) -> dict[str, Any]:
         )
     elif isinstance(job, DecryptJob):
         identity["identity_keys"] = sorted(_public_key_fingerprint(k.private_key) for k in job.identity_keys)
+        if job.output_syntax is not None or job.uid_root is not None:  # absent: as before these options
+            identity.update(output_syntax=job.output_syntax, uid_root=job.uid_root)
     elif isinstance(job, RekeyJob):
         identity.update(to=sorted(t.key_id for t in job.to), keep=job.keep)
     return identity

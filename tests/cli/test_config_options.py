@@ -187,6 +187,8 @@ def test_every_option_is_in_the_help_and_the_file_schema(tmp_path, command):
             text = '"PACS@10.0.0.5:104"'
         elif option.name == "http":
             text = '"127.0.0.1:9110"'
+        elif option.name == "uid-root":
+            text = '"1.2.826.0.1.3680043.10.999"'
         else:
             text = sample.get(option.type, '"x"')
         lines.append(f"{option.name} = {text}")
@@ -198,6 +200,7 @@ def test_every_option_is_in_the_help_and_the_file_schema(tmp_path, command):
     ("--host", "host"), ("--port", "port"), ("--aet", "ae_title"), ("--duplicates", "duplicates"),
     ("--max-associations", "max_associations"), ("--stop-timeout", "stop_timeout"),
     ("--max-image-mb", "max_image_mb"), ("--max-model-megapixels", "max_model_megapixels"),
+    ("--output-syntax", "output_syntax"),
 ])
 def test_serve_help_states_the_receiver_config_default(flag, field):
     """serve's receiver settings take ReceiverConfig's defaults; the help text must say the same."""

@@ -91,9 +91,18 @@ def test_refuses_a_folder_that_is_not_a_venv(
         ({"Mode": "encrypt", "KeyFiles": "k", "EncryptMode": "fast"}, '"DicomCrypt.EncryptMode"'),
         ({"Mode": "restore", "KeyFiles": ["k"], "Keyfiles": ["k"]}, "unknown key\\(s\\) Keyfiles"),
         ({"Mode": "restore", "KeyFiles": ["k"], "Model": ""}, '"DicomCrypt.Model"'),
+        ({"Mode": "restore", "KeyFiles": ["k"], "OutputSyntax": "jpeg"}, '"DicomCrypt.OutputSyntax"'),
+        ({"Mode": "restore", "KeyFiles": ["k"], "UidRoot": "1.02.3"}, '"DicomCrypt.UidRoot"'),
     ],
 )
 def test_settings_errors_name_the_key(section: dict | None, message: str) -> None:
     configuration = {} if section is None else {"DicomCrypt": section}
     with pytest.raises(ConfigError, match=message):
         parse_settings(configuration)
+
+
+def test_restore_output_settings_reach_the_hook_settings() -> None:
+    settings = parse_settings({"DicomCrypt": {"Mode": "restore", "KeyFiles": "k", "OutputSyntax": "original",
+                                              "UidRoot": "1.2.826.0.1.3680043.10.999"}})
+    assert (settings.output_syntax, settings.uid_root) == ("original", "1.2.826.0.1.3680043.10.999")
+    assert parse_settings({"DicomCrypt": {"Mode": "restore", "KeyFiles": "k"}}).output_syntax is None  # as before

@@ -7,8 +7,10 @@ import io
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
-from dicomcrypt.dicom import has_pixel_data, mark_lossy_derived, uids
+from dicomcrypt.dicom import check_uid_root, derived_instance_uid, has_pixel_data, mark_lossy_derived, uids
+from dicomcrypt.dicom.derived import MAX_UID_ROOT_LENGTH
 from dicomcrypt.errors import InvalidInputError
 from helpers.corpus import sample
 from helpers.dciodvfy import new_errors, require_tool
@@ -20,6 +22,7 @@ def _derive(ds: Dataset, **kwargs: object) -> str:
         source_sop_instance_uid=ds.SOPInstanceUID,
         ratio=12.3456789,
         method="DICOMCRYPT_AE",
+        new_sop_instance_uid=derived_instance_uid(str(ds.SOPInstanceUID), b"payload digest"),
         description="Lossy reconstruction by dicomcrypt autoencoder paper-grey@1",
     )
     args.update(kwargs)
@@ -80,9 +83,29 @@ def test_previous_values_dropped_when_source_was_not_lossy() -> None:
     assert float(ds.LossyImageCompressionRatio) == 3
 
 
-def test_each_call_makes_a_new_uid() -> None:
-    ds = pydicom.dcmread(sample("MR_small.dcm"))
-    assert _derive(ds) != _derive(ds)
+def test_the_new_uid_is_derived_from_source_and_payload() -> None:
+    """The same restore always gets the same UID (a re-sent copy is a duplicate, not a new image)."""
+    first, again = pydicom.dcmread(sample("MR_small.dcm")), pydicom.dcmread(sample("MR_small.dcm"))
+    assert _derive(first) == _derive(again) != _derive(pydicom.dcmread(sample("MR_small.dcm")), new_sop_instance_uid=
+                                                       derived_instance_uid(str(first.SOPInstanceUID), b"other"))
+    source = "1.2.3.4"
+    uid = derived_instance_uid(source, b"p")
+    assert uid == derived_instance_uid(source, b"p") != derived_instance_uid(source, b"q")
+    assert uid != derived_instance_uid("1.2.3.5", b"p")
+    assert uid.startswith("2.25.") and len(uid) <= 64 and UID(uid).is_valid
+    assert (int(uid[5:]) >> 76) & 0xF == 8  # a version-8 UUID, as 2.25 asks (PS3.5 B.2)
+    rooted = derived_instance_uid(source, b"p", uid_root="1.2.826.0.1.3680043.10.999")
+    assert rooted.startswith("1.2.826.0.1.3680043.10.999.") and len(rooted) == 64 and UID(rooted).is_valid
+    longest = "1." + "2" * (MAX_UID_ROOT_LENGTH - 2)
+    assert len(derived_instance_uid(source, b"p", uid_root=longest)) == 64
+
+
+@pytest.mark.parametrize(
+    "root", ["", "1.2.", ".1.2", "1..2", "1.02.3", "1.2.a", "2.25 ", "1." + "2" * (MAX_UID_ROOT_LENGTH - 1)]
+)
+def test_a_bad_uid_root_is_refused_with_the_reason(root: str) -> None:
+    with pytest.raises(InvalidInputError, match="UID root"):
+        check_uid_root(root)
 
 
 @pytest.mark.parametrize("bad", [{"method": "dicomcrypt ae"}, {"method": "X" * 17}, {"ratio": 0}])

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from dicomcrypt.dicom import (
     OVERLAY_GROUPS,
@@ -87,7 +87,9 @@ def test_same_pixel_format_small_and_readable(
 ) -> None:
     path, original, frames = written[name]
     ds = pydicom.dcmread(path)
-    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    # several frames: RLE Lossless where the encoder takes the pixels (not 1-bit)
+    syntaxes = (ExplicitVRLittleEndian,) if frames.shape[0] == 1 else (RLELossless, ExplicitVRLittleEndian)
+    assert ds.file_meta.TransferSyntaxUID in syntaxes
     assert ds.SOPClassUID == original.SOPClassUID
     assert ds.SOPInstanceUID == original.SOPInstanceUID
     placeholder, fmt = read_frames(ds)
@@ -250,3 +252,18 @@ def test_mask_reads_encrypted() -> None:
     columns = inner[rows].any(axis=0)
     runs = np.flatnonzero(np.diff(np.concatenate([[0], columns.astype(int), [0]])) == 1)
     assert len(runs) == 9
+
+
+@pytest.mark.parametrize("name", ["emri_small.dcm", "examples_ybr_color.dcm"])
+def test_a_multi_frame_placeholder_is_compressed(
+    name: str, written: dict[str, tuple[Path, Dataset, np.ndarray]]
+) -> None:
+    """Every frame of the placeholder is alike: stored uncompressed they outgrew the payload."""
+    path, _, frames = written[name]
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    placeholder, fmt = read_frames(ds)
+    assert placeholder.shape[0] == frames.shape[0] > 1
+    native = placeholder.nbytes
+    assert len(ds.PixelData) < native / 4, (len(ds.PixelData), native)
+    assert (placeholder == placeholder[0]).all()
