@@ -120,15 +120,24 @@ def encode_lossless(ds: Dataset, frames: np.ndarray, target: UID) -> UID:
         elif keyword in ds:
             del ds[keyword]
     set_transfer_syntax(ds, target)
-    ds.set_original_encoding(False, True, ds.original_character_set)
+    _set_encoding(ds, implicit=False)
     return target
 
 
 def _native(ds: Dataset, tsyntax: UID) -> UID:
     """``ds`` (native pixels already) marked as written in the native ``tsyntax``."""
     set_transfer_syntax(ds, tsyntax)
-    ds.set_original_encoding(tsyntax == ImplicitVRLittleEndian, True, ds.original_character_set)
+    _set_encoding(ds, implicit=tsyntax == ImplicitVRLittleEndian)
     return tsyntax
+
+
+def _set_encoding(ds: Dataset, *, implicit: bool) -> None:
+    """Mark ``ds`` as encoded (``implicit``, little endian). Elements still raw from a read in
+    another encoding are decoded first: pydicom writes raw elements of a data set "in its
+    original encoding" as they are, and an Implicit VR element has no VR to write as Explicit."""
+    if ds.original_encoding != (implicit, True):
+        ds.walk(lambda _ds, _elem: None)
+    ds.set_original_encoding(implicit, True, ds.original_character_set)
 
 
 def _encoded_trial(ds: Dataset, frames: np.ndarray, target: UID) -> Dataset | None:

@@ -53,10 +53,11 @@ def test_bench_rd_writes_plot_json_and_markdown(tmp_path: Path, capsys: pytest.C
     assert "BD-rate against JPEG 2000 over 35-55 dB" in printed and "| CT_small.dcm |" in printed
     assert (out / "CT_small.dcm.rd.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     doc = json.loads((out / "rd.json").read_text())
-    assert doc["headline_curves"] == {"CT_small.dcm": DEFAULT_MODELS[1]}
+    assert doc["headline_curves"] == {"CT_small.dcm": "ours"}
     (image,) = doc["images"]
     curves = {p["curve"] for p in image["points"]}
-    assert {"JPEG 2000", "HTJ2K", "JPEG-XL", "JPEG-LS near-lossless", "paper-grey@1", DEFAULT_MODELS[1]} <= curves
+    expected = {"JPEG 2000", "HTJ2K", "JPEG-XL", "JPEG-LS near-lossless", "paper-grey@1", DEFAULT_MODELS[1], "ours"}
+    assert expected <= curves
     assert set(image["bd_rate"]) == curves - {"JPEG 2000"}
     assert all(p["bpp"] > 0 and 0 < p["ssim"] <= 1 for p in image["points"])
     markdown = (out / "rd.md").read_text()

@@ -39,12 +39,13 @@ class Template:
 
 
 @functools.cache
-def template(mode: str, name: str = "CT_small.dcm") -> Template:
-    """``name`` from pydicom's test files encrypted in ``mode`` with :data:`KEY`, and its payload."""
+def template(mode: str, name: str = "CT_small.dcm", model: str | None = None) -> Template:
+    """``name`` from pydicom's test files encrypted in ``mode`` with :data:`KEY` (and ``model``;
+    None: the default codec), and its payload."""
     from dicomcrypt.pipeline import encrypt_instance
 
     ds = pydicom.dcmread(get_testdata_file(name))
-    encrypted = encrypt_instance(ds, key=KEY, mode=mode).dataset
+    encrypted = encrypt_instance(ds, key=KEY, mode=mode, model=model).dataset
     info = dicom.read_private_block(encrypted)
     assert info is not None
     _, plaintext = open_envelope(info.envelope, keys=KEY, binding=instance_binding(*dicom.uids(encrypted)))
@@ -155,8 +156,15 @@ def _latent(frames: int, height: int, width: int, channels: int, factor: int) ->
     return header + params + _zstd_zeros(frames * channels * lat_h * lat_w)
 
 
+def _autoencoder_template() -> Template:
+    """The lossy template of the default grey autoencoder: the latent bombs target its decoder."""
+    from dicomcrypt.codec.registry import DEFAULT_MODELS
+
+    return template("lossy", model=DEFAULT_MODELS[1])
+
+
 def _model_geometry() -> tuple[int, int]:
-    """(factor, latent channels) of the grey model the lossy template names."""
+    """(factor, latent channels) of the grey autoencoder the lossy bombs name."""
     from dicomcrypt.codec.registry import load_model
 
     info = load_model(None, channels=1).info
@@ -166,7 +174,7 @@ def _model_geometry() -> tuple[int, int]:
 def latent_near_max() -> Dataset:
     """Lossy mode: the payload's image is CT_small, the latent declares close to the old
     ``MAX_SAMPLES`` (2**31) samples of a 1-frame image: gigabytes once inflated and dequantised."""
-    base = template("lossy")
+    base = _autoencoder_template()
     factor, channels = _model_geometry()
     side = int((2**31 // channels) ** 0.5) * factor - factor
     return crafted("lossy", base.meta, {**base.sections, "latent": _latent(1, side, side, channels, factor)})
@@ -178,7 +186,7 @@ def many_frames_lossy(frames: int = 8000, size: int = 80, *, declared_frames: in
     ``declared_frames``: what the metadata says (default: the same); fewer makes the latent
     disagree with the payload, which the old code noticed only after decoding it all.
     """
-    base = template("lossy")
+    base = _autoencoder_template()
     factor, channels = _model_geometry()
     shown = frames if declared_frames is None else declared_frames
     meta = with_shape(base.meta, (shown, size, size, 1))

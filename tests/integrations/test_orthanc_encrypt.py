@@ -100,10 +100,14 @@ def test_status_reports_encrypt_mode_and_counts(orthanc: OrthancServer, site_key
 
 
 def test_a_bad_configuration_stops_orthanc(tmp_path: Path, site_key: tuple[Key, Path]) -> None:
-    """Fail closed: Orthanc must not run, storing plaintext, when the hook cannot start."""
+    """Fail closed: Orthanc must not run, storing plaintext, when the hook cannot start. The
+    script generator refuses a missing key itself (tests/cli/test_orthanc_script.py), so this is a
+    key file that went away after the configuration was generated."""
+    bad = {"Mode": "encrypt", "KeyFiles": [str(tmp_path / "missing.key")]}
     with pytest.raises(RuntimeError, match="exited") as failure:
         server = start_orthanc(
-            tmp_path / "bad", dicomcrypt={"Mode": "encrypt", "KeyFiles": [str(tmp_path / "missing.key")]}
+            tmp_path / "bad", dicomcrypt={"Mode": "encrypt", "KeyFiles": [str(site_key[1])]},
+            extra_config={"DicomCrypt": bad},
         )
         server.stop()
     assert "dicomcrypt: not started: key file" in str(failure.value)

@@ -27,14 +27,7 @@ from helpers.corpus import read_quietly, sample
 from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, storescu
 from net.conftest import free_port, wait_for_port
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {timeout} s")
-        time.sleep(0.05)
+from helpers.waiting import wait_until
 
 
 def healthz(port: int) -> tuple[int, dict]:

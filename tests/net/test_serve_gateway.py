@@ -17,6 +17,7 @@ from helpers.corpus import read_quietly
 from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, store, storescu
 from net.conftest import free_port, wait_for_port
+from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -31,14 +32,6 @@ def start_storescp(background, folder: Path, port: int, aet: str = "PACS"):
 
 FAST_RETRY = {"forward_retry_first": 0.1, "forward_retry_max": 0.5}
 """Backoff for tests: a downstream that comes back is found within half a second."""
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {timeout} s")
-        time.sleep(0.05)
 
 
 def wait_drained(rx, timeout: float = 30.0) -> None:

@@ -18,6 +18,7 @@ from dicomcrypt.net.address import Peer
 from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, good_files, storescu
 from net.conftest import free_port, wait_for_port
+from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.peer]
 
@@ -66,10 +67,12 @@ def test_a_gateway_forwards_in_the_output_syntax_or_decompressed(options, expect
     pacs.mkdir()
     background([require_tool("storescp"), "-aet", "PACS", "-od", str(pacs), *options, str(port)], env=dcmtk_env())
     wait_for_port(port)
-    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", port), quarantine=tmp_path / "q")
+    rx = start_receiver(out=None, forward=Peer("PACS", "127.0.0.1", port), quarantine=tmp_path / "q",
+                        spool=tmp_path / "spool", forward_retry_first=0.1, forward_retry_max=0.5)
     sent = [_encrypted(name, site_key, tmp_path) for name in ("MR_small_jp2klossless.dcm", "CT_small.dcm")]
     done = storescu(rx.port, [path for path, _ in sent])
     assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: len(list(pacs.iterdir())) == len(sent), what="the forward queue delivered both")
     arrived = {str(ds.SOPInstanceUID): ds for ds in (read_dicom(p) for p in pacs.iterdir())}
     assert set(arrived) == {str(original.SOPInstanceUID) for _, original in sent}
     for _, original in sent:
