@@ -131,6 +131,7 @@ def our_points(ds: Any, *, key: Key, qualities: tuple[int, ...] = OUR_QUALITIES,
     narrows the autoencoders measured (None: all of the image's channel count; the benchmark asks
     for fewer).
     """
+    from dicomcrypt.codec.registry import DEFAULT_CODECS
     from dicomcrypt.evaluation.catalogue import installed_models
     from dicomcrypt.settings import LATENT_FORMATS
 
@@ -138,6 +139,8 @@ def our_points(ds: Any, *, key: Key, qualities: tuple[int, ...] = OUR_QUALITIES,
     points = [our_point(ds, key=key, curve=OURS, setting=f"quality {q}", quality=q) for q in qualities]
     for model in installed_models():
         if model.channels != samples or (models is not None and model.model_id not in models):
+            continue
+        if model.model_id in DEFAULT_CODECS.values():  # the wavelet codec: the quality levels above
             continue
         for latent_format in LATENT_FORMATS:
             points.append(our_point(ds, key=key, curve=model.model_id, setting=f"latent {latent_format}",
