@@ -68,6 +68,15 @@ def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], in
     return parse
 
 
+def add_verbosity(parser: argparse.ArgumentParser, *, more: str, fewer: str) -> None:
+    """``-v/--verbose`` and ``-q/--quiet`` as ``args.verbosity`` (1, -1, default 0): every command
+    spells them alike; ``more``/``fewer`` say what they change for this command."""
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity", help=more)
+    verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity", help=fewer)
+    parser.set_defaults(verbosity=0)
+
+
 def peer_address(text: str) -> Any:
     """An argparse ``type`` for ``AET@host:port`` (``serve --forward``): the parsed ``Peer``."""
     from dicomcrypt.errors import InvalidInputError

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, whole_number
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, add_verbosity, whole_number
 from dicomcrypt.cli._targets import (
     ENCRYPTION_OPTIONS,
     NO_TARGET_HINT,
@@ -66,12 +66,7 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                          help="this client's certificate for a tls:// cluster")
     cluster.add_argument("--cluster-tls-key", type=Path, metavar="PEM",
                          help="the private key of --cluster-tls-cert (if not in the same file)")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
-                           help="a line per file")
-    verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
-                           help="no summary unless something failed")
-    parser.set_defaults(verbosity=0)
+    add_verbosity(parser, more="a line per file", fewer="no summary unless something failed")
 
 
 def _cluster_address(text: str) -> str:

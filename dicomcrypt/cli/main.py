@@ -34,7 +34,7 @@ from dicomcrypt.cli import (
     train,
 )
 from dicomcrypt.cli import completion
-from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE, error
+from dicomcrypt.cli._common import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_USAGE, add_verbosity, error
 
 
 def _version() -> str:
@@ -91,12 +91,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         parser.epilog = EXIT_CODES_EPILOG
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     if "-v" not in parser._option_string_actions:
-        verbosity = parser.add_mutually_exclusive_group()
-        verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
-                               help="more log lines (info)")
-        verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
-                               help="fewer log lines (errors only)")
-        parser.set_defaults(verbosity=0)
+        add_verbosity(parser, more="more log lines (info)", fewer="fewer log lines (errors only)")
     logging_options = parser.add_argument_group("logging")
     if "--log-format" not in parser._option_string_actions:
         logging_options.add_argument("--log-format", choices=("text", "json"), default="text",

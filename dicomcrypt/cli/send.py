@@ -28,6 +28,7 @@ from dicomcrypt.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    add_verbosity,
     error,
     whole_number,
 )
@@ -88,12 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="DICOM files or folders (recursive)")
     add_arguments(parser, OPTIONS, table="send")
     parser.add_argument("--lossy", dest="mode", action="store_const", const="lossy", help="same as --mode lossy")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
-                           help="a line per instance")
-    verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
-                           help="no summary unless something failed")
-    parser.set_defaults(func=run, verbosity=0)
+    add_verbosity(parser, more="a line per instance", fewer="no summary unless something failed")
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dicomcrypt.cli._common import EXIT_OK, error, peer_address, whole_number
+from dicomcrypt.cli._common import EXIT_OK, add_verbosity, error, peer_address, whole_number
 from dicomcrypt.cli.encrypt import uid_root_argument
 from dicomcrypt.dicom.output_syntax import OUTPUT_SYNTAX_CHOICES
 from dicomcrypt.config import Option, add_arguments, resolve
@@ -170,12 +170,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p, OPTIONS, table="serve")
-    verbosity = p.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
-                           help="same as --log-level debug")
-    verbosity.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
-                           help="same as --log-level warning (refusals only)")
-    p.set_defaults(func=run, verbosity=0, sets_up_logging=True)
+    add_verbosity(p, more="same as --log-level debug", fewer="same as --log-level warning (refusals only)")
+    p.set_defaults(func=run, sets_up_logging=True)
 
 
 def run(args: argparse.Namespace) -> int:
