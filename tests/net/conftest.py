@@ -169,3 +169,21 @@ def encrypted_files(tmp_path: Path, site_key) -> EncryptedFiles:
         plain.append(source)
         encrypted.append(target)
     return EncryptedFiles(tuple(plain), tuple(encrypted))
+
+
+def encrypted_copies(key, count: int, name: str = "CT_small.dcm") -> list:
+    """``count`` copies of pydicom's ``name``, each under a new SOP Instance UID, encrypted with
+    ``key`` in ``standard`` mode: distinct instances of one real image for transfer tests."""
+    import copy
+
+    from pydicom.uid import generate_uid
+
+    from dicomcrypt import encrypt_dataset
+
+    base = read_quietly(sample(name))
+    copies = []
+    for _ in range(count):
+        ds = copy.deepcopy(base)
+        ds.SOPInstanceUID = generate_uid()
+        copies.append(encrypt_dataset(ds, key=key, mode="standard"))
+    return copies

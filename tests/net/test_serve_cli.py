@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import signal
 import subprocess
 import sys
@@ -11,15 +10,14 @@ import time
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
-from dicomcrypt import KeyRing, decrypt_dataset, encrypt_dataset
+from dicomcrypt import KeyRing, decrypt_dataset
 from dicomcrypt.cli.main import main
 from dicomcrypt.files import write_dicom_atomic
 from helpers.corpus import read_quietly, sample
 from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, good_files, storescu
-from net.conftest import free_port, wait_for_port
+from net.conftest import encrypted_copies, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow  # starts `dicomcrypt serve` processes and signals them
 
@@ -64,13 +62,10 @@ def test_config_file_logs_and_sigterm(background, encrypted_files, site_key, sit
 
 @pytest.mark.peer
 def test_sigterm_mid_transfer_finishes_in_flight_and_exits_0(background, site_key, site_key_file, tmp_path):
-    base = read_quietly(sample("CT_small.dcm"))
     files = []
-    for n in range(40):
-        ds = copy.deepcopy(base)
-        ds.SOPInstanceUID = generate_uid()
+    for n, ds in enumerate(encrypted_copies(site_key, 40)):
         path = tmp_path / "sent" / f"{n:03}.dcm"
-        write_dicom_atomic(encrypt_dataset(ds, key=site_key, mode="standard"), path)
+        write_dicom_atomic(ds, path)
         files.append(path)
     port = free_port()
     out = tmp_path / "incoming"
@@ -91,6 +86,7 @@ def test_sigterm_mid_transfer_finishes_in_flight_and_exits_0(background, site_ke
     filed = good_files(out)
     assert filed, "nothing arrived before SIGTERM"
     assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary leftovers
+    base = read_quietly(sample("CT_small.dcm"))
     for path in filed:  # every filed instance is complete and correct
         np.testing.assert_array_equal(pydicom.dcmread(path).pixel_array, base.pixel_array)
     log = server.output()

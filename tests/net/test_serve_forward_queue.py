@@ -4,7 +4,6 @@ non-empty queue and restarted. Every instance arrives downstream exactly once.""
 
 from __future__ import annotations
 
-import copy
 import json
 import multiprocessing
 import pickle
@@ -18,15 +17,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
-from dicomcrypt import encrypt_dataset
 from dicomcrypt.files import write_dicom_atomic
 from dicomcrypt.net.forward_queue import ForwardQueue
-from helpers.corpus import read_quietly, sample
 from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, storescu
-from net.conftest import free_port, wait_for_port
+from net.conftest import encrypted_copies, free_port, wait_for_port
 from helpers.waiting import wait_until
 
 
@@ -58,15 +54,12 @@ def test_pacs_outage_and_serve_restart_deliver_everything_once(background, site_
                                                                capsys):
     from dicomcrypt.cli.main import main
 
-    base = read_quietly(sample("CT_small.dcm"))
     batches: list[list[Path]] = []
     for b in range(3):
         batch = []
-        for n in range(3):
-            ds = copy.deepcopy(base)
-            ds.SOPInstanceUID = generate_uid()
+        for n, ds in enumerate(encrypted_copies(site_key, 3)):
             path = tmp_path / "sent" / f"{b}-{n}.dcm"
-            write_dicom_atomic(encrypt_dataset(ds, key=site_key, mode="standard"), path)
+            write_dicom_atomic(ds, path)
             batch.append(path)
         batches.append(batch)
     sent = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for b in batches for p in b)

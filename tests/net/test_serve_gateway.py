@@ -16,7 +16,7 @@ from dicomcrypt.net.address import Peer
 from helpers.corpus import read_quietly
 from helpers.dciodvfy import require_tool
 from helpers.store_clients import dcmtk_env, store, storescu
-from net.conftest import free_port, wait_for_port
+from net.conftest import encrypted_copies, free_port, wait_for_port
 from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -179,12 +179,9 @@ def test_gateway_forwards_to_orthanc(start_receiver, background, encrypted_files
 def test_gateway_forwards_over_mutual_tls_and_serves_concurrent_senders(start_receiver, encrypted_files, site_key,
                                                                         pki, tmp_path):
     """Several upstream associations share the one downstream association; TLS both ways."""
-    import copy
     import threading
 
-    from pydicom.uid import generate_uid
 
-    from dicomcrypt import encrypt_dataset
     from dicomcrypt.net.tls import client_context, server_context
     from helpers.store_clients import associate, good_files
 
@@ -194,15 +191,7 @@ def test_gateway_forwards_over_mutual_tls_and_serves_concurrent_senders(start_re
         out=None, spool=tmp_path / "spool", quarantine=tmp_path / "q", forward=Peer("PACS", "127.0.0.1", pacs.port),
         forward_ssl_context=client_context(pki.ca, pki.client_cert, pki.client_key, check_hostname=False),
     )
-    base = read_quietly(encrypted_files.plain[0])
-    batches = []
-    for _ in range(3):
-        batch = []
-        for _ in range(4):
-            ds = copy.deepcopy(base)
-            ds.SOPInstanceUID = generate_uid()
-            batch.append(encrypt_dataset(ds, key=site_key, mode="standard"))
-        batches.append(batch)
+    batches = [encrypted_copies(site_key, 4, encrypted_files.plain[0].name) for _ in range(3)]
     statuses: list[int] = []
 
     def send(batch):
@@ -219,5 +208,6 @@ def test_gateway_forwards_over_mutual_tls_and_serves_concurrent_senders(start_re
     wait_drained(rx)
     filed = good_files(tmp_path / "pacs")
     assert len(filed) == 12
+    base = read_quietly(encrypted_files.plain[0])
     for path in filed:
         np.testing.assert_array_equal(pydicom.dcmread(path).pixel_array, base.pixel_array)
