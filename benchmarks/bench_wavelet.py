@@ -3,8 +3,9 @@
 Not a test: prints one table per run (docs/codec.md quotes it). For each image: exact sizes
 (ours, JPEG-LS, JPEG-XL lossless effort 7); lossy at each quality asked (default: the model's
 default), its payload bytes (pixels section + padding mask), PSNR over range, SSIM, CT brain-window
-MAE, and the smallest JPEG 2000 and JPEG-XL streams that reach the same PSNR (bisection on
-their quality settings, same pixels); encode and decode times after a warm-up.
+MAE, and the smallest JPEG 2000 and JPEG-XL streams that reach the same PSNR on the same pixels
+(:func:`dicomcrypt.evaluation.anchors.smallest_reaching`, every stream decoded back); encode and
+decode times of the coder alone (no envelope, no DICOM) after a warm-up.
 
     PYTHONPATH=$PWD python benchmarks/bench_wavelet.py [--quality Q ...] [--images 693_UNCR.dcm ...]
 """
@@ -16,6 +17,8 @@ import statistics
 import time
 
 import numpy as np
+
+from dicomcrypt.evaluation import anchors
 
 IMAGES = ("693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm", "US1_UNCR.dcm")
 
@@ -32,8 +35,10 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.images:
         frames, fmt, rescale = _read(name)
+        pixels = anchors.prepare(frames)
         exact = _run(frames, fmt, "lossless", None)
-        jls, jxl = _jpeg_ls(frames), _jpeg_xl_lossless(frames)
+        jls = anchors.lossless(pixels, anchors.JPEGLS_NEAR).nbytes
+        jxl = anchors.lossless(pixels, anchors.JPEGXL).nbytes
         print(f"| {name} | exact | {exact['bytes']} | inf | 1 | 0 | {jls} | - | {jxl} | "
               f"{exact['bytes'] / min(jls, jxl):.3f} | {exact['enc']:.0f} | {exact['dec']:.0f} |")
         for quality in args.quality:
@@ -43,8 +48,8 @@ def main() -> None:
             q = compare(frames, lossy["frames"], rescale=rescale)
             j2k = jxl_lossy = None
             if not args.no_anchors:
-                j2k = _anchor(frames, q.psnr_db, _j2k)
-                jxl_lossy = _anchor(frames, q.psnr_db, _jxl)
+                j2k = anchors.smallest_reaching(pixels, anchors.JPEG2000, q.psnr_db).nbytes
+                jxl_lossy = anchors.smallest_reaching(pixels, anchors.JPEGXL, q.psnr_db).nbytes
             best = min(v for v in (j2k, jxl_lossy) if v) if (j2k or jxl_lossy) else None
             ratio = lossy["bytes"] / best if best else float("nan")
             ratios.append(ratio)
@@ -89,68 +94,6 @@ def _run(frames, fmt, mode, quality):
         assert np.array_equal(restored, frames)
     size = sum(len(packed.sections[s]) for s in ("pixels", "padding") if s in packed.sections)
     return {"bytes": size, "enc": encode * 1000, "dec": decode * 1000, "frames": restored}
-
-
-def _unsigned(frames):
-    from dicomcrypt.codec.lossless import to_unsigned
-
-    image = to_unsigned(frames[0])
-    return image[..., 0] if image.shape[-1] == 1 else image
-
-
-def _jpeg_ls(frames) -> int:
-    import imagecodecs
-
-    return len(imagecodecs.jpegls_encode(_unsigned(frames)))
-
-
-def _jpeg_xl_lossless(frames) -> int:
-    import imagecodecs
-
-    return len(imagecodecs.jpegxl_encode(_unsigned(frames), lossless=True, effort=7))
-
-
-def _j2k(image, setting):
-    import imagecodecs
-
-    data = imagecodecs.jpeg2k_encode(image, level=setting)
-    return data, imagecodecs.jpeg2k_decode(data)
-
-
-def _jxl(image, setting):
-    import imagecodecs
-
-    data = imagecodecs.jpegxl_encode(image, distance=setting, effort=7)
-    return data, imagecodecs.jpegxl_decode(data)
-
-
-def _anchor(frames, target_psnr, codec) -> int | None:
-    """Smallest stream of ``codec`` reaching ``target_psnr`` (bisection on its setting)."""
-    from dicomcrypt.quality import psnr_db
-
-    image = _unsigned(frames)
-    reference = image.astype(np.float64)
-    value_range = float(reference.max() - reference.min()) or 1.0
-    if codec is _j2k:
-        low, high, better_high = 20.0, 120.0, True
-    else:
-        low, high, better_high = 0.01, 15.0, False
-    best = None
-    for _ in range(18):
-        mid = (low + high) / 2
-        data, decoded = codec(image, mid)
-        psnr = psnr_db(float(np.mean((decoded.astype(np.float64) - reference) ** 2)), value_range)
-        if psnr >= target_psnr:
-            best = len(data) if best is None else min(best, len(data))
-            if better_high:
-                high = mid
-            else:
-                low = mid
-        elif better_high:
-            low = mid
-        else:
-            high = mid
-    return best
 
 
 if __name__ == "__main__":
