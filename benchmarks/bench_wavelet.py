@@ -65,13 +65,11 @@ def _read(name: str):
     from pydicom.data import get_testdata_file
 
     from dicomcrypt import dicom
+    from dicomcrypt.roundtrip import ct_rescale
 
     ds = pydicom.dcmread(get_testdata_file(name))
     frames, fmt = dicom.read_frames(ds)
-    rescale = None
-    if getattr(ds, "Modality", "") == "CT":
-        rescale = (float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0)))
-    return frames, fmt, rescale
+    return frames, fmt, ct_rescale(ds)
 
 
 def _run(frames, fmt, mode, quality):
