@@ -169,6 +169,11 @@ class AssociationError(DicomCryptError):
     """The peer could not be reached, refused the association, or the TLS handshake failed."""
 
 
+class NoAcceptedContextError(DicomCryptError):
+    """The peer accepted no presentation context that can carry an instance (its SOP class, or
+    its transfer syntax and no uncompressed one to decompress it to)."""
+
+
 class ForwardError(DicomCryptError):
     """Forwarding to the downstream peer failed; the upstream sender should retry."""
 

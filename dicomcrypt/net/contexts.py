@@ -18,10 +18,16 @@ over its own association.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
 
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from dicomcrypt.errors import NoAcceptedContextError
 
 MAX_CONTEXTS = 128
 """PS3.8 9.3.2.2: presentation context IDs are odd integers 1-255."""
@@ -82,3 +88,34 @@ def plan_groups(needs: Mapping[str, Iterable[str]]) -> list[list[ContextRequest]
     if current:
         groups.append(current)
     return groups
+
+
+def fit_to_accepted(accepted: Iterable[Any], dataset: Dataset, sop_class: str) -> Dataset:
+    """``dataset`` as one of the ``accepted`` presentation contexts (an association's
+    ``accepted_contexts``) can carry it: ``send`` and the gateway's forwarder both ask.
+
+    Uncompressed syntaxes convert into one another (pynetdicom does it while encoding). A
+    compressed instance whose syntax the peer refused goes as a decompressed copy when the peer
+    accepted an uncompressed little endian one, under the same SOP Instance UID (an envelope is
+    bound to it): its values are what the codec decodes, nothing is lost beyond what the
+    original compression lost. Raises :class:`NoAcceptedContextError` saying what the peer took.
+    """
+    tsyntax = UID(str(dataset.file_meta.TransferSyntaxUID))
+    offered = [UID(cx.transfer_syntax[0]) for cx in accepted if cx.abstract_syntax == sop_class]
+    name = UID(sop_class).name
+    if not offered:
+        raise NoAcceptedContextError(f"the peer accepted no presentation context for {name}")
+    if tsyntax in offered or not tsyntax.is_compressed:
+        return dataset
+    if not any(not ts.is_compressed and ts.is_little_endian for ts in offered):
+        raise NoAcceptedContextError(
+            f"the peer accepts {name} only as {', '.join(ts.name for ts in offered)}, not {tsyntax.name}"
+        )
+    plain = copy.deepcopy(dataset)
+    try:
+        plain.decompress(generate_instance_uid=False)
+    except Exception as exc:  # noqa: BLE001 - pydicom's decoders raise many types
+        raise NoAcceptedContextError(
+            f"the peer refused {tsyntax.name} and the pixels cannot be decompressed: {exc}"
+        ) from None
+    return plain

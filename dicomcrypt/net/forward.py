@@ -19,7 +19,6 @@ queue keeps everything), one instance waits when the peer refuses it, and after
 
 from __future__ import annotations
 
-import copy
 import logging
 import ssl
 import threading
@@ -28,13 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID
 from pynetdicom import AE
 from pynetdicom.association import Association
 
 from dicomcrypt.errors import ForwardRefusedError, ForwardUnreachableError, InvalidInputError
 from dicomcrypt.files import read_dicom_bytes
 from dicomcrypt.net.address import Peer
+from dicomcrypt.net.contexts import NATIVE, fit_to_accepted
 from dicomcrypt.net.forward_queue import ForwardQueue, QueueItem
 from dicomcrypt.net.storage import Quarantine
 
@@ -42,7 +42,6 @@ __all__ = ["Forwarder", "QueueDrain", "RetryPolicy"]
 
 LOG = logging.getLogger("dicomcrypt.net.forward")
 
-_NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 _MAX_CONTEXTS = 128
 _SUCCESS_OR_WARNING = frozenset({0x0000, 0x0001, 0x0107, 0x0116})
 
@@ -78,7 +77,7 @@ class Forwarder:
             for attempt in (1, 2):
                 assoc, fresh = self._ensure_context(sop_class, tsyntax)
                 try:
-                    response = assoc.send_c_store(_as_accepted(assoc, ds, sop_class, tsyntax))
+                    response = assoc.send_c_store(fit_to_accepted(assoc.accepted_contexts, ds, sop_class))
                 except (RuntimeError, ValueError) as exc:  # association gone, or no usable context
                     response, reason = None, str(exc)
                 else:
@@ -106,7 +105,7 @@ class Forwarder:
         if self._assoc is not None and self._assoc.is_established and _accepts(self._assoc, sop_class, tsyntax):
             return self._assoc, False
         syntaxes = self._wanted.setdefault(sop_class, [])
-        for uid in (tsyntax, *_NATIVE):
+        for uid in (tsyntax, *NATIVE):
             if uid not in syntaxes:
                 syntaxes.append(uid)
         self._wanted[sop_class] = self._wanted.pop(sop_class)  # most recent last
@@ -145,27 +144,14 @@ def _accepts(assoc: Association, sop_class: str, tsyntax: str) -> bool:
         if cx.abstract_syntax != sop_class:
             continue
         # pynetdicom re-encodes between the native little endian syntaxes itself; a compressed
-        # instance goes decompressed where only those were accepted (:func:`_as_accepted`)
-        if cx.transfer_syntax[0] == tsyntax or (cx.transfer_syntax[0] in _NATIVE and _decompressible(tsyntax)):
+        # instance goes decompressed where only those were accepted (:func:`~dicomcrypt.net.contexts.fit_to_accepted`)
+        if cx.transfer_syntax[0] == tsyntax or (cx.transfer_syntax[0] in NATIVE and _decompressible(tsyntax)):
             return True
     return False
 
 
 def _decompressible(tsyntax: str) -> bool:
-    return tsyntax in _NATIVE or UID(tsyntax).is_compressed
-
-
-def _as_accepted(assoc: Association, ds: Dataset, sop_class: str, tsyntax: str) -> Dataset:
-    """``ds``, or a decompressed copy when the peer took ``sop_class`` only uncompressed (a PACS
-    that refuses the restored instance's lossless syntax, ``serve --output-syntax``): the same
-    values under the same SOP Instance UID."""
-    if tsyntax in _NATIVE or not UID(tsyntax).is_compressed:
-        return ds
-    if any(cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == tsyntax for cx in assoc.accepted_contexts):
-        return ds
-    plain = copy.deepcopy(ds)
-    plain.decompress(generate_instance_uid=False)
-    return plain
+    return tsyntax in NATIVE or UID(tsyntax).is_compressed
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
 
-from dicomcrypt.errors import AssociationError
+from dicomcrypt.errors import AssociationError, NoAcceptedContextError
 from dicomcrypt.net.address import Peer
-from dicomcrypt.net.contexts import NATIVE, VERIFICATION, ContextRequest, plan_groups
+from dicomcrypt.net.contexts import NATIVE, VERIFICATION, ContextRequest, fit_to_accepted, plan_groups
 from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, Unsendable, plan
 from dicomcrypt.net.send_report import InstanceResult, SendReport
 from dicomcrypt.settings import EncryptionSettings
@@ -525,8 +524,8 @@ def _store(
             to_send = Path(prepared.path)  # streamed from the file by pynetdicom, never parsed here
         else:
             try:
-                to_send = _fit_to_accepted(assoc, prepared.dataset(), item)
-            except _NoContext as exc:
+                to_send = fit_to_accepted(assoc.accepted_contexts, prepared.dataset(), item.sop_class_uid)
+            except NoAcceptedContextError as exc:
                 return _result(item, error=f"not sent: {exc}", **fields)
             except Exception as exc:  # noqa: BLE001 - pydicom raises many types on damaged files
                 return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}", **fields)
@@ -555,38 +554,6 @@ def _accepted_as_is(assoc: Association, item: Outgoing) -> bool:
         cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax
         for cx in assoc.accepted_contexts
     )
-
-
-class _NoContext(Exception):
-    """The peer accepted no presentation context this instance can be sent over."""
-
-
-def _fit_to_accepted(assoc: Association, dataset: Dataset, item: Outgoing) -> Dataset:
-    """``dataset`` ready for a context the peer accepted.
-
-    Uncompressed syntaxes convert into one another (pynetdicom does it while encoding). A
-    compressed file whose syntax the peer refused is decompressed to Explicit VR Little Endian
-    when the peer accepted that: its pixel values are what the codec decodes, nothing is lost
-    beyond what the original compression already lost.
-    """
-    tsyntax = UID(str(dataset.file_meta.TransferSyntaxUID))
-    accepted = [
-        cx.transfer_syntax[0] for cx in assoc.accepted_contexts
-        if cx.abstract_syntax == item.sop_class_uid
-    ]
-    name = UID(item.sop_class_uid).name
-    if not accepted:
-        raise _NoContext(f"the peer accepted no presentation context for {name}")
-    if tsyntax in accepted or not tsyntax.is_compressed:
-        return dataset
-    if not any(not ts.is_compressed and ts.is_little_endian for ts in accepted):
-        offered = ", ".join(ts.name for ts in accepted)
-        raise _NoContext(f"the peer accepts {name} only as {offered}, not {tsyntax.name}")
-    try:
-        dataset.decompress(generate_instance_uid=False)  # same instance: its envelope is bound to the UID
-    except Exception as exc:
-        raise _NoContext(f"the peer refused {tsyntax.name} and the pixels cannot be decompressed: {exc}") from None
-    return dataset
 
 
 def _result(item: Outgoing, **fields: Any) -> InstanceResult:
