@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_CODES_EPILOG, add_verbosity, whole_number
+from dicomcrypt.runner.worker import usable_cpus
 from dicomcrypt.cli._targets import (
     ENCRYPTION_OPTIONS,
     NO_TARGET_HINT,
@@ -33,21 +33,13 @@ Files that are not DICOM are reported as failed and not copied.
 """
 
 
-def default_jobs() -> int:
-    """CPUs this process may use (respects affinity and container CPU sets where visible)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, metavar="IN", help="DICOM file or folder")
     # a string, not a Path: a trailing "/" (file IN into folder OUT) must survive
     parser.add_argument("output", metavar="OUT", help="output file or folder (not inside IN)")
     parser.add_argument(
         "--jobs", "-j", type=whole_number(1), default=None, metavar="N",
-        help=f"worker processes (default: all CPUs, here {default_jobs()}); 1 runs in this process",
+        help=f"worker processes (default: all CPUs, here {usable_cpus()}); 1 runs in this process",
     )
     parser.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     parser.add_argument(
@@ -212,7 +204,7 @@ def run_job(job: Job, args: argparse.Namespace) -> int:
             job,
             args.input,
             args.output,
-            jobs=args.jobs or default_jobs(),
+            jobs=args.jobs or usable_cpus(),
             force=args.force,
             progress=args.progress,
             verbosity=args.verbosity,

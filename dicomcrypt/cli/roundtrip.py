@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
         return error(str(exc))
     modes = args.mode or ["lossless", "lossy"]
     if args.network:
-        from dicomcrypt.cli.encrypt import default_jobs
+        from dicomcrypt.runner.worker import usable_cpus
         from dicomcrypt.net import loopback
 
-        rows_iter = loopback.run(args.input, key=key, modes=modes, workers=args.jobs or default_jobs())
+        rows_iter = loopback.run(args.input, key=key, modes=modes, workers=args.jobs or usable_cpus())
         how = "over DICOM on loopback (send -> serve; rows appear once each mode's files are all sent)"
     else:
         rows_iter = roundtrip.run(args.input, key=key, modes=modes)

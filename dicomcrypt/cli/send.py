@@ -32,7 +32,7 @@ from dicomcrypt.cli._common import (
     error,
     whole_number,
 )
-from dicomcrypt.cli.encrypt import default_jobs
+from dicomcrypt.runner.worker import usable_cpus
 from dicomcrypt.config import Option, add_arguments, resolve
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ OPTIONS: list[Option] = [
                 "the receiver restores one instance per association at a time)"),
     Option("--retries", type=int, parse=whole_number(0), default=2, metavar="N",
            help="re-sends after a lost connection or an out-of-resources answer (default: 2)"),
-    Option("--jobs", "-j", type=int, parse=whole_number(1), default=default_jobs, metavar="N",
+    Option("--jobs", "-j", type=int, parse=whole_number(1), default=usable_cpus, metavar="N",
            help="processes encrypting ahead of the sender (default: all CPUs)"),
     Option("--failed-list", metavar="FILE", help="write the paths that did not arrive to FILE (one per line)"),
     Option("--retry-failed", metavar="FILE", in_file=False,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import ssl
 import threading
 import time
@@ -55,6 +54,7 @@ from dicomcrypt.net.health import check_health
 from dicomcrypt.net.http_status import StatusServer
 from dicomcrypt.net.metrics import ReceiverMetrics
 from dicomcrypt.net.restore_pool import RestorePool, discard_partial_data_set, handle_received
+from dicomcrypt.runner.worker import usable_cpus
 from dicomcrypt.net.server import ConnectionLimits, GuardedServer
 from dicomcrypt.net.storage import DUPLICATE_POLICIES, DuplicatePolicy, Quarantine
 from dicomcrypt.net.store_handler import InstanceResult, StoreHandler
@@ -548,20 +548,13 @@ def _restore_pool(config: ReceiverConfig) -> RestorePool | None:
     (``STORE_RECV_CHUNKED_DATASET``, process-wide; handlers here read either form), so no
     instance is held in memory whole and the worker reads it from there.
     """
-    workers = config.restore_workers if config.restore_workers is not None else _cpus()
+    workers = config.restore_workers if config.restore_workers is not None else usable_cpus()
     if workers < 1:
         return None
     from pynetdicom import _config
 
     _config.STORE_RECV_CHUNKED_DATASET = True
     return RestorePool(config, workers).start()
-
-
-def _cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _register_storage_class(sop_class: UID) -> None:

@@ -34,11 +34,20 @@ from dicomcrypt.errors import DicomCryptError, OutputExistsError, OutputWriteErr
 from dicomcrypt.runner.jobs import Job
 from dicomcrypt.runner.tasks import FileResult, Status, Task
 
-__all__ = ["DICOMDIR_NOTE", "OUTPUT_EXISTS_NOTE", "Worker", "prepare_process", "spawn_pool"]
+__all__ = ["DICOMDIR_NOTE", "OUTPUT_EXISTS_NOTE", "Worker", "prepare_process", "spawn_pool", "usable_cpus"]
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DICOMDIR_NOTE = "DICOMDIR not copied: its records would be stale and its icons unencrypted; rebuild it over OUT"
 OUTPUT_EXISTS_NOTE = "output exists (--force overwrites)"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use (respects affinity and container CPU sets where visible): the
+    default size of every pool of worker processes (batch jobs, send's sealers, serve's restorers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def prepare_process(*, ignore_sigint: bool = True) -> None:
