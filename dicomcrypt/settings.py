@@ -7,7 +7,8 @@ API all describe an encryption the same way, with :class:`EncryptionSettings`:
   :data:`~dicomcrypt.envelope.MAX_STANZAS` together);
 - **mode**: lossless (default), lossy or standard; **model**: a model id, or None for the default
   model of the image's colour type (the wavelet codec); **latent_format**: ``u8`` or ``f16``
-  (autoencoder models); **quality**: 1..100 for the lossy wavelet codec, None for its default;
+  (autoencoder models); **quality**: 1..100 for the lossy wavelet codec, None for its default, or
+  **psnr**: a target in dB that the codec searches its step for instead;
 - **identity**: PS3.15 identity protection, or None.
 
 It is frozen, picklable (keys, recipients and certificates pickle as their bytes, so a worker
@@ -39,6 +40,7 @@ T = TypeVar("T", Key, Recipient)
 __all__ = ["EncryptionSettings", "LATENT_FORMATS", "KeyArgument", "parse_mode"]
 
 LATENT_FORMATS = ("u8", "f16")
+MIN_PSNR_DB, MAX_PSNR_DB = 20.0, 100.0  # a --psnr target: below 20 dB nothing is diagnostic, above 100 use lossless
 """How a latent is stored (docs/format.md): 8-bit affine per frame and channel, or IEEE half."""
 
 KeyArgument = Key | KeyRing | Iterable[Key] | None
@@ -67,6 +69,7 @@ class EncryptionSettings:
     latent_format: str = "u8"
     identity: IdentityProtection | None = None
     quality: int | None = None
+    psnr: float | None = None
 
     def __post_init__(self) -> None:
         if not all(isinstance(k, Key) for k in self.keys) or not all(isinstance(r, Recipient) for r in self.recipients):
@@ -89,6 +92,8 @@ class EncryptionSettings:
             from dicomcrypt.codec.wavelet.model import check_quality
 
             object.__setattr__(self, "quality", check_quality(self.quality))
+        if self.psnr is not None:
+            object.__setattr__(self, "psnr", _check_psnr(self.psnr, self.quality))
         if self.latent_format not in LATENT_FORMATS:
             raise InvalidInputError(
                 f"unknown latent format {self.latent_format!r}; choose one of {', '.join(LATENT_FORMATS)}"
@@ -105,14 +110,16 @@ class EncryptionSettings:
         latent_format: str = "u8",
         protect_identity: IdentityProtection | None = None,
         quality: int | None = None,
+        psnr: float | None = None,
     ) -> EncryptionSettings:
         """Settings from the arguments callers pass around (see the module docstring for duplicates).
 
         ``key`` may be a :class:`KeyRing`: its current ``encrypt`` entries are the targets (keys
         and recipients). ``recipients`` may be ``dcrecip1...`` strings. Raises
         :class:`InvalidInputError` (nothing to encrypt for, too many targets, a listed recipient
-        repeated, unknown mode or latent format, a quality outside 1..100) and
-        :class:`RecipientFormatError`. ``quality`` applies to the lossy mode of the wavelet codec.
+        repeated, unknown mode or latent format, a quality outside 1..100, a PSNR target outside its range or
+        beside a quality) and :class:`RecipientFormatError`. ``quality`` and ``psnr`` (a target in dB
+        over the image's range, instead of a quality) apply to the lossy mode of the wavelet codec.
         """
         listed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
         if not all(isinstance(r, Recipient) for r in listed):
@@ -128,6 +135,7 @@ class EncryptionSettings:
             latent_format=latent_format,
             identity=protect_identity,
             quality=quality,
+            psnr=psnr,
         )
 
     @property
@@ -165,3 +173,14 @@ def _unique(targets: Iterable[T]) -> tuple[T, ...]:
     for target in targets:
         first.setdefault(target.key_id, target)
     return tuple(first.values())
+
+
+def _check_psnr(psnr: object, quality: int | None) -> float:
+    """A PSNR target is one number in a range the lossy codec can aim at, and replaces the quality."""
+    if quality is not None:
+        raise InvalidInputError("give a quality or a PSNR target, not both: each sets the lossy step")
+    if isinstance(psnr, bool) or not isinstance(psnr, (int, float)) or not MIN_PSNR_DB <= psnr <= MAX_PSNR_DB:
+        raise InvalidInputError(
+            f"PSNR target {psnr!r}: expected a number of dB from {MIN_PSNR_DB:g} to {MAX_PSNR_DB:g}"
+        )
+    return float(psnr)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_USAGE
 from dicomcrypt.config import Option
-from dicomcrypt.settings import LATENT_FORMATS
+from dicomcrypt.settings import LATENT_FORMATS, MAX_PSNR_DB, MIN_PSNR_DB
 from dicomcrypt.errors import InvalidInputError, KeyFileError
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ ENCRYPTION_OPTIONS: list[Option] = [
                 "or an autoencoder such as ps-grey@2"),
     Option("--quality", type=int, metavar="Q",
            help="lossy wavelet codec quality 1..100 (default 60; docs/codec.md gives the dB per level)"),
+    Option("--psnr", type=float, metavar="DB",
+           help="lossy wavelet codec: the smallest stream reaching this PSNR over each image's value range "
+                f"({MIN_PSNR_DB:g}..{MAX_PSNR_DB:g} dB), instead of --quality"),
     Option("--latent", choices=LATENT_FORMATS, default="u8",
            help="latent storage: 8-bit quantised (default) or float16"),
     Option("--protect-identity", type=bool, default=False,
@@ -82,7 +85,7 @@ def encryption_settings_from_args(args: argparse.Namespace) -> EncryptionSetting
         protection = IdentityProtection.load(args.identity_cert)  # one uid_secret for the whole run
     return EncryptionSettings.build(
         key=key, recipients=parsed, mode=args.mode, model=args.model, latent_format=args.latent,
-        protect_identity=protection, quality=args.quality,
+        protect_identity=protection, quality=args.quality, psnr=args.psnr,
     )
 
 

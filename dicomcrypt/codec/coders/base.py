@@ -36,7 +36,8 @@ class CodingContext:
     ``model`` is the loaded autoencoder when the coder ``needs_model`` (the pipeline loads it,
     and checks it against the envelope when restoring), else None. Coders record their sizes
     in ``metrics`` (``latent_bytes``, ``residual_bytes``, ...), which end up in the outcome.
-    ``quality`` (1..100, None for the model's default) sets the lossy wavelet codec's step.
+    ``quality`` (1..100, None for the model's default) sets the lossy wavelet codec's step;
+    ``psnr`` (dB over the image's range), when given, has the step searched per frame instead.
     ``limits`` bound what :meth:`Coder.unpack` may allocate and compute: the payload's
     metadata was checked against them, and a coder checks every section's own declared sizes
     against that metadata before decoding it (the sections are untrusted input too).
@@ -47,6 +48,7 @@ class CodingContext:
     metrics: dict[str, float] = field(default_factory=dict)
     limits: DecodeLimits = DEFAULT_LIMITS
     quality: int | None = None
+    psnr: float | None = None
 
 
 @dataclass(frozen=True)

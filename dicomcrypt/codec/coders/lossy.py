@@ -18,7 +18,7 @@ from dicomcrypt.codec import normalise
 from dicomcrypt.codec.coders import wavelet
 from dicomcrypt.codec.coders.base import Coder, CodingContext, Derivation, Packed
 from dicomcrypt.envelope import Mode
-from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.errors import InvalidInputError, PayloadFormatError
 from dicomcrypt.payload import section
 
 if TYPE_CHECKING:
@@ -39,6 +39,10 @@ class LossyCoder(Coder):
     def pack(self, frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
         if wavelet.is_wavelet(context.model):
             return wavelet.pack_lossy(frames, fmt, context)
+        if context.psnr is not None:
+            raise InvalidInputError(
+                f"a PSNR target needs the wavelet codec; model {context.model.info.model_id} is an autoencoder"
+            )
         sections, norm = encode_latent(frames, fmt, context, levels=FULL_LEVELS)
         return Packed(sections, {"normalisation": norm})
 

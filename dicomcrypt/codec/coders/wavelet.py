@@ -25,7 +25,7 @@ from dicomcrypt.codec import lossless, normalise
 from dicomcrypt.codec.coders.base import CodingContext, Packed
 from dicomcrypt.codec.wavelet import stream
 from dicomcrypt.codec.wavelet.model import WaveletModel, quantiser_for
-from dicomcrypt.errors import PayloadFormatError
+from dicomcrypt.errors import InvalidInputError, PayloadFormatError
 from dicomcrypt.payload import section
 
 if TYPE_CHECKING:
@@ -97,18 +97,96 @@ def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
     if mask is not None:
         sections["padding"] = normalise.encode_mask(mask)
     records = []
+    # A PSNR target is over the whole image's range (quality.compare's convention): each frame
+    # within its share of that MSE keeps the image within it.
+    target_mse = None if context.psnr is None else _mse_for_psnr(context.psnr, frames)
     for index, frame in enumerate(frames):
         pixels = frame.astype(np.int64)
         if mask is not None:
             pixels = np.where(mask[index], norm.low[index], pixels)
-        step = model.params.pixel_step(context.quality, norm.high[index] - norm.low[index])
-        quantiser = quantiser_for(model.params, pixels, step, _colour(fmt))
-        data = stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=quantiser,
-                             tables=model.params.tables)
+        value_range = norm.high[index] - norm.low[index]
+        if target_mse is None:
+            step = model.params.pixel_step(context.quality, value_range)
+            data = _encode_lossy(model, pixels, step, fmt)
+        else:
+            counted = None if mask is None else ~mask[index]
+            data = _encode_reaching(model, pixels, fmt, value_range=value_range, target_mse=target_mse,
+                                   counted=counted, index=index)
         records.append(lossless.record(WAVELET, data))
     sections["pixels"] = lossless.pack_records(records)
     context.metrics["pixels_bytes"] = float(len(sections["pixels"]))
     return Packed(sections, {"codec": CODEC, "normalisation": norm})
+
+
+PSNR_TRIALS = 8  # encodes (each decoded) a PSNR target may take per frame
+PSNR_TOLERANCE_DB = 0.1  # a trial reaching the target by less than this ends the search
+DB_PER_OCTAVE = 6.02  # a step twice as large costs about 6 dB: the first guess's slope
+
+
+def _encode_lossy(model: WaveletModel, pixels: np.ndarray, step: float, fmt: PixelFormat) -> bytes:
+    quantiser = quantiser_for(model.params, pixels, step, _colour(fmt))
+    return stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=quantiser, tables=model.params.tables)
+
+
+def _mse_for_psnr(psnr: float, frames: np.ndarray) -> float:
+    value_range = float(frames.max() - frames.min()) if frames.size else 0.0
+    return (value_range or 1.0) ** 2 / 10 ** (psnr / 10)
+
+
+def _encode_reaching(model: WaveletModel, pixels: np.ndarray, fmt: PixelFormat, *, value_range: int,
+                     target_mse: float, counted: np.ndarray | None, index: int) -> bytes:
+    """The stream of (nearly) the largest step whose decoded frame is within ``target_mse``.
+
+    Each trial is decoded as the receiver will (clipped to the stored range; padding, restored
+    exactly, not counted), so the PSNR reached is measured, not estimated. The step's logarithm
+    is searched by secant steps (kept inside the bracket once one trial reached the target and
+    one missed it) between the steps of qualities 100 and 1, starting from the default quality
+    with the codec's ~6 dB per octave: two to four trials usually, at most
+    :data:`PSNR_TRIALS`, plus one at quality 100 when none reached the target. Raises
+    :class:`InvalidInputError` when even quality 100 misses it (the lossless mode is the answer).
+    """
+    low, high = _clip_range(fmt.dtype, fmt.bits_stored)
+
+    def margin_db(log_step: float) -> tuple[bytes, float]:
+        data = _encode_lossy(model, pixels, 2.0**log_step, fmt)
+        values, _lossy = stream.decode(data, pixels.shape, model.params.tables)
+        error = (np.clip(values, low, high) - pixels).astype(np.float64) ** 2
+        mse = float(error[counted].sum() if counted is not None else error.sum()) / max(pixels.size, 1)
+        return data, 10 * np.log10(target_mse / mse) if mse > 0 else np.inf
+
+    finest, coarsest = (float(np.log2(model.params.pixel_step(q, value_range))) for q in (100, 1))
+    best: bytes | None = None
+    reached: tuple[float, float] | None = None  # (log step, margin >= 0)
+    missed: tuple[float, float] | None = None  # (log step, margin < 0)
+    slope = DB_PER_OCTAVE  # dB lost per octave of step, re-measured from the last two trials
+    previous: tuple[float, float] | None = None
+    x = float(np.log2(model.params.pixel_step(None, value_range)))
+    for _ in range(PSNR_TRIALS):
+        data, margin = margin_db(x)
+        if margin >= 0:
+            best, reached = data, (x, margin)
+            if margin < PSNR_TOLERANCE_DB or x >= coarsest:
+                return best
+        else:
+            missed = (x, margin)
+            if x <= finest:
+                break
+        if previous is not None and x != previous[0] and np.isfinite(margin) and np.isfinite(previous[1]):
+            slope = float(np.clip((previous[1] - margin) / (x - previous[0]), 1.0, 12.0))
+        previous = (x, margin)
+        aim = margin - PSNR_TOLERANCE_DB / 2  # land just above the target, not on it
+        x = min(max(x + aim / slope, finest), coarsest)
+        if reached and missed:  # stay strictly inside the bracket
+            low_x, high_x = reached[0], missed[0]
+            x = min(max(x, low_x + 0.05 * (high_x - low_x)), high_x - 0.05 * (high_x - low_x))
+    if best is not None:
+        return best
+    data, margin = margin_db(finest)
+    if margin < 0:
+        raise InvalidInputError(
+            f"frame {index}: the lossy codec does not reach the PSNR target even at quality 100; use the lossless mode"
+        )
+    return data
 
 
 def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
@@ -133,9 +211,13 @@ def _colour(fmt: PixelFormat) -> bool:
 
 
 def _stored_range(meta: PayloadMeta) -> tuple[int, int]:
-    info = np.iinfo(meta.dtype)
-    bits = meta.pixel_format.bits_stored
-    if meta.dtype.kind == "i":
+    return _clip_range(meta.dtype, meta.pixel_format.bits_stored)
+
+
+def _clip_range(dtype: np.dtype, bits: int) -> tuple[int, int]:
+    """The values a decoded frame is clipped to: the dtype's, within ``bits`` stored."""
+    info = np.iinfo(dtype)
+    if dtype.kind == "i":
         return max(info.min, -(1 << (bits - 1))), min(info.max, (1 << (bits - 1)) - 1)
     return 0, min(info.max, (1 << bits) - 1)
 
