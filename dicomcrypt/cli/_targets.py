@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_USAGE
 from dicomcrypt.config import Option
-from dicomcrypt.settings import LATENT_FORMATS
+from dicomcrypt.settings import EFFORTS, LATENT_FORMATS
 from dicomcrypt.errors import InvalidInputError, KeyFileError
 
 if TYPE_CHECKING:
@@ -38,6 +38,10 @@ ENCRYPTION_OPTIONS: list[Option] = [
                 "or an autoencoder such as ps-grey@2"),
     Option("--quality", type=int, metavar="Q",
            help="lossy wavelet codec quality 1..100 (default 60; docs/codec.md gives the dB per level)"),
+    Option("--effort", choices=EFFORTS,
+           help="lossless wavelet codec: which exact codings each frame tries, the smallest kept: fast "
+                "(JPEG-LS, JPEG-XL effort 1), balanced (default; JPEG-LS, JPEG-XL effort 3), smallest "
+                "(JPEG-LS, the wavelet stream, JPEG-XL effort 7; several times slower); decoding needs no setting"),
     Option("--latent", choices=LATENT_FORMATS, default="u8",
            help="latent storage: 8-bit quantised (default) or float16"),
     Option("--protect-identity", type=bool, default=False,
@@ -82,7 +86,7 @@ def encryption_settings_from_args(args: argparse.Namespace) -> EncryptionSetting
         protection = IdentityProtection.load(args.identity_cert)  # one uid_secret for the whole run
     return EncryptionSettings.build(
         key=key, recipients=parsed, mode=args.mode, model=args.model, latent_format=args.latent,
-        protect_identity=protection, quality=args.quality,
+        protect_identity=protection, quality=args.quality, effort=args.effort,
     )
 
 

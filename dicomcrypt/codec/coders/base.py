@@ -36,7 +36,9 @@ class CodingContext:
     ``model`` is the loaded autoencoder when the coder ``needs_model`` (the pipeline loads it,
     and checks it against the envelope when restoring), else None. Coders record their sizes
     in ``metrics`` (``latent_bytes``, ``residual_bytes``, ...), which end up in the outcome.
-    ``quality`` (1..100, None for the model's default) sets the lossy wavelet codec's step.
+    ``quality`` (1..100, None for the model's default) sets the lossy wavelet codec's step;
+    ``effort`` (``settings.EFFORTS``, None for the default) which exact codings its lossless
+    mode tries per frame (an encoder choice: the payload records the coding of each frame).
     ``limits`` bound what :meth:`Coder.unpack` may allocate and compute: the payload's
     metadata was checked against them, and a coder checks every section's own declared sizes
     against that metadata before decoding it (the sections are untrusted input too).
@@ -47,6 +49,7 @@ class CodingContext:
     metrics: dict[str, float] = field(default_factory=dict)
     limits: DecodeLimits = DEFAULT_LIMITS
     quality: int | None = None
+    effort: str | None = None
 
 
 @dataclass(frozen=True)
