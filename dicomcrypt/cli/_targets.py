@@ -40,8 +40,8 @@ ENCRYPTION_OPTIONS: list[Option] = [
            help="lossy wavelet codec quality 1..100 (default 60; docs/codec.md gives the dB per level)"),
     Option("--effort", choices=EFFORTS,
            help="lossless wavelet codec: which exact codings each frame tries, the smallest kept: fast "
-                "(JPEG-LS, JPEG-XL effort 1), balanced (default; JPEG-LS, JPEG-XL effort 3), smallest "
-                "(JPEG-LS, the wavelet stream, JPEG-XL effort 7; several times slower); decoding needs no setting"),
+                "(JPEG-LS, JPEG-XL effort 1), balanced (default; also JPEG-XL effort 3), smallest (also "
+                "JPEG-XL effort 7 and the wavelet stream; about 10x slower); decoding needs no setting"),
     Option("--latent", choices=LATENT_FORMATS, default="u8",
            help="latent storage: 8-bit quantised (default) or float16"),
     Option("--protect-identity", type=bool, default=False,

@@ -55,7 +55,7 @@ EXACT_EFFORTS = {
     # Measured on the held-out CT, MR, CR and US images (docs/codec.md, "Exact-mode effort"):
     # JPEG-XL effort 1 costs a few ms and wins big on colour (US 59 % below JPEG-LS); effort 3
     # is 9 % below JPEG-LS on a CT within the 50 ms budget of a 512x512 slice; the wavelet
-    # stream and effort 7 win 1-13 % more for 5-20 times the encode time. Each effort tries
+    # stream and effort 7 win 1-13 % more for 8-12 times the encode time. Each effort tries
     # everything the one before it tries (effort 7 is not always below effort 3), so a higher
     # effort is never larger.
     "fast": ExactEffort(wavelet=False, jpeg_xl=(1,)),
