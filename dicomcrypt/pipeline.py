@@ -107,6 +107,7 @@ def encrypt_instance(
     protect_identity: IdentityProtection | None = None,
     quality: int | None = None,
     psnr: float | None = None,
+    effort: str | None = None,
 ) -> Outcome:
     """Encrypt the pixels of ``ds`` as ``settings`` say, or as the keywords say (the same fields).
 
@@ -122,7 +123,7 @@ def encrypt_instance(
         settings = EncryptionSettings.build(
             key=key, recipients=recipients, mode=mode, model=model,
             latent_format=latent_format, protect_identity=protect_identity, quality=quality,
-            psnr=psnr,
+            psnr=psnr, effort=effort,
         )
     skipped = _not_an_image_to_encrypt(ds, settings.identity)
     if skipped is not None:
@@ -137,7 +138,7 @@ def encrypt_instance(
     with timed(metrics, "encode_s"):
         model = _load_model(settings.model, fmt.samples_per_pixel) if coder.needs_model else None
         context = CodingContext(model, settings.latent_format, metrics, quality=settings.quality,
-                                psnr=settings.psnr)
+                                psnr=settings.psnr, effort=settings.effort)
         packed = coder.pack(frames, fmt, context)
         meta = _payload_meta(frames, fmt, coder, packed, out if settings.identity is not None else None)
     model_id, model_sha256 = _model_identity(model)

@@ -9,6 +9,9 @@ API all describe an encryption the same way, with :class:`EncryptionSettings`:
   model of the image's colour type (the wavelet codec); **latent_format**: ``u8`` or ``f16``
   (autoencoder models); **quality**: 1..100 for the lossy wavelet codec, None for its default, or
   **psnr**: a target in dB that the codec searches its step for instead;
+  **effort**: how hard the lossless mode of the wavelet codec looks for each frame's smallest
+  exact coding (:data:`EFFORTS`), None for its default; an encoder setting only, nothing
+  records it and no decoder needs it;
 - **identity**: PS3.15 identity protection, or None.
 
 It is frozen, picklable (keys, recipients and certificates pickle as their bytes, so a worker
@@ -37,11 +40,17 @@ if TYPE_CHECKING:
 
 T = TypeVar("T", Key, Recipient)
 
-__all__ = ["EncryptionSettings", "LATENT_FORMATS", "KeyArgument", "parse_mode"]
+__all__ = ["EFFORTS", "EncryptionSettings", "LATENT_FORMATS", "KeyArgument", "parse_mode"]
 
 LATENT_FORMATS = ("u8", "f16")
-MIN_PSNR_DB, MAX_PSNR_DB = 20.0, 100.0  # a --psnr target: below 20 dB nothing is diagnostic, above 100 use lossless
 """How a latent is stored (docs/format.md): 8-bit affine per frame and channel, or IEEE half."""
+
+MIN_PSNR_DB, MAX_PSNR_DB = 20.0, 100.0
+"""A ``psnr`` target's range: below 20 dB nothing is diagnostic, above 100 the lossless mode is the answer."""
+
+EFFORTS = ("fast", "balanced", "smallest")
+"""Exact-mode effort of the wavelet codec, cheapest first: which codings each frame tries
+(:data:`dicomcrypt.codec.coders.wavelet.EXACT_EFFORTS`; docs/codec.md gives sizes and times)."""
 
 KeyArgument = Key | KeyRing | Iterable[Key] | None
 """What ``key=`` accepts: a site key, several, or a keyring whose ``encrypt`` list is used."""
@@ -70,6 +79,7 @@ class EncryptionSettings:
     identity: IdentityProtection | None = None
     quality: int | None = None
     psnr: float | None = None
+    effort: str | None = None
 
     def __post_init__(self) -> None:
         if not all(isinstance(k, Key) for k in self.keys) or not all(isinstance(r, Recipient) for r in self.recipients):
@@ -94,6 +104,8 @@ class EncryptionSettings:
             object.__setattr__(self, "quality", check_quality(self.quality))
         if self.psnr is not None:
             object.__setattr__(self, "psnr", _check_psnr(self.psnr, self.quality))
+        if self.effort is not None and self.effort not in EFFORTS:
+            raise InvalidInputError(f"unknown effort {self.effort!r}; choose one of {', '.join(EFFORTS)}")
         if self.latent_format not in LATENT_FORMATS:
             raise InvalidInputError(
                 f"unknown latent format {self.latent_format!r}; choose one of {', '.join(LATENT_FORMATS)}"
@@ -111,15 +123,17 @@ class EncryptionSettings:
         protect_identity: IdentityProtection | None = None,
         quality: int | None = None,
         psnr: float | None = None,
+        effort: str | None = None,
     ) -> EncryptionSettings:
         """Settings from the arguments callers pass around (see the module docstring for duplicates).
 
         ``key`` may be a :class:`KeyRing`: its current ``encrypt`` entries are the targets (keys
         and recipients). ``recipients`` may be ``dcrecip1...`` strings. Raises
         :class:`InvalidInputError` (nothing to encrypt for, too many targets, a listed recipient
-        repeated, unknown mode or latent format, a quality outside 1..100, a PSNR target outside its range or
-        beside a quality) and :class:`RecipientFormatError`. ``quality`` and ``psnr`` (a target in dB
-        over the image's range, instead of a quality) apply to the lossy mode of the wavelet codec.
+        repeated, unknown mode, latent format or effort, a quality outside 1..100, a PSNR target
+        outside its range or beside a quality) and :class:`RecipientFormatError`. ``quality`` and
+        ``psnr`` (a target in dB over the image's range, instead of a quality) apply to the lossy
+        mode of the wavelet codec, ``effort`` to its lossless mode.
         """
         listed = [Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
         if not all(isinstance(r, Recipient) for r in listed):
@@ -136,6 +150,7 @@ class EncryptionSettings:
             identity=protect_identity,
             quality=quality,
             psnr=psnr,
+            effort=effort,
         )
 
     @property

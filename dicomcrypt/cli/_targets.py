@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dicomcrypt.cli._common import EXIT_USAGE
 from dicomcrypt.config import Option
-from dicomcrypt.settings import LATENT_FORMATS, MAX_PSNR_DB, MIN_PSNR_DB
+from dicomcrypt.settings import EFFORTS, LATENT_FORMATS, MAX_PSNR_DB, MIN_PSNR_DB
 from dicomcrypt.errors import InvalidInputError, KeyFileError
 
 if TYPE_CHECKING:
@@ -41,6 +41,10 @@ ENCRYPTION_OPTIONS: list[Option] = [
     Option("--psnr", type=float, metavar="DB",
            help="lossy wavelet codec: the smallest stream reaching this PSNR over each image's value range "
                 f"({MIN_PSNR_DB:g}..{MAX_PSNR_DB:g} dB), instead of --quality"),
+    Option("--effort", choices=EFFORTS,
+           help="lossless wavelet codec: which exact codings each frame tries, the smallest kept: fast "
+                "(JPEG-LS, JPEG-XL effort 1), balanced (default; also JPEG-XL effort 3), smallest (also "
+                "JPEG-XL effort 7 and the wavelet stream; about 10x slower); decoding needs no setting"),
     Option("--latent", choices=LATENT_FORMATS, default="u8",
            help="latent storage: 8-bit quantised (default) or float16"),
     Option("--protect-identity", type=bool, default=False,
@@ -85,7 +89,7 @@ def encryption_settings_from_args(args: argparse.Namespace) -> EncryptionSetting
         protection = IdentityProtection.load(args.identity_cert)  # one uid_secret for the whole run
     return EncryptionSettings.build(
         key=key, recipients=parsed, mode=args.mode, model=args.model, latent_format=args.latent,
-        protect_identity=protection, quality=args.quality, psnr=args.psnr,
+        protect_identity=protection, quality=args.quality, psnr=args.psnr, effort=args.effort,
     )
 
 

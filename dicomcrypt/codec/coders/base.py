@@ -38,6 +38,8 @@ class CodingContext:
     in ``metrics`` (``latent_bytes``, ``residual_bytes``, ...), which end up in the outcome.
     ``quality`` (1..100, None for the model's default) sets the lossy wavelet codec's step;
     ``psnr`` (dB over the image's range), when given, has the step searched per frame instead.
+    ``effort`` (``settings.EFFORTS``, None for the default) which exact codings its lossless
+    mode tries per frame (an encoder choice: the payload records the coding of each frame).
     ``limits`` bound what :meth:`Coder.unpack` may allocate and compute: the payload's
     metadata was checked against them, and a coder checks every section's own declared sizes
     against that metadata before decoding it (the sections are untrusted input too).
@@ -49,6 +51,7 @@ class CodingContext:
     limits: DecodeLimits = DEFAULT_LIMITS
     quality: int | None = None
     psnr: float | None = None
+    effort: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ the lossless and lossy coders hand their frames here. Sections:
 
 - ``pixels``: one record per frame (``u32`` count; per frame ``u8`` coding, ``u32`` length,
   data), the layout of :mod:`dicomcrypt.codec.lossless` with two more codings: 1 JPEG-LS and
-  2 zstd (as there), 3 wavelet stream, 4 JPEG-XL. Exact mode codes each frame with every coding
-  the model lists (the wavelet stream at step 1, JPEG-LS, JPEG-XL lossless) and keeps the
-  smallest record, so it is never larger than the ``standard`` mode's JPEG-LS blob, byte for
-  byte; the coding byte records the choice. Lossy mode writes wavelet streams only.
+  2 zstd (as there), 3 wavelet stream, 4 JPEG-XL. Exact mode codes each frame with the codings
+  the effort asks for (:data:`EXACT_EFFORTS`) among those the model lists, JPEG-LS always, and
+  keeps the smallest record, so it is never larger than the ``standard`` mode's JPEG-LS blob,
+  byte for byte; the coding byte records the choice, so the decoder needs no effort setting.
+  Lossy mode writes wavelet streams only.
 - ``padding`` (lossy, when the image has padding): the padding mask, as the autoencoder's lossy
   mode writes it, so the padding value comes back exactly; the padded pixels are coded as the
   frame's lowest value (a flat region costs nothing).
@@ -17,6 +18,7 @@ the lossless and lossy coders hand their frames here. Sections:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,24 +43,50 @@ JPEG_XL = 4
 CODING_NAMES = {JPEG_LS: "jpeg-ls", ZSTD: "zstd", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
 
 
+@dataclass(frozen=True)
+class ExactEffort:
+    """What one exact-mode effort tries per frame besides JPEG-LS (always tried)."""
+
+    wavelet: bool  # the wavelet stream at step 1
+    jpeg_xl: tuple[int, ...]  # libjxl lossless efforts (1..9) tried
+
+
+EXACT_EFFORTS = {
+    # Measured on the held-out CT, MR, CR and US images (docs/codec.md, "Exact-mode effort"):
+    # JPEG-XL effort 1 costs a few ms and wins big on colour (US 59 % below JPEG-LS); effort 3
+    # is 9 % below JPEG-LS on a CT within the 50 ms budget of a 512x512 slice; the wavelet
+    # stream and effort 7 win 1-13 % more for 8-12 times the encode time. Each effort tries
+    # everything the one before it tries (effort 7 is not always below effort 3), so a higher
+    # effort is never larger.
+    "fast": ExactEffort(wavelet=False, jpeg_xl=(1,)),
+    "balanced": ExactEffort(wavelet=False, jpeg_xl=(1, 3)),
+    "smallest": ExactEffort(wavelet=True, jpeg_xl=(1, 3, 7)),
+}
+DEFAULT_EFFORT = "balanced"
+
+
 def is_wavelet(model: object) -> bool:
     return isinstance(model, WaveletModel)
 
 
 def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> Packed:
-    """Each frame as the smallest of the model's exact codings."""
+    """Each frame as the smallest of the exact codings that the effort tries and the model lists."""
     model: WaveletModel = context.model
+    effort = EXACT_EFFORTS[context.effort or DEFAULT_EFFORT]
+    codings = model.params.exact_codings
     records = []
     for frame in frames:
         candidates = []  # whole records; the first byte is the coding
-        if "jpeg-ls" in model.params.exact_codings:
-            candidates.append(lossless.encode_record(lossless.to_unsigned(frame)))
-        if "wavelet" in model.params.exact_codings:
+        stored = lossless.to_unsigned(frame)
+        if "jpeg-ls" in codings:
+            candidates.append(lossless.encode_record(stored))
+        if effort.wavelet and "wavelet" in codings:
             data = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
             candidates.append(lossless.record(WAVELET, data))
-        coded = _encode_jpeg_xl(frame) if "jpeg-xl" in model.params.exact_codings else None
-        if coded is not None:
-            candidates.append(lossless.record(JPEG_XL, coded))
+        for jpeg_xl_effort in effort.jpeg_xl if "jpeg-xl" in codings else ():
+            coded = _encode_jpeg_xl(stored, jpeg_xl_effort)
+            if coded is not None:
+                candidates.append(lossless.record(JPEG_XL, coded))
         record = min(candidates, key=len)  # the first of equal sizes: JPEG-LS
         records.append(record)
         name = CODING_NAMES[record[0]]
@@ -228,16 +256,17 @@ def _check_range(values: np.ndarray, dtype: np.dtype, index: int) -> None:
         raise PayloadFormatError(f"payload: frame {index} decodes to values outside {dtype.str}")
 
 
-def _encode_jpeg_xl(frame: np.ndarray) -> bytes | None:
-    """JPEG-XL lossless (libjxl effort 7) of 8/16-bit frames with 1 or 3 samples; None when it cannot."""
+def _encode_jpeg_xl(stored: np.ndarray, effort: int) -> bytes | None:
+    """JPEG-XL lossless at a libjxl effort, of 8/16-bit frames with 1 or 3 samples; None when it cannot.
+    ``stored`` is the frame as :func:`lossless.to_unsigned` gives it. One thread: the sealing
+    workers already use every core (libjxl's bytes are the same with any thread count)."""
     import imagecodecs
 
-    stored = lossless.to_unsigned(frame)
     if stored.dtype not in (np.uint8, np.uint16) or min(stored.shape[:2]) < 1:
         return None
     image = stored[..., 0] if stored.shape[-1] == 1 else stored
     try:
-        return bytes(imagecodecs.jpegxl_encode(image, lossless=True, effort=7, numthreads=1))
+        return bytes(imagecodecs.jpegxl_encode(image, lossless=True, effort=effort, numthreads=1))
     except Exception:  # libjxl refuses some inputs; the other codings remain
         return None
 

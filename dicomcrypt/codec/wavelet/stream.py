@@ -72,7 +72,7 @@ def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quanti
         )
         _differentiate_low(coefficients, levels)
         bands.traverse(coefficients, levels, _kind(index, colour), collector)
-        check = zlib.crc32(coefficients.astype("<i8").tobytes(), check)
+        check = _crc(coefficients, check)
     header = _HEADER.pack(MAGIC, (0 if lossless else LOSSY) | (COLOUR if colour else 0), levels, lifting, planes,
                           height, width, check)
     if not lossless:
@@ -142,7 +142,7 @@ def decode(
     for index in range(planes):
         coefficients = np.zeros((height, width), dtype=np.int64)
         bands.traverse(coefficients, levels, _kind(index, colour), filler)
-        crc = zlib.crc32(coefficients.astype("<i8").tobytes(), crc)
+        crc = _crc(coefficients, crc)
         _integrate_low(coefficients, levels)
         if quantiser is not None:
             coefficients = _dequantise(coefficients, levels, quantiser.steps[index], quantiser.recon[index])
@@ -196,6 +196,11 @@ def _read_quantiser(data: bytes, offset: int, shape: tuple[int, int, int], level
     return Quantiser(fraction_bits, pixel_offset, tuple(steps), tuple(recon)), offset
 
 
+def _crc(coefficients: np.ndarray, crc: int) -> int:
+    """CRC-32 of a plane as little-endian int64, read in place (no copy when it already is one)."""
+    return zlib.crc32(np.ascontiguousarray(coefficients, dtype="<i8").data, crc)
+
+
 def _kind(index: int, colour: bool) -> int:
     """Context set of a plane: the first plane (grey, luma, R) and the others (chroma) differ."""
     return 1 if index > 0 else 0
@@ -231,7 +236,7 @@ def _dequantise(q: np.ndarray, levels: int, steps: tuple[int, ...], recon: tuple
         magnitude = np.abs(band)
         # |c| = (|q| + offset / 64) * step, rounded; offset may pull towards zero (negative).
         value = np.maximum(((magnitude << OFFSET_FRACTION) + offset) * step + (1 << (shift - 1)), 0) >> shift
-        out[rect] = np.where(band == 0, 0, np.where(band < 0, -value, value))
+        np.multiply(np.sign(band), value, out=out[rect])  # 0 stays 0, the sign comes back
     return out
 
 

@@ -6,14 +6,18 @@ fixed-point multiple of the sum of its two neighbours in the other half::
     target[i] += (tap * (left + right) + 2**(P-1)) >> P
 
 Whatever the taps, every step is undone exactly by subtracting the same integer, so the transform
-is reversible by construction and the same integers come out on every machine (int64 numpy,
-no floating point). The exact path uses LeGall 5/3 taps (JPEG 2000's reversible wavelet); the
-lossy path uses the CDF 9/7 taps in fixed point with the scaling step left out (it is folded
-into the per-band quantiser steps, :func:`band_gains`). Boundaries are whole-sample symmetric,
-so any size (odd, 1 pixel) works.
+is reversible by construction and the same integers come out on every machine (integer numpy,
+no floating point: int32 where a bound from the input's largest value proves nothing can
+overflow, which is the 5/3 path on every real image, else int64; the integers are the same
+either way). The exact path uses LeGall 5/3 taps (JPEG 2000's reversible wavelet); the lossy
+path uses the CDF 9/7 taps in fixed point with the scaling step left out (it is folded into the
+per-band quantiser steps, :func:`band_gains`). Boundaries are whole-sample symmetric, so any
+size (odd, 1 pixel) works.
 
 Layout: Mallat, in place in one array: after a level the top-left quadrant holds the low band,
-which the next level splits again. :func:`band_slices` names every band's rectangle.
+which the next level splits again; :func:`band_slices` names every band's rectangle. Each 1-D
+pass first separates the even and odd samples (one copy into a scratch buffer), then lifts the
+two contiguous halves in place, so a step's neighbours are plain slices, not gathered copies.
 """
 
 from __future__ import annotations
@@ -69,104 +73,160 @@ def band_slices(height: int, width: int, levels: int) -> list[tuple[int, str, tu
 
 
 def forward(image: np.ndarray, levels: int, lifting: Lifting) -> np.ndarray:
-    """2-D forward transform of an int64 ``(H, W)`` array; returns a new array in Mallat layout."""
-    out = np.array(image, dtype=np.int64, copy=True)
+    """2-D forward transform of an integer ``(H, W)`` array; returns a new int64 array in Mallat layout."""
+    image = np.asarray(image)
+    work = _working_dtype(_max_abs(image), levels, lifting)
+    out = np.array(image, dtype=work, copy=True)
+    scratch = _Scratch(out.shape, work)
     h, w = out.shape
     for _ in range(levels):
-        region = out[:h, :w]
-        region[:] = _split(_analyse(region, lifting, axis=1), axis=1)
-        region[:] = _split(_analyse(region, lifting, axis=0), axis=0)
+        region, buffer = out[:h, :w], scratch.image[:h, :w]
+        _deinterleave(region, buffer)
+        _lift(buffer, lifting, scratch.rows, inverse=False)
+        _deinterleave(buffer.T, region.T)  # columns: the same on the transposed views
+        _lift(region.T, lifting, scratch.columns.T, inverse=False)
         h, w = (h + 1) // 2, (w + 1) // 2
-    return out
+    return out.astype(np.int64, copy=False)
 
 
 def inverse(coefficients: np.ndarray, levels: int, lifting: Lifting) -> np.ndarray:
-    """Exact inverse of :func:`forward` (for any integers, also quantised ones)."""
-    out = np.array(coefficients, dtype=np.int64, copy=True)
+    """Exact inverse of :func:`forward` (for any integers, also quantised ones); returns int64."""
+    coefficients = np.asarray(coefficients)
+    work = _working_dtype(_max_abs(coefficients), levels, lifting)
+    out = np.array(coefficients, dtype=work, copy=True)
+    scratch = _Scratch(out.shape, work)
     sizes = [out.shape]
     for _ in range(levels):
         h, w = sizes[-1]
         sizes.append(((h + 1) // 2, (w + 1) // 2))
     for level in range(levels, 0, -1):
         h, w = sizes[level - 1]
-        region = out[:h, :w]
-        region[:] = _synthesise(_merge(region, axis=0), lifting, axis=0)
-        region[:] = _synthesise(_merge(region, axis=1), lifting, axis=1)
-    return out
+        region, buffer = out[:h, :w], scratch.image[:h, :w]
+        _lift(region.T, lifting, scratch.columns.T, inverse=True)
+        _interleave(region.T, buffer.T)
+        _lift(buffer, lifting, scratch.rows, inverse=True)
+        _interleave(buffer, region)
+    return out.astype(np.int64, copy=False)
 
 
-def _analyse(x: np.ndarray, lifting: Lifting, axis: int) -> np.ndarray:
-    x = np.array(x, copy=True)
-    even, odd = _halves(x, axis)
-    for index, tap in enumerate(lifting.taps):
-        if index % 2 == 0:
-            odd += _step(tap, *_predict_neighbours(even, odd, axis))
-        else:
-            even += _step(tap, *_update_neighbours(even, odd, axis))
-    return x
+class _Scratch:
+    """Buffers one transform reuses at every level: a whole-image one and the step sums' (rows, columns)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        height, width = shape
+        self.image = np.empty((height, width), dtype=dtype)
+        self.rows = np.empty((height, (width + 1) // 2), dtype=dtype)
+        self.columns = np.empty(((height + 1) // 2, width), dtype=dtype)
 
 
-def _synthesise(x: np.ndarray, lifting: Lifting, axis: int) -> np.ndarray:
-    x = np.array(x, copy=True)
-    even, odd = _halves(x, axis)
-    for index in range(len(lifting.taps) - 1, -1, -1):
-        tap = lifting.taps[index]
-        if index % 2 == 0:
-            odd -= _step(tap, *_predict_neighbours(even, odd, axis))
-        else:
-            even -= _step(tap, *_update_neighbours(even, odd, axis))
-    return x
+def _deinterleave(source: np.ndarray, target: np.ndarray) -> None:
+    """``target`` = [even samples | odd samples] of ``source`` along the last axis."""
+    n_even = (source.shape[1] + 1) // 2
+    target[:, :n_even] = source[:, 0::2]
+    target[:, n_even:] = source[:, 1::2]
 
 
-def _halves(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Views of the even and odd samples along ``axis`` (writing them writes ``x``)."""
-    if axis == 0:
-        return x[0::2], x[1::2]
-    return x[:, 0::2], x[:, 1::2]
+def _interleave(source: np.ndarray, target: np.ndarray) -> None:
+    """Inverse of :func:`_deinterleave`: [even | odd] halves along the last axis back to alternate samples."""
+    n_even = (source.shape[1] + 1) // 2
+    target[:, 0::2] = source[:, :n_even]
+    target[:, 1::2] = source[:, n_even:]
 
 
-def _step(tap: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return (tap * (left + right) + (1 << (PRECISION - 1))) >> PRECISION
-
-
-def _take(x: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
-    return x[index] if axis == 0 else x[:, index]
-
-
-def _predict_neighbours(even: np.ndarray, odd: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """odd[i] sits between even[i] and even[i+1] (mirrored to even[i] past the end)."""
-    n_odd, n_even = odd.shape[axis], even.shape[axis]
-    index = np.arange(n_odd)
-    return _take(even, index, axis), _take(even, np.minimum(index + 1, n_even - 1), axis)
-
-
-def _update_neighbours(even: np.ndarray, odd: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """even[i] sits between odd[i-1] and odd[i] (mirrored at both ends)."""
-    n_odd, n_even = odd.shape[axis], even.shape[axis]
-    if n_odd == 0:
-        zeros = np.zeros_like(even)
-        return zeros, zeros
-    index = np.arange(n_even)
-    return _take(odd, np.maximum(index - 1, 0), axis), _take(odd, np.minimum(index, n_odd - 1), axis)
-
-
-def _split(x: np.ndarray, axis: int) -> np.ndarray:
-    """Interleaved -> [even samples | odd samples] along ``axis``."""
-    even, odd = _halves(x, axis)
-    return np.concatenate([even, odd], axis=axis)
-
-
-def _merge(x: np.ndarray, axis: int) -> np.ndarray:
-    """Inverse of :func:`_split`."""
-    n = x.shape[axis]
+def _lift(x: np.ndarray, lifting: Lifting, sums: np.ndarray, *, inverse: bool) -> None:
+    """Run (or undo) every lifting step along the last axis of ``x``, whose columns are [even | odd]
+    halves, in place. ``sums`` is scratch of at least x's rows by ceil(columns / 2)."""
+    n = x.shape[1]
     n_even = (n + 1) // 2
-    out = np.empty_like(x)
-    even, odd = _halves(out, axis)
-    if axis == 0:
-        even[:], odd[:] = x[:n_even], x[n_even:]
-    else:
-        even[:], odd[:] = x[:, :n_even], x[:, n_even:]
-    return out
+    even, odd = x[:, :n_even], x[:, n_even:]
+    order = range(len(lifting.taps) - 1, -1, -1) if inverse else range(len(lifting.taps))
+    for index in order:
+        tap = lifting.taps[index]
+        if index % 2 == 0:  # predict: odd[i] from even[i] and even[i+1] (even[i] twice past the end)
+            target, total = odd, _predict_sums(even, odd, sums)
+        else:  # update: even[i] from odd[i-1] and odd[i] (mirrored at both ends)
+            if odd.shape[1] == 0:
+                continue  # a 1-sample row: its step adds (tap * 0 + 2**(P-1)) >> P = 0
+            target, total = even, _update_sums(even, odd, sums)
+        _round_tap(total, tap)
+        if inverse:
+            target -= total
+        else:
+            target += total
+
+
+def _predict_sums(even: np.ndarray, odd: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    n_even, n_odd = even.shape[1], odd.shape[1]
+    total = sums[: odd.shape[0], :n_odd]
+    inner = min(n_odd, n_even - 1)
+    np.add(even[:, :inner], even[:, 1:inner + 1], out=total[:, :inner])
+    if inner < n_odd:  # even length: the last odd sample mirrors its left neighbour
+        np.left_shift(even[:, n_even - 1:], 1, out=total[:, inner:])
+    return total
+
+
+def _update_sums(even: np.ndarray, odd: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    n_even, n_odd = even.shape[1], odd.shape[1]
+    total = sums[: even.shape[0], :n_even]
+    np.left_shift(odd[:, :1], 1, out=total[:, :1])
+    np.add(odd[:, :n_odd - 1], odd[:, 1:], out=total[:, 1:n_odd])
+    if n_even > n_odd:  # odd length: the last even sample mirrors its right neighbour
+        np.left_shift(odd[:, n_odd - 1:], 1, out=total[:, n_odd:])
+    return total
+
+
+def _round_tap(total: np.ndarray, tap: int) -> None:
+    """``total`` <- ``(tap * total + 2**(P-1)) >> P`` in place. A tap of +-2**k needs no product:
+    ``(+-2**k * s + 2**(P-1)) >> P == (+-s + 2**(P-1-k)) >> (P-k)`` exactly (floor division by a
+    power of two), which is what keeps the 5/3 path inside int32."""
+    magnitude = abs(tap)
+    if magnitude and magnitude & (magnitude - 1) == 0 and magnitude <= 1 << (PRECISION - 1):
+        k = magnitude.bit_length() - 1
+        half = 1 << (PRECISION - 1 - k)
+        if tap < 0:
+            np.subtract(half, total, out=total)
+        else:
+            total += half
+        total >>= PRECISION - k
+        return
+    total *= tap
+    total += 1 << (PRECISION - 1)
+    total >>= PRECISION
+
+
+def _max_abs(values: np.ndarray) -> int:
+    if values.size == 0:
+        return 0
+    return max(abs(int(values.max())), abs(int(values.min())))
+
+
+def _working_dtype(max_abs: int, levels: int, lifting: Lifting) -> np.dtype:
+    """int32 when no intermediate of the transform can leave it, else int64.
+
+    A bound, not a measurement: per 1-D pass, a step adds at most ``(|tap| * 2B + 2**(P-1)) >> P``
+    to its target, B bounding the other half; the products (or, for power-of-two taps, the sums)
+    must stay below 2**31. Each pass and each level start from the bound the previous one left, which
+    covers the forward and the inverse transform alike (they run the same steps, subtracting)."""
+    limit = (1 << 31) - 1
+    bound = max_abs
+    for _ in range(max(levels, 0) * 2):
+        even = odd = bound
+        for index, tap in enumerate(lifting.taps):
+            other = even if index % 2 == 0 else odd
+            magnitude = abs(tap)
+            power_of_two = magnitude & (magnitude - 1) == 0
+            worst = 2 * other + (1 << PRECISION) if power_of_two else magnitude * 2 * other + (1 << PRECISION)
+            if worst > limit:
+                return np.dtype(np.int64)
+            step = (magnitude * 2 * other + (1 << (PRECISION - 1))) >> PRECISION
+            if index % 2 == 0:
+                odd += step + 1
+            else:
+                even += step + 1
+            if max(even, odd) > limit:
+                return np.dtype(np.int64)
+        bound = max(even, odd)
+    return np.dtype(np.int32)
 
 
 def forward_colour(planes: np.ndarray) -> np.ndarray:
