@@ -5,11 +5,12 @@ the lossless and lossy coders hand their frames here. Sections:
 
 - ``pixels``: one record per frame (``u32`` count; per frame ``u8`` coding, ``u32`` length,
   data), the layout of :mod:`dicomcrypt.codec.lossless` with two more codings: 1 JPEG-LS and
-  2 zstd (as there), 3 wavelet stream, 4 JPEG-XL. Exact mode codes each frame with the codings
-  the effort asks for (:data:`EXACT_EFFORTS`) among those the model lists, JPEG-LS always, and
-  keeps the smallest record, so it is never larger than the ``standard`` mode's JPEG-LS blob,
-  byte for byte; the coding byte records the choice, so the decoder needs no effort setting.
-  Lossy mode writes wavelet streams only.
+  2 zstd (as there), 3 wavelet stream, 4 JPEG-XL, 5 wavelet streams of tiles (frames above
+  4 megapixels, :mod:`dicomcrypt.codec.wavelet.tiles`: memory bounded by the tile). Exact mode
+  codes each frame with the codings the effort asks for (:data:`EXACT_EFFORTS`) among those
+  the model lists, JPEG-LS always, and keeps the smallest record, so it is never larger than
+  the ``standard`` mode's JPEG-LS blob, byte for byte; the coding byte records the choice, so
+  the decoder needs no effort setting. Lossy mode writes wavelet streams only.
 - ``padding`` (lossy, when the image has padding): the padding mask, as the autoencoder's lossy
   mode writes it, so the padding value comes back exactly; the padded pixels are coded as the
   frame's lowest value (a flat region costs nothing).
@@ -17,7 +18,7 @@ the lossless and lossy coders hand their frames here. Sections:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from dicomcrypt.codec import lossless, normalise
 from dicomcrypt.codec.coders.base import CodingContext, Packed
-from dicomcrypt.codec.wavelet import stream
+from dicomcrypt.codec.wavelet import stream, tiles
 from dicomcrypt.codec.wavelet.model import WaveletModel, quantiser_for
 from dicomcrypt.errors import InvalidInputError, PayloadFormatError
 from dicomcrypt.payload import section
@@ -40,7 +41,8 @@ JPEG_LS = lossless.JPEG_LS  # codec.lossless records keep their codec byte
 ZSTD = lossless.ZSTD
 WAVELET = 3
 JPEG_XL = 4
-CODING_NAMES = {JPEG_LS: "jpeg-ls", ZSTD: "zstd", WAVELET: "wavelet", JPEG_XL: "jpeg-xl"}
+WAVELET_TILES = 5
+CODING_NAMES = {JPEG_LS: "jpeg-ls", ZSTD: "zstd", WAVELET: "wavelet", JPEG_XL: "jpeg-xl", WAVELET_TILES: "wavelet"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
     model: WaveletModel = context.model
     effort = EXACT_EFFORTS[context.effort or DEFAULT_EFFORT]
     codings = model.params.exact_codings
+
+    def exact_stream(pixels: np.ndarray) -> bytes:
+        return stream.encode(pixels, colour=_colour(fmt), lossless=True, tables=model.params.tables)
+
     records = []
     for frame in frames:
         candidates = []  # whole records; the first byte is the coding
@@ -81,8 +87,7 @@ def pack_exact(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
         if "jpeg-ls" in codings:
             candidates.append(lossless.encode_record(stored))
         if effort.wavelet and "wavelet" in codings:
-            data = stream.encode(frame, colour=_colour(fmt), lossless=True, tables=model.params.tables)
-            candidates.append(lossless.record(WAVELET, data))
+            candidates.append(lossless.record(*_wavelet_record(frame.shape, frame.__getitem__, exact_stream)))
         for jpeg_xl_effort in effort.jpeg_xl if "jpeg-xl" in codings else ():
             coded = _encode_jpeg_xl(stored, jpeg_xl_effort)
             if coded is not None:
@@ -100,12 +105,12 @@ def unpack_exact(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
     out = np.empty(meta.shape, dtype=meta.dtype)
     for index, (coding, data) in enumerate(lossless.split_records(section(sections, "pixels"), meta.shape[0])):
         shape = meta.shape[1:]
-        if coding == WAVELET:
-            values, lossy = stream.decode(data, shape, context.model.params.tables)
-            if lossy:
-                raise PayloadFormatError(f"payload: frame {index} of an exact payload is a lossy wavelet stream")
-            _check_range(values, meta.dtype, index)
-            out[index] = values
+        if coding in (WAVELET, WAVELET_TILES):
+            for rect, values, lossy in _wavelet_parts(coding, data, shape, context.model.params.tables):
+                if lossy:
+                    raise PayloadFormatError(f"payload: frame {index} of an exact payload is a lossy wavelet stream")
+                _check_range(values, meta.dtype, index)
+                out[index][rect] = values
         elif coding in (JPEG_LS, ZSTD):
             frame = lossless.decode_record(coding, data, shape, lossless.stored_dtype(meta.dtype))
             out[index] = lossless.from_unsigned(frame, meta.dtype)
@@ -129,18 +134,14 @@ def pack_lossy(frames: np.ndarray, fmt: PixelFormat, context: CodingContext) -> 
     # within its share of that MSE keeps the image within it.
     target_mse = None if context.psnr is None else _mse_for_psnr(context.psnr, frames)
     for index, frame in enumerate(frames):
-        pixels = frame.astype(np.int64)
-        if mask is not None:
-            pixels = np.where(mask[index], norm.low[index], pixels)
+        frame_mask = None if mask is None else mask[index]
         value_range = norm.high[index] - norm.low[index]
+        coded = _LossyFrame(model, fmt, frame, frame_mask, int(norm.low[index]))
         if target_mse is None:
-            step = model.params.pixel_step(context.quality, value_range)
-            data = _encode_lossy(model, pixels, step, fmt)
+            record = coded.record(model.params.pixel_step(context.quality, value_range))
         else:
-            counted = None if mask is None else ~mask[index]
-            data = _encode_reaching(model, pixels, fmt, value_range=value_range, target_mse=target_mse,
-                                   counted=counted, index=index)
-        records.append(lossless.record(WAVELET, data))
+            record = _encode_reaching(coded, value_range=value_range, target_mse=target_mse, index=index)
+        records.append(lossless.record(*record))
     sections["pixels"] = lossless.pack_records(records)
     context.metrics["pixels_bytes"] = float(len(sections["pixels"]))
     return Packed(sections, {"codec": CODEC, "normalisation": norm})
@@ -151,9 +152,61 @@ PSNR_TOLERANCE_DB = 0.1  # a trial reaching the target by less than this ends th
 DB_PER_OCTAVE = 6.02  # a step twice as large costs about 6 dB: the first guess's slope
 
 
-def _encode_lossy(model: WaveletModel, pixels: np.ndarray, step: float, fmt: PixelFormat) -> bytes:
-    quantiser = quantiser_for(model.params, pixels, step, _colour(fmt))
-    return stream.encode(pixels, colour=_colour(fmt), lossless=False, quantiser=quantiser, tables=model.params.tables)
+class _LossyFrame:
+    """One frame of a lossy payload: its records at a step, and their error as the receiver sees it.
+
+    Pixels are taken (as int64, padding replaced by the frame's low value) one tile at a time, so
+    a large frame never has a whole-frame int64 copy (:mod:`dicomcrypt.codec.wavelet.tiles`).
+    """
+
+    def __init__(self, model: WaveletModel, fmt: PixelFormat, frame: np.ndarray, mask: np.ndarray | None,
+                 low: int) -> None:
+        self.model, self.fmt, self.frame, self.mask, self.low = model, fmt, frame, mask, low
+        self.clip = _clip_range(fmt.dtype, fmt.bits_stored)
+
+    def pixels(self, rect: tuple[slice, slice]) -> np.ndarray:
+        pixels = self.frame[rect].astype(np.int64)
+        return pixels if self.mask is None else np.where(self.mask[rect], self.low, pixels)
+
+    def record(self, step: float) -> tuple[int, bytes]:
+        """(coding, data) of the frame at a pixel step: one stream, or tiles of a large frame."""
+        colour = _colour(self.fmt)
+
+        def encode(pixels: np.ndarray) -> bytes:
+            quantiser = quantiser_for(self.model.params, pixels, step, colour)
+            return stream.encode(pixels, colour=colour, lossless=False, quantiser=quantiser,
+                                 tables=self.model.params.tables)
+
+        return _wavelet_record(self.frame.shape, self.pixels, encode)
+
+    def mse(self, record: tuple[int, bytes]) -> float:
+        """Mean squared error of the decoded record (clipped; padding, restored exactly, not counted)."""
+        low, high = self.clip
+        total = 0.0
+        for rect, values, _lossy in _wavelet_parts(*record, self.frame.shape, self.model.params.tables):
+            error = (np.clip(values, low, high) - self.pixels(rect)).astype(np.float64) ** 2
+            total += float(error.sum() if self.mask is None else error[~self.mask[rect]].sum())
+        return total / max(self.frame.size, 1)
+
+
+def _wavelet_record(shape: tuple[int, ...], pixels_of: Callable[[tuple[slice, slice]], np.ndarray],
+                    encode: Callable[[np.ndarray], bytes]) -> tuple[int, bytes]:
+    """One wavelet stream of the frame, or (above the tiling threshold) a stream per tile."""
+    height, width = shape[:2]
+    if not tiles.is_tiled(height, width):
+        return WAVELET, encode(pixels_of((slice(0, height), slice(0, width))))
+    return WAVELET_TILES, tiles.pack(height, width, lambda rect: encode(pixels_of(rect)))
+
+
+def _wavelet_parts(coding: int, data: bytes, shape: tuple[int, ...],
+                   tables: dict[int, np.ndarray]) -> Iterator[tuple[tuple[slice, slice], np.ndarray, bool]]:
+    """(rectangle, decoded int64 values, lossy) of a wavelet record, one tile at a time."""
+    height, width, planes = shape
+    parts = ((((slice(0, height), slice(0, width))), data),) if coding == WAVELET else tiles.unpack(data, height, width)
+    for rect, part in parts:
+        rows, columns = rect
+        values, lossy = stream.decode(part, (rows.stop - rows.start, columns.stop - columns.start, planes), tables)
+        yield rect, values, lossy
 
 
 def _mse_for_psnr(psnr: float, frames: np.ndarray) -> float:
@@ -161,38 +214,35 @@ def _mse_for_psnr(psnr: float, frames: np.ndarray) -> float:
     return (value_range or 1.0) ** 2 / 10 ** (psnr / 10)
 
 
-def _encode_reaching(model: WaveletModel, pixels: np.ndarray, fmt: PixelFormat, *, value_range: int,
-                     target_mse: float, counted: np.ndarray | None, index: int) -> bytes:
-    """The stream of (nearly) the largest step whose decoded frame is within ``target_mse``.
+def _encode_reaching(frame: _LossyFrame, *, value_range: int, target_mse: float, index: int) -> tuple[int, bytes]:
+    """The record of (nearly) the largest step whose decoded frame is within ``target_mse``.
 
-    Each trial is decoded as the receiver will (clipped to the stored range; padding, restored
-    exactly, not counted), so the PSNR reached is measured, not estimated. The step's logarithm
-    is searched by secant steps (kept inside the bracket once one trial reached the target and
-    one missed it) between the steps of qualities 100 and 1, starting from the default quality
-    with the codec's ~6 dB per octave: two to four trials usually, at most
-    :data:`PSNR_TRIALS`, plus one at quality 100 when none reached the target. Raises
-    :class:`InvalidInputError` when even quality 100 misses it (the lossless mode is the answer).
+    Each trial is decoded as the receiver will (:meth:`_LossyFrame.mse`), so the PSNR reached is
+    measured, not estimated. The step's logarithm is searched by secant steps (kept inside the
+    bracket once one trial reached the target and one missed it) between the steps of qualities
+    100 and 1, starting from the default quality with the codec's ~6 dB per octave: two to four
+    trials usually, at most :data:`PSNR_TRIALS`, plus one at quality 100 when none reached the
+    target. Raises :class:`InvalidInputError` when even quality 100 misses it (the lossless mode
+    is the answer).
     """
-    low, high = _clip_range(fmt.dtype, fmt.bits_stored)
+    params = frame.model.params
 
-    def margin_db(log_step: float) -> tuple[bytes, float]:
-        data = _encode_lossy(model, pixels, 2.0**log_step, fmt)
-        values, _lossy = stream.decode(data, pixels.shape, model.params.tables)
-        error = (np.clip(values, low, high) - pixels).astype(np.float64) ** 2
-        mse = float(error[counted].sum() if counted is not None else error.sum()) / max(pixels.size, 1)
-        return data, 10 * np.log10(target_mse / mse) if mse > 0 else np.inf
+    def margin_db(log_step: float) -> tuple[tuple[int, bytes], float]:
+        record = frame.record(2.0**log_step)
+        mse = frame.mse(record)
+        return record, 10 * np.log10(target_mse / mse) if mse > 0 else np.inf
 
-    finest, coarsest = (float(np.log2(model.params.pixel_step(q, value_range))) for q in (100, 1))
-    best: bytes | None = None
+    finest, coarsest = (float(np.log2(params.pixel_step(q, value_range))) for q in (100, 1))
+    best: tuple[int, bytes] | None = None
     reached: tuple[float, float] | None = None  # (log step, margin >= 0)
     missed: tuple[float, float] | None = None  # (log step, margin < 0)
     slope = DB_PER_OCTAVE  # dB lost per octave of step, re-measured from the last two trials
     previous: tuple[float, float] | None = None
-    x = float(np.log2(model.params.pixel_step(None, value_range)))
+    x = float(np.log2(params.pixel_step(None, value_range)))
     for _ in range(PSNR_TRIALS):
-        data, margin = margin_db(x)
+        record, margin = margin_db(x)
         if margin >= 0:
-            best, reached = data, (x, margin)
+            best, reached = record, (x, margin)
             if margin < PSNR_TOLERANCE_DB or x >= coarsest:
                 return best
         else:
@@ -209,22 +259,22 @@ def _encode_reaching(model: WaveletModel, pixels: np.ndarray, fmt: PixelFormat, 
             x = min(max(x, low_x + 0.05 * (high_x - low_x)), high_x - 0.05 * (high_x - low_x))
     if best is not None:
         return best
-    data, margin = margin_db(finest)
+    record, margin = margin_db(finest)
     if margin < 0:
         raise InvalidInputError(
             f"frame {index}: the lossy codec does not reach the PSNR target even at quality 100; use the lossless mode"
         )
-    return data
+    return record
 
 
 def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
     out = np.empty(meta.shape, dtype=meta.dtype)
     low, high = _stored_range(meta)
     for index, (coding, data) in enumerate(lossless.split_records(section(sections, "pixels"), meta.shape[0])):
-        if coding != WAVELET:
+        if coding not in (WAVELET, WAVELET_TILES):
             raise PayloadFormatError(f"payload: frame {index} of a lossy payload has coding {coding}, not wavelet")
-        values, _lossy = stream.decode(data, meta.shape[1:], context.model.params.tables)
-        out[index] = np.clip(values, low, high)
+        for rect, values, _lossy in _wavelet_parts(coding, data, meta.shape[1:], context.model.params.tables):
+            out[index][rect] = np.clip(values, low, high)
     if "padding" in sections:
         padding = None if meta.normalisation is None else meta.normalisation.padding
         if padding is None:
