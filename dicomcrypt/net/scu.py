@@ -55,6 +55,7 @@ from dicomcrypt.net.address import Peer
 from dicomcrypt.net.contexts import NATIVE, VERIFICATION, ContextRequest, fit_to_accepted, plan_groups
 from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, Unsendable, plan
 from dicomcrypt.net.send_report import InstanceResult, SendReport
+from dicomcrypt.net.store_stream import can_stream, store_file
 from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
@@ -520,8 +521,9 @@ def _store(
             last_error = f"not sent: {exc}"
             continue
         to_send: Dataset | Path
-        if prepared.streamable and _accepted_as_is(assoc, item):
-            to_send = Path(prepared.path)  # streamed from the file by pynetdicom, never parsed here
+        context_id = _accepted_as_is(assoc, item) if prepared.streamable else None
+        if context_id is not None:
+            to_send = Path(prepared.path)  # streamed from the file, never parsed here
         else:
             try:
                 to_send = fit_to_accepted(assoc.accepted_contexts, prepared.dataset(), item.sop_class_uid)
@@ -531,9 +533,16 @@ def _store(
                 return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}", **fields)
         started = time.perf_counter()
         try:
-            status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())
+            if isinstance(to_send, Path) and context_id is not None and can_stream(assoc):
+                status = store_file(assoc, to_send, context_id=context_id, msg_id=channel.next_message_id(),
+                                    sop_class_uid=item.sop_class_uid, sop_instance_uid=item.sop_instance_uid,
+                                    offset=_data_set_offset(to_send))
+            else:
+                status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())
         except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
             return _result(item, error=f"not sent: {exc}", **fields)
+        except OSError as exc:  # the file went away between planning and sending
+            return _result(item, error=f"not sent: cannot read: {exc.strerror or exc}", **fields)
         seconds = time.perf_counter() - started
         if not status or "Status" not in status:
             channel.drop()
@@ -548,12 +557,20 @@ def _store(
     return _result(item, error=last_error + suffix, **fields)
 
 
-def _accepted_as_is(assoc: Association, item: Outgoing) -> bool:
-    """Whether the peer accepted ``item``'s SOP class in exactly its file's transfer syntax."""
-    return any(
-        cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax
-        for cx in assoc.accepted_contexts
-    )
+def _accepted_as_is(assoc: Association, item: Outgoing) -> int | None:
+    """The ID of a context the peer accepted for ``item``'s SOP class in exactly its file's
+    transfer syntax, or None."""
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax:
+            return cx.context_id
+    return None
+
+
+def _data_set_offset(path: Path) -> int:
+    """Where the data set of the Part 10 file ``path`` starts (after preamble and File Meta)."""
+    from pynetdicom.dsutils import split_dataset
+
+    return split_dataset(path)[1]
 
 
 def _result(item: Outgoing, **fields: Any) -> InstanceResult:
