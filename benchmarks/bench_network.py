@@ -15,17 +15,18 @@ Runs, all to a receiver on 127.0.0.1 writing to a fresh folder (the issue's tabl
 2. pynetdicom storescu -> pynetdicom storescp (``python -m pynetdicom``, default settings), plain
 3. dicomcrypt send --plain -> DCMTK storescp: our SCU's own network cost, no encryption
 4. dicomcrypt send (already-encrypted files) -> dicomcrypt serve --store encrypted: our pair,
-   no codec (the receiver still authenticates each envelope)
-5. dicomcrypt send (standard mode: JPEG-LS + AES-GCM, no autoencoder) -> serve (restores)
-6. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job
-7. the same with --associations 2, to show what parallel associations buy
+   no codec (the receiver still authenticates each envelope), over 1 and over 2 associations
+5. dicomcrypt send (standard mode: JPEG-LS + AES-GCM, no autoencoder) -> serve (restores), 1 and 2
+   associations: the pipeline with a fast codec
+6. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job,
+   1 and 2 associations (what parallel associations buy)
 
 Every row is accounted for: the count of files filed and a digest of their pixels (per SOP
 Instance UID; the envelope for row 4) must equal the sent set's, else the run fails.
 
-Then where the time goes, two ways:
+Then where the time goes, two ways, for the lossless and the standard row:
 
-- under load: run 6 again with the sender in this process and ``serve --log-level info``; per
+- under load: the row again with the sender in this process and ``serve --log-level info``; per
   instance, the sender's seal time (read, codec, AES-GCM, DICOM encode, spool write, in a worker),
   its C-STORE time (request to answer: wire, queueing, restore, fsync), and the receiver's own
   handling time (decide, restore, file; from its log);
@@ -178,8 +179,10 @@ def timed_run(name: str, server: list[str], client: list[str], *, port: int, out
     return Run(name, seconds, len(files), megabytes, digest)
 
 
-def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]) -> dict[str, dict[str, float]]:
-    """Run 6 with the sender in this process: per-instance medians/p90 of each side's times."""
+def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path],
+                       mode: str = "lossless") -> dict[str, dict[str, float]]:
+    """An on-the-fly row again (``mode``) with the sender in this process: per-instance
+    medians/p90 of each side's times."""
     from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scu import send
     from dicomcrypt.settings import EncryptionSettings
@@ -189,7 +192,7 @@ def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]
     srv = Server([PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key",
                   str(key_file), "--out", str(out), "--log-level", "info"], port, out.parent / "profile.log")
     try:
-        settings = EncryptionSettings.build(key=Key.load(key_file), mode="lossless")
+        settings = EncryptionSettings.build(key=Key.load(key_file), mode=mode)
         started = time.perf_counter()
         report = send([plain], parse_peer(f"RECEIVER@127.0.0.1:{port}"), calling_aet="BENCH", settings=settings,
                       workers=len(os.sched_getaffinity(0)))
@@ -217,8 +220,8 @@ def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]
     }
 
 
-def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
-    """Median seconds per stage for one instance alone, sender then receiver (lossless)."""
+def breakdown(key: Key, out: Path, samples: int = 5, mode: str = "lossless") -> dict[str, float]:
+    """Median seconds per stage for one instance alone, sender then receiver (``mode``)."""
     stages: dict[str, list[float]] = {}
 
     def add(stage: str, seconds: float) -> None:
@@ -228,7 +231,7 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
         started = time.perf_counter()
         ds = pydicom.dcmread(CT)
         read_s = time.perf_counter() - started
-        outcome = encrypt_instance(ds, key=key, mode="lossless")
+        outcome = encrypt_instance(ds, key=key, mode=mode)
         started = time.perf_counter()
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
@@ -236,7 +239,7 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
         received = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
         restored = decrypt_instance(received, keys=KeyRing([key]))
         started = time.perf_counter()
-        write_dicom_atomic(restored.dataset, out / f"restored{i}.dcm", force=True)
+        write_dicom_atomic(restored.dataset, out / f"{mode}-restored{i}.dcm", force=True)
         write_s = time.perf_counter() - started
         if i == 0:
             continue
@@ -250,6 +253,16 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
         add("receiver: DICOM write + fsync", write_s)
         add("envelope kB", m["envelope_bytes"] / 1e3)
     return {stage: statistics.median(values) for stage, values in stages.items()}
+
+
+def startup_seconds(argv: list[str], repeat: int = 3) -> float:
+    """Median wall time of ``argv`` (a ``--help``): process start-up and imports, paid by every row's sender."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def serve_argv(port: int, key_file: Path, out: Path, *extra: str) -> list[str]:
@@ -302,12 +315,15 @@ def main() -> None:
             [*send, "--plain", f"STORESCP@127.0.0.1:{port}", str(tmp / "plain")],
             port=port, out=tmp / "r3", files=files, expected_digest=plain_digest, env=DCMTK_ENV))
         port = free_port()
-        runs.append(timed_run(
-            "our send (pre-encrypted) -> serve --store encrypted",
-            serve_argv(port, key_file, tmp / "r4", "--store", "encrypted"),
-            [*send, f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
-            port=port, out=tmp / "r4", files=files, expected_digest=encrypted_digest))
-        for n, (mode, associations) in enumerate([("standard", 1), ("lossless", 1), ("lossless", 2)], start=5):
+        for n, associations in ((4, 1), (41, 2)):
+            port = free_port()
+            runs.append(timed_run(
+                f"our send (pre-encrypted, {associations} assoc.) -> serve --store encrypted",
+                serve_argv(port, key_file, tmp / f"r{n}", "--store", "encrypted"),
+                [*send, "--associations", str(associations), f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
+                port=port, out=tmp / f"r{n}", files=files, expected_digest=encrypted_digest))
+        on_the_fly = [("standard", 1), ("standard", 2), ("lossless", 1), ("lossless", 2)]
+        for n, (mode, associations) in enumerate(on_the_fly, start=5):
             port = free_port()
             chosen = ["--associations", str(associations)]
             how = f"{associations} assoc."
@@ -328,22 +344,30 @@ def main() -> None:
                       "vs_dcmtk": run.rate / dcmtk.rate} for run in runs],
         }
 
+        startup = {"our send": startup_seconds([PY, "-m", "dicomcrypt", "send", "--help"]),
+                   "pynetdicom storescu": startup_seconds([PY, "-m", "pynetdicom", "storescu", "--help"])}
+        print("\nsender start-up (--help: interpreter and imports, median of 3): " +
+              ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in startup.items()))
+        result["startup_ms"] = {name: 1000 * seconds for name, seconds in startup.items()}
         if not args.no_profile:
-            print("\nunder load (run 6 again, sender in this process; per instance):")
-            profile = profile_under_load(key_file, tmp / "plain", tmp / "profile", files)
-            for stage, figures in profile.items():
-                p90 = f"  p90 {figures['p90_ms']:7.1f} ms" if figures["p90_ms"] == figures["p90_ms"] else ""
-                print(f"  {stage:<78} {figures['median_ms']:7.1f} ms{p90}")
-            print("\none lossless instance alone, stage by stage (median of 5, this process):")
-            stages = breakdown(key, tmp / "breakdown")
-            envelope_kb = stages.pop("envelope kB")
-            total = sum(stages.values())
-            for stage, seconds in stages.items():
-                print(f"  {stage:<46} {seconds * 1000:8.1f} ms  {100 * seconds / total:5.1f} %")
-            print(f"  envelope {envelope_kb:.0f} kB per instance against {files[0].stat().st_size / 1e3:.0f} kB plain")
-            result["under_load"] = profile
-            result["alone_ms"] = {stage: 1000 * seconds for stage, seconds in stages.items()}
-            result["envelope_kb"] = envelope_kb
+            (tmp / "breakdown").mkdir()
+            for mode, suffix in (("lossless", ""), ("standard", "_standard")):
+                print(f"\nunder load ({mode} on the fly, 1 assoc., again; sender in this process; per instance):")
+                profile = profile_under_load(key_file, tmp / "plain", tmp / f"profile-{mode}", files, mode)
+                for stage, figures in profile.items():
+                    p90 = f"  p90 {figures['p90_ms']:7.1f} ms" if figures["p90_ms"] == figures["p90_ms"] else ""
+                    print(f"  {stage:<78} {figures['median_ms']:7.1f} ms{p90}")
+                print(f"\none {mode} instance alone, stage by stage (median of 5, this process):")
+                stages = breakdown(key, tmp / "breakdown", mode=mode)
+                envelope_kb = stages.pop("envelope kB")
+                total = sum(stages.values())
+                for stage, seconds in stages.items():
+                    print(f"  {stage:<46} {seconds * 1000:8.1f} ms  {100 * seconds / total:5.1f} %")
+                print(f"  envelope {envelope_kb:.0f} kB per instance against "
+                      f"{files[0].stat().st_size / 1e3:.0f} kB plain")
+                result[f"under_load{suffix}"] = profile
+                result[f"alone_ms{suffix}"] = {stage: 1000 * seconds for stage, seconds in stages.items()}
+                result[f"envelope_kb{suffix}"] = envelope_kb
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
             print(f"\nJSON written to {args.json}")

@@ -533,12 +533,7 @@ def _store(
                 return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}", **fields)
         started = time.perf_counter()
         try:
-            if isinstance(to_send, Path) and context_id is not None and can_stream(assoc):
-                status = store_file(assoc, to_send, context_id=context_id, msg_id=channel.next_message_id(),
-                                    sop_class_uid=item.sop_class_uid, sop_instance_uid=item.sop_instance_uid,
-                                    offset=_data_set_offset(to_send))
-            else:
-                status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())
+            status = _c_store(assoc, item, to_send, context_id, channel.next_message_id())
         except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
             return _result(item, error=f"not sent: {exc}", **fields)
         except OSError as exc:  # the file went away between planning and sending
@@ -555,6 +550,15 @@ def _store(
         return _result(item, status=code, comment=comment, send_seconds=seconds, **fields)
     suffix = f" (after {retries + 1} attempts)" if retries else ""
     return _result(item, error=last_error + suffix, **fields)
+
+
+def _c_store(assoc: Association, item: Outgoing, to_send: Dataset | Path, context_id: int | None,
+             msg_id: int) -> Dataset:
+    """One C-STORE; a file the peer takes as it is goes by :func:`store_file` on plain TCP."""
+    if isinstance(to_send, Path) and context_id is not None and can_stream(assoc):
+        return store_file(assoc, to_send, context_id=context_id, msg_id=msg_id, sop_class_uid=item.sop_class_uid,
+                          sop_instance_uid=item.sop_instance_uid, offset=_data_set_offset(to_send))
+    return assoc.send_c_store(to_send, msg_id=msg_id)
 
 
 def _accepted_as_is(assoc: Association, item: Outgoing) -> int | None:

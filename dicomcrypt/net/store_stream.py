@@ -24,7 +24,7 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pydicom.dataset import Dataset
 
@@ -75,7 +75,7 @@ def store_file(
     request.AffectedSOPClassUID = sop_class_uid
     request.AffectedSOPInstanceUID = sop_instance_uid
     request.Priority = 0x0002  # low, as pynetdicom's default
-    request._dataset_path = (path, offset)  # type: ignore[attr-defined]  # "a data set follows"
+    request._dataset_path = (path, offset)  # "a data set follows" (pynetdicom's own file-sending mark)
     message = C_STORE_RQ()
     message.primitive_to_message(request)
     command = encode(message.command_set, True, True)
@@ -83,10 +83,10 @@ def store_file(
 
     peer_max = int(assoc.acceptor.maximum_length or 0)
     fragment = peer_max - _PDV_OVERHEAD if peer_max else _UNLIMITED_FRAGMENT
-    sock = assoc.dul.socket.socket  # type: ignore[union-attr]  # can_stream checked it
+    sock = cast(socket.socket, assoc.dul.socket.socket)  # type: ignore[union-attr]  # can_stream checked it
     _pause_reactor(assoc)
     try:
-        _write_message(sock, path, offset, command, context_id, fragment)
+        _write_message(sock, path, offset, command, context_id=context_id, fragment=fragment)
     except OSError:
         assoc.abort()  # the peer cannot have the whole request: this association is done
         return Dataset()
@@ -94,7 +94,7 @@ def store_file(
     if response is None:
         assoc._handle_no_response()
         return Dataset()
-    return assoc._check_received_status(response)  # type: ignore[arg-type]
+    return assoc._check_received_status(response)
 
 
 def _pause_reactor(assoc: Association) -> None:
@@ -121,7 +121,7 @@ def _pdu(context_id: int, control: int, data: bytes) -> bytes:
     return struct.pack(">BBLLBB", _P_DATA_TF, 0, item_length + 4, item_length, context_id, control) + data
 
 
-def _write_message(sock: socket.socket, path: Path, offset: int, command: bytes, context_id: int,
+def _write_message(sock: socket.socket, path: Path, offset: int, command: bytes, *, context_id: int,
                    fragment: int) -> None:
     """The command PDU then the data set's PDUs, read from ``path`` and written in batches."""
     batch = [_pdu(context_id, _COMMAND_LAST, command)]
