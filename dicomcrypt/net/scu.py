@@ -554,10 +554,16 @@ def _store(
 
 def _c_store(assoc: Association, item: Outgoing, to_send: Dataset | Path, context_id: int | None,
              msg_id: int) -> Dataset:
-    """One C-STORE; a file the peer takes as it is goes by :func:`store_file` on plain TCP."""
+    """One C-STORE; a file the peer takes as it is goes by :func:`store_file` on plain TCP, under
+    the UIDs of its File Meta (a sealed file's, which identity protection may have replaced)."""
     if isinstance(to_send, Path) and context_id is not None and can_stream(assoc):
-        return store_file(assoc, to_send, context_id=context_id, msg_id=msg_id, sop_class_uid=item.sop_class_uid,
-                          sop_instance_uid=item.sop_instance_uid, offset=_data_set_offset(to_send))
+        from pynetdicom.dsutils import split_dataset
+
+        meta, offset = split_dataset(to_send)
+        return store_file(assoc, to_send, context_id=context_id, msg_id=msg_id,
+                          sop_class_uid=str(meta.get("MediaStorageSOPClassUID", item.sop_class_uid)),
+                          sop_instance_uid=str(meta.get("MediaStorageSOPInstanceUID", item.sop_instance_uid)),
+                          offset=offset)
     return assoc.send_c_store(to_send, msg_id=msg_id)
 
 
@@ -568,13 +574,6 @@ def _accepted_as_is(assoc: Association, item: Outgoing) -> int | None:
         if cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax:
             return cx.context_id
     return None
-
-
-def _data_set_offset(path: Path) -> int:
-    """Where the data set of the Part 10 file ``path`` starts (after preamble and File Meta)."""
-    from pynetdicom.dsutils import split_dataset
-
-    return split_dataset(path)[1]
 
 
 def _result(item: Outgoing, **fields: Any) -> InstanceResult:
