@@ -86,7 +86,12 @@ def _store_all(peer, paths: list[Path]) -> list[int]:
 
 
 @pytest.mark.parametrize("max_pdu", [0, 4096, 1024 * 1024])
-def test_data_sets_arrive_byte_for_byte_in_the_pdu_size_the_peer_accepts(tmp_path: Path, max_pdu: int):
+def test_data_sets_arrive_byte_for_byte_in_the_pdu_size_the_peer_accepts(tmp_path: Path, max_pdu: int, monkeypatch):
+    from pynetdicom import _config
+
+    # the data set in memory, as it came off the wire (a receiver started earlier in this
+    # process may have switched pynetdicom to writing it to a file, process-wide)
+    monkeypatch.setattr(_config, "STORE_RECV_CHUNKED_DATASET", False)
     paths = _copies(tmp_path, 3)
     acceptor = _Acceptor(max_pdu)
     try:
