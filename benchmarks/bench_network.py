@@ -78,14 +78,22 @@ class Run:
     instances: int
     megabytes: float  # of plain input files
     digest: str  # of the filed instances' pixels, equal to the sent set's
+    startup: float = 0.0
+    """Its sender's start-up (interpreter and imports, measured apart; DCMTK's counted as 0)."""
 
     @property
     def rate(self) -> float:
         return self.instances / self.seconds
 
+    @property
+    def rate_after_startup(self) -> float:
+        """Instances per second of the time left once the sender has started."""
+        return self.instances / max(self.seconds - self.startup, 1e-3)
+
     def line(self, pynetdicom: Run, dcmtk: Run) -> str:
         return (f"{self.name:<68} {self.seconds:7.1f} s {self.rate:7.1f} inst/s {self.megabytes / self.seconds:6.1f} "
-                f"MB/s {self.rate / pynetdicom.rate:7.2f}x {self.rate / dcmtk.rate:7.2f}x")
+                f"MB/s {self.rate / pynetdicom.rate:7.2f}x {self.rate / dcmtk.rate:7.2f}x "
+                f"{self.rate_after_startup / pynetdicom.rate_after_startup:9.2f}x")
 
 
 def free_port() -> int:
@@ -156,7 +164,7 @@ def filed(out: Path) -> list[Path]:
 
 
 def timed_run(name: str, server: list[str], client: list[str], *, port: int, out: Path, files: list[Path],
-              expected_digest: str, env: dict[str, str] | None = None) -> Run:
+              expected_digest: str, env: dict[str, str] | None = None, startup: float = 0.0) -> Run:
     """Start ``server``, time ``client`` to completion, stop the server, check every instance
     arrived with its pixels (count and digest)."""
     out.mkdir(parents=True)
@@ -176,7 +184,7 @@ def timed_run(name: str, server: list[str], client: list[str], *, port: int, out
         raise RuntimeError(f"{name}: the filed pixels differ from the sent ones")
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     print(f"  {name}: {seconds:.1f} s, {len(stored)}/{len(files)} filed, pixels match", flush=True)
-    return Run(name, seconds, len(files), megabytes, digest)
+    return Run(name, seconds, len(files), megabytes, digest, startup)
 
 
 def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path],
@@ -293,6 +301,11 @@ def main() -> None:
         cpus = len(os.sched_getaffinity(0))
         print(f"{args.copies} x {CT.name} ({files[0].stat().st_size / 1e3:.0f} kB, 512x512 CT), loopback, "
               f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}; time = sending process start to exit", flush=True)
+        startup = {"our send": startup_seconds([PY, "-m", "dicomcrypt", "send", "--help"]),
+                   "pynetdicom storescu": startup_seconds([PY, "-m", "pynetdicom", "storescu", "--help"])}
+        print("sender start-up (--help: interpreter and imports, median of 3): " +
+              ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in startup.items()), flush=True)
+        ours = startup["our send"]
         runs: list[Run] = []
         send = [PY, "-m", "dicomcrypt", "send", "-q"]
 
@@ -307,13 +320,14 @@ def main() -> None:
             "pynetdicom storescu -> pynetdicom storescp (plain)",
             [PY, "-m", "pynetdicom", "storescp", "-od", str(tmp / "r2"), str(port)],
             [PY, "-m", "pynetdicom", "storescu", "-cx", "127.0.0.1", str(port), str(tmp / "plain")],
-            port=port, out=tmp / "r2", files=files, expected_digest=plain_digest))
+            port=port, out=tmp / "r2", files=files, expected_digest=plain_digest,
+            startup=startup["pynetdicom storescu"]))
         port = free_port()
         runs.append(timed_run(
             "our send --plain -> DCMTK storescp",
             ["storescp", "--output-directory", str(tmp / "r3"), str(port)],
             [*send, "--plain", f"STORESCP@127.0.0.1:{port}", str(tmp / "plain")],
-            port=port, out=tmp / "r3", files=files, expected_digest=plain_digest, env=DCMTK_ENV))
+            port=port, out=tmp / "r3", files=files, expected_digest=plain_digest, env=DCMTK_ENV, startup=ours))
         port = free_port()
         for n, associations in ((4, 1), (41, 2)):
             port = free_port()
@@ -321,7 +335,7 @@ def main() -> None:
                 f"our send (pre-encrypted, {associations} assoc.) -> serve --store encrypted",
                 serve_argv(port, key_file, tmp / f"r{n}", "--store", "encrypted"),
                 [*send, "--associations", str(associations), f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
-                port=port, out=tmp / f"r{n}", files=files, expected_digest=encrypted_digest))
+                port=port, out=tmp / f"r{n}", files=files, expected_digest=encrypted_digest, startup=ours))
         on_the_fly = [("standard", 1), ("standard", 2), ("lossless", 1), ("lossless", 2)]
         for n, (mode, associations) in enumerate(on_the_fly, start=5):
             port = free_port()
@@ -332,23 +346,22 @@ def main() -> None:
                 serve_argv(port, key_file, tmp / f"r{n}"),
                 [*send, "--key", str(key_file), "--mode", mode, *chosen, f"RECEIVER@127.0.0.1:{port}",
                  str(tmp / "plain")],
-                port=port, out=tmp / f"r{n}", files=files, expected_digest=plain_digest))
+                port=port, out=tmp / f"r{n}", files=files, expected_digest=plain_digest, startup=ours))
 
         dcmtk, pynetdicom = runs[0], runs[1]
-        print(f"\n{'run':<68} {'time':>9} {'rate':>14} {'plain':>11} {'vs pynetdicom':>8} {'vs DCMTK':>8}")
+        print(f"\n{'run':<68} {'time':>9} {'rate':>14} {'plain':>11} {'vs pynetdicom':>8} {'vs DCMTK':>8} "
+              f"{'vs pynetdicom after start-up':>9}")
         for run in runs:
             print(run.line(pynetdicom, dcmtk))
         result: dict[str, object] = {
             "copies": args.copies, "cpus": cpus, "load_average": os.getloadavg()[0],
             "rows": [{**asdict(run), "inst_per_s": run.rate, "vs_pynetdicom": run.rate / pynetdicom.rate,
-                      "vs_dcmtk": run.rate / dcmtk.rate} for run in runs],
+                      "vs_dcmtk": run.rate / dcmtk.rate,
+                      "vs_pynetdicom_after_startup": run.rate_after_startup / pynetdicom.rate_after_startup}
+                     for run in runs],
+            "startup_ms": {name: 1000 * seconds for name, seconds in startup.items()},
         }
 
-        startup = {"our send": startup_seconds([PY, "-m", "dicomcrypt", "send", "--help"]),
-                   "pynetdicom storescu": startup_seconds([PY, "-m", "pynetdicom", "storescu", "--help"])}
-        print("\nsender start-up (--help: interpreter and imports, median of 3): " +
-              ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in startup.items()))
-        result["startup_ms"] = {name: 1000 * seconds for name, seconds in startup.items()}
         if not args.no_profile:
             (tmp / "breakdown").mkdir()
             for mode, suffix in (("lossless", ""), ("standard", "_standard")):

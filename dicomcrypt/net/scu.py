@@ -12,10 +12,11 @@ How a send runs::
 
 The wire never waits for the codec and nothing is parsed twice (issue 14): the workers encrypt
 ahead of the network (the queue holds a few instances per association plus one per worker) and
-each writes its sealed instance as a file into the send's spool; a sender thread hands that
-path to pynetdicom, which streams the data set from the file in PDUs as large as the peer
-accepts, unparsed, whenever the peer accepted the file's own transfer syntax (files sent as
-they are travel the same way). Only when it did not is the file decoded and re-encoded.
+each writes its sealed instance as a file into the send's spool; a sender thread writes the
+data set from that file to the socket in PDUs as large as the peer accepts, unparsed, whenever
+the peer accepted the file's own transfer syntax (files sent as they are travel the same way;
+:mod:`dicomcrypt.net.store_stream` on plain TCP, pynetdicom's file streaming on TLS). Only
+when it did not is the file decoded and re-encoded.
 Sockets have TCP_NODELAY: a C-STORE is a few PDUs then a wait for the answer, and Nagle's
 algorithm against the peer's delayed ACK would add up to 40 ms per instance.
 
