@@ -5,10 +5,9 @@ the site key --key and/or the public recipients --recipient / --recipients-file,
 does (and --latent, --protect-identity --identity-cert too): with recipients only, nodes
 exchange nothing but public keys. Files already encrypted by dicomcrypt and non-images (SR,
 RT Plan, ...) are sent as they are. With neither a key nor a recipient, plain images are refused
-unless --plain: pixels never leave in clear by mistake. Two associations by default, so one
-instance is on the wire while the receiver files the other (--associations N for more, in
-parallel, when this sender has the receiver to itself: it then restores N instances at once;
---associations 1 for one); presentation contexts are proposed from the files' SOP classes
+unless --plain: pixels never leave in clear by mistake. One association by default
+(--associations N for more, in parallel, when this sender has the receiver to itself: it then
+restores N instances at once); presentation contexts are proposed from the files' SOP classes
 and transfer syntaxes.
 
 The run ends with a per-study summary: instances sent and how, non-images passed through, and
@@ -51,10 +50,9 @@ OPTIONS: list[Option] = [
     Option("--mode", "-m", choices=MODES, default="lossless", help="encryption mode (default: lossless)"),
     Option("--plain", type=bool, default=False,
            help="allow plain images to be sent unencrypted when no --key or --recipient is given"),
-    Option("--associations", type=int, parse=whole_number(1), default=2, metavar="N",
-           help="parallel associations to the peer (default: 2, one instance on the wire while the "
-                "receiver files the other, and a fair share of its slots; the receiver restores one "
-                "instance per association at a time)"),
+    Option("--associations", type=int, parse=whole_number(1), default=1, metavar="N",
+           help="parallel associations to the peer (default: 1, a fair share of a receiver's slots; "
+                "the receiver restores one instance per association at a time)"),
     Option("--retries", type=int, parse=whole_number(0), default=2, metavar="N",
            help="re-sends after a lost connection or an out-of-resources answer (default: 2)"),
     Option("--jobs", "-j", type=int, parse=whole_number(1), default=usable_cpus, metavar="N",

@@ -20,7 +20,7 @@ when it did not is the file decoded and re-encoded.
 Sockets have TCP_NODELAY: a C-STORE is a few PDUs then a wait for the answer, and Nagle's
 algorithm against the peer's delayed ACK would add up to 40 ms per instance.
 
-Several associations (``associations``; two by default, :data:`DEFAULT_ASSOCIATIONS` says why)
+Several associations (``associations``; one by default, :data:`DEFAULT_ASSOCIATIONS` says why)
 keep a receiver that restores in a pool of processes busy: DIMSE on one association is
 request-then-answer, so the receiver restores at most one instance per association at a time. The first
 association is opened before anything is encrypted, so a wrong AE title, address or certificate
@@ -75,17 +75,14 @@ _OUT_OF_RESOURCES = range(0xA700, 0xA800)
 MAX_PDU_BYTES = 1024 * 1024
 """The largest PDU we announce we can receive (answers are small; this is symmetry with
 ``serve``, which announces the same so senders cut data sets into few, large PDUs)."""
-DEFAULT_ASSOCIATIONS = 2
-"""Two associations unless asked. DIMSE is request-then-answer, so with one association the
-receiver works on one instance at a time while the sender waits, and the sender's link sits idle
-while the receiver decides, restores and fsyncs: with two, one instance is on the wire while
-the other is filed (measured, issue 14: the vault and standard-mode rows of
-``benchmarks/bench_network.py`` 15-20 % faster, the codec-bound lossless row the same). Not
-more by default: a receiver's slots are shared by every sender (``serve``: 4 per host, 10 in
-all), so several senders on one host (modalities behind a router, a gateway's processes) all
-get in. A sender that has the receiver to itself may ask for more (``--associations N``, up to
-the receiver's per-host limit); extra associations the receiver refuses leave their share to
-the others, and ``--associations 1`` keeps one."""
+DEFAULT_ASSOCIATIONS = 1
+"""One association unless asked. The receiver's parallelism comes from concurrent associations
+(DIMSE is request-then-answer), but its slots are shared by every sender (``serve``: 4 per host,
+10 in all) and a sender whose first association is refused sends nothing: by default a sender
+takes one slot, so several senders on one host (modalities behind a router, a gateway's
+processes) all get in. A sender that has the receiver to itself asks for more
+(``--associations N``, up to the receiver's per-host limit); extra associations the receiver
+refuses leave their share to the others."""
 
 
 def _no_delay(event: Any) -> None:
