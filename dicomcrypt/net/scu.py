@@ -82,7 +82,13 @@ DEFAULT_ASSOCIATIONS = 1
 takes one slot, so several senders on one host (modalities behind a router, a gateway's
 processes) all get in. A sender that has the receiver to itself asks for more
 (``--associations N``, up to the receiver's per-host limit); extra associations the receiver
-refuses leave their share to the others."""
+refuses leave their share to the others.
+
+Measured (issue 14, ``benchmarks/bench_network.py``, loaded 2-core machine): two associations
+made the vault and standard-mode rows 15-20 % faster (one instance on the wire while the receiver
+files the other) and the codec-bound lossless row no faster; but with two by default, four
+senders behind one address fill ``serve``'s per-host limit (4) with two of them and the others'
+first association is refused (``tests/net/test_load.py``), so one stays the default."""
 
 
 def _no_delay(event: Any) -> None:
