@@ -85,8 +85,9 @@ processes) all get in. A sender that has the receiver to itself asks for more
 refuses leave their share to the others.
 
 Measured (issue 14, ``benchmarks/bench_network.py``, loaded 2-core machine): two associations
-made the vault and standard-mode rows 15-20 % faster (one instance on the wire while the receiver
-files the other) and the codec-bound lossless row no faster; but with two by default, four
+made the vault row faster in most runs (one instance on the wire while the receiver files the
+other; ``docs/benchmarks.md``), the standard row faster in one run and slower in another, the
+codec-bound lossless row no faster; and with two by default, four
 senders behind one address fill ``serve``'s per-host limit (4) with two of them and the others'
 first association is refused (``tests/net/test_load.py``), so one stays the default."""
 
