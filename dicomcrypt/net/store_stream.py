@@ -24,7 +24,7 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from pydicom.dataset import Dataset
 
@@ -84,12 +84,13 @@ def store_file(
     peer_max = int(assoc.acceptor.maximum_length or 0)
     fragment = peer_max - _PDV_OVERHEAD if peer_max else _UNLIMITED_FRAGMENT
     sock = cast(socket.socket, assoc.dul.socket.socket)  # type: ignore[union-attr]  # can_stream checked it
-    _pause_reactor(assoc)
-    try:
-        _write_message(sock, path, offset, command, context_id=context_id, fragment=fragment)
-    except OSError:
-        assoc.abort()  # the peer cannot have the whole request: this association is done
-        return Dataset()
+    with path.open("rb") as handle:  # a file that cannot be opened raises here, before any PDU
+        _pause_reactor(assoc)
+        try:
+            _write_message(sock, handle, offset, command, context_id=context_id, fragment=fragment)
+        except OSError:
+            assoc.abort()  # the peer cannot have the whole request: this association is done
+            return Dataset()
     _, response = assoc.dimse.get_msg(block=True)
     if response is None:
         assoc._handle_no_response()
@@ -121,24 +122,23 @@ def _pdu(context_id: int, control: int, data: bytes) -> bytes:
     return struct.pack(">BBLLBB", _P_DATA_TF, 0, item_length + 4, item_length, context_id, control) + data
 
 
-def _write_message(sock: socket.socket, path: Path, offset: int, command: bytes, *, context_id: int,
+def _write_message(sock: socket.socket, handle: BinaryIO, offset: int, command: bytes, *, context_id: int,
                    fragment: int) -> None:
-    """The command PDU then the data set's PDUs, read from ``path`` and written in batches."""
+    """The command PDU then the data set's PDUs, read from ``handle`` and written in batches."""
     batch = [_pdu(context_id, _COMMAND_LAST, command)]
     size = len(batch[0])
-    with path.open("rb") as handle:
-        handle.seek(0, 2)
-        left = handle.tell() - offset
-        handle.seek(offset)
-        while True:
-            chunk = handle.read(min(fragment, left))
-            left -= len(chunk)
-            if len(chunk) == 0 and left > 0:
-                raise OSError(f"{path}: file shrank while it was being sent")
-            batch.append(_pdu(context_id, _DATA_LAST if left <= 0 else _DATA, chunk))
-            size += len(batch[-1])
-            if left <= 0 or size >= _BATCH_BYTES:
-                sock.sendall(b"".join(batch))
-                batch, size = [], 0
-            if left <= 0:
-                return
+    handle.seek(0, 2)
+    left = handle.tell() - offset
+    handle.seek(offset)
+    while True:
+        chunk = handle.read(min(fragment, left))
+        left -= len(chunk)
+        if len(chunk) == 0 and left > 0:
+            raise OSError("the file shrank while it was being sent")
+        batch.append(_pdu(context_id, _DATA_LAST if left <= 0 else _DATA, chunk))
+        size += len(batch[-1])
+        if left <= 0 or size >= _BATCH_BYTES:
+            sock.sendall(b"".join(batch))
+            batch, size = [], 0
+        if left <= 0:
+            return
