@@ -15,17 +15,18 @@ Runs, all to a receiver on 127.0.0.1 writing to a fresh folder (the issue's tabl
 2. pynetdicom storescu -> pynetdicom storescp (``python -m pynetdicom``, default settings), plain
 3. dicomcrypt send --plain -> DCMTK storescp: our SCU's own network cost, no encryption
 4. dicomcrypt send (already-encrypted files) -> dicomcrypt serve --store encrypted: our pair,
-   no codec (the receiver still authenticates each envelope)
-5. dicomcrypt send (standard mode: JPEG-LS + AES-GCM, no autoencoder) -> serve (restores)
-6. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job
-7. the same with --associations 2, to show what parallel associations buy
+   no codec (the receiver still authenticates each envelope), over 1 and over 2 associations
+5. dicomcrypt send (standard mode: JPEG-LS + AES-GCM, no autoencoder) -> serve (restores), 1 and 2
+   associations: the pipeline with a fast codec
+6. dicomcrypt send (lossless, encrypted on the fly) -> dicomcrypt serve (restores): the real job,
+   1 and 2 associations (what parallel associations buy)
 
 Every row is accounted for: the count of files filed and a digest of their pixels (per SOP
 Instance UID; the envelope for row 4) must equal the sent set's, else the run fails.
 
-Then where the time goes, two ways:
+Then where the time goes, two ways, for the lossless and the standard row:
 
-- under load: run 6 again with the sender in this process and ``serve --log-level info``; per
+- under load: the row again with the sender in this process and ``serve --log-level info``; per
   instance, the sender's seal time (read, codec, AES-GCM, DICOM encode, spool write, in a worker),
   its C-STORE time (request to answer: wire, queueing, restore, fsync), and the receiver's own
   handling time (decide, restore, file; from its log);
@@ -77,14 +78,22 @@ class Run:
     instances: int
     megabytes: float  # of plain input files
     digest: str  # of the filed instances' pixels, equal to the sent set's
+    startup: float = 0.0
+    """Its sender's start-up (interpreter and imports, measured apart; DCMTK's counted as 0)."""
 
     @property
     def rate(self) -> float:
         return self.instances / self.seconds
 
+    @property
+    def rate_after_startup(self) -> float:
+        """Instances per second of the time left once the sender has started."""
+        return self.instances / max(self.seconds - self.startup, 1e-3)
+
     def line(self, pynetdicom: Run, dcmtk: Run) -> str:
         return (f"{self.name:<68} {self.seconds:7.1f} s {self.rate:7.1f} inst/s {self.megabytes / self.seconds:6.1f} "
-                f"MB/s {self.rate / pynetdicom.rate:7.2f}x {self.rate / dcmtk.rate:7.2f}x")
+                f"MB/s {self.rate / pynetdicom.rate:7.2f}x {self.rate / dcmtk.rate:7.2f}x "
+                f"{self.rate_after_startup / pynetdicom.rate_after_startup:9.2f}x")
 
 
 def free_port() -> int:
@@ -155,7 +164,7 @@ def filed(out: Path) -> list[Path]:
 
 
 def timed_run(name: str, server: list[str], client: list[str], *, port: int, out: Path, files: list[Path],
-              expected_digest: str, env: dict[str, str] | None = None) -> Run:
+              expected_digest: str, env: dict[str, str] | None = None, startup: float = 0.0) -> Run:
     """Start ``server``, time ``client`` to completion, stop the server, check every instance
     arrived with its pixels (count and digest)."""
     out.mkdir(parents=True)
@@ -175,11 +184,13 @@ def timed_run(name: str, server: list[str], client: list[str], *, port: int, out
         raise RuntimeError(f"{name}: the filed pixels differ from the sent ones")
     megabytes = sum(p.stat().st_size for p in files) / 1e6
     print(f"  {name}: {seconds:.1f} s, {len(stored)}/{len(files)} filed, pixels match", flush=True)
-    return Run(name, seconds, len(files), megabytes, digest)
+    return Run(name, seconds, len(files), megabytes, digest, startup)
 
 
-def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]) -> dict[str, dict[str, float]]:
-    """Run 6 with the sender in this process: per-instance medians/p90 of each side's times."""
+def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path],
+                       mode: str = "lossless") -> dict[str, dict[str, float]]:
+    """An on-the-fly row again (``mode``) with the sender in this process: per-instance
+    medians/p90 of each side's times."""
     from dicomcrypt.net.address import parse_peer
     from dicomcrypt.net.scu import send
     from dicomcrypt.settings import EncryptionSettings
@@ -189,7 +200,7 @@ def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]
     srv = Server([PY, "-m", "dicomcrypt", "serve", "--host", "127.0.0.1", "--port", str(port), "--key",
                   str(key_file), "--out", str(out), "--log-level", "info"], port, out.parent / "profile.log")
     try:
-        settings = EncryptionSettings.build(key=Key.load(key_file), mode="lossless")
+        settings = EncryptionSettings.build(key=Key.load(key_file), mode=mode)
         started = time.perf_counter()
         report = send([plain], parse_peer(f"RECEIVER@127.0.0.1:{port}"), calling_aet="BENCH", settings=settings,
                       workers=len(os.sched_getaffinity(0)))
@@ -217,8 +228,8 @@ def profile_under_load(key_file: Path, plain: Path, out: Path, files: list[Path]
     }
 
 
-def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
-    """Median seconds per stage for one instance alone, sender then receiver (lossless)."""
+def breakdown(key: Key, out: Path, samples: int = 5, mode: str = "lossless") -> dict[str, float]:
+    """Median seconds per stage for one instance alone, sender then receiver (``mode``)."""
     stages: dict[str, list[float]] = {}
 
     def add(stage: str, seconds: float) -> None:
@@ -228,7 +239,7 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
         started = time.perf_counter()
         ds = pydicom.dcmread(CT)
         read_s = time.perf_counter() - started
-        outcome = encrypt_instance(ds, key=key, mode="lossless")
+        outcome = encrypt_instance(ds, key=key, mode=mode)
         started = time.perf_counter()
         buffer = io.BytesIO()
         pydicom.dcmwrite(buffer, outcome.dataset, enforce_file_format=True)
@@ -236,7 +247,7 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
         received = pydicom.dcmread(io.BytesIO(buffer.getvalue()))
         restored = decrypt_instance(received, keys=KeyRing([key]))
         started = time.perf_counter()
-        write_dicom_atomic(restored.dataset, out / f"restored{i}.dcm", force=True)
+        write_dicom_atomic(restored.dataset, out / f"{mode}-restored{i}.dcm", force=True)
         write_s = time.perf_counter() - started
         if i == 0:
             continue
@@ -250,6 +261,16 @@ def breakdown(key: Key, out: Path, samples: int = 5) -> dict[str, float]:
         add("receiver: DICOM write + fsync", write_s)
         add("envelope kB", m["envelope_bytes"] / 1e3)
     return {stage: statistics.median(values) for stage, values in stages.items()}
+
+
+def startup_seconds(argv: list[str], repeat: int = 3) -> float:
+    """Median wall time of ``argv`` (a ``--help``): process start-up and imports, paid by every row's sender."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def serve_argv(port: int, key_file: Path, out: Path, *extra: str) -> list[str]:
@@ -280,6 +301,11 @@ def main() -> None:
         cpus = len(os.sched_getaffinity(0))
         print(f"{args.copies} x {CT.name} ({files[0].stat().st_size / 1e3:.0f} kB, 512x512 CT), loopback, "
               f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}; time = sending process start to exit", flush=True)
+        startup = {"our send": startup_seconds([PY, "-m", "dicomcrypt", "send", "--help"]),
+                   "pynetdicom storescu": startup_seconds([PY, "-m", "pynetdicom", "storescu", "--help"])}
+        print("sender start-up (--help: interpreter and imports, median of 3): " +
+              ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in startup.items()), flush=True)
+        ours = startup["our send"]
         runs: list[Run] = []
         send = [PY, "-m", "dicomcrypt", "send", "-q"]
 
@@ -294,20 +320,24 @@ def main() -> None:
             "pynetdicom storescu -> pynetdicom storescp (plain)",
             [PY, "-m", "pynetdicom", "storescp", "-od", str(tmp / "r2"), str(port)],
             [PY, "-m", "pynetdicom", "storescu", "-cx", "127.0.0.1", str(port), str(tmp / "plain")],
-            port=port, out=tmp / "r2", files=files, expected_digest=plain_digest))
+            port=port, out=tmp / "r2", files=files, expected_digest=plain_digest,
+            startup=startup["pynetdicom storescu"]))
         port = free_port()
         runs.append(timed_run(
             "our send --plain -> DCMTK storescp",
             ["storescp", "--output-directory", str(tmp / "r3"), str(port)],
             [*send, "--plain", f"STORESCP@127.0.0.1:{port}", str(tmp / "plain")],
-            port=port, out=tmp / "r3", files=files, expected_digest=plain_digest, env=DCMTK_ENV))
+            port=port, out=tmp / "r3", files=files, expected_digest=plain_digest, env=DCMTK_ENV, startup=ours))
         port = free_port()
-        runs.append(timed_run(
-            "our send (pre-encrypted) -> serve --store encrypted",
-            serve_argv(port, key_file, tmp / "r4", "--store", "encrypted"),
-            [*send, f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
-            port=port, out=tmp / "r4", files=files, expected_digest=encrypted_digest))
-        for n, (mode, associations) in enumerate([("standard", 1), ("lossless", 1), ("lossless", 2)], start=5):
+        for n, associations in ((4, 1), (41, 2)):
+            port = free_port()
+            runs.append(timed_run(
+                f"our send (pre-encrypted, {associations} assoc.) -> serve --store encrypted",
+                serve_argv(port, key_file, tmp / f"r{n}", "--store", "encrypted"),
+                [*send, "--associations", str(associations), f"RECEIVER@127.0.0.1:{port}", str(encrypted)],
+                port=port, out=tmp / f"r{n}", files=files, expected_digest=encrypted_digest, startup=ours))
+        on_the_fly = [("standard", 1), ("standard", 2), ("lossless", 1), ("lossless", 2)]
+        for n, (mode, associations) in enumerate(on_the_fly, start=5):
             port = free_port()
             chosen = ["--associations", str(associations)]
             how = f"{associations} assoc."
@@ -316,34 +346,41 @@ def main() -> None:
                 serve_argv(port, key_file, tmp / f"r{n}"),
                 [*send, "--key", str(key_file), "--mode", mode, *chosen, f"RECEIVER@127.0.0.1:{port}",
                  str(tmp / "plain")],
-                port=port, out=tmp / f"r{n}", files=files, expected_digest=plain_digest))
+                port=port, out=tmp / f"r{n}", files=files, expected_digest=plain_digest, startup=ours))
 
         dcmtk, pynetdicom = runs[0], runs[1]
-        print(f"\n{'run':<68} {'time':>9} {'rate':>14} {'plain':>11} {'vs pynetdicom':>8} {'vs DCMTK':>8}")
+        print(f"\n{'run':<68} {'time':>9} {'rate':>14} {'plain':>11} {'vs pynetdicom':>8} {'vs DCMTK':>8} "
+              f"{'vs pynetdicom after start-up':>9}")
         for run in runs:
             print(run.line(pynetdicom, dcmtk))
         result: dict[str, object] = {
             "copies": args.copies, "cpus": cpus, "load_average": os.getloadavg()[0],
             "rows": [{**asdict(run), "inst_per_s": run.rate, "vs_pynetdicom": run.rate / pynetdicom.rate,
-                      "vs_dcmtk": run.rate / dcmtk.rate} for run in runs],
+                      "vs_dcmtk": run.rate / dcmtk.rate,
+                      "vs_pynetdicom_after_startup": run.rate_after_startup / pynetdicom.rate_after_startup}
+                     for run in runs],
+            "startup_ms": {name: 1000 * seconds for name, seconds in startup.items()},
         }
 
         if not args.no_profile:
-            print("\nunder load (run 6 again, sender in this process; per instance):")
-            profile = profile_under_load(key_file, tmp / "plain", tmp / "profile", files)
-            for stage, figures in profile.items():
-                p90 = f"  p90 {figures['p90_ms']:7.1f} ms" if figures["p90_ms"] == figures["p90_ms"] else ""
-                print(f"  {stage:<78} {figures['median_ms']:7.1f} ms{p90}")
-            print("\none lossless instance alone, stage by stage (median of 5, this process):")
-            stages = breakdown(key, tmp / "breakdown")
-            envelope_kb = stages.pop("envelope kB")
-            total = sum(stages.values())
-            for stage, seconds in stages.items():
-                print(f"  {stage:<46} {seconds * 1000:8.1f} ms  {100 * seconds / total:5.1f} %")
-            print(f"  envelope {envelope_kb:.0f} kB per instance against {files[0].stat().st_size / 1e3:.0f} kB plain")
-            result["under_load"] = profile
-            result["alone_ms"] = {stage: 1000 * seconds for stage, seconds in stages.items()}
-            result["envelope_kb"] = envelope_kb
+            (tmp / "breakdown").mkdir()
+            for mode, suffix in (("lossless", ""), ("standard", "_standard")):
+                print(f"\nunder load ({mode} on the fly, 1 assoc., again; sender in this process; per instance):")
+                profile = profile_under_load(key_file, tmp / "plain", tmp / f"profile-{mode}", files, mode)
+                for stage, figures in profile.items():
+                    p90 = f"  p90 {figures['p90_ms']:7.1f} ms" if figures["p90_ms"] == figures["p90_ms"] else ""
+                    print(f"  {stage:<78} {figures['median_ms']:7.1f} ms{p90}")
+                print(f"\none {mode} instance alone, stage by stage (median of 5, this process):")
+                stages = breakdown(key, tmp / "breakdown", mode=mode)
+                envelope_kb = stages.pop("envelope kB")
+                total = sum(stages.values())
+                for stage, seconds in stages.items():
+                    print(f"  {stage:<46} {seconds * 1000:8.1f} ms  {100 * seconds / total:5.1f} %")
+                print(f"  envelope {envelope_kb:.0f} kB per instance against "
+                      f"{files[0].stat().st_size / 1e3:.0f} kB plain")
+                result[f"under_load{suffix}"] = profile
+                result[f"alone_ms{suffix}"] = {stage: 1000 * seconds for stage, seconds in stages.items()}
+                result[f"envelope_kb{suffix}"] = envelope_kb
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
             print(f"\nJSON written to {args.json}")

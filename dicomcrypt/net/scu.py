@@ -12,10 +12,11 @@ How a send runs::
 
 The wire never waits for the codec and nothing is parsed twice (issue 14): the workers encrypt
 ahead of the network (the queue holds a few instances per association plus one per worker) and
-each writes its sealed instance as a file into the send's spool; a sender thread hands that
-path to pynetdicom, which streams the data set from the file in PDUs as large as the peer
-accepts, unparsed, whenever the peer accepted the file's own transfer syntax (files sent as
-they are travel the same way). Only when it did not is the file decoded and re-encoded.
+each writes its sealed instance as a file into the send's spool; a sender thread writes the
+data set from that file to the socket in PDUs as large as the peer accepts, unparsed, whenever
+the peer accepted the file's own transfer syntax (files sent as they are travel the same way;
+:mod:`dicomcrypt.net.store_stream` on plain TCP, pynetdicom's file streaming on TLS). Only
+when it did not is the file decoded and re-encoded.
 Sockets have TCP_NODELAY: a C-STORE is a few PDUs then a wait for the answer, and Nagle's
 algorithm against the peer's delayed ACK would add up to 40 ms per instance.
 
@@ -55,6 +56,7 @@ from dicomcrypt.net.address import Peer
 from dicomcrypt.net.contexts import NATIVE, VERIFICATION, ContextRequest, fit_to_accepted, plan_groups
 from dicomcrypt.net.outbox import Outgoing, Sealed, Sealer, Unsendable, plan
 from dicomcrypt.net.send_report import InstanceResult, SendReport
+from dicomcrypt.net.store_stream import can_stream, store_file
 from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
@@ -80,7 +82,14 @@ DEFAULT_ASSOCIATIONS = 1
 takes one slot, so several senders on one host (modalities behind a router, a gateway's
 processes) all get in. A sender that has the receiver to itself asks for more
 (``--associations N``, up to the receiver's per-host limit); extra associations the receiver
-refuses leave their share to the others."""
+refuses leave their share to the others.
+
+Measured (issue 14, ``benchmarks/bench_network.py``, loaded 2-core machine): two associations
+made the vault row faster in most runs (one instance on the wire while the receiver files the
+other; ``docs/benchmarks.md``), the standard row faster in one run and slower in another, the
+codec-bound lossless row no faster; and with two by default, four
+senders behind one address fill ``serve``'s per-host limit (4) with two of them and the others'
+first association is refused (``tests/net/test_load.py``), so one stays the default."""
 
 
 def _no_delay(event: Any) -> None:
@@ -520,8 +529,9 @@ def _store(
             last_error = f"not sent: {exc}"
             continue
         to_send: Dataset | Path
-        if prepared.streamable and _accepted_as_is(assoc, item):
-            to_send = Path(prepared.path)  # streamed from the file by pynetdicom, never parsed here
+        context_id = _accepted_as_is(assoc, item) if prepared.streamable else None
+        if context_id is not None:
+            to_send = Path(prepared.path)  # streamed from the file, never parsed here
         else:
             try:
                 to_send = fit_to_accepted(assoc.accepted_contexts, prepared.dataset(), item.sop_class_uid)
@@ -531,9 +541,11 @@ def _store(
                 return _result(item, error=f"not sent: cannot read: {type(exc).__name__}: {exc}", **fields)
         started = time.perf_counter()
         try:
-            status = assoc.send_c_store(to_send, msg_id=channel.next_message_id())
+            status = _c_store(assoc, item, to_send, context_id, channel.next_message_id())
         except ValueError as exc:  # no accepted context, or the dataset cannot be encoded
             return _result(item, error=f"not sent: {exc}", **fields)
+        except OSError as exc:  # the file went away between planning and sending
+            return _result(item, error=f"not sent: cannot read: {exc.strerror or exc}", **fields)
         seconds = time.perf_counter() - started
         if not status or "Status" not in status:
             channel.drop()
@@ -548,12 +560,28 @@ def _store(
     return _result(item, error=last_error + suffix, **fields)
 
 
-def _accepted_as_is(assoc: Association, item: Outgoing) -> bool:
-    """Whether the peer accepted ``item``'s SOP class in exactly its file's transfer syntax."""
-    return any(
-        cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax
-        for cx in assoc.accepted_contexts
-    )
+def _c_store(assoc: Association, item: Outgoing, to_send: Dataset | Path, context_id: int | None,
+             msg_id: int) -> Dataset:
+    """One C-STORE; a file the peer takes as it is goes by :func:`store_file` on plain TCP, under
+    the UIDs of its File Meta (a sealed file's, which identity protection may have replaced)."""
+    if isinstance(to_send, Path) and context_id is not None and can_stream(assoc):
+        from pynetdicom.dsutils import split_dataset
+
+        meta, offset = split_dataset(to_send)
+        return store_file(assoc, to_send, context_id=context_id, msg_id=msg_id,
+                          sop_class_uid=str(meta.get("MediaStorageSOPClassUID", item.sop_class_uid)),
+                          sop_instance_uid=str(meta.get("MediaStorageSOPInstanceUID", item.sop_instance_uid)),
+                          offset=offset)
+    return assoc.send_c_store(to_send, msg_id=msg_id)
+
+
+def _accepted_as_is(assoc: Association, item: Outgoing) -> int | None:
+    """The ID of a context the peer accepted for ``item``'s SOP class in exactly its file's
+    transfer syntax, or None."""
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax == item.sop_class_uid and cx.transfer_syntax[0] == item.transfer_syntax:
+            return cx.context_id
+    return None
 
 
 def _result(item: Outgoing, **fields: Any) -> InstanceResult:
