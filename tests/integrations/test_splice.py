@@ -1,0 +1,106 @@
+"""The hook's splice: only the worked-on elements go through pydicom, the others' bytes are copied.
+
+The reference is the same hook with ``splice=False`` (every element parsed, copied and written):
+restored instances must be the same bytes, encrypted ones the same elements but the envelope.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ImplicitVRLittleEndian
+
+from dicomcrypt import Key
+from dicomcrypt.dicom.private_block import PRIVATE_GROUP
+from dicomcrypt.integrations.hooks import StorageHook
+from dicomcrypt.integrations.splice import Spliced, is_worked_on
+from helpers.corpus import fresh_copy, to_bytes
+
+
+@pytest.fixture(scope="module")
+def key() -> Key:
+    return Key.generate()
+
+
+@pytest.fixture(scope="module")
+def restorers(key: Key) -> dict[bool, StorageHook]:
+    return {splice: StorageHook("restore", keys=key, preload=False, splice=splice) for splice in (True, False)}
+
+
+def with_nested_sequences(name: str) -> pydicom.Dataset:
+    """A test image with an undefined-length sequence of undefined-length items, one of them
+    holding a sequence again, and a name padded as a vendor would (pydicom rewrites it)."""
+    ds = fresh_copy(name)
+    inner = Dataset()
+    inner.CodeValue, inner.CodingSchemeDesignator = "113691", "DCM"
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = ds.SOPInstanceUID
+    item.PurposeOfReferenceCodeSequence = Sequence([inner])
+    ds.ReferencedImageSequence = Sequence([item, Dataset()])
+    for parent, keyword in ((ds, "ReferencedImageSequence"), (item, "PurposeOfReferenceCodeSequence")):
+        parent[keyword].is_undefined_length = True
+    for element in (item, inner):
+        element.is_undefined_length_sequence_item = True
+    return ds
+
+
+def elements_but_envelope(data: bytes) -> dict[int, object]:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    return {tag: ds[tag].value for tag in ds.keys() if not (tag.group == PRIVATE_GROUP and tag.element >= 0x1000)}
+
+
+@pytest.mark.parametrize(("name", "mode"), [("CT_small.dcm", "standard"), ("CT_small.dcm", "lossless"),
+                                            ("SC_rgb.dcm", "standard"), ("emri_small.dcm", "standard")])
+def test_spliced_results_equal_the_whole_data_set_path(
+    key: Key, restorers: dict[bool, StorageHook], name: str, mode: str
+) -> None:
+    plain = to_bytes(with_nested_sequences(name))
+    assert Spliced.of(plain) is not None  # the fast path is the one under test
+    encrypted = {
+        splice: StorageHook("encrypt", keys=key, encrypt_mode=mode, preload=False, splice=splice).process(plain)
+        for splice in (True, False)
+    }
+    assert elements_but_envelope(encrypted[True].data) == elements_but_envelope(encrypted[False].data)
+    original = pydicom.dcmread(io.BytesIO(plain))
+    for sealed in (encrypted[True].data, encrypted[False].data):
+        restored = {splice: restorers[splice].process(sealed) for splice in (True, False)}
+        assert restored[True].action == restored[False].action == "decrypted"
+        assert restored[True].data == restored[False].data
+        back = pydicom.dcmread(io.BytesIO(restored[True].data))
+        np.testing.assert_array_equal(back.pixel_array, original.pixel_array)
+        assert back.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue == "113691"
+
+
+def test_elements_outside_the_worked_on_set_keep_their_received_bytes(
+    key: Key, restorers: dict[bool, StorageHook]
+) -> None:
+    ds = fresh_copy("CT_small.dcm")
+    ds.InstitutionName = "General Hospital"  # rewritten below with a vendor's extra padding
+    data = to_bytes(ds).replace(b"LO\x10\x00General Hospital", b"LO\x10\x00General Hosp    ")
+    sealed = StorageHook("encrypt", keys=key, encrypt_mode="standard", preload=False).process(data).data
+    restored = restorers[True].process(sealed).data
+    assert b"General Hosp    " in sealed and b"General Hosp    " in restored
+    received, out = Spliced.of(data), Spliced.of(restored)
+    assert received is not None and out is not None
+    for spliced in (received, out):  # the scan finds exactly pydicom's top-level elements
+        assert [tag for tag, _, _ in spliced.elements] == list(pydicom.dcmread(io.BytesIO(spliced.data)).keys())
+    copied = {tag: data[b:e] for tag, b, e in received.elements if not is_worked_on(tag)}
+    assert copied == {tag: restored[b:e] for tag, b, e in out.elements if not is_worked_on(tag)}
+
+
+def test_what_does_not_split_takes_the_whole_data_set_path(key: Key, restorers: dict[bool, StorageHook]) -> None:
+    ds = fresh_copy("CT_small.dcm")
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    implicit = to_bytes(ds)
+    assert Spliced.of(implicit) is None
+    explicit = to_bytes(fresh_copy("CT_small.dcm"))
+    assert Spliced.of(explicit[:-7]) is None  # Pixel Data runs past the end
+    assert Spliced.of(b"not dicom at all") is None
+    sealed = StorageHook("encrypt", keys=key, encrypt_mode="standard", preload=False).process(implicit)
+    back = pydicom.dcmread(io.BytesIO(restorers[True].process(sealed.data).data))
+    np.testing.assert_array_equal(back.pixel_array, ds.pixel_array)
