@@ -77,9 +77,9 @@ class Spliced:
         (native or encapsulated pixels, not deflated), or malformed."""
         try:
             body_start, syntax = _file_meta(data)
-            if not _explicit_little_endian(syntax):
+            if _little_endian_vr(syntax) != "explicit":
                 return None
-            return cls(data, body_start, tuple(_top_level(data, body_start)))
+            return cls(data, body_start, tuple(_top_level(data, body_start, implicit=False)))
         except (_Malformed, struct.error, IndexError):
             return None
 
@@ -90,35 +90,44 @@ class Spliced:
 
     def merge(self, result: bytes) -> bytes | None:
         """``result`` (the pipeline's Part 10 bytes for :meth:`worked_on`) with every other element
-        put back as received; None when ``result``'s data set is not Explicit VR Little Endian.
+        put back as received; None when ``result``'s data set is neither Explicit nor Implicit VR
+        Little Endian (undeflated).
 
         The result's elements win; worked-on elements absent from it were deleted by the pipeline.
-        Group lengths (gggg,0000) of data set groups are dropped, as pydicom drops them when it
-        writes: they are retired, and a group we change would make them false.
+        Into an Implicit VR result (a restored original that was Implicit VR) the others go
+        re-encoded Implicit VR, same values (:func:`_as_implicit`). Group lengths (gggg,0000) of
+        data set groups are dropped, as pydicom drops them when it writes: they are retired, and a
+        group we change would make them false.
         """
         try:
             out_start, syntax = _file_meta(result)
-            if not _explicit_little_endian(syntax):
+            encoding = _little_endian_vr(syntax)
+            if encoding is None:
                 return None
-            produced = [(tag, result, b, e) for tag, b, e in _top_level(result, out_start)]
+            implicit = encoding == "implicit"
+            produced = [(tag, result[b:e]) for tag, b, e in _top_level(result, out_start, implicit=implicit)]
+            written = {tag for tag, _ in produced}
+            kept = [
+                (tag, _as_implicit(self.data, b, e) if implicit else self.data[b:e])
+                for tag, b, e in self.elements
+                if not is_worked_on(tag) and tag not in written and tag & 0xFFFF
+            ]
         except (_Malformed, struct.error, IndexError):
             return None
-        written = {tag for tag, *_ in produced}
-        kept = [
-            (tag, self.data, b, e) for tag, b, e in self.elements
-            if not is_worked_on(tag) and tag not in written and tag & 0xFFFF
-        ]
-        merged = sorted(produced + kept, key=lambda item: item[0])
-        return b"".join([result[:out_start], *(source[b:e] for _, source, b, e in merged)])
+        merged = sorted([*produced, *kept], key=lambda item: item[0])
+        return b"".join([result[:out_start], *(chunk for _, chunk in merged)])
 
 
-def _explicit_little_endian(syntax: bytes) -> bool:
-    """Explicit VR Little Endian data set encoding, not deflated: native or encapsulated pixels."""
+def _little_endian_vr(syntax: bytes) -> str | None:
+    """"explicit" or "implicit" for a little endian, undeflated transfer syntax (native or
+    encapsulated pixels); None for the others and for UIDs pydicom does not know as one."""
     try:
         uid = UID(syntax.decode("ascii"))
-        return not uid.is_implicit_VR and uid.is_little_endian and not uid.is_deflated
+        if not uid.is_little_endian or uid.is_deflated:
+            return None
+        return "implicit" if uid.is_implicit_VR else "explicit"
     except ValueError:  # not a transfer syntax pydicom knows (a private one): take the usual path
-        return False
+        return None
 
 
 def _file_meta(data: bytes) -> tuple[int, bytes]:
@@ -134,7 +143,7 @@ def _file_meta(data: bytes) -> tuple[int, bytes]:
     return pos, syntax
 
 
-def _top_level(data: bytes, pos: int) -> list[tuple[int, int, int]]:
+def _top_level(data: bytes, pos: int, *, implicit: bool) -> list[tuple[int, int, int]]:
     found: list[tuple[int, int, int]] = []
     previous = -1
     while pos < len(data):
@@ -142,7 +151,7 @@ def _top_level(data: bytes, pos: int) -> list[tuple[int, int, int]]:
         tag = group << 16 | element
         if tag <= previous:
             raise _Malformed("elements out of order")
-        end = _element_end(data, pos, implicit=False)
+        end = _element_end(data, pos, implicit=implicit)
         found.append((tag, pos, end))
         previous, pos = tag, end
     return found
@@ -187,3 +196,42 @@ def _items_end(data: bytes, pos: int, *, implicit: bool) -> int:
                 pos += 8
                 break
             pos = _element_end(data, pos, implicit=implicit)
+
+
+def _as_implicit(data: bytes, begin: int, end: int) -> bytes:
+    """The Explicit VR element at ``begin`` encoded Implicit VR Little Endian: the same value bytes
+    under an 8-byte header; a sequence's items are converted too, written with undefined lengths
+    (their explicit lengths no longer hold). UN of undefined length is implicit inside already."""
+    group, element, vr, short = _TAG_VR_SHORT.unpack_from(data, begin)
+    if vr not in _LONG_VRS:
+        return struct.pack("<HHL", group, element, short) + data[begin + 8:end]
+    length = struct.unpack_from("<L", data, begin + 8)[0]
+    if vr != b"SQ":
+        return struct.pack("<HHL", group, element, length) + data[begin + 12:end]
+    items_end = end - 8 if length == _UNDEFINED else end  # before the Sequence Delimitation Item
+    parts = [struct.pack("<HHL", group, element, _UNDEFINED)]
+    pos = begin + 12
+    while pos < items_end:
+        item_group, item_element, item_length = _TAG_LENGTH.unpack_from(data, pos)
+        if item_group << 16 | item_element != _ITEM:
+            raise _Malformed("expected an item")
+        pos += 8
+        stop = _items_content_end(data, pos) if item_length == _UNDEFINED else pos + item_length
+        parts.append(struct.pack("<HHL", 0xFFFE, 0xE000, _UNDEFINED))
+        while pos < stop:
+            element_end = _element_end(data, pos, implicit=False)
+            parts.append(_as_implicit(data, pos, element_end))
+            pos = element_end
+        parts.append(struct.pack("<HHL", 0xFFFE, 0xE00D, 0))
+        pos = stop + 8 if item_length == _UNDEFINED else stop
+    parts.append(struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
+    return b"".join(parts)
+
+
+def _items_content_end(data: bytes, pos: int) -> int:
+    """Offset of the Item Delimitation Item closing the explicit VR item content at ``pos``."""
+    while True:
+        group, element, _ = _TAG_LENGTH.unpack_from(data, pos)
+        if group << 16 | element == _ITEM_END:
+            return pos
+        pos = _element_end(data, pos, implicit=False)

@@ -34,7 +34,7 @@ def restorers(key: Key) -> dict[bool, StorageHook]:
 
 def with_nested_sequences(name: str) -> pydicom.Dataset:
     """A test image with an undefined-length sequence of undefined-length items, one of them
-    holding a sequence again, and a name padded as a vendor would (pydicom rewrites it)."""
+    holding a sequence again, beside a defined-length sequence of defined-length items."""
     ds = fresh_copy(name)
     inner = Dataset()
     inner.CodeValue, inner.CodingSchemeDesignator = "113691", "DCM"
@@ -46,6 +46,9 @@ def with_nested_sequences(name: str) -> pydicom.Dataset:
         parent[keyword].is_undefined_length = True
     for element in (item, inner):
         element.is_undefined_length_sequence_item = True
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "T-D4000", "SRT", "Abdomen"
+    ds.AnatomicRegionSequence = Sequence([code])  # pydicom writes defined lengths by default
     return ds
 
 
@@ -74,6 +77,7 @@ def test_spliced_results_equal_the_whole_data_set_path(
         back = pydicom.dcmread(io.BytesIO(restored[True].data))
         np.testing.assert_array_equal(back.pixel_array, original.pixel_array)
         assert back.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue == "113691"
+    assert back.AnatomicRegionSequence[0].CodeMeaning == "Abdomen"
 
 
 def test_elements_outside_the_worked_on_set_keep_their_received_bytes(
@@ -93,14 +97,32 @@ def test_elements_outside_the_worked_on_set_keep_their_received_bytes(
     assert copied == {tag: restored[b:e] for tag, b, e in out.elements if not is_worked_on(tag)}
 
 
-def test_what_does_not_split_takes_the_whole_data_set_path(key: Key, restorers: dict[bool, StorageHook]) -> None:
+def test_what_does_not_split_takes_the_whole_data_set_path(key: Key) -> None:
     ds = fresh_copy("CT_small.dcm")
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    implicit = to_bytes(ds)
-    assert Spliced.of(implicit) is None
+    assert Spliced.of(to_bytes(ds)) is None
     explicit = to_bytes(fresh_copy("CT_small.dcm"))
     assert Spliced.of(explicit[:-7]) is None  # Pixel Data runs past the end
     assert Spliced.of(b"not dicom at all") is None
-    sealed = StorageHook("encrypt", keys=key, encrypt_mode="standard", preload=False).process(implicit)
-    back = pydicom.dcmread(io.BytesIO(restorers[True].process(sealed.data).data))
+
+
+def test_an_implicit_vr_original_is_restored_implicit_vr_around_the_kept_bytes(
+    key: Key, restorers: dict[bool, StorageHook]
+) -> None:
+    ds = with_nested_sequences("CT_small.dcm")
+    ds.InstitutionName = "General Hospital"
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    implicit = to_bytes(ds)
+    sealed = StorageHook("encrypt", keys=key, encrypt_mode="standard", preload=False).process(implicit).data
+    assert Spliced.of(sealed) is not None  # sent Explicit VR: the restore splices
+    sealed = sealed.replace(b"LO\x10\x00General Hospital", b"LO\x10\x00General Hosp    ")  # not bound
+    restored = {splice: restorers[splice].process(sealed).data for splice in (True, False)}
+    assert b"\x10\x00\x00\x00General Hosp    " in restored[True]  # kept bytes, implicit header
+    back, reference = (pydicom.dcmread(io.BytesIO(restored[splice])) for splice in (True, False))
+    assert back.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian == reference.file_meta.TransferSyntaxUID
+    assert back.file_meta == reference.file_meta and list(back.keys()) == list(reference.keys())
+    for tag in back.keys():
+        assert back[tag].value == reference[tag].value, tag
     np.testing.assert_array_equal(back.pixel_array, ds.pixel_array)
+    assert back.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue == "113691"
+    assert back.AnatomicRegionSequence[0].CodeMeaning == "Abdomen"
