@@ -164,6 +164,8 @@ def _element_end(data: bytes, pos: int, *, implicit: bool) -> int:
         header, vr = 8, b"SQ"
     else:
         _, _, vr, short = _TAG_VR_SHORT.unpack_from(data, pos)
+        if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):  # not a VR: pydicom's reader would guess
+            raise _Malformed("not an explicit VR")
         if vr in _LONG_VRS:
             header, length = 12, struct.unpack_from("<L", data, pos + 8)[0]
         else:

@@ -101,8 +101,12 @@ def test_what_does_not_split_takes_the_whole_data_set_path(key: Key) -> None:
     ds = fresh_copy("CT_small.dcm")
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     assert Spliced.of(to_bytes(ds)) is None
-    explicit = to_bytes(fresh_copy("CT_small.dcm"))
+    ds = fresh_copy("CT_small.dcm")
+    ds.InstitutionName = "General Hospital"
+    explicit = to_bytes(ds)
+    assert Spliced.of(explicit) is not None
     assert Spliced.of(explicit[:-7]) is None  # Pixel Data runs past the end
+    assert Spliced.of(explicit.replace(b"LO\x10\x00General", b"lo\x10\x00General")) is None  # not a VR
     assert Spliced.of(b"not dicom at all") is None
 
 
