@@ -20,9 +20,11 @@ Two images by default: CT_small (128x128, where per-instance fixed costs dominat
 The issue-14 target, "restore and encrypt on ingest add no more than 2x plain Orthanc's
 per-instance time" (standard and lossless): read strictly, the "x plain Orthanc" column at most
 2; read literally, the "added / plain" column (x plain - 1) at most 2. Both are printed.
-``--json FILE`` writes every figure for comparing runs.
+``--json FILE`` writes every figure for comparing runs. ``--hook-only REPEAT`` starts no Orthanc:
+it times the hook in this process with the splice on and off in turn (load-proof before/after).
 
     .venv/bin/python benchmarks/bench_orthanc.py [--count 40] [--batches 3] [--image NAME ...] [--json FILE]
+    .venv/bin/python benchmarks/bench_orthanc.py --hook-only 30 [--image NAME ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -116,6 +118,40 @@ def cases_for(root: Path, image: str, count: int, key: Key, key_file: Path) -> l
     return cases
 
 
+def hook_only(images: list[str], repeat: int) -> list[dict]:
+    """The hook alone, in this process: splice on and off called in turn on the same bytes, so both
+    meet the same load; milliseconds per instance, fastest and median of ``repeat`` calls each."""
+    from dicomcrypt.files import dicom_to_bytes
+    from dicomcrypt.integrations.hooks import StorageHook
+
+    key = Key.generate()
+    rows = []
+    print("\n| image | case | splice: fastest / median | whole data set: fastest / median | speed-up (fastest) |")
+    print("| --- | --- | --- | --- | --- |")
+    for image in images:
+        plain = dicom_to_bytes(fresh_copy(image))
+        for mode in ("standard", "lossless"):
+            sealed = dicom_to_bytes(encrypt_dataset(fresh_copy(image), key=key, mode=mode))
+            for label, hook_args, data in (
+                (f"restore, {mode} instance", {"mode": "restore"}, sealed),
+                (f"encrypt ({mode}), plain instance", {"mode": "encrypt", "encrypt_mode": mode}, plain),
+            ):
+                hooks = {splice: StorageHook(**hook_args, keys=key, splice=splice) for splice in (True, False)}
+                times: dict[bool, list[float]] = {True: [], False: []}
+                for _ in range(repeat):
+                    for splice, hook in hooks.items():
+                        started = time.perf_counter()
+                        hook.process(data)
+                        times[splice].append((time.perf_counter() - started) * 1000)
+                fast, whole = (sorted(times[s]) for s in (True, False))
+                row = {"image": image, "case": label, "splice_ms": fast[0], "splice_median_ms": statistics.median(fast),
+                       "whole_ms": whole[0], "whole_median_ms": statistics.median(whole)}
+                rows.append(row)
+                print(f"| {image} | {label} | {fast[0]:.1f} / {statistics.median(fast):.1f} ms | "
+                      f"{whole[0]:.1f} / {statistics.median(whole):.1f} ms | {whole[0] / fast[0]:.1f}x |", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=40, help="instances per batch (one association; default 40)")
@@ -123,9 +159,19 @@ def main() -> None:
     parser.add_argument("--image", action="append",
                         help=f"a pydicom test file name, repeatable (default: {' and '.join(DEFAULT_IMAGES)})")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as JSON")
+    parser.add_argument("--hook-only", type=int, metavar="REPEAT",
+                        help="no Orthanc: time the hook in this process, splice on and off in turn, REPEAT calls each")
     args = parser.parse_args()
     images = args.image or list(DEFAULT_IMAGES)
     batches = max(1, args.batches)
+    if args.hook_only:
+        load = os.getloadavg()[0]
+        hook_rows = hook_only(images, args.hook_only)
+        print(f"\nload average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"hook_only": args.hook_only, "images": images,
+                                                   "load_average": load, "rows": hook_rows}, indent=2) + "\n")
+        return
 
     load_before = os.getloadavg()[0]
     rows = []
