@@ -3,13 +3,14 @@
 A storage hook pays for every element pydicom touches: parsing, decoding, copying and writing a
 data set are Python work per element, and a CT slice carries a few hundred elements of which
 restoring or encrypting reads and writes a few dozen. Measured on CT_small (258 elements) that
-per-element work was three quarters of the hook's time. So, for an instance in Explicit VR
-Little Endian, native or encapsulated (what a PACS is sent almost always)::
+per-element work was three quarters of the hook's time. So, for an instance received little
+endian and undeflated (Explicit or Implicit VR, native or encapsulated pixels)::
 
     Part 10 bytes ──scan element boundaries──> [(tag, begin, end), ...]    (no value decoded)
         ├─ the worked-on elements, with the File Meta Information ──> a small Part 10 object
         │      ──> the usual pipeline (receive / encrypt_instance) ──> its Part 10 bytes
         └─ every other element: its bytes as received, merged back in tag order
+           (re-encoded when the result's VR encoding is not the received one)
 
 :func:`is_worked_on` says what restoring and encrypting (the modes a hook runs without identity
 protection or a lossy derivation) read, change, add or delete: the Image Pixel module and the rest
@@ -20,8 +21,8 @@ the envelope is bound to, the character set and the Encrypted Attributes Sequenc
 The caller decides when this applies (:class:`Spliced` answers None for anything it cannot split:
 not Part 10, another transfer syntax, a malformed element) and then runs the whole data set
 through the usual path instead, so every refusal comes from the usual code with its usual error.
-Other elements are not decoded: one pydicom could not decode is stored as
-received (the PACS parsed the instance before calling the hook) rather than refused.
+Other elements are not decoded: one pydicom could not decode is stored as received (the PACS
+parsed the instance before calling the hook) rather than refused.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID
 
 from dicomcrypt.dicom.attributes import OVERLAY_GROUPS, SNAPSHOT_TAGS
@@ -70,16 +72,20 @@ class Spliced:
     """Offset of the first data set element (after the File Meta Information)."""
     elements: tuple[tuple[int, int, int], ...]
     """(tag, begin, end) of every top-level data set element, in tag order."""
+    implicit: bool = False
+    """Received Implicit VR Little Endian (else Explicit VR Little Endian)."""
 
     @classmethod
     def of(cls, data: bytes) -> Spliced | None:
-        """The split of ``data``, or None: not Part 10 with an Explicit VR Little Endian data set
-        (native or encapsulated pixels, not deflated), or malformed."""
+        """The split of ``data``, or None: not Part 10 with a little endian, undeflated data set
+        (Explicit or Implicit VR, native or encapsulated pixels), or malformed."""
         try:
             body_start, syntax = _file_meta(data)
-            if _little_endian_vr(syntax) != "explicit":
+            encoding = _little_endian_vr(syntax)
+            if encoding is None:
                 return None
-            return cls(data, body_start, tuple(_top_level(data, body_start, implicit=False)))
+            implicit = encoding == "implicit"
+            return cls(data, body_start, tuple(_top_level(data, body_start, implicit=implicit)), implicit)
         except (_Malformed, struct.error, IndexError):
             return None
 
@@ -94,8 +100,9 @@ class Spliced:
         Little Endian (undeflated).
 
         The result's elements win; worked-on elements absent from it were deleted by the pipeline.
-        Into an Implicit VR result (a restored original that was Implicit VR) the others go
-        re-encoded Implicit VR, same values (:func:`_as_implicit`). Group lengths (gggg,0000) of
+        When the result's VR encoding is not the received one the others are re-encoded, same
+        values: into Implicit VR (a restored original that was Implicit VR, :func:`_as_implicit`)
+        or Explicit VR (an Implicit VR instance encrypted, :func:`_as_explicit`). Group lengths (gggg,0000) of
         data set groups are dropped, as pydicom drops them when it writes: they are retired, and a
         group we change would make them false.
         """
@@ -107,8 +114,9 @@ class Spliced:
             implicit = encoding == "implicit"
             produced = [(tag, result[b:e]) for tag, b, e in _top_level(result, out_start, implicit=implicit)]
             written = {tag for tag, _ in produced}
+            convert = None if implicit == self.implicit else _as_implicit if implicit else _as_explicit
             kept = [
-                (tag, _as_implicit(self.data, b, e) if implicit else self.data[b:e])
+                (tag, convert(self.data, b, e) if convert else self.data[b:e])
                 for tag, b, e in self.elements
                 if not is_worked_on(tag) and tag not in written and tag & 0xFFFF
             ]
@@ -230,10 +238,59 @@ def _as_implicit(data: bytes, begin: int, end: int) -> bytes:
     return b"".join(parts)
 
 
-def _items_content_end(data: bytes, pos: int) -> int:
-    """Offset of the Item Delimitation Item closing the explicit VR item content at ``pos``."""
+def _items_content_end(data: bytes, pos: int, *, implicit: bool = False) -> int:
+    """Offset of the Item Delimitation Item closing the item content at ``pos``."""
     while True:
         group, element, _ = _TAG_LENGTH.unpack_from(data, pos)
         if group << 16 | element == _ITEM_END:
             return pos
-        pos = _element_end(data, pos, implicit=False)
+        pos = _element_end(data, pos, implicit=implicit)
+
+
+def _as_explicit(data: bytes, begin: int, end: int) -> bytes:
+    """The Implicit VR element at ``begin`` encoded Explicit VR Little Endian, its VR from the
+    data dictionary: a private creator is LO, another private element or an unknown tag UN (its
+    value bytes as they are), a sequence's items converted too (undefined lengths). A VR the
+    dictionary leaves ambiguous ("US or SS", "OB or OW") stops the split: pydicom resolves those
+    from other attributes, the whole-data-set path does it."""
+    group, element, length = _TAG_LENGTH.unpack_from(data, begin)
+    vr = _dictionary_vr(group, element)
+    if vr == "SQ" or (length == _UNDEFINED and vr == "UN"):
+        items_end = end - 8 if length == _UNDEFINED else end
+        parts = [struct.pack("<HH2sHL", group, element, b"SQ", 0, _UNDEFINED)]
+        pos = begin + 8
+        while pos < items_end:
+            item_group, item_element, item_length = _TAG_LENGTH.unpack_from(data, pos)
+            if item_group << 16 | item_element != _ITEM:
+                raise _Malformed("expected an item")
+            pos += 8
+            stop = _items_content_end(data, pos, implicit=True) if item_length == _UNDEFINED else pos + item_length
+            parts.append(struct.pack("<HHL", 0xFFFE, 0xE000, _UNDEFINED))
+            while pos < stop:
+                element_end = _element_end(data, pos, implicit=True)
+                parts.append(_as_explicit(data, pos, element_end))
+                pos = element_end
+            parts.append(struct.pack("<HHL", 0xFFFE, 0xE00D, 0))
+            pos = stop + 8 if item_length == _UNDEFINED else stop
+        parts.append(struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
+        return b"".join(parts)
+    if length == _UNDEFINED:
+        raise _Malformed("undefined length outside a sequence")
+    encoded = vr.encode("ascii")
+    if encoded not in _LONG_VRS and length > 0xFFFF:
+        encoded = b"UN"  # too long for a 2-byte length: as pydicom writes it
+    if encoded in _LONG_VRS:
+        return struct.pack("<HH2sHL", group, element, encoded, 0, length) + data[begin + 8:end]
+    return struct.pack("<HH2sH", group, element, encoded, length) + data[begin + 8:end]
+
+
+def _dictionary_vr(group: int, element: int) -> str:
+    if group & 1:
+        return "LO" if 0x0010 <= element <= 0x00FF else "UN"
+    try:
+        vr = dictionary_VR(group << 16 | element)
+    except KeyError:
+        return "UN"
+    if len(vr) != 2:
+        raise _Malformed("ambiguous VR")
+    return vr

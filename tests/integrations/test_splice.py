@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from dicomcrypt import Key
 from dicomcrypt.dicom.private_block import PRIVATE_GROUP
@@ -98,9 +98,9 @@ def test_elements_outside_the_worked_on_set_keep_their_received_bytes(
 
 
 def test_what_does_not_split_takes_the_whole_data_set_path(key: Key) -> None:
-    ds = fresh_copy("CT_small.dcm")
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    assert Spliced.of(to_bytes(ds)) is None
+    little = to_bytes(fresh_copy("CT_small.dcm"))
+    big = little.replace(ExplicitVRLittleEndian.encode() + b"\0", ExplicitVRBigEndian.encode() + b"\0", 1)
+    assert big != little and Spliced.of(big) is None
     ds = fresh_copy("CT_small.dcm")
     ds.InstitutionName = "General Hospital"
     explicit = to_bytes(ds)
@@ -130,3 +130,41 @@ def test_an_implicit_vr_original_is_restored_implicit_vr_around_the_kept_bytes(
     np.testing.assert_array_equal(back.pixel_array, ds.pixel_array)
     assert back.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue == "113691"
     assert back.AnatomicRegionSequence[0].CodeMeaning == "Abdomen"
+
+
+def test_an_implicit_vr_instance_is_encrypted_around_its_kept_bytes(
+    key: Key, restorers: dict[bool, StorageHook]
+) -> None:
+    """Received Implicit VR, stored Explicit VR: the kept elements get their dictionary VR
+    (private ones UN, their bytes as received), sequences converted item by item."""
+    ds = with_nested_sequences("CT_small.dcm")
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    implicit = to_bytes(ds)
+    spliced = Spliced.of(implicit)
+    assert spliced is not None and spliced.implicit
+    hooks = {splice: StorageHook("encrypt", keys=key, encrypt_mode="standard", preload=False, splice=splice)
+             for splice in (True, False)}
+    encrypted = {splice: hook.process(implicit) for splice, hook in hooks.items()}
+    fast, whole = (pydicom.dcmread(io.BytesIO(encrypted[splice].data)) for splice in (True, False))
+    assert list(fast.keys()) == list(whole.keys())
+    private = [tag for tag in fast.keys() if tag.group % 2 and tag.group != PRIVATE_GROUP and tag.element >= 0x1000]
+    assert private  # CT_small carries a vendor's private elements
+    out = Spliced.of(encrypted[True].data)
+    assert out is not None and not out.implicit
+    written = {tag: encrypted[True].data[b:e] for tag, b, e in out.elements}
+    for tag in fast.keys():
+        if tag in private:  # VR UN, 12-byte header, the value bytes as received
+            assert written[tag][4:6] == b"UN" and written[tag][12:] == implicit[_value_range(spliced, tag)]
+        elif not (tag.group == PRIVATE_GROUP and tag.element >= 0x1000):
+            assert fast[tag].VR == whole[tag].VR and fast[tag].value == whole[tag].value, tag
+    for sealed in (encrypted[True].data, encrypted[False].data):
+        back = pydicom.dcmread(io.BytesIO(restorers[True].process(sealed).data))
+        np.testing.assert_array_equal(back.pixel_array, ds.pixel_array)
+        assert back.ReferencedImageSequence[0].PurposeOfReferenceCodeSequence[0].CodeValue == "113691"
+        assert back.AnatomicRegionSequence[0].CodeMeaning == "Abdomen"
+
+
+def _value_range(spliced: Spliced, tag: int) -> slice:
+    """Where an Implicit VR element's value sits in the received bytes (after its 8-byte header)."""
+    begin, end = next((b, e) for t, b, e in spliced.elements if t == tag)
+    return slice(begin + 8, end)
