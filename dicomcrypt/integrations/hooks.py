@@ -27,6 +27,7 @@ is safe to call from several threads at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -45,7 +46,8 @@ from dicomcrypt.settings import EncryptionSettings
 
 if TYPE_CHECKING:
     from dicomcrypt.dicom.output_syntax import OutputSyntax
-    from dicomcrypt.receive import ReceivePolicy
+    from dicomcrypt.integrations.splice import Spliced
+    from dicomcrypt.receive import Decision, ReceivePolicy
 
 __all__ = [
     "HookCounts",
@@ -143,7 +145,10 @@ class StorageHook:
     preload). ``limits`` bound what a received payload may make the hook allocate and decode
     (:mod:`dicomcrypt.limits`). ``output_syntax`` and ``uid_root`` (restore): as for ``decrypt``
     (:class:`~dicomcrypt.receive.ReceivePolicy`); without them restored instances stay uncompressed,
-    as before. Raises :class:`ConfigError` for a bad mode or recipients given to ``restore``,
+    as before. ``splice`` (default): parse and rewrite only the elements restoring or encrypting
+    works on and copy the others' bytes (:mod:`dicomcrypt.integrations.splice`); False parses
+    every element (the reference the tests compare with). Raises :class:`ConfigError` for a bad
+    mode or recipients given to ``restore``,
     :class:`KeyFileError` for unreadable key files, :class:`ModelError` for a bad model, and
     :class:`InvalidInputError` / :class:`RecipientFormatError` for bad recipients.
     """
@@ -161,6 +166,7 @@ class StorageHook:
         limits: DecodeLimits = DEFAULT_LIMITS,
         output_syntax: OutputSyntax | None = None,
         uid_root: str | None = None,
+        splice: bool = True,
     ) -> None:
         if mode not in HOOK_MODES:
             raise ConfigError(f"storage hook mode {mode!r}: expected one of {', '.join(HOOK_MODES)}")
@@ -178,6 +184,7 @@ class StorageHook:
         # pydicom (and the pixel codecs it loads) is imported here, not when this module is: the
         # Orthanc plugin must load pyjpegls its own way first (orthanc_plugin.load_charls_isolated).
         from dicomcrypt import dicom, files, pipeline, receive
+        from dicomcrypt.integrations import splice as splice_module
 
         self._policy: receive.ReceivePolicy | None = None
         self._settings: EncryptionSettings | None = None
@@ -206,6 +213,8 @@ class StorageHook:
         self._dicom = dicom
         self._files = files
         self._pipeline = pipeline
+        self._splice = splice_module
+        self.splice = splice
         if preload:
             self.preload()
 
@@ -236,9 +245,20 @@ class StorageHook:
         return result
 
     def _process(self, data: bytes, started: float) -> HookResult:
+        spliced = self._splice.Spliced.of(data) if self.splice else None
         if self._policy is not None:
-            return self._restore(data, self._policy, started)
-        ds = self._files.read_dicom_bytes(data)
+            return self._restore(data, self._policy, started, spliced)
+        return self._encrypt(data, started, spliced)
+
+    def _encrypt(self, data: bytes, started: float, spliced: Spliced | None) -> HookResult:
+        if spliced is not None:
+            try:
+                return self._encrypt_parsed(data, self._files.read_dicom_bytes(spliced.worked_on()), started, spliced)
+            except (DicomCryptError, _NoSplice):
+                pass  # the whole data set decides, and names any fault, as it always did
+        return self._encrypt_parsed(data, self._files.read_dicom_bytes(data), started, None)
+
+    def _encrypt_parsed(self, data: bytes, ds: Any, started: float, spliced: Spliced | None) -> HookResult:
         uid = str(ds.get("SOPInstanceUID", ""))
         if self._dicom.read_private_block(ds) is not None:
             return HookResult(data, "passed through", None, uid, "already encrypted by dicomcrypt",
@@ -247,14 +267,21 @@ class StorageHook:
         if outcome.action == "passed through":
             return HookResult(data, "passed through", None, uid, outcome.note, time.perf_counter() - started)
         out = self._files.dicom_to_bytes(outcome.dataset)
+        if spliced is not None:
+            merged = spliced.merge(out)
+            if merged is None:
+                raise _NoSplice
+            out = merged
         return HookResult(
             out, "encrypted", outcome.mode, str(outcome.dataset.get("SOPInstanceUID", "")),
             outcome.note, time.perf_counter() - started, dict(outcome.metrics),
         )
 
-    def _restore(self, data: bytes, policy: ReceivePolicy, started: float) -> HookResult:
+    def _restore(self, data: bytes, policy: ReceivePolicy, started: float, spliced: Spliced | None) -> HookResult:
         """The receiving decision every receiver shares; a refusal raises the library's error."""
-        decision = self._receive(data, policy)
+        decision = self._restore_spliced(data, policy, spliced) if spliced is not None else None
+        if decision is None:
+            decision = self._receive(data, policy)
         if decision.error is not None:
             raise decision.error
         uid = str(decision.dataset.get("SOPInstanceUID", "")) if decision.dataset is not None else ""
@@ -263,6 +290,25 @@ class StorageHook:
             decision.data, action, decision.mode, uid, decision.note,
             time.perf_counter() - started, dict(decision.metrics),
         )
+
+    def _restore_spliced(self, data: bytes, policy: ReceivePolicy, spliced: Spliced) -> Decision | None:
+        """:func:`receive` on the worked-on elements only; None where the whole data set must decide:
+        a refusal (so its error is the usual one), a lossy restore (its derivation marks attributes
+        outside them), an output syntax, a result that does not splice."""
+        if policy.output_syntax is not None:
+            return None
+        try:
+            ds = self._files.read_dicom_bytes(spliced.worked_on())
+            info = self._dicom.read_private_block(ds)
+        except DicomCryptError:
+            return None
+        if info is not None and info.mode == "LOSSY":
+            return None
+        decision = self._receive(data, policy, dataset=ds)
+        if decision.action != "restored":
+            return None if decision.refused else decision  # passed through: ``data`` itself
+        merged = spliced.merge(decision.data)
+        return None if merged is None else dataclasses.replace(decision, data=merged)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -329,6 +375,10 @@ class StorageHook:
             values = {name: getattr(current, name) + increments.get(name, 0)
                       for name in ("decrypted", "encrypted", "passed_through", "refused")}
             self._counts = HookCounts(**values, seconds=current.seconds + seconds)
+
+
+class _NoSplice(Exception):
+    """The pipeline's result cannot be spliced back (another transfer syntax): redo it whole."""
 
 
 def _key_ring(keys: Any) -> KeyRing:

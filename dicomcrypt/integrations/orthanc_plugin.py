@@ -56,6 +56,11 @@ class _PendingRefusals:
             while len(self._waiting) > _PENDING_LIMIT:
                 self._waiting.popitem(last=False)
 
+    def __bool__(self) -> bool:
+        """Any refusal waiting. Read without the lock: an instance's refusal is added by its
+        callback, which Orthanc runs to completion before that instance's filter call."""
+        return bool(self._waiting)
+
     def pop(self, data: bytes) -> int:
         """The failure status waiting for this content (0: none, accept)."""
         digest = hashlib.sha256(data).digest()
@@ -92,7 +97,12 @@ class OrthancHook:
         return actions.KEEP_AS_IS, None
 
     def on_cstore(self, instance: Any) -> int:
-        """Incoming C-STORE filter: 0 accepts; a failure status refuses (the peer sees it)."""
+        """Incoming C-STORE filter: 0 accepts; a failure status refuses (the peer sees it).
+
+        With nothing refused waiting, the instance's bytes are neither copied out nor hashed.
+        """
+        if not self.pending:
+            return 0
         return self.pending.pop(instance.GetInstanceData())
 
     def on_status(self, output: Any, uri: str, **request: Any) -> None:
