@@ -17,7 +17,7 @@ from dicomcrypt import dicom
 from dicomcrypt.codec import lossless
 from dicomcrypt.codec.coders import CodingContext, coder_for
 from dicomcrypt.codec.registry import DEFAULT_CODECS, load_codec
-from dicomcrypt.codec.wavelet import stream, transform
+from dicomcrypt.codec.wavelet import entropy, stream, transform
 from dicomcrypt.envelope import Mode
 from dicomcrypt.errors import InvalidInputError, PayloadFormatError
 from dicomcrypt.payload import PayloadMeta
@@ -93,6 +93,41 @@ def test_lossy_default_meets_the_quality_floor_and_quality_orders_size_and_error
     assert q.psnr_db >= 40 and q.ssim > 0.9528 and q.window_mae_hu <= 3
     assert results[30][0] < size < results[90][0]
     assert results[30][1].psnr_db < q.psnr_db < results[90][1].psnr_db
+
+
+def test_rd_indices_see_the_contexts_the_coder_uses_and_buy_bytes_for_little_error(monkeypatch):
+    from dicomcrypt.codec.wavelet import bands, rdo
+
+    frames, fmt = _frames("CT_small.dcm")
+    frame = frames[0].astype(np.int64)
+    quantiser = _quantiser(frames[0])
+    levels = transform.levels_for(*frame.shape[:2])
+    (plane,) = stream.analyse(frame, colour=False, quantiser=quantiser, levels=levels)
+    q = rdo.choose_indices(plane, levels, quantiser.steps[0], quantiser.recon[0], kind=0,
+                           step_fraction=stream.STEP_FRACTION)
+    rects = transform.band_slices(*q.shape, levels)
+    nearest = rdo.nearest_indices(plane, rects, quantiser.steps[0], stream.STEP_FRACTION)
+    lowered = np.abs(nearest) - np.abs(q)
+    assert lowered.min() == 0 and lowered.max() == 1 and lowered.sum() > 0  # only ever one step towards zero
+    assert np.array_equal(q[rects[0][2]], nearest[rects[0][2]])  # the low band keeps its nearest indices
+    # The context map holds, position by position, the contexts the stream codes the tokens in.
+    contexts = rdo.context_map(q, levels, 0)
+    collector = bands.Collector()
+    bands.traverse(q, levels, 0, collector)
+    detail = contexts >= 0
+    tokens, _raw, _bits = entropy.tokenise(q[detail])
+    mapped = np.bincount(contexts[detail] * entropy.TOKENS + tokens, minlength=collector.plan.counts.size)
+    low_context = entropy.CONTEXTS - entropy.PLANE_KINDS
+    np.testing.assert_array_equal(mapped.reshape(collector.plan.counts.shape)[:low_context],
+                                  collector.plan.counts[:low_context])
+    # Against nearest indices (lambda 0): clearly fewer bytes for a small loss of PSNR.
+    results = {}
+    for lam in (0.0, rdo.LAMBDA):
+        monkeypatch.setattr(rdo, "LAMBDA", lam)
+        packed, restored, _ = _roundtrip(Mode.LOSSY, frames, fmt)
+        results[lam] = (len(packed.sections["pixels"]), compare(frames, restored).psnr_db)
+    (nearest_size, nearest_db), (size, db) = results[0.0], results[rdo.LAMBDA]
+    assert size < 0.98 * nearest_size and db > nearest_db - 0.5
 
 
 def test_lossy_colour_codes_all_three_planes():

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from dicomcrypt.codec.wavelet import bands, entropy, stream, transform
+from dicomcrypt.codec.wavelet import bands, entropy, rdo, stream, transform
 from dicomcrypt.codec.wavelet.model import ARCH, WaveletParams, band_class, quantiser_for
 
 FIT_QUALITIES = (35, 50, 65, 80)
@@ -52,7 +52,8 @@ def fit(frames: Iterable[tuple[np.ndarray, bool]], base: WaveletParams,
             planes = stream.analyse(frame, colour=colour, quantiser=quantiser, levels=levels)
             quantised = []
             for index, plane in enumerate(planes):
-                q = stream.quantise(plane, levels, quantiser.steps[index], quantiser.rounding)
+                q = rdo.choose_indices(plane, levels, quantiser.steps[index], quantiser.recon[index],
+                                       kind=1 if index > 0 else 0, step_fraction=stream.STEP_FRACTION)
                 _positions(plane, q, levels, quantiser.steps[index], total=position_sum, count=position_count)
                 quantised.append(q)
             counts += _counts(quantised, levels, colour)
