@@ -83,31 +83,38 @@ def _code_detail(
     # columns 0 mod 4; 2 mod 4; the rest), each seeing its decoded neighbours two apart.
     first = 2 * base + near
     sink.code([band[0::4, 0::4]], [offset + classify(first[0::4, 0::4])])
+    magnitude = _bordered(band, 2)
     if h > 2 and w > 2:
-        magnitude = np.pad(np.abs(band), 2)
         diagonal = magnitude[:-4, :-4] + magnitude[:-4, 4:] + magnitude[4:, :-4] + magnitude[4:, 4:]
         activity = ((diagonal >> 1) + first)[2::4, 2::4]
         sink.code([band[2::4, 2::4]], [offset + 3 * entropy.CLASSES + classify(activity)])
-    magnitude = np.pad(np.abs(band), 2)
+        magnitude = _bordered(band, 2)
     direct = magnitude[:-4, 2:-2] + magnitude[4:, 2:-2] + magnitude[2:-2, :-4] + magnitude[2:-2, 4:]
     activity = (direct >> 1) + first
     step = offset + 4 * entropy.CLASSES
     sink.code([band[0::4, 2::4], band[2::4, 0::4]], [step + classify(activity[0::4, 2::4]),
                                                      step + classify(activity[2::4, 0::4])])
     # Pass 2: odd rows and columns; their four diagonal neighbours are pass-1 positions.
-    magnitude = np.pad(np.abs(band), 1)  # read after each pass: the decoder has just filled it
+    magnitude = _bordered(band, 1)  # read after each pass: the decoder has just filled it
     rest = (base >> 1) + (near >> 2)
     if h > 1 and w > 1:
         diagonal = magnitude[:-2, :-2] + magnitude[:-2, 2:] + magnitude[2:, :-2] + magnitude[2:, 2:]
         activity = (diagonal + rest)[1::2, 1::2]
         sink.code([band[1::2, 1::2]], [offset + entropy.CLASSES + classify(activity)])
-        magnitude = np.pad(np.abs(band), 1)
+        magnitude = _bordered(band, 1)
     # Pass 3: the rest; their four direct neighbours are pass-1 and pass-2 positions.
     direct = magnitude[:-2, 1:-1] + magnitude[2:, 1:-1] + magnitude[1:-1, :-2] + magnitude[1:-1, 2:]
     activity = direct + rest
     third = offset + 2 * entropy.CLASSES
     sink.code([band[0::2, 1::2], band[1::2, 0::2]],
               [third + classify(activity[0::2, 1::2]), third + classify(activity[1::2, 0::2])])
+
+
+def _bordered(band: np.ndarray, border: int) -> np.ndarray:
+    """``|band|`` inside a ``border`` of zeros (``np.pad`` does the same, several times slower)."""
+    out = np.zeros((band.shape[0] + 2 * border, band.shape[1] + 2 * border), dtype=band.dtype)
+    np.abs(band, out=out[border:-border, border:-border])
+    return out
 
 
 class Collector:
