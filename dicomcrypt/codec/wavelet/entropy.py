@@ -58,6 +58,14 @@ def tokenise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _TOKEN_OF[magnitude], raw, _BITS_OF[magnitude]
 
 
+def token_and_bits(magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token, raw bit count) of non-negative magnitudes: :func:`tokenise` without forming the raw bits."""
+    if magnitude.size and int(magnitude.max()) >= _LOOKUP:
+        tokens, _raw, bits = _tokenise_arithmetic(magnitude)
+        return tokens, bits
+    return _TOKEN_OF[magnitude], _BITS_OF[magnitude]
+
+
 def _tokenise_arithmetic(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     magnitude = np.abs(values)
     sign = (values < 0).astype(np.int64)

@@ -56,7 +56,7 @@ def choose_indices(coefficients: np.ndarray, levels: int, steps: tuple[int, ...]
     q = nearest_indices(coefficients, rects, steps, step_fraction)
     contexts = context_map(q, levels, kind)
     detail = contexts >= 0
-    tokens, _raw, _bits = entropy.tokenise(q[detail])
+    tokens, _bits = entropy.token_and_bits(np.abs(q[detail]))
     counts = np.bincount(contexts[detail] * entropy.TOKENS + tokens,
                          minlength=entropy.CONTEXTS * entropy.TOKENS).reshape(entropy.CONTEXTS, entropy.TOKENS)
     smoothed = counts + _PRIOR
@@ -75,8 +75,8 @@ def choose_indices(coefficients: np.ndarray, levels: int, steps: tuple[int, ...]
         shift = offset / OFFSET_UNITS
         kept = m + shift
         lowered = np.where(m > 1, m - 1 + shift, 0.0)
-        token_m, _r, raw_m = entropy.tokenise(m)
-        token_l, _r, raw_l = entropy.tokenise(m - 1)
+        token_m, raw_m = entropy.token_and_bits(m)
+        token_l, raw_l = entropy.token_and_bits(m - 1)
         gain = (x - lowered) ** 2 - (x - kept) ** 2  # distortion added by lowering, squared steps
         saved = cost[context, token_m] + raw_m - cost[context, token_l] - raw_l
         m = np.where(gain < LAMBDA * saved, m - 1, m)
