@@ -8,6 +8,9 @@ What is learned, all by counting on the training frames (no gradient needed, min
 - **reconstruction offsets**: per band class, the mean position of the coefficients inside their
   quantiser interval (the centroid, which for peaked wavelet statistics lies below the middle),
   in 1/64 of a step. The decoder puts each value there, which lowers the error at no cost in bits.
+  (The encoder now fits each band's offset to the image it codes, :func:`.rdo.fitted_recon`; the
+  model's are what a band with too few non-zero indices falls back to.) Indices are counted as
+  the encoder chooses them (:func:`.rdo.choose_indices`), so the tables match what streams code.
 
 The result is a new :class:`WaveletParams`; ``scripts/train_default_models.py`` writes it as a
 model file with :func:`write_model`.
