@@ -120,14 +120,14 @@ def test_rd_indices_see_the_contexts_the_coder_uses_and_buy_bytes_for_little_err
     low_context = entropy.CONTEXTS - entropy.PLANE_KINDS
     np.testing.assert_array_equal(mapped.reshape(collector.plan.counts.shape)[:low_context],
                                   collector.plan.counts[:low_context])
-    # Against nearest indices (lambda 0): clearly fewer bytes for a small loss of PSNR.
+    # Against nearest indices (lambda 0): fewer bytes for at most a sliver of PSNR.
     results = {}
     for lam in (0.0, rdo.LAMBDA):
         monkeypatch.setattr(rdo, "LAMBDA", lam)
         packed, restored, _ = _roundtrip(Mode.LOSSY, frames, fmt)
         results[lam] = (len(packed.sections["pixels"]), compare(frames, restored).psnr_db)
     (nearest_size, nearest_db), (size, db) = results[0.0], results[rdo.LAMBDA]
-    assert size < 0.98 * nearest_size and db > nearest_db - 0.5
+    assert size < 0.995 * nearest_size and db > nearest_db - 0.1, results
 
 
 def test_lossy_colour_codes_all_three_planes():

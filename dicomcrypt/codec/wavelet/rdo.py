@@ -30,7 +30,7 @@ import numpy as np
 
 from dicomcrypt.codec.wavelet import bands, entropy, transform
 
-LAMBDA = 0.12  # squared steps per bit: fitted on the training images (docs/codec.md, "Lossy")
+LAMBDA = 0.04  # squared steps per bit: the largest that keeps the default quality's SSIM floor (docs/codec.md)
 LOW_BAND_STEP = 0.7  # the low band's step as a share of what its synthesis gain alone would give
 OFFSET_UNITS = 64  # reconstruction offsets are in 1/64 of a step (stream.OFFSET_FRACTION)
 _MIN_FITTED = 16  # a band with fewer non-zero indices keeps the model's offset
