@@ -130,6 +130,24 @@ def test_rd_indices_see_the_contexts_the_coder_uses_and_buy_bytes_for_little_err
     assert size < 0.995 * nearest_size and db > nearest_db - 0.1, results
 
 
+def test_offsets_fitted_to_the_image_never_add_error_to_a_band():
+    from dicomcrypt.codec.wavelet import rdo
+
+    frames, _fmt = _frames("MR_small.dcm")
+    frame = frames[0].astype(np.int64)
+    quantiser = _quantiser(frames[0])
+    levels = transform.levels_for(*frame.shape[:2])
+    (plane,) = stream.analyse(frame, colour=False, quantiser=quantiser, levels=levels)
+    steps, model = quantiser.steps[0], quantiser.recon[0]
+    q = rdo.choose_indices(plane, levels, steps, model, kind=0, step_fraction=stream.STEP_FRACTION)
+    fitted = rdo.fitted_recon(plane, q, levels, steps, recon=model, step_fraction=stream.STEP_FRACTION)
+    assert fitted != model
+    for (_level, _name, rect), step, ours, theirs in zip(transform.band_slices(*q.shape, levels), steps, fitted, model):
+        nonzero = q[rect] != 0
+        position = np.abs(plane[rect][nonzero]) * float(1 << stream.STEP_FRACTION) / step - np.abs(q[rect][nonzero])
+        assert np.sum((position - ours / 64) ** 2) <= np.sum((position - theirs / 64) ** 2) + 1e-9
+
+
 def test_lossy_colour_codes_all_three_planes():
     frames, fmt = _frames("SC_rgb.dcm")
     _packed, restored, _ = _roundtrip(Mode.LOSSY, frames, fmt)
