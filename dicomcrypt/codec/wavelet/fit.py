@@ -44,6 +44,7 @@ def fit(frames: Iterable[tuple[np.ndarray, bool]], base: WaveletParams,
     position_sum = np.zeros(classes)
     position_count = np.zeros(classes)
     seen = 0
+    costs = rdo.token_costs(base.tables)  # the RD choice weighs bits with the tables being refitted
     for frame, colour in frames:
         seen += 1
         height, width, _planes = frame.shape
@@ -56,7 +57,7 @@ def fit(frames: Iterable[tuple[np.ndarray, bool]], base: WaveletParams,
             quantised = []
             for index, plane in enumerate(planes):
                 q = rdo.choose_indices(plane, levels, quantiser.steps[index], quantiser.recon[index],
-                                       kind=1 if index > 0 else 0, step_fraction=stream.STEP_FRACTION)
+                                       kind=1 if index > 0 else 0, costs=costs, step_fraction=stream.STEP_FRACTION)
                 _positions(plane, q, levels, quantiser.steps[index], total=position_sum, count=position_count)
                 quantised.append(q)
             counts += _counts(quantised, levels, colour)

@@ -30,11 +30,12 @@ import numpy as np
 
 from dicomcrypt.codec.wavelet import bands, entropy, transform
 
-LAMBDA = 0.04  # squared steps per bit: the largest that keeps the default quality's SSIM floor (docs/codec.md)
+LAMBDA = 0.03  # squared steps per bit: the largest that keeps the default quality's SSIM floor (docs/codec.md)
 LOW_BAND_STEP = 0.7  # the low band's step as a share of what its synthesis gain alone would give
 OFFSET_UNITS = 64  # reconstruction offsets are in 1/64 of a step (stream.OFFSET_FRACTION)
 _MIN_FITTED = 16  # a band with fewer non-zero indices keeps the model's offset
-_PRIOR = 0.02  # added to every token count, so an unseen token has a finite cost
+_PRIOR = 0.5  # added to every table weight (tables sum to about 2**12), so an unseen token has a finite cost
+_FLAT_COST = 6.0  # bits of any token in a context the model has no table for
 
 
 def nearest_indices(coefficients: np.ndarray, rects: list[tuple[int, str, tuple[slice, slice]]],
@@ -49,49 +50,99 @@ def nearest_indices(coefficients: np.ndarray, rects: list[tuple[int, str, tuple[
     return out
 
 
-def choose_indices(coefficients: np.ndarray, levels: int, steps: tuple[int, ...], recon: tuple[int, ...], *,
-                   kind: int, step_fraction: int) -> np.ndarray:
-    """The indices one plane is coded with: nearest, then lowered where ``D + LAMBDA * R`` falls."""
+def code_plane(coefficients: np.ndarray, levels: int, steps: tuple[int, ...], recon: tuple[int, ...],
+               sink: bands.Sink, *, kind: int, costs: np.ndarray,
+               step_fraction: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Choose one plane's indices while ``sink`` codes them (one traversal); returns the indices as
+    coded (the low band as differences) and the reconstruction offsets fitted to them."""
     rects = transform.band_slices(coefficients.shape[0], coefficients.shape[1], levels)
     q = nearest_indices(coefficients, rects, steps, step_fraction)
-    contexts = context_map(q, levels, kind)
-    detail = contexts >= 0
-    tokens, _bits = entropy.token_and_bits(np.abs(q[detail]))
-    counts = np.bincount(contexts[detail] * entropy.TOKENS + tokens,
-                         minlength=entropy.CONTEXTS * entropy.TOKENS).reshape(entropy.CONTEXTS, entropy.TOKENS)
-    smoothed = counts + _PRIOR
-    cost = -np.log2(smoothed / smoothed.sum(axis=1, keepdims=True))  # bits of each token in each context
-    scale = float(1 << step_fraction)
-    for (_level, name, rect), step, offset in zip(rects, steps, recon):
-        if name == "LL":
-            continue  # coded as differences, a few thousand values: nearest is right
-        band = q[rect]
-        nonzero = band != 0
+    low = rects[0][2]
+    low_offset = fitted_recon(coefficients[low], q[low], 0, steps[:1], recon=recon[:1], step_fraction=step_fraction)
+    q[low] = bands.low_differences(q[low])
+    bands.traverse(q, levels, kind, Chooser(q, coefficients, rects, steps, recon, costs=costs, inner=sink,
+                                            step_fraction=step_fraction))
+    offsets = fitted_recon(coefficients, q, levels, steps, recon=recon, step_fraction=step_fraction)
+    return q, low_offset + offsets[1:]
+
+
+def choose_indices(coefficients: np.ndarray, levels: int, steps: tuple[int, ...], recon: tuple[int, ...], *,
+                   kind: int, costs: np.ndarray, step_fraction: int) -> np.ndarray:
+    """The indices one plane is coded with (what :class:`Chooser` leaves in the plane it codes)."""
+    rects = transform.band_slices(coefficients.shape[0], coefficients.shape[1], levels)
+    q = nearest_indices(coefficients, rects, steps, step_fraction)
+    bands.traverse(q, levels, kind, Chooser(q, coefficients, rects, steps, recon, costs=costs,
+                                            inner=None, step_fraction=step_fraction))
+    return q
+
+
+def token_costs(tables: dict[int, np.ndarray]) -> np.ndarray:
+    """Bits of each token in each context under the model's tables (a context without one: a flat
+    cost, so only raw bits count there); what the encoder's RD choice weighs."""
+    costs = np.full((entropy.CONTEXTS, entropy.TOKENS), _FLAT_COST)
+    for context, row in tables.items():
+        weights = np.full(entropy.TOKENS, _PRIOR)
+        weights[: len(row)] += row
+        costs[context] = -np.log2(weights / weights.sum())
+    return costs
+
+
+class Chooser:
+    """A :class:`bands.Sink` that lowers indices where ``D + LAMBDA * R`` falls, then hands them on.
+
+    It sits in the encoder's one traversal, before the :class:`bands.Collector`: each group's
+    contexts were formed from positions already chosen, so the choice sees the contexts the
+    stream codes in, and the later groups see the lowered values. ``q`` is the plane being coded
+    (the nearest indices, the low band already as differences), ``coefficients`` the unquantised
+    plane at the same positions."""
+
+    def __init__(self, q: np.ndarray, coefficients: np.ndarray, rects: list[tuple[int, str, tuple[slice, slice]]],
+                 steps: tuple[int, ...], recon: tuple[int, ...], *, costs: np.ndarray,
+                 inner: bands.Sink | None, step_fraction: int) -> None:
+        if not (q.flags.c_contiguous and coefficients.flags.c_contiguous and q.shape == coefficients.shape
+                and q.dtype.itemsize == coefficients.dtype.itemsize == 8):
+            raise ValueError("RD choice: indices and coefficients must be contiguous 64-bit planes of one shape")
+        self._q, self._coefficients, self._rects = q, coefficients, rects
+        self._steps, self._recon, self._costs, self._inner = steps, recon, costs, inner
+        self._scale = float(1 << step_fraction)
+        self._low_context = entropy.PLANE_KINDS * entropy.PASSES * entropy.CLASSES
+
+    def code(self, views: list[np.ndarray], contexts: list[np.ndarray]) -> None:
+        if not (contexts and contexts[0].size and int(contexts[0].flat[0]) >= self._low_context):
+            for view, context in zip(views, contexts):
+                if view.size:
+                    self._lower(view, context)
+        if self._inner is not None:
+            self._inner.code(views, contexts)
+
+    def _lower(self, view: np.ndarray, context: np.ndarray) -> None:
+        nonzero = view != 0
         if not nonzero.any():
-            continue
-        m = np.abs(band[nonzero])
-        x = np.abs(coefficients[rect][nonzero]).astype(np.float64) * scale / step  # in steps
-        context = contexts[rect][nonzero]
+            return
+        start = (view.__array_interface__["data"][0] - self._q.__array_interface__["data"][0]) // view.itemsize
+        step, offset = self._band_of(*divmod(start, self._q.shape[1]))
+        unquantised = np.lib.stride_tricks.as_strided(self._coefficients.reshape(-1)[start:], shape=view.shape,
+                                                      strides=view.strides)
+        m = np.abs(view[nonzero])
+        x = np.abs(unquantised[nonzero]).astype(np.float64) * self._scale / step  # in steps
         shift = offset / OFFSET_UNITS
         kept = m + shift
         lowered = np.where(m > 1, m - 1 + shift, 0.0)
         token_m, raw_m = entropy.token_and_bits(m)
         token_l, raw_l = entropy.token_and_bits(m - 1)
+        where = context[nonzero]
         gain = (x - lowered) ** 2 - (x - kept) ** 2  # distortion added by lowering, squared steps
-        saved = cost[context, token_m] + raw_m - cost[context, token_l] - raw_l
+        saved = self._costs[where, token_m] + raw_m - self._costs[where, token_l] - raw_l
         m = np.where(gain < LAMBDA * saved, m - 1, m)
-        values = band[nonzero]
-        band[nonzero] = np.where(values < 0, -m, m)
-    return q
+        values = view[nonzero]
+        view[nonzero] = np.where(values < 0, -m, m)
 
-
-def context_map(q: np.ndarray, levels: int, kind: int) -> np.ndarray:
-    """The context index every detail coefficient of ``q`` is coded in (-1 in the low band)."""
-    recorder = _ContextRecorder(q)
-    bands.traverse(q, levels, kind, recorder)
-    low = transform.band_slices(q.shape[0], q.shape[1], levels)[0][2]
-    recorder.contexts[low] = -1
-    return recorder.contexts
+    def _band_of(self, row: int, col: int) -> tuple[int, int]:
+        """(step, reconstruction offset) of the detail band holding a position."""
+        for (_level, name, (rows, cols)), step, offset in zip(self._rects, self._steps, self._recon):
+            if name != "LL" and rows.start <= row < rows.stop and cols.start <= col < cols.stop:
+                return step, offset
+        raise ValueError(f"RD choice: position ({row}, {col}) is in no detail band")
 
 
 def fitted_recon(coefficients: np.ndarray, q: np.ndarray, levels: int, steps: tuple[int, ...], *,
@@ -109,26 +160,3 @@ def fitted_recon(coefficients: np.ndarray, q: np.ndarray, levels: int, steps: tu
         position = np.abs(coefficients[rect][nonzero]).astype(np.float64) * scale / step - np.abs(band[nonzero])
         out.append(int(np.clip(round(OFFSET_UNITS * float(position.mean())), -OFFSET_UNITS, OFFSET_UNITS - 1)))
     return tuple(out)
-
-
-class _ContextRecorder:
-    """A :class:`bands.Sink` that writes each position's context into a plane-shaped map.
-
-    The views the traversal hands over are basic slices of the plane, so their byte offset and
-    strides locate the same positions in a map of the same shape and item size."""
-
-    def __init__(self, plane: np.ndarray) -> None:
-        if not plane.flags.c_contiguous or plane.dtype.itemsize != 8:
-            raise ValueError("context map: the plane must be a contiguous 64-bit array")
-        self._plane = plane
-        self.contexts = np.full(plane.shape, -1, dtype=np.int64)
-
-    def code(self, views: list[np.ndarray], contexts: list[np.ndarray]) -> None:
-        base = self._plane.__array_interface__["data"][0]
-        flat = self.contexts.reshape(-1)
-        for view, context in zip(views, contexts):
-            if view.size == 0:
-                continue
-            start = (view.__array_interface__["data"][0] - base) // view.itemsize
-            target = np.lib.stride_tricks.as_strided(flat[start:], shape=view.shape, strides=view.strides)
-            target[...] = context

@@ -65,17 +65,18 @@ def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quanti
     collector = bands.Collector()
     check = 0
     recon = []  # lossy: the offsets fitted to this frame (rdo.fitted_recon), per plane
+    costs = None if lossless else rdo.token_costs(tables or {})
     for index, coefficients in enumerate(analyse(frame, colour=colour, quantiser=None if lossless else quantiser,
                                                  levels=levels)):
-        if not lossless:
-            assert quantiser is not None
-            indices = rdo.choose_indices(coefficients, levels, quantiser.steps[index], quantiser.recon[index],
-                                         kind=_kind(index, colour), step_fraction=STEP_FRACTION)
-            recon.append(rdo.fitted_recon(coefficients, indices, levels, quantiser.steps[index],
-                                          recon=quantiser.recon[index], step_fraction=STEP_FRACTION))
-            coefficients = indices
-        _differentiate_low(coefficients, levels)
-        bands.traverse(coefficients, levels, _kind(index, colour), collector)
+        if lossless:
+            _differentiate_low(coefficients, levels)
+            bands.traverse(coefficients, levels, _kind(index, colour), collector)
+        else:
+            assert quantiser is not None and costs is not None
+            coefficients, offsets = rdo.code_plane(coefficients, levels, quantiser.steps[index],
+                                                   quantiser.recon[index], collector, kind=_kind(index, colour),
+                                                   costs=costs, step_fraction=STEP_FRACTION)
+            recon.append(offsets)
         check = zlib.crc32(coefficients.astype("<i8").tobytes(), check)
     header = _HEADER.pack(MAGIC, (0 if lossless else LOSSY) | (COLOUR if colour else 0), levels, lifting, planes,
                           height, width, check)
