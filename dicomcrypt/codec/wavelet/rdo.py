@@ -3,15 +3,15 @@
 The decoder never sees these choices, only their result (indices, per-band steps and
 reconstruction offsets, all already in the stream), so they can change without a format change:
 
-- **RD-optimised indices** (:func:`choose_indices`): every coefficient starts at its nearest
-  index; then each non-zero index is lowered by one where the distortion that adds is worth less
-  than the bits it saves, ``D + lambda * R`` with ``lambda`` tied to the step (:data:`LAMBDA`, in
-  squared steps per bit: the distortion is measured in steps, and each band's step already
-  carries its synthesis gain, so one lambda serves every band). The bits are those of the
-  index's token in its real context (the traversal of :mod:`.bands` on the nearest indices, with
-  this image's token counts as the probabilities) plus its raw bits. Isolated +-1 values in
-  quiet, finely divided bands are what this removes most: noise that a dead zone of one fixed
-  width either keeps everywhere or drops everywhere.
+- **RD-optimised indices** (:class:`Chooser`, in the encoder's one traversal of :mod:`.bands`,
+  :func:`code_plane`): every coefficient starts at its nearest index; as each group of positions
+  comes up, each non-zero index is lowered by one where the distortion that adds is worth less
+  than the bits it saves, ``D + lambda * R`` (:data:`LAMBDA`, in squared steps per bit: the
+  distortion is measured in steps, and each band's step already carries its synthesis gain, so
+  one lambda serves every band). The bits are those of the index's token in the context the
+  stream codes it in, under the model's table (:func:`token_costs`), plus its raw bits; the
+  group's contexts come from positions already chosen, so choice and coding agree. A small value
+  in a quiet context is what goes: one that a dead zone of one fixed width would keep.
 - **Reconstruction offsets fitted to the image** (:func:`fitted_recon`): per band, the mean
   position of the coefficients inside their index's interval (the MSE-optimal single offset),
   replacing the model's trained per-level average.
