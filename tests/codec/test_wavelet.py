@@ -95,6 +95,57 @@ def test_lossy_default_meets_the_quality_floor_and_quality_orders_size_and_error
     assert results[30][1].psnr_db < q.psnr_db < results[90][1].psnr_db
 
 
+def test_rd_indices_are_what_the_stream_codes_and_buy_bytes_for_little_error(monkeypatch):
+    import zlib
+
+    from dicomcrypt.codec.wavelet import bands, rdo
+
+    frames, fmt = _frames("CT_small.dcm")
+    frame = frames[0].astype(np.int64)
+    quantiser = _quantiser(frames[0])
+    tables = load_codec(None, 1).params.tables
+    levels = transform.levels_for(*frame.shape[:2])
+    (plane,) = stream.analyse(frame, colour=False, quantiser=quantiser, levels=levels)
+    q = rdo.choose_indices(plane, levels, quantiser.steps[0], quantiser.recon[0], kind=0,
+                           costs=rdo.token_costs(tables), step_fraction=stream.STEP_FRACTION)
+    rects = transform.band_slices(*q.shape, levels)
+    nearest = rdo.nearest_indices(plane, rects, quantiser.steps[0], stream.STEP_FRACTION)
+    lowered = np.abs(nearest) - np.abs(q)
+    assert lowered.min() == 0 and lowered.max() == 1 and lowered.sum() > 0  # only ever one step towards zero
+    assert np.array_equal(q[rects[0][2]], nearest[rects[0][2]])  # the low band keeps its nearest indices
+    # The stream's CRC covers the indices it codes (the low band as differences): they are these.
+    data = stream.encode(frame, colour=False, lossless=False, quantiser=quantiser, tables=tables)
+    q[rects[0][2]] = bands.low_differences(q[rects[0][2]])
+    assert int.from_bytes(data[16:20], "big") == zlib.crc32(q.astype("<i8").tobytes())
+    # Against nearest indices (lambda 0): fewer bytes for at most a sliver of PSNR.
+    results = {}
+    for lam in (0.0, rdo.LAMBDA):
+        monkeypatch.setattr(rdo, "LAMBDA", lam)
+        packed, restored, _ = _roundtrip(Mode.LOSSY, frames, fmt)
+        results[lam] = (len(packed.sections["pixels"]), compare(frames, restored).psnr_db)
+    (nearest_size, nearest_db), (size, db) = results[0.0], results[rdo.LAMBDA]
+    assert size < 0.995 * nearest_size and db > nearest_db - 0.2, results
+
+
+def test_offsets_fitted_to_the_image_never_add_error_to_a_band():
+    from dicomcrypt.codec.wavelet import rdo
+
+    frames, _fmt = _frames("MR_small.dcm")
+    frame = frames[0].astype(np.int64)
+    quantiser = _quantiser(frames[0])
+    levels = transform.levels_for(*frame.shape[:2])
+    (plane,) = stream.analyse(frame, colour=False, quantiser=quantiser, levels=levels)
+    steps, model = quantiser.steps[0], quantiser.recon[0]
+    costs = rdo.token_costs(load_codec(None, 1).params.tables)
+    q = rdo.choose_indices(plane, levels, steps, model, kind=0, costs=costs, step_fraction=stream.STEP_FRACTION)
+    fitted = rdo.fitted_recon(plane, q, levels, steps, recon=model, step_fraction=stream.STEP_FRACTION)
+    assert fitted != model
+    for (_level, _name, rect), step, ours, theirs in zip(transform.band_slices(*q.shape, levels), steps, fitted, model):
+        nonzero = q[rect] != 0
+        position = np.abs(plane[rect][nonzero]) * float(1 << stream.STEP_FRACTION) / step - np.abs(q[rect][nonzero])
+        assert np.sum((position - ours / 64) ** 2) <= np.sum((position - theirs / 64) ** 2) + 1e-9
+
+
 def test_lossy_colour_codes_all_three_planes():
     frames, fmt = _frames("SC_rgb.dcm")
     _packed, restored, _ = _roundtrip(Mode.LOSSY, frames, fmt)

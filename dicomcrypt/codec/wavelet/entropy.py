@@ -47,7 +47,26 @@ _RAW_CHUNK = 16  # raw symbols wider than this are split (constriction's Uniform
 
 
 def tokenise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(token, raw value, raw bit count) of each int64 value; raw holds mantissa bits then the sign."""
+    """(token, raw value, raw bit count) of each int64 value; raw holds mantissa bits then the sign.
+
+    Magnitudes below :data:`_LOOKUP` (nearly all of them) are looked up in tables that
+    :func:`_tokenise_arithmetic` filled, so both give the same numbers."""
+    magnitude = np.abs(values)
+    if magnitude.size and int(magnitude.max()) >= _LOOKUP:
+        return _tokenise_arithmetic(values)
+    raw = ((magnitude & _MANTISSA_MASK[magnitude]) << 1) | (values < 0)
+    return _TOKEN_OF[magnitude], raw, _BITS_OF[magnitude]
+
+
+def token_and_bits(magnitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token, raw bit count) of non-negative magnitudes: :func:`tokenise` without forming the raw bits."""
+    if magnitude.size and int(magnitude.max()) >= _LOOKUP:
+        tokens, _raw, bits = _tokenise_arithmetic(magnitude)
+        return tokens, bits
+    return _TOKEN_OF[magnitude], _BITS_OF[magnitude]
+
+
+def _tokenise_arithmetic(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     magnitude = np.abs(values)
     sign = (values < 0).astype(np.int64)
     exponent = bit_length(magnitude)
@@ -63,6 +82,10 @@ def tokenise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def raw_bits_of(tokens: np.ndarray) -> np.ndarray:
     """How many raw bits follow each token (what :func:`tokenise` wrote)."""
+    return _RAW_BITS_OF_TOKEN[tokens]
+
+
+def _raw_bits_arithmetic(tokens: np.ndarray) -> np.ndarray:
     tokens = tokens.astype(np.int64)
     big = tokens >= DIRECT
     shift = np.where(big, (tokens - DIRECT) // 2 + 2, 0)
@@ -70,13 +93,17 @@ def raw_bits_of(tokens: np.ndarray) -> np.ndarray:
 
 
 def detokenise(tokens: np.ndarray, raw: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`tokenise`."""
+    """Inverse of :func:`tokenise` (each token's leading bits from a table :func:`_token_tops` filled)."""
+    magnitude = _TOP_OF_TOKEN[tokens] | (raw >> 1)  # a token below DIRECT has no mantissa bits: raw >> 1 is 0
+    return np.where(raw & 1 == 1, -magnitude, magnitude)
+
+
+def _token_tops(tokens: np.ndarray) -> np.ndarray:
+    """The magnitude each token stands for before its mantissa bits are added."""
     tokens = tokens.astype(np.int64)
     big = tokens >= DIRECT
     shift = np.where(big, (tokens - DIRECT) // 2 + 2, 0)
-    top = np.where(big, (2 | ((tokens - DIRECT) & 1)) << shift, tokens)
-    magnitude = np.where(big, top | (raw >> 1), tokens)
-    return np.where((tokens > 0) & (raw & 1 == 1), -magnitude, magnitude)
+    return np.where(big, (2 | ((tokens - DIRECT) & 1)) << shift, tokens)
 
 
 def bit_length(values: np.ndarray) -> np.ndarray:
@@ -85,10 +112,27 @@ def bit_length(values: np.ndarray) -> np.ndarray:
 
 
 def activity_class(activity: np.ndarray) -> np.ndarray:
-    """Half-octave bucket of a non-negative activity: 0, 1, 2-3 split in two, ... capped."""
+    """Half-octave bucket of a non-negative activity: 0, 1, 2-3 split in two, ... capped.
+
+    A lookup (:func:`_activity_class_arithmetic` filled it): every activity past the table's
+    end is in the last class already."""
+    return _CLASS_OF[np.minimum(activity, _CLASS_OF.size - 1)]
+
+
+def _activity_class_arithmetic(activity: np.ndarray) -> np.ndarray:
     length = bit_length(activity)
     half = np.where(length >= 2, (activity >> np.maximum(length - 2, 0)) & 1, 0)
     return np.minimum(2 * length - (length > 0) + half, CLASSES - 1)
+
+
+_LOOKUP = 1 << 12
+_TOKEN_OF, _, _BITS_OF = _tokenise_arithmetic(np.arange(_LOOKUP, dtype=np.int64))
+_MANTISSA_MASK = np.where(np.arange(_LOOKUP) >= DIRECT,
+                          (np.int64(1) << np.maximum(bit_length(np.arange(_LOOKUP, dtype=np.int64)) - 2, 0)) - 1, 0)
+_RAW_BITS_OF_TOKEN = _raw_bits_arithmetic(np.arange(TOKENS))
+_TOP_OF_TOKEN = _token_tops(np.arange(TOKENS))
+_CLASS_OF = _activity_class_arithmetic(np.arange(1 << ((CLASSES + 1) // 2), dtype=np.int64))
+assert _CLASS_OF[-1] == CLASSES - 1 and _CLASS_OF[-2] == CLASSES - 1  # saturated before the table ends
 
 
 @dataclass

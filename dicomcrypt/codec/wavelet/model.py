@@ -38,7 +38,7 @@ class WaveletParams:
     octave_per_quality: float = 12.5  # quality Q -> pixel step 2 ** ((100 - Q) / octave_per_quality) ...
     relative_octaves: float = 4.0  # ... or range * 2 ** -(Q / octave_per_quality + relative_octaves), if larger
     fraction_bits: int = 2
-    rounding: float = 0.4
+    rounding: float = 0.4  # dead-zone rounding of streams before RD-optimised indices; kept so model files parse
     chroma_step: float = 1.0
     recon: tuple[int, ...] = ()  # per band class (0 = low band, 1.. = detail level), 1/64 of a step
     band_weights: tuple[float, ...] = ()  # per band class: multiplies the synthesis-gain step
@@ -134,10 +134,18 @@ def quantiser_for(params: WaveletParams, pixels: np.ndarray, step: float, colour
     height, width, planes = pixels.shape
     levels = transform.levels_for(height, width)
     gains = RCT_PLANE_GAINS if colour else (1.0,) * planes
-    steps = tuple(params.band_steps(height, width, levels, step, gains[index]) for index in range(planes))
+    steps = tuple(_finer_low_band(params.band_steps(height, width, levels, step, gains[index]))
+                  for index in range(planes))
     recon = tuple(params.band_recon(height, width, levels) for _ in range(planes))
     offset = int(np.round(np.median(pixels))) if pixels.size else 0
-    return Quantiser(params.fraction_bits, offset, steps, recon, params.rounding)
+    return Quantiser(params.fraction_bits, offset, steps, recon)
+
+
+def _finer_low_band(steps: tuple[int, ...]) -> tuple[int, ...]:
+    """The low band (first) at :data:`rdo.LOW_BAND_STEP` of its step: see :mod:`.rdo`."""
+    from dicomcrypt.codec.wavelet.rdo import LOW_BAND_STEP
+
+    return (max(1, round(steps[0] * LOW_BAND_STEP)), *steps[1:]) if steps else steps
 
 
 def _tables(value: object, where: str) -> dict[int, np.ndarray]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dicomcrypt.codec.wavelet import bands, entropy, transform
+from dicomcrypt.codec.wavelet import bands, entropy, rdo, transform
 from dicomcrypt.errors import PayloadFormatError
 
 MAGIC = b"DCW1"
@@ -53,8 +53,7 @@ class Quantiser:
     fraction_bits: int
     offset: int  # subtracted from pixels before the transform
     steps: tuple[tuple[int, ...], ...]  # Q8 per plane, per band (coding order)
-    recon: tuple[tuple[int, ...], ...]  # 1/64 step per plane, per band
-    rounding: float = 0.5  # encoder only: how far up |c| / step is rounded (dead zone below 0.5)
+    recon: tuple[tuple[int, ...], ...]  # 1/64 step per plane, per band (the encoder refits them: rdo.fitted_recon)
 
 
 def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quantiser | None = None,
@@ -65,21 +64,27 @@ def encode(frame: np.ndarray, *, colour: bool, lossless: bool, quantiser: Quanti
     lifting = 0 if lossless else 1
     collector = bands.Collector()
     check = 0
+    recon = []  # lossy: the offsets fitted to this frame (rdo.fitted_recon), per plane
+    costs = None if lossless else rdo.token_costs(tables or {})
     for index, coefficients in enumerate(analyse(frame, colour=colour, quantiser=None if lossless else quantiser,
                                                  levels=levels)):
-        coefficients = coefficients if lossless else _quantise(
-            coefficients, levels, quantiser.steps[index], quantiser.rounding  # type: ignore[union-attr]
-        )
-        _differentiate_low(coefficients, levels)
-        bands.traverse(coefficients, levels, _kind(index, colour), collector)
+        if lossless:
+            _differentiate_low(coefficients, levels)
+            bands.traverse(coefficients, levels, _kind(index, colour), collector)
+        else:
+            assert quantiser is not None and costs is not None
+            coefficients, offsets = rdo.code_plane(coefficients, levels, quantiser.steps[index],
+                                                   quantiser.recon[index], collector, kind=_kind(index, colour),
+                                                   costs=costs, step_fraction=STEP_FRACTION)
+            recon.append(offsets)
         check = _crc(coefficients, check)
     header = _HEADER.pack(MAGIC, (0 if lossless else LOSSY) | (COLOUR if colour else 0), levels, lifting, planes,
                           height, width, check)
     if not lossless:
         assert quantiser is not None
         header += _LOSSY_HEADER.pack(quantiser.fraction_bits, quantiser.offset)
-        for steps, recon in zip(quantiser.steps, quantiser.recon):
-            header += b"".join(_BAND.pack(s, r) for s, r in zip(steps, recon))
+        for steps, offsets in zip(quantiser.steps, recon):
+            header += b"".join(_BAND.pack(s, r) for s, r in zip(steps, offsets))
     import zstandard
 
     model_tables = tables or {}
@@ -102,11 +107,6 @@ def analyse(frame: np.ndarray, *, colour: bool, quantiser: Quantiser | None, lev
             plane = (plane - quantiser.offset) << quantiser.fraction_bits
         planes.append(transform.forward(plane, levels, LIFTINGS[0 if quantiser is None else 1]))
     return planes
-
-
-def quantise(coefficients: np.ndarray, levels: int, steps: tuple[int, ...], rounding: float) -> np.ndarray:
-    """Dead-zone quantiser of one plane (what :func:`encode` codes in lossy mode)."""
-    return _quantise(coefficients, levels, steps, rounding)
 
 
 def decode(
@@ -214,18 +214,6 @@ def _differentiate_low(coefficients: np.ndarray, levels: int) -> None:
 def _integrate_low(coefficients: np.ndarray, levels: int) -> None:
     rect = transform.band_slices(coefficients.shape[0], coefficients.shape[1], levels)[0][2]
     coefficients[rect] = bands.undo_low_differences(coefficients[rect])
-
-
-def _quantise(coefficients: np.ndarray, levels: int, steps: tuple[int, ...], rounding: float) -> np.ndarray:
-    out = np.empty_like(coefficients)
-    bias = int(round(rounding * (1 << STEP_FRACTION)))
-    rects = transform.band_slices(coefficients.shape[0], coefficients.shape[1], levels)
-    for (_level, _name, rect), step in zip(rects, steps):
-        band = coefficients[rect]
-        # |q| = floor(|c| / step + rounding), step in Q8: integer arithmetic throughout.
-        magnitude = ((np.abs(band) << (2 * STEP_FRACTION)) // step + bias) >> STEP_FRACTION
-        out[rect] = np.where(band < 0, -magnitude, magnitude)
-    return out
 
 
 def _dequantise(q: np.ndarray, levels: int, steps: tuple[int, ...], recon: tuple[int, ...]) -> np.ndarray:
