@@ -28,6 +28,7 @@ parsed the instance before calling the hook) rather than refused.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
@@ -219,18 +220,26 @@ def _as_implicit(data: bytes, begin: int, end: int) -> bytes:
     if vr != b"SQ":
         return struct.pack("<HHL", group, element, length) + data[begin + 12:end]
     items_end = end - 8 if length == _UNDEFINED else end  # before the Sequence Delimitation Item
-    parts = [struct.pack("<HHL", group, element, _UNDEFINED)]
-    pos = begin + 12
+    header = struct.pack("<HHL", group, element, _UNDEFINED)
+    return header + _items_converted(data, begin + 12, items_end, implicit=False, convert=_as_implicit)
+
+
+def _items_converted(data: bytes, pos: int, items_end: int, *, implicit: bool,
+                     convert: Callable[[bytes, int, int], bytes]) -> bytes:
+    """A sequence's items from ``pos`` to ``items_end``, each element re-encoded by ``convert``,
+    written with undefined lengths (the items' explicit lengths no longer hold), then the
+    Sequence Delimitation Item."""
+    parts = []
     while pos < items_end:
         item_group, item_element, item_length = _TAG_LENGTH.unpack_from(data, pos)
         if item_group << 16 | item_element != _ITEM:
             raise _Malformed("expected an item")
         pos += 8
-        stop = _items_content_end(data, pos) if item_length == _UNDEFINED else pos + item_length
+        stop = _items_content_end(data, pos, implicit=implicit) if item_length == _UNDEFINED else pos + item_length
         parts.append(struct.pack("<HHL", 0xFFFE, 0xE000, _UNDEFINED))
         while pos < stop:
-            element_end = _element_end(data, pos, implicit=False)
-            parts.append(_as_implicit(data, pos, element_end))
+            element_end = _element_end(data, pos, implicit=implicit)
+            parts.append(convert(data, pos, element_end))
             pos = element_end
         parts.append(struct.pack("<HHL", 0xFFFE, 0xE00D, 0))
         pos = stop + 8 if item_length == _UNDEFINED else stop
@@ -257,23 +266,8 @@ def _as_explicit(data: bytes, begin: int, end: int) -> bytes:
     vr = _dictionary_vr(group, element)
     if vr == "SQ" or (length == _UNDEFINED and vr == "UN"):
         items_end = end - 8 if length == _UNDEFINED else end
-        parts = [struct.pack("<HH2sHL", group, element, b"SQ", 0, _UNDEFINED)]
-        pos = begin + 8
-        while pos < items_end:
-            item_group, item_element, item_length = _TAG_LENGTH.unpack_from(data, pos)
-            if item_group << 16 | item_element != _ITEM:
-                raise _Malformed("expected an item")
-            pos += 8
-            stop = _items_content_end(data, pos, implicit=True) if item_length == _UNDEFINED else pos + item_length
-            parts.append(struct.pack("<HHL", 0xFFFE, 0xE000, _UNDEFINED))
-            while pos < stop:
-                element_end = _element_end(data, pos, implicit=True)
-                parts.append(_as_explicit(data, pos, element_end))
-                pos = element_end
-            parts.append(struct.pack("<HHL", 0xFFFE, 0xE00D, 0))
-            pos = stop + 8 if item_length == _UNDEFINED else stop
-        parts.append(struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
-        return b"".join(parts)
+        header = struct.pack("<HH2sHL", group, element, b"SQ", 0, _UNDEFINED)
+        return header + _items_converted(data, begin + 8, items_end, implicit=True, convert=_as_explicit)
     if length == _UNDEFINED:
         raise _Malformed("undefined length outside a sequence")
     encoded = vr.encode("ascii")
