@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset, PrivateBlock
 from pydicom.multival import ConstrainedList
 from pydicom.tag import BaseTag
 
-__all__ = ["independent_copy"]
+__all__ = ["independent_copy", "independent_element_copy"]
 
 D = TypeVar("D", bound=Dataset)
 
@@ -33,6 +33,12 @@ _SHARED: frozenset[type] = frozenset({bytes, str, int, float, bool, type(None), 
 def independent_copy(ds: D) -> D:
     """A copy of ``ds`` (and of its file meta, sequences and items) that shares nothing mutable."""
     return _copy_dataset(ds, {})
+
+
+def independent_element_copy(elem: DataElement) -> DataElement:
+    """A copy of one element (its sequence items too) that shares nothing mutable."""
+    copied: DataElement = _copy_object(elem, {})
+    return copied
 
 
 def _copy(value: Any, memo: dict[int, Any]) -> Any:
