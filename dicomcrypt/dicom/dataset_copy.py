@@ -4,8 +4,8 @@ Why: every pipeline call starts from a copy of its input (the input is never mod
 ``copy.deepcopy`` of a pydicom Dataset rebuilds every element, raw or not, through pickle's
 reduce protocol: 31 % of the Orthanc hook's time per CT instance (issue 14). Most of that work
 copies things that cannot change. This copy shares what is immutable (undecoded
-``RawDataElement`` tuples, bytes, str, int, float, None, tags) and rebuilds every container
-(Dataset, DataElement, Sequence, MultiValue) so that no later edit of the copy, including
+``RawDataElement`` tuples, bytes, str, int, float, None, tags, UID/DS/IS values) and rebuilds
+every container (Dataset, DataElement, Sequence, MultiValue) so that no later edit of the copy, including
 pydicom's in-place ``ds.X = v``, reaches the original. Anything else (PersonName, DSfloat, dates,
 numpy arrays, the file buffer) is deep-copied as before, so the result writes the same bytes as
 ``copy.deepcopy``'s, element for element. One difference, on purpose: the copy's private block
@@ -21,13 +21,20 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, PrivateBlock
 from pydicom.multival import ConstrainedList
 from pydicom.tag import BaseTag
+from pydicom.uid import UID
+from pydicom.valuerep import IS, DSfloat, ISfloat
 
 __all__ = ["independent_copy", "independent_element_copy"]
 
 D = TypeVar("D", bound=Dataset)
 
-# Exact types only: a subclass may carry mutable state of its own.
-_SHARED: frozenset[type] = frozenset({bytes, str, int, float, bool, type(None), BaseTag, RawDataElement})
+# Exact types only: a subclass may carry mutable state of its own. UID, DS and IS are str, float
+# and int subclasses whose extra attributes (the original string, the validation mode) are set
+# once when pydicom builds them and never changed: values, shared like the builtins. PersonName
+# (cached components) and the date/time types are deep-copied.
+_SHARED: frozenset[type] = frozenset(
+    {bytes, str, int, float, bool, type(None), BaseTag, RawDataElement, UID, DSfloat, IS, ISfloat}
+)
 
 
 def independent_copy(ds: D) -> D:
