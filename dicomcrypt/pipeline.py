@@ -14,7 +14,6 @@ SHA-256 digest of the original pixels, so a mismatch is an error and never a sil
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 from collections.abc import Iterable
@@ -170,12 +169,12 @@ def _not_an_image_to_encrypt(ds: Dataset, identity: IdentityProtection | None) -
     if identity is not None:
         return Outcome(_working_copy(ds, identity), "encrypted", "identity",
                        note="no pixel data: identifying attributes encrypted only")
-    return Outcome(copy.deepcopy(ds), "passed through", note="no pixel data: not an image")
+    return Outcome(dicom.independent_copy(ds), "passed through", note="no pixel data: not an image")
 
 
 def _working_copy(ds: Dataset, identity: IdentityProtection | None) -> Dataset:
     """A copy of ``ds`` to become the output, its identity protected when asked."""
-    out = copy.deepcopy(ds)
+    out = dicom.independent_copy(ds)
     if identity is not None:
         identity.protect(out)
     return out
@@ -231,14 +230,14 @@ def rekey_instance(
     """
     info = dicom.read_private_block(ds)
     if info is None:
-        return Outcome(copy.deepcopy(ds), "passed through", note="not encrypted by dicomcrypt")
+        return Outcome(dicom.independent_copy(ds), "passed through", note="not encrypted by dicomcrypt")
     header = read_header(info.envelope)
     check_readable_elements(info, header)
     metrics: dict[str, float] = {}
     with timed(metrics, "rekey_s"):
         envelope = rewrap(info.envelope, keys=keys, binding=instance_binding(*dicom.uids(ds)), to=to, keep=keep)
     new_header = read_header(envelope)
-    out = copy.deepcopy(ds)
+    out = dicom.independent_copy(ds)
     dicom.write_private_block(
         out,
         dataclasses.replace(info, format_version=new_header.version, key_ids=new_header.key_ids, envelope=envelope),
@@ -290,7 +289,7 @@ def decrypt_instance(
         frames = coder.unpack(payload.sections, meta, CodingContext(model, metrics=metrics, limits=limits))
     _check_restored(ds, frames, meta, coder)
 
-    out = copy.deepcopy(ds)
+    out = dicom.independent_copy(ds)
     dicom.remove_private_block(out)
     dicom.restore_attributes(out, payload.section("attributes"))
     _check_bound_identity(out, ds)
@@ -321,11 +320,11 @@ def _without_envelope(ds: Dataset, identity_keys: list[IdentityKey]) -> Outcome:
     """An instance with no pixel envelope: re-identified when it can be, else passed through."""
     protected = encrypted_attributes.has_encrypted_attributes(ds)
     if protected and identity_keys:
-        out = copy.deepcopy(ds)
+        out = dicom.independent_copy(ds)
         restore_identity(out, identity_keys)
         return Outcome(out, "decrypted", "identity", note=f"{IDENTITY_RESTORED_NOTE}; no dicomcrypt pixel envelope")
     note = NOT_RESTORED_NOTE if protected else "not encrypted by dicomcrypt"
-    return Outcome(copy.deepcopy(ds), "passed through", note=note)
+    return Outcome(dicom.independent_copy(ds), "passed through", note=note)
 
 
 def _check_restored(ds: Dataset, frames: np.ndarray, meta: PayloadMeta, coder: Coder) -> None:

@@ -26,7 +26,7 @@ from dicomcrypt.errors import (
     PayloadFormatError,
     PixelDecodeError,
 )
-from dicomcrypt.pipeline import decrypt_instance, encrypt_instance, inspect_dataset, pixel_digest
+from dicomcrypt.pipeline import decrypt_instance, encrypt_instance, inspect_dataset, pixel_digest, rekey_instance
 from dicomcrypt.quality import compare
 
 
@@ -513,3 +513,40 @@ def test_a_multi_frame_encrypted_file_is_about_its_payload_size(key):
     sealed = encrypt_instance(original, key=key, mode="standard")
     size = len(to_bytes(sealed.dataset))
     assert size < 1.3 * sealed.metrics["envelope_bytes"] + 8000, (size, sealed.metrics["envelope_bytes"])
+
+
+def _masked_bytes(ds: pydicom.Dataset) -> bytes:
+    """The file bytes with the envelope zeroed: it is the only random part of an encryption."""
+    ds = copy.deepcopy(ds)
+    if (info := dicom.read_private_block(ds)) is not None:
+        block = ds.private_block(dicom.PRIVATE_GROUP, dicom.PRIVATE_CREATOR)
+        ds[block.get_tag(0x10)].value = bytes(len(info.envelope))
+    return to_bytes(ds)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_rle_2frame.dcm",
+                                  "examples_overlay.dcm", "693_UNCR.dcm", "rtplan.dcm"])
+def test_outputs_are_the_bytes_a_deep_copy_of_the_input_gives(name, key, monkeypatch):
+    """The pipeline's cheap copy (issue 14) changes no output byte and never touches the input."""
+    from helpers.corpus import read_quietly, sample
+
+    original = read_quietly(sample(name))
+    pristine = to_bytes(original) if "FileMetaInformationGroupLength" in original.file_meta else None
+    before, other = copy.deepcopy(original), Key.generate()
+    fast: dict[str, bytes] = {}
+    for label in ("fast", "deepcopy"):
+        if label == "deepcopy":
+            monkeypatch.setattr(dicom, "independent_copy", copy.deepcopy)
+        for mode in ("standard", "lossless"):
+            sealed = encrypt_instance(original, key=key, mode=mode).dataset
+            restored = decrypt_instance(sealed, keys=[key]).dataset
+            passed = decrypt_instance(original, keys=[key]).dataset
+            rekeyed = rekey_instance(sealed, keys=[key], to=[other]).dataset
+            outputs = (_masked_bytes(sealed), to_bytes(restored), _masked_bytes(passed), _masked_bytes(rekeyed))
+            if label == "fast":
+                fast[mode] = b"|".join(outputs)
+            else:
+                assert b"|".join(outputs) == fast[mode], (name, mode)
+    assert original == before, "the input dataset must not be modified"
+    if pristine is not None:
+        assert to_bytes(original) == pristine, "the input dataset must not be modified"

@@ -380,3 +380,27 @@ def test_rekeyed_instance_still_restores_its_identity(key, protection, identity_
     assert (0x00110010) not in rekeyed
     restored = decrypt_instance(rekeyed, keys=new_key, identity_keys=[identity_key]).dataset
     assert attribute_differences(original, restored) == []
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "rtplan.dcm", "nested_priv_SQ.dcm"])
+def test_deidentify_writes_the_bytes_it_wrote_with_deep_copies(name, monkeypatch):
+    """Its element copies are independent_element_copy now (issue 14): same data set, same record."""
+    import io
+
+    import pydicom
+
+    from dicomcrypt.dicom import confidentiality
+
+    def written(ds: Dataset, **encoding: bool) -> bytes:
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, ds, **encoding)
+        return buffer.getvalue()
+
+    results = []
+    for copier in (None, copy.deepcopy):
+        if copier is not None:
+            monkeypatch.setattr(confidentiality, "independent_element_copy", copier)
+        ds = read_quietly(sample(name))
+        originals = deidentify(ds, Pseudonyms(b"s" * 32))
+        results.append((written(ds), written(originals, implicit_vr=False, little_endian=True)))
+    assert results[0] == results[1]

@@ -9,6 +9,7 @@ from dicomcrypt.dicom.attributes import (
     restore_attributes,
     snapshot_attributes,
 )
+from dicomcrypt.dicom.dataset_copy import independent_copy
 from dicomcrypt.dicom.derived import check_uid_root, derived_instance_uid, mark_lossy_derived
 from dicomcrypt.dicom.encoding import convert_to_little_endian, transfer_syntax
 from dicomcrypt.dicom.identity import uids
@@ -39,6 +40,7 @@ __all__ = [
     "apply_placeholder",
     "convert_to_little_endian",
     "has_pixel_data",
+    "independent_copy",
     "mark_lossy_derived",
     "check_uid_root",
     "derived_instance_uid",

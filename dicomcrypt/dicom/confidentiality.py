@@ -43,7 +43,6 @@ pydicom and the standard library only.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import hmac
 import uuid
@@ -53,6 +52,8 @@ from typing import Any
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+
+from dicomcrypt.dicom.dataset_copy import independent_element_copy
 
 __all__ = [
     "BASIC_PROFILE",
@@ -606,11 +607,12 @@ def deidentify(ds: Dataset, pseudonyms: Pseudonyms) -> Dataset:
     Instance UID when the dataset has file meta.
     """
     originals = Dataset()
-    for tag in sorted(ds._dict):  # noqa: SLF001 - pydicom has no public tag view without conversion
+    # Sorted as ints: BaseTag compares in Python (issue 14); the order is the same.
+    for tag in sorted(ds._dict, key=int):  # noqa: SLF001 - pydicom has no public tag view without conversion
         elem = ds[tag]
         if action_for(tag) is None and elem.VR != "SQ":
             continue  # never copy what cannot change (Pixel Data)
-        before = copy.deepcopy(elem)
+        before = independent_element_copy(elem)
         if _protect(ds, elem, pseudonyms):
             originals.add(before)
     meta = getattr(ds, "file_meta", None)
@@ -640,7 +642,7 @@ def _protect_items(elem: DataElement, pseudonyms: Pseudonyms) -> bool:
         return False
     changed = False
     for item in elem.value:
-        for tag in sorted(item._dict):  # noqa: SLF001
+        for tag in sorted(item._dict, key=int):  # noqa: SLF001
             changed |= _protect(item, item[tag], pseudonyms)
     return changed
 

@@ -19,7 +19,6 @@ pydicom only; the CMS is built and opened by :mod:`dicomcrypt.crypto.cms`.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import struct
@@ -32,6 +31,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from dicomcrypt.dicom.dataset_copy import independent_element_copy
 from dicomcrypt.errors import IdentityFormatError
 
 __all__ = [
@@ -183,7 +183,7 @@ def mark_identity_removed(ds: Dataset, originals: Dataset) -> None:
     """
     for tag in _IDENTITY_FLAGS:
         if tag in ds._dict and tag not in originals._dict:  # noqa: SLF001
-            originals.add(copy.deepcopy(ds[tag]))
+            originals.add(independent_element_copy(ds[tag]))
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = DEIDENTIFICATION_METHOD
     if 0x00120064 in ds._dict:  # noqa: SLF001

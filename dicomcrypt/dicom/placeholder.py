@@ -23,6 +23,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -80,7 +81,7 @@ def apply_placeholder(ds: Dataset, fmt: PixelFormat) -> None:
     """
     convert_to_little_endian(ds)  # before reading LUTs: pydicom assumes native byte order
     rows, columns = placeholder_size(fmt.rows, fmt.columns)
-    mask = placeholder_mask(rows, columns)
+    mask = _shared_mask(rows, columns)
     background, ink, window = _ink(ds, fmt)
 
     frame = np.where(mask[..., None], ink, background).astype(fmt.dtype)
@@ -126,6 +127,16 @@ def placeholder_size(rows: int, columns: int) -> tuple[int, int]:
     short = round(long_side * min(rows, columns) / max(rows, columns))
     short = max(_SHORT_SIDE_MIN, short + short % 2)
     return (long_side, short) if rows >= columns else (short, long_side)
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_mask(rows: int, columns: int) -> np.ndarray:
+    """:func:`placeholder_mask`, drawn once per shape and read-only: every instance of a series
+    has the same shape, and drawing it was a share of each encryption (issue 14). The shapes are
+    few (long side 128 or 64, even short side), so 64 entries hold every one a site sees."""
+    mask = placeholder_mask(rows, columns)
+    mask.flags.writeable = False
+    return mask
 
 
 def placeholder_mask(rows: int, columns: int, text: str = PLACEHOLDER_TEXT) -> np.ndarray:

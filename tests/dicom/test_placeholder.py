@@ -267,3 +267,15 @@ def test_a_multi_frame_placeholder_is_compressed(
     native = placeholder.nbytes
     assert len(ds.PixelData) < native / 4, (len(ds.PixelData), native)
     assert (placeholder == placeholder[0]).all()
+
+
+def test_the_mask_is_drawn_once_per_shape_and_cannot_be_edited():
+    """apply_placeholder reuses one read-only mask per shape (issue 14); callers still get their own."""
+    from dicomcrypt.dicom.placeholder import _shared_mask
+
+    shared = _shared_mask(128, 96)
+    assert shared is _shared_mask(128, 96) and not shared.flags.writeable
+    np.testing.assert_array_equal(shared, placeholder_mask(128, 96))
+    mine = placeholder_mask(128, 96)
+    mine[:] = False
+    assert shared.any() and placeholder_mask(128, 96).any()

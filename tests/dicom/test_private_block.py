@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 
 from dicomcrypt.dicom import (
     PRIVATE_CREATOR,
+    PRIVATE_GROUP,
     PrivateInfo,
     read_private_block,
     remove_private_block,
@@ -219,3 +220,28 @@ def test_private_block_doc_lists_every_element() -> None:
     text = (DOCS / "private-block.md").read_text()
     for offset, vr, vm, name in PRIVATE_ENTRIES:
         assert f"| {offset:02x} | {vr} | {vm} | {name} |" in text
+
+
+@pytest.mark.parametrize("creators", [(), ("OTHER",), ("OTHER", "DICOMCRYPT 1"), ("DICOMCRYPT 1",)])
+def test_our_block_is_the_block_pydicom_finds_or_creates(creators):
+    """The fast path for a group without creators (issue 14) gives pydicom's block, slot and cache."""
+    from dicomcrypt.dicom.private_block import _our_block
+
+    def with_creators() -> Dataset:
+        ds = Dataset()
+        ds.PatientID = "X"
+        for slot, creator in zip((0x12, 0x14), creators):
+            ds.add_new((PRIVATE_GROUP << 16) | slot, "LO", creator)
+        return ds
+
+    for create in (False, True):
+        ours, theirs = with_creators(), with_creators()
+        try:
+            expected = theirs.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=create).block_start
+        except KeyError:
+            with pytest.raises(KeyError):
+                _our_block(ours, create=create)
+            continue
+        block = _our_block(ours, create=create)
+        assert block.block_start == expected and block.dataset is ours
+        assert ours == theirs and ours.private_block(PRIVATE_GROUP, PRIVATE_CREATOR) is block
