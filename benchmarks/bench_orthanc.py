@@ -47,13 +47,14 @@ from helpers.orthanc import OrthancServer, start_orthanc  # noqa: E402
 DEFAULT_IMAGES = ("CT_small.dcm", "693_UNCR.dcm")  # 128x128 (fixed costs dominate) and 512x512 CT
 
 
-def write_instances(folder: Path, image: str, count: int, key: Key | None, mode: str) -> list[Path]:
+def write_instances(folder: Path, image: str, count: int, key: Key | None, mode: str, *,
+                    effort: str | None = None) -> list[Path]:
     folder.mkdir(parents=True)
     paths = []
     for index in range(count):
         ds = fresh_copy(image)
         if key is not None:
-            ds = encrypt_dataset(ds, key=key, mode=mode)
+            ds = encrypt_dataset(ds, key=key, mode=mode, effort=effort)
         paths.append(folder / f"{index}.dcm")
         ds.save_as(paths[-1], enforce_file_format=True)
     return paths
@@ -105,7 +106,8 @@ Case = tuple[str, dict | None, list[Path]]
 
 
 def cases_for(root: Path, image: str, count: int, key: Key, key_file: Path) -> list[Case]:
-    """Plain Orthanc first (the baseline of the ratios), then the plugin's four cases."""
+    """Plain Orthanc first (the baseline of the ratios), then the plugin's four cases, then the
+    lossless ones again at the exact-mode effort ``fast`` (``EncryptEffort``), the ingest setting."""
     tag = Path(image).stem
     plain = write_instances(root / f"{tag}-plain", image, count, None, "")
     cases: list[Case] = [("plain Orthanc, plain instances", None, plain)]
@@ -115,6 +117,12 @@ def cases_for(root: Path, image: str, count: int, key: Key, key_file: Path) -> l
     for mode in ("standard", "lossless"):
         cases.append((f"encrypt plugin ({mode}), plain instances",
                       {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": mode}, plain))
+    fast = write_instances(root / f"{tag}-sealed-lossless-fast", image, count, key, "lossless", effort="fast")
+    cases.append(("restore plugin, lossless instances (effort fast)", {"Mode": "restore", "KeyFiles": [str(key_file)]},
+                  fast))
+    cases.append(("encrypt plugin (lossless, EncryptEffort fast), plain instances",
+                  {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": "lossless", "EncryptEffort": "fast"},
+                  plain))
     return cases
 
 

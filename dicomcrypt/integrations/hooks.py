@@ -140,7 +140,8 @@ class StorageHook:
 
     ``keys``: a :class:`KeyRing`, a :class:`Key`, keys, or key file / key folder paths.
     ``encrypt_mode``, ``recipients`` (public recipients, ``Recipient`` objects or ``dcrecip1...``
-    strings, encrypted for beside the site key) and ``model`` matter in ``encrypt`` mode
+    strings, encrypted for beside the site key), ``model`` and ``effort`` (the lossless mode's exact-coding
+    effort, ``settings.EFFORTS``; None for the default) matter in ``encrypt`` mode
     (restoring reads mode and model from the envelope; ``model`` there only chooses what to
     preload). ``limits`` bound what a received payload may make the hook allocate and decode
     (:mod:`dicomcrypt.limits`). ``output_syntax`` and ``uid_root`` (restore): as for ``decrypt``
@@ -167,6 +168,7 @@ class StorageHook:
         output_syntax: OutputSyntax | None = None,
         uid_root: str | None = None,
         splice: bool = True,
+        effort: str | None = None,
     ) -> None:
         if mode not in HOOK_MODES:
             raise ConfigError(f"storage hook mode {mode!r}: expected one of {', '.join(HOOK_MODES)}")
@@ -203,7 +205,7 @@ class StorageHook:
                     "a site key (public recipients go in recipients=)"
                 )
             self._settings = EncryptionSettings.build(
-                key=self.encrypt_key, recipients=recipients, mode=encrypt_mode, model=self.model
+                key=self.encrypt_key, recipients=recipients, mode=encrypt_mode, model=self.model, effort=effort
             )
         self._lock = threading.Lock()
         self._counts = HookCounts()

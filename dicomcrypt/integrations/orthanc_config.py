@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dicomcrypt.errors import ConfigError
+from dicomcrypt.settings import EFFORTS
 
 if TYPE_CHECKING:
     from dicomcrypt.integrations.hooks import HookMode
@@ -29,6 +30,7 @@ SECTION = "DicomCrypt"
 STATUS_ROUTE = "/dicomcrypt/status"
 _KEYS = {"Mode", "KeyFiles", "EncryptMode", "Model", "EncryptKeyId"}
 _KEYS |= {"OutputSyntax", "UidRoot"}  # restore: how restored instances are written (docs/dicom/output-syntax.md)
+_KEYS |= {"EncryptEffort"}  # encrypt: the lossless mode's exact-coding effort (docs/codec.md)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class OrthancSettings:
     encrypt_key_id: str | None = None
     output_syntax: str | None = None
     uid_root: str | None = None
+    encrypt_effort: str | None = None
 
 
 def parse_settings(configuration: Mapping[str, Any]) -> OrthancSettings:
@@ -72,8 +75,12 @@ def parse_settings(configuration: Mapping[str, Any]) -> OrthancSettings:
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f'"{SECTION}.{name}" must be a non-empty string')
     output_syntax, uid_root = _restore_output(section)
+    effort = section.get("EncryptEffort")
+    if effort is not None and effort not in EFFORTS:
+        raise ConfigError(f'"{SECTION}.EncryptEffort" must be one of {", ".join(EFFORTS)}, not {effort!r}')
     return OrthancSettings(
-        mode, tuple(key_files), encrypt_mode, section.get("Model"), section.get("EncryptKeyId"), output_syntax, uid_root
+        mode, tuple(key_files), encrypt_mode, section.get("Model"), section.get("EncryptKeyId"), output_syntax,
+        uid_root, effort,
     )
 
 

@@ -173,6 +173,7 @@ def install(orthanc: Any = None) -> OrthancHook:
             encrypt_key_id=settings.encrypt_key_id,
             output_syntax=settings.output_syntax,  # type: ignore[arg-type]  # checked by parse_settings
             uid_root=settings.uid_root,
+            effort=settings.encrypt_effort,
         )
     except DicomCryptError as exc:
         orthanc.LogError(f"dicomcrypt: not started: {exc}")

@@ -93,6 +93,7 @@ def test_refuses_a_folder_that_is_not_a_venv(
         ({"Mode": "restore", "KeyFiles": ["k"], "Model": ""}, '"DicomCrypt.Model"'),
         ({"Mode": "restore", "KeyFiles": ["k"], "OutputSyntax": "jpeg"}, '"DicomCrypt.OutputSyntax"'),
         ({"Mode": "restore", "KeyFiles": ["k"], "UidRoot": "1.02.3"}, '"DicomCrypt.UidRoot"'),
+        ({"Mode": "encrypt", "KeyFiles": ["k"], "EncryptEffort": "max"}, '"DicomCrypt.EncryptEffort" must be one of'),
     ],
 )
 def test_settings_errors_name_the_key(section: dict | None, message: str) -> None:
@@ -106,3 +107,9 @@ def test_restore_output_settings_reach_the_hook_settings() -> None:
                                               "UidRoot": "1.2.826.0.1.3680043.10.999"}})
     assert (settings.output_syntax, settings.uid_root) == ("original", "1.2.826.0.1.3680043.10.999")
     assert parse_settings({"DicomCrypt": {"Mode": "restore", "KeyFiles": "k"}}).output_syntax is None  # as before
+
+
+def test_the_encrypt_effort_reaches_the_hook_settings() -> None:
+    settings = parse_settings({"DicomCrypt": {"Mode": "encrypt", "KeyFiles": "k", "EncryptEffort": "fast"}})
+    assert settings.encrypt_effort == "fast"
+    assert parse_settings({"DicomCrypt": {"Mode": "encrypt", "KeyFiles": "k"}}).encrypt_effort is None  # the default

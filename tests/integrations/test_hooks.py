@@ -137,6 +137,19 @@ def test_bad_settings_are_refused_at_construction(key: Key, tmp_path: Path) -> N
         StorageHook("restore", keys=tmp_path / "missing.key")
 
 
+def test_the_encrypt_effort_trades_bytes_for_time_and_both_restore_exactly(key: Key) -> None:
+    original = to_bytes(fresh_copy("CT_small.dcm"))
+    sizes = {}
+    for effort in ("fast", "smallest"):
+        sealed = StorageHook("encrypt", keys=key, effort=effort).process(original).data
+        sizes[effort] = len(sealed)
+        restored = pydicom.dcmread(io.BytesIO(StorageHook("restore", keys=key).process(sealed).data))
+        np.testing.assert_array_equal(restored.pixel_array, pydicom.dcmread(io.BytesIO(original)).pixel_array)
+    assert sizes["smallest"] <= sizes["fast"]
+    with pytest.raises(InvalidInputError, match="unknown effort 'max'"):
+        StorageHook("encrypt", keys=key, effort="max")
+
+
 def test_the_encrypt_key_is_the_one_named(key: Key) -> None:
     second = Key.generate()
     hook = StorageHook("encrypt", keys=[key, second], encrypt_key_id=second.key_id, encrypt_mode="standard")
