@@ -106,8 +106,9 @@ Case = tuple[str, dict | None, list[Path]]
 
 
 def cases_for(root: Path, image: str, count: int, key: Key, key_file: Path) -> list[Case]:
-    """Plain Orthanc first (the baseline of the ratios), then the plugin's four cases, then the
-    lossless ones again at the exact-mode effort ``fast`` (``EncryptEffort``), the ingest setting."""
+    """Plain Orthanc first (the baseline of the ratios), then the plugin's four cases (its encrypt at the
+    hook's effort, ``fast``; lossless instances sealed as ``send`` seals them, ``balanced``), then the
+    lossless ones at the other effort: restoring instances sealed ``fast``, encrypting ``balanced``."""
     tag = Path(image).stem
     plain = write_instances(root / f"{tag}-plain", image, count, None, "")
     cases: list[Case] = [("plain Orthanc, plain instances", None, plain)]
@@ -120,9 +121,9 @@ def cases_for(root: Path, image: str, count: int, key: Key, key_file: Path) -> l
     fast = write_instances(root / f"{tag}-sealed-lossless-fast", image, count, key, "lossless", effort="fast")
     cases.append(("restore plugin, lossless instances (effort fast)", {"Mode": "restore", "KeyFiles": [str(key_file)]},
                   fast))
-    cases.append(("encrypt plugin (lossless, EncryptEffort fast), plain instances",
-                  {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": "lossless", "EncryptEffort": "fast"},
-                  plain))
+    cases.append(("encrypt plugin (lossless, EncryptEffort balanced), plain instances",
+                  {"Mode": "encrypt", "KeyFiles": [str(key_file)], "EncryptMode": "lossless",
+                   "EncryptEffort": "balanced"}, plain))
     return cases
 
 

@@ -67,6 +67,12 @@ HookMode = Literal["restore", "encrypt"]
 HookAction = Literal["decrypted", "encrypted", "passed through"]
 HOOK_MODES = ("restore", "encrypt")
 ENCRYPT_MODES = ("lossless", "lossy", "standard")
+HOOK_EFFORT = "fast"
+"""The lossless mode's exact-coding effort a hook encrypts with unless told otherwise. A hook runs
+inside the PACS's ingest, one instance at a time (Orthanc: under its one interpreter's lock), so it
+takes the effort whose cost is the standard mode's (JPEG-LS and JPEG-XL effort 1; on a 512x512 CT
+about 9 ms against 26 ms for ``balanced``, for ~9 % more bytes; never larger than JPEG-LS);
+``bench_orthanc.py`` measures both."""
 
 # C-STORE statuses: the library's table (dicomcrypt.status, docs/conformance.md), so an instance
 # refused by a PACS hook gets the same code as one refused by `dicomcrypt serve`.
@@ -141,7 +147,7 @@ class StorageHook:
     ``keys``: a :class:`KeyRing`, a :class:`Key`, keys, or key file / key folder paths.
     ``encrypt_mode``, ``recipients`` (public recipients, ``Recipient`` objects or ``dcrecip1...``
     strings, encrypted for beside the site key), ``model`` and ``effort`` (the lossless mode's exact-coding
-    effort, ``settings.EFFORTS``; None for the default) matter in ``encrypt`` mode
+    effort, ``settings.EFFORTS``; :data:`HOOK_EFFORT` unless given) matter in ``encrypt`` mode
     (restoring reads mode and model from the envelope; ``model`` there only chooses what to
     preload). ``limits`` bound what a received payload may make the hook allocate and decode
     (:mod:`dicomcrypt.limits`). ``output_syntax`` and ``uid_root`` (restore): as for ``decrypt``
@@ -168,7 +174,7 @@ class StorageHook:
         output_syntax: OutputSyntax | None = None,
         uid_root: str | None = None,
         splice: bool = True,
-        effort: str | None = None,
+        effort: str = HOOK_EFFORT,
     ) -> None:
         if mode not in HOOK_MODES:
             raise ConfigError(f"storage hook mode {mode!r}: expected one of {', '.join(HOOK_MODES)}")

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from typing import Any
 
 from dicomcrypt.errors import DicomCryptError
-from dicomcrypt.integrations.hooks import STATUS_CANNOT_UNDERSTAND, StorageHook, failure_status
+from dicomcrypt.integrations.hooks import HOOK_EFFORT, STATUS_CANNOT_UNDERSTAND, StorageHook, failure_status
 from dicomcrypt.integrations.orthanc_config import STATUS_ROUTE, parse_settings
 from dicomcrypt.logsafe import SafeFormatter
 
@@ -173,7 +173,7 @@ def install(orthanc: Any = None) -> OrthancHook:
             encrypt_key_id=settings.encrypt_key_id,
             output_syntax=settings.output_syntax,  # type: ignore[arg-type]  # checked by parse_settings
             uid_root=settings.uid_root,
-            effort=settings.encrypt_effort,
+            effort=settings.encrypt_effort or HOOK_EFFORT,
         )
     except DicomCryptError as exc:
         orthanc.LogError(f"dicomcrypt: not started: {exc}")
