@@ -81,11 +81,10 @@ class Spliced:
         """The split of ``data``, or None: not Part 10 with a little endian, undeflated data set
         (Explicit or Implicit VR, native or encapsulated pixels), or malformed."""
         try:
-            body_start, syntax = _file_meta(data)
-            encoding = _little_endian_vr(syntax)
-            if encoding is None:
+            body = _little_endian_body(data)
+            if body is None:
                 return None
-            implicit = encoding == "implicit"
+            body_start, implicit = body
             return cls(data, body_start, tuple(_top_level(data, body_start, implicit=implicit)), implicit)
         except (_Malformed, struct.error, IndexError):
             return None
@@ -108,11 +107,10 @@ class Spliced:
         group we change would make them false.
         """
         try:
-            out_start, syntax = _file_meta(result)
-            encoding = _little_endian_vr(syntax)
-            if encoding is None:
+            body = _little_endian_body(result)
+            if body is None:
                 return None
-            implicit = encoding == "implicit"
+            out_start, implicit = body
             produced = [(tag, result[b:e]) for tag, b, e in _top_level(result, out_start, implicit=implicit)]
             written = {tag for tag, _ in produced}
             convert = None if implicit == self.implicit else _as_implicit if implicit else _as_explicit
@@ -125,6 +123,14 @@ class Spliced:
             return None
         merged = sorted([*produced, *kept], key=lambda item: item[0])
         return b"".join([result[:out_start], *(chunk for _, chunk in merged)])
+
+
+def _little_endian_body(data: bytes) -> tuple[int, bool] | None:
+    """(offset of the data set, whether it is Implicit VR) of Part 10 bytes whose data set is little
+    endian and undeflated; None for any other transfer syntax."""
+    body_start, syntax = _file_meta(data)
+    encoding = _little_endian_vr(syntax)
+    return None if encoding is None else (body_start, encoding == "implicit")
 
 
 def _little_endian_vr(syntax: bytes) -> str | None:
