@@ -97,6 +97,15 @@ class PixelFormat:
         )
 
     @property
+    def stored_range(self) -> tuple[int, int]:
+        """Smallest and largest value Bits Stored and Pixel Representation allow (within the
+        allocated bits): what a placeholder draws with and what a lossy decode is clipped to."""
+        bits = max(1, min(self.bits_stored, self.bits_allocated))
+        if self.pixel_representation:
+            return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return 0, (1 << bits) - 1
+
+    @property
     def dtype(self) -> np.dtype[Any]:
         """The numpy dtype of the array (native byte order)."""
         if self.is_float:

@@ -180,7 +180,7 @@ def _ink(ds: Dataset, fmt: PixelFormat) -> tuple[np.ndarray, np.ndarray, tuple[f
         pair = (1, 0) if fmt.photometric_interpretation == "MONOCHROME1" else (0, 1)
         return np.full(samples, pair[0]), np.full(samples, pair[1]), None
 
-    low, high = _stored_range(fmt)
+    low, high = fmt.stored_range
     pi = fmt.photometric_interpretation
     if pi == "PALETTE COLOR":
         dark, light = _palette_extremes(ds, low, high)
@@ -201,14 +201,6 @@ def _ink(ds: Dataset, fmt: PixelFormat) -> tuple[np.ndarray, np.ndarray, tuple[f
     light = _avoid_padding(ds, light, toward=dark)
     window = None if _visible(ds, dark, light) else _window_for(ds, low, high)
     return np.full(samples, dark), np.full(samples, light), window
-
-
-def _stored_range(fmt: PixelFormat) -> tuple[int, int]:
-    """Smallest and largest value Bits Stored and Pixel Representation allow."""
-    bits = max(1, min(fmt.bits_stored, fmt.bits_allocated))
-    if fmt.pixel_representation:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
 
 
 def _float_range(ds: Dataset) -> tuple[float, float]:

@@ -162,7 +162,7 @@ class _LossyFrame:
     def __init__(self, model: WaveletModel, fmt: PixelFormat, frame: np.ndarray, mask: np.ndarray | None,
                  low: int) -> None:
         self.model, self.fmt, self.frame, self.mask, self.low = model, fmt, frame, mask, low
-        self.clip = _clip_range(fmt.dtype, fmt.bits_stored)
+        self.clip = fmt.stored_range
 
     def pixels(self, rect: tuple[slice, slice]) -> np.ndarray:
         pixels = self.frame[rect].astype(np.int64)
@@ -269,7 +269,7 @@ def _encode_reaching(frame: _LossyFrame, *, value_range: int, target_mse: float,
 
 def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: CodingContext) -> np.ndarray:
     out = np.empty(meta.shape, dtype=meta.dtype)
-    low, high = _stored_range(meta)
+    low, high = meta.pixel_format.stored_range
     for index, (coding, data) in enumerate(lossless.split_records(section(sections, "pixels"), meta.shape[0])):
         if coding not in (WAVELET, WAVELET_TILES):
             raise PayloadFormatError(f"payload: frame {index} of a lossy payload has coding {coding}, not wavelet")
@@ -286,18 +286,6 @@ def unpack_lossy(sections: Mapping[str, bytes], meta: PayloadMeta, context: Codi
 def _colour(fmt: PixelFormat) -> bool:
     """The reversible colour transform for RGB; YBR data is decorrelated already."""
     return fmt.samples_per_pixel == 3 and not fmt.photometric_interpretation.startswith("YBR")
-
-
-def _stored_range(meta: PayloadMeta) -> tuple[int, int]:
-    return _clip_range(meta.dtype, meta.pixel_format.bits_stored)
-
-
-def _clip_range(dtype: np.dtype, bits: int) -> tuple[int, int]:
-    """The values a decoded frame is clipped to: the dtype's, within ``bits`` stored."""
-    info = np.iinfo(dtype)
-    if dtype.kind == "i":
-        return max(info.min, -(1 << (bits - 1))), min(info.max, (1 << (bits - 1)) - 1)
-    return 0, min(info.max, (1 << bits) - 1)
 
 
 def _check_range(values: np.ndarray, dtype: np.dtype, index: int) -> None:
